@@ -1,0 +1,176 @@
+"""The `llmroute` command line. Each command is a thin wrapper over a plain function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llmroute.cli_data import data_app
+
+app = typer.Typer(
+    help=(
+        "llmroute: a learned LLM router. It learns from benchmark logs (prompt x model -> quality, cost) "
+        "which model is the cheapest one that will still meet a quality target, and evaluates itself "
+        "against honest baselines. Local state lives under LLMROUTE_HOME (default ~/.llmroute)."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+
+Home = Annotated[
+    Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
+]
+
+
+def _settings(home: Path | None, embedder: str | None = None):  # noqa: ANN202
+    from llmroute.config import load_settings
+
+    return load_settings(home=home, embedder=embedder)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load_router(settings, model: Path | None):  # noqa: ANN001, ANN202
+    from llmroute.router.embedder import EmbedderMismatchError, load_embedder
+    from llmroute.router.router import Router, read_router_meta
+    from llmroute.training.train import latest_router_dir
+
+    folder = model or latest_router_dir(settings)
+    if not (folder / "router.json").exists():
+        _fail(f"{folder} is not a saved router (no router.json)")
+    meta = read_router_meta(folder)
+    embedder = load_embedder(meta["embedder"]["spec"], settings.embedders_dir)
+    try:
+        return Router.load(folder, embedder)
+    except EmbedderMismatchError as exc:
+        _fail(str(exc))
+        raise
+
+
+@app.command()
+def train(
+    logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs in the llmroute schema (Parquet).")],
+    home: Home = None,
+    embedder: Annotated[
+        Optional[str],
+        typer.Option(
+            help="'minilm-static' (default, fast), 'minilm' (the transformer) or a sentence-transformers name/path."
+        ),
+    ] = None,
+    success_threshold: Annotated[
+        float, typer.Option(help="A call meets the target when its quality is at least this (0-1).")
+    ] = 0.5,
+    target: Annotated[
+        str, typer.Option(help="Default quality target: '95%' of the best model, or an absolute level like '0.85'.")
+    ] = "95%",
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for folds and LightGBM.")] = 0,
+) -> None:
+    """Train a router: embed prompts, fit calibrated LightGBM quality models and a cost model, save."""
+    from llmroute.data.schema import LogValidationError
+    from llmroute.training.train import TrainConfig, train_router
+
+    settings = _settings(home, embedder)
+    try:
+        train_router(
+            logs,
+            settings,
+            TrainConfig(embedder=settings.embedder, success_threshold=success_threshold, default_target=target, seed=seed),
+            out_dir=out,
+        )
+    except (LogValidationError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def evaluate(
+    logs: Annotated[Path, typer.Option("--logs", help="Held-out benchmark logs (Parquet).")],
+    report_dir: Annotated[Path, typer.Option("--report-dir", help="Where report.json, report.md and the PNG go.")],
+    model: Annotated[
+        Optional[Path], typer.Option("--model", help="A saved router folder (default: the most recently trained).")
+    ] = None,
+    train_logs: Annotated[
+        Optional[Path], typer.Option(help="Logs the baselines learn from (default: the router's training logs).")
+    ] = None,
+    rules: Annotated[Optional[Path], typer.Option(help="Static rules YAML (default: the seed guide's rules).")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
+    home: Home = None,
+) -> None:
+    """Evaluate a router against every baseline, single model and the oracle on held-out logs."""
+    from llmroute.data.schema import LogValidationError
+    from llmroute.experiments.report import run_evaluation
+
+    settings = _settings(home)
+    try:
+        router = _load_router(settings, model)
+        report = run_evaluation(
+            router, logs, report_dir, settings.cache_dir / "embeddings.sqlite", train_logs, rules, bootstrap
+        )
+    except (LogValidationError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    r = report["routers"]
+    typer.echo(f"{'router':<24} {'AIQ':>7} {'x@95%':>7} {'x@best':>7}")
+    for name in ("learned", "learned_task_hint", "per_task_static", "knn", "cheapest_adequate", "random"):
+        if name in r:
+            e = r[name]
+            fmt = lambda v: "never" if v is None else f"{v:.2f}"  # noqa: E731
+            typer.echo(
+                f"{name:<24} {e['aiq']:>7.4f} {fmt(e['cost_at_95_ratio']):>7} {fmt(e['cost_at_parity_ratio']):>7}"
+            )
+    typer.echo(f"wrote {report_dir / 'report.md'}, report.json and cost_quality.png ({report['seconds']} s)")
+
+
+@app.command()
+def route(
+    prompt: Annotated[str, typer.Argument(help="The prompt text ('-' reads standard input).")],
+    model: Annotated[Optional[Path], typer.Option("--model", help="A saved router folder (default: latest).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="'95%' of the best model, or an absolute level like '0.85'.")] = None,
+    confidence: Annotated[
+        Optional[float], typer.Option(help="Threshold rule: cheapest model with P(meets target) >= this.")
+    ] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="Max expected USD cost of the call.")] = None,
+    max_latency_ms: Annotated[Optional[float], typer.Option(help="Max typical latency (catalog).")] = None,
+    allow: Annotated[Optional[list[str]], typer.Option(help="Only these models (repeatable).")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Never these models (repeatable).")] = None,
+    capability: Annotated[Optional[list[str]], typer.Option(help="Required capability (repeatable).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Optional task hint (e.g. mbpp).")] = None,
+    home: Home = None,
+) -> None:
+    """Route one prompt and print the decision as JSON."""
+    from llmroute.router.decision import Constraints, NoEligibleModelError, QualityTarget
+
+    text = sys.stdin.read() if prompt == "-" else prompt
+    router = _load_router(_settings(home), model)
+    constraints = Constraints(
+        max_cost_usd=max_cost,
+        max_latency_ms=max_latency_ms,
+        allowed_models=tuple(allow) if allow else None,
+        excluded_models=tuple(exclude or ()),
+        required_capabilities=tuple(capability or ()),
+    )
+    try:
+        decision = router.route(
+            text, constraints, QualityTarget.parse(target) if target else None, confidence, task
+        )
+    except (NoEligibleModelError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps(decision.to_dict(), indent=1))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

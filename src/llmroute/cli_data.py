@@ -1,0 +1,91 @@
+"""``llmroute data ...``: commands that turn benchmark logs into the project's Parquet schema."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from llmroute.data.catalog import CatalogError, load_catalog
+from llmroute.data.importers import run_import, write_logs
+from llmroute.data.llmrouter import DEFAULT_ASSUMED_OUTPUT_TOKENS
+from llmroute.data.schema import LogValidationError
+
+data_app = typer.Typer(
+    help="Import and convert benchmark logs (one row per prompt x model outcome).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class ImportFormat(StrEnum):
+    """Input formats of ``llmroute data import``."""
+
+    routerbench = "routerbench"
+    llmrouter = "llmrouter"
+    long = "long"
+
+
+@data_app.callback()
+def _data() -> None:
+    """Import and convert benchmark logs (one row per prompt x model outcome)."""
+
+
+@data_app.command("import")
+def import_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Input files. For llmrouter, pass score files (.json) and query files (.jsonl) together.",
+                       show_default=False),
+    ],
+    fmt: Annotated[
+        ImportFormat,
+        typer.Option("--format", "-f", help="Input format: routerbench (wide CSV), llmrouter (score .json + query "
+                     ".jsonl), long (the schema itself as .csv, .jsonl or .parquet).", case_sensitive=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file (zstd-compressed).")],
+    catalog: Annotated[
+        Path | None,
+        typer.Option("--catalog", help="Model catalog YAML used to price estimated costs (default: the bundled one).",
+                     show_default=False),
+    ] = None,
+    assumed_output_tokens: Annotated[
+        int | None,
+        typer.Option("--assumed-output-tokens", min=0, show_default=False,
+                     help=f"llmrouter only: answer length in tokens assumed when estimating cost "
+                          f"(default {DEFAULT_ASSUMED_OUTPUT_TOKENS}).")
+    ] = None,
+) -> None:
+    """Import benchmark logs, validate them, and write them as one Parquet file.
+
+    Prints how many rows were read, kept and skipped (with the reason for every skip).
+    Exits with code 2, printing the file, row and field at fault, when an input is invalid.
+
+    \b
+    Examples:
+      llmroute data import --format routerbench arc_challenge_train.csv mbpp_train.csv --out train.parquet
+      llmroute data import --format llmrouter train.json default_query_train.jsonl --out train.parquet
+      llmroute data import --format long my_logs.jsonl --out logs.parquet
+    """
+    options: dict[str, int] = {}
+    if assumed_output_tokens is not None:
+        if fmt is not ImportFormat.llmrouter:
+            _fail("--assumed-output-tokens only applies to --format llmrouter")
+        options["assumed_output_tokens"] = assumed_output_tokens
+    try:
+        cat = load_catalog(catalog) if catalog is not None else None
+        df, report = run_import(fmt.value, files, catalog=cat, **options)
+        write_logs(df, out)
+    except (LogValidationError, CatalogError, ValueError) as exc:
+        _fail(str(exc))
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo(f"wrote {len(df)} rows to {out}")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)

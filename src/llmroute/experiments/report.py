@@ -1,0 +1,175 @@
+"""Run the offline evaluation and write report.json, report.md and the cost-quality plot."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmroute.data.importers import read_logs
+from llmroute.data.wide import to_wide
+from llmroute.experiments.evaluate import (
+    EvalInputs,
+    _pair,
+    build_curves,
+    per_task,
+    summarise,
+    target_attainment,
+)
+from llmroute.experiments.plots import plot_cost_quality
+from llmroute.router.baselines import SeedRules
+from llmroute.router.embedder import EmbeddingCache
+from llmroute.router.features import text_features
+from llmroute.router.router import Router
+from llmroute.router.text import focus_text
+
+HEADLINE = ("learned", "learned_task_hint", "knn", "per_task_static", "cheapest_adequate")
+
+
+def run_evaluation(
+    router: Router,
+    test_path: Path,
+    report_dir: Path,
+    cache_path: Path,
+    train_path: Path | None = None,
+    rules_path: Path | None = None,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Evaluate ``router`` and its baselines on ``test_path``; baselines learn from ``train_path``
+    (default: the logs the router was trained on)."""
+    t0 = time.perf_counter()
+    train_path = train_path or Path(router.info["train_logs"])
+    threshold = float(router.info.get("config", {}).get("success_threshold", router.quality.params.target))
+    train = to_wide(read_logs(train_path)).restrict(router.models)
+    test_all = to_wide(read_logs(test_path)).restrict(router.models)
+    test, excluded = test_all.complete()
+    if len(test) == 0:
+        raise ValueError(f"{test_path}: no prompt has a known outcome for every model of the router")
+    cache = EmbeddingCache(cache_path)
+    emb_train = cache.encode(router.embedder, [focus_text(p) for p in train.prompts])
+    feats_train = text_features(train.prompts, [focus_text(p) for p in train.prompts], train.input_tokens)
+    emb_test = cache.encode(router.embedder, [focus_text(p) for p in test.prompts])
+    prepared = router.prepare(list(test.prompts), embeddings=emb_test)
+    inp = EvalInputs(router, train, emb_train, feats_train, test, prepared, excluded, threshold)
+    curves = build_curves(inp, SeedRules.load(rules_path))
+    pair = _pair(np.nanmean(train.quality, axis=0), np.nanmean(train.cost, axis=0))
+    summary = summarise(test, curves, router, pair, n_boot, threshold)
+    probs = curves["learned"].scores
+    assert probs is not None
+    report: dict[str, Any] = {
+        "data": {
+            "test_logs": str(test_path),
+            "train_logs": str(train_path),
+            "prompts_scored": len(test),
+            "prompts_left_out_unknown_outcome": excluded,
+            "models": list(router.models),
+            "tasks": sorted({t for t in test.tasks if t}),
+            "cost": "estimated from catalog prices x counted tokens"
+            if test.cost_is_estimated
+            else "measured (logged per call)",
+            "success_threshold": threshold,
+        },
+        "router": {
+            "version": router.version,
+            "embedder": router.embedder.spec,
+            "default_rule": router.default_rule,
+            "validation_aiq_by_rule": router.info.get("validation_aiq"),
+        },
+        **summary,
+        "target_attainment": target_attainment(test, router, probs, threshold),
+        "per_task": per_task(test, curves, HEADLINE),
+        "seconds": None,
+    }
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "report.json").write_text(json.dumps(report, indent=1))
+    plot_path = report_dir / "cost_quality.png"
+    routers = report["routers"]
+    shown = [n for n in routers if routers[n]["kind"] == "router"]
+    plot_cost_quality(
+        {n: tuple(np.asarray(routers[n]["points"]).T) for n in shown},
+        {n: tuple(routers[n]["points"][0]) for n in routers if routers[n]["kind"] != "router"},
+        plot_path,
+        title=f"{Path(test_path).name}: {len(test)} prompts, cost {report['data']['cost']}",
+        highlight="learned",
+    )
+    (report_dir / "report.md").write_text(render_markdown(report, plot_path.name))
+    return report
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def _ratio(entry: dict[str, Any], key: str) -> str:
+    v = entry.get(key)
+    ci = entry.get("ci95", {}).get(key)
+    s = "never" if v is None else f"{v:.2f}×"
+    if ci and ci.get("lo") is not None:
+        s += f" [{ci['lo']:.2f}, {ci['hi']:.2f}]"
+    return s
+
+
+def render_markdown(r: dict[str, Any], plot_name: str) -> str:
+    d = r["data"]
+    lines = [
+        f"# llmroute evaluation: {Path(d['test_logs']).name}",
+        "",
+        f"Router `{r['router']['version']}` (embedder `{r['router']['embedder']}`, default rule "
+        f"`{r['router']['default_rule']}`, chosen on validation). Baselines fitted on `{Path(d['train_logs']).name}`.",
+        f"{d['prompts_scored']} held-out prompts scored ({d['prompts_left_out_unknown_outcome']} left out: "
+        f"some model's outcome unknown); {len(d['models'])} models; cost is {d['cost']}; "
+        f"a call meets the target when quality ≥ {d['success_threshold']}.",
+        f"Best single model: `{r['best_single_model']}`, quality {r['best_single_quality']:.3f} at "
+        f"${r['best_single_cost_per_1k']:.2f} per 1,000 queries. AIQ integrates from "
+        f"${r['aiq_cost_range_per_1k'][0]:.2f} to ${r['aiq_cost_range_per_1k'][1]:.2f} per 1,000 queries.",
+        "",
+        f"![cost-quality]({plot_name})",
+        "",
+        "## Routers",
+        "",
+        "Brackets: 95% bootstrap intervals over prompts. Ratios are the best single model's cost divided by the "
+        "router's lowest cost reaching that quality (higher is better; 'never': not reached).",
+        "",
+        "| router | AIQ | cost ratio at 95% of best | cost ratio at best's quality | quality at best's cost | APGR | CPT(50%) | CPT(80%) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in r["routers"].items():
+        if e["kind"] != "router":
+            continue
+        ci = e.get("ci95", {}).get("aiq")
+        a = f"{e['aiq']:.4f}" + (f" [{ci['lo']:.4f}, {ci['hi']:.4f}]" if ci and ci.get("lo") is not None else "")
+        lines.append(
+            f"| {name} | {a} | {_ratio(e, 'cost_at_95_ratio')} | {_ratio(e, 'cost_at_parity_ratio')} | "
+            f"{_fmt(e['quality_at_equal_cost'])} | {_fmt(e.get('apgr'))} | {_fmt(e.get('cpt50'))} | {_fmt(e.get('cpt80'))} |"
+        )
+    lines += ["", "## Single models and oracle", "", "| model | quality | $ per 1,000 queries |", "|---|---|---|"]
+    for name, e in r["routers"].items():
+        if e["kind"] != "router":
+            c, q = e["points"][0]
+            lines.append(f"| {name} | {q:.3f} | {c * 1000:.3f} |")
+    lines += [
+        "",
+        f"APGR/CPT compare `{r['pair']['weak']}` (weak) with `{r['pair']['strong']}` (strong).",
+        "",
+        "## Target attainment (learned router, knob calibrated on validation data)",
+        "",
+        "| target | realised quality | share of best | met | $ per 1,000 | cost ratio | false-cheap rate |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in r["target_attainment"]:
+        lines.append(
+            f"| {t['target']} | {t['realised_quality']:.3f} | {t['realised_share_of_best']:.3f} | "
+            f"{'yes' if t['met'] else 'no'} | {t['cost_per_1k']:.3f} | {_fmt(t['cost_ratio'], '.2f')}× | "
+            f"{t['false_cheap_rate']:.3f} |"
+        )
+    lines += ["", "## Per task (AIQ within the task)", ""]
+    names = sorted({n for t in r["per_task"].values() for n in t["aiq"]})
+    lines += ["| task | prompts | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for task, t in r["per_task"].items():
+        lines.append(f"| {task} | {t['prompts']} | " + " | ".join(f"{t['aiq'].get(n, 0):.4f}" for n in names) + " |")
+    lines += ["", f"Evaluation took {r['seconds']} s.", ""]
+    return "\n".join(lines)

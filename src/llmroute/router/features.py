@@ -1,0 +1,43 @@
+"""Cheap prompt features computed from the text alone, next to the embedding."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_chars",
+    "log_focus_chars",
+    "log_input_tokens",
+    "n_lines",
+    "code_markers",
+    "math_markers",
+    "digit_share",
+    "has_choices",
+    "question_marks",
+)
+
+_CODE = re.compile(r"```|\bdef |\breturn\b|\bfunction\b|\bclass |[{};]|\bpython\b|\bimport ", re.IGNORECASE)
+_MATH = re.compile(r"[=+\-*/^]|\\frac|\\sqrt|\$|\bsolve\b|\bcalculate\b|\bhow many\b", re.IGNORECASE)
+_CHOICE = re.compile(r"^\s*\(?[A-Ea-e][\).:]\s", re.MULTILINE)
+
+
+def text_features(prompts: Sequence[str], focus: Sequence[str], input_tokens: np.ndarray) -> np.ndarray:
+    """One row of :data:`FEATURE_NAMES` per prompt (float32)."""
+    out = np.zeros((len(prompts), len(FEATURE_NAMES)), dtype=np.float32)
+    for i, (p, f) in enumerate(zip(prompts, focus)):
+        n = max(len(f), 1)
+        out[i] = (
+            np.log1p(len(p)),
+            np.log1p(len(f)),
+            np.log1p(float(input_tokens[i])),
+            f.count("\n") + 1,
+            len(_CODE.findall(f)),
+            len(_MATH.findall(f)),
+            sum(c.isdigit() for c in f) / n,
+            float(len(_CHOICE.findall(f)) >= 2),
+            f.count("?"),
+        )
+    return out

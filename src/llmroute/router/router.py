@@ -1,0 +1,250 @@
+"""The learned router: embed the prompt, predict every model's chance of meeting the target, pick.
+
+``Router.route(prompt, constraints) -> Decision`` is the whole public surface used by the service; the
+evaluation uses :meth:`Router.predict` on batches and sweeps the rule's knob itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from llmroute.data.catalog import ModelSpec
+from llmroute.data.tokens import count_tokens, count_tokens_batch
+from llmroute.router import policy
+from llmroute.router.cost import LinearCostModel
+from llmroute.router.decision import (
+    Candidate,
+    Constraints,
+    Decision,
+    NoEligibleModelError,
+    QualityTarget,
+)
+from llmroute.router.eligibility import exclusion_reasons
+from llmroute.router.embedder import Embedder, EmbedderMismatchError
+from llmroute.router.features import text_features
+from llmroute.router.knobs import KnobTable
+from llmroute.router.quality_model import QualityModel
+from llmroute.router.text import focus_text
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the router derives from prompt texts before predicting."""
+
+    prompts: tuple[str, ...]
+    embeddings: np.ndarray
+    features: np.ndarray
+    input_tokens: np.ndarray
+
+
+class Router:
+    """A trained router (see module docstring). Build it with ``training.train`` or :meth:`load`."""
+
+    def __init__(
+        self,
+        *,
+        models: tuple[str, ...],
+        specs: dict[str, ModelSpec | None],
+        embedder: Embedder,
+        quality: QualityModel,
+        cost_model: LinearCostModel,
+        knob_tables: dict[str, KnobTable],
+        default_rule: str,
+        default_target: QualityTarget,
+        quality_with_task: QualityModel | None = None,
+        version: str = "unversioned",
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.models = models
+        self.specs = specs
+        self.embedder = embedder
+        self.quality = quality
+        self.quality_with_task = quality_with_task
+        self.cost_model = cost_model
+        self.knob_tables = knob_tables
+        self.default_rule = default_rule
+        self.default_target = default_target
+        self.version = version
+        self.info = info or {}
+
+    # ---- batch prediction -----------------------------------------------------------------------
+    def prepare(self, prompts: Sequence[str], embeddings: np.ndarray | None = None) -> Prepared:
+        focus = [focus_text(p) for p in prompts]
+        tokens = np.asarray(count_tokens_batch(prompts), dtype=np.float64)
+        emb = self.embedder.encode(focus) if embeddings is None else embeddings
+        return Prepared(tuple(prompts), emb, text_features(prompts, focus, tokens), tokens)
+
+    def predict(
+        self, prepared: Prepared, tasks: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, expected costs), both (n, m). With ``tasks`` and a task-aware model, uses the hint."""
+        use_hint = tasks is not None and self.quality_with_task is not None and any(t for t in tasks)
+        model = self.quality_with_task if use_hint else self.quality
+        assert model is not None
+        task_arr = np.asarray(list(tasks), dtype=object) if use_hint and tasks is not None else None
+        probs = model.predict(prepared.embeddings, prepared.features, task_arr)
+        return probs, self.cost_model.predict(prepared.input_tokens)
+
+    # ---- single decisions -------------------------------------------------------------------------
+    def route(
+        self,
+        prompt: str,
+        constraints: Constraints | None = None,
+        target: QualityTarget | None = None,
+        confidence: float | None = None,
+        task: str | None = None,
+        rule: str | None = None,
+    ) -> Decision:
+        """Choose a model for one prompt.
+
+        ``confidence`` asks for the threshold rule with that probability bar; otherwise ``target``
+        (default: the router's default target) is mapped to the knob of ``rule`` (default: the rule
+        the evaluation chose) using validation data. Raises :class:`NoEligibleModelError` when the
+        constraints exclude every model.
+        """
+        constraints = constraints or Constraints()
+        prepared = self.prepare([prompt])
+        probs, costs = self.predict(prepared, [task] if task else None)
+        p, c = probs[0], costs[0]
+        reasons = exclusion_reasons(
+            constraints, self.models, [self.specs.get(m) for m in self.models], count_tokens(prompt), c
+        )
+        mask = np.array([r is None for r in reasons])
+        if not mask.any():
+            raise NoEligibleModelError({m: r or "" for m, r in zip(self.models, reasons)})
+        target_used: QualityTarget | None = None
+        reachable = True
+        if confidence is not None:
+            if not 0.0 <= confidence <= 1.0:
+                raise ValueError(f"confidence must be within [0, 1], got {confidence}")
+            rule_used, knob = "threshold", float(confidence)
+        else:
+            rule_used = rule or self.default_rule
+            if rule_used not in self.knob_tables:
+                raise ValueError(f"unknown rule {rule_used!r}; this router has {sorted(self.knob_tables)}")
+            target_used = target or self.default_target
+            knob, reachable = self.knob_tables[rule_used].knob_for(target_used)
+        idx, cleared = policy.choose(rule_used, p[None, :], c[None, :], mask[None, :], knob)
+        j = int(idx[0])
+        chosen = self.models[j]
+        reason = self._reason(rule_used, knob, bool(cleared[0]), reasons, chosen, p, c, mask)
+        if target_used is not None and not reachable:
+            reason += f"; target {target_used} was not reached on validation data, so the best knob is used"
+        return Decision(
+            model=chosen,
+            candidates=tuple(
+                Candidate(m, float(p[i]), float(c[i]), reasons[i] is None, reasons[i])
+                for i, m in enumerate(self.models)
+            ),
+            reason=reason,
+            cleared=bool(cleared[0]),
+            rule=rule_used,
+            knob=knob,
+            router_version=self.version,
+            target=str(target_used) if target_used else None,
+            task_hint=task,
+        )
+
+    def _reason(
+        self,
+        rule: str,
+        knob: float,
+        cleared: bool,
+        reasons: list[str | None],
+        chosen: str,
+        p: np.ndarray,
+        c: np.ndarray,
+        mask: np.ndarray,
+    ) -> str:
+        excluded = [f"{m} ({r})" for m, r in zip(self.models, reasons) if r is not None]
+        binding = f"; excluded by constraints: {', '.join(excluded)}" if excluded else ""
+        if rule == "threshold":
+            if cleared:
+                head = f"cheapest eligible model with P(meets target) >= {knob:.2f}"
+            else:
+                head = (
+                    f"no eligible model reaches P(meets target) >= {knob:.2f}; "
+                    "chose the eligible model with the best expected quality"
+                )
+        else:
+            head = f"maximises P(meets target) - {knob:.4g} x expected cost among eligible models"
+        cheaper = [m for i, m in enumerate(self.models) if mask[i] and c[i] < c[self.models.index(chosen)]]
+        if excluded and not cheaper and rule == "threshold" and cleared:
+            head += " (a cheaper model was excluded)"
+        return head + binding
+
+    # ---- persistence ------------------------------------------------------------------------------
+    def save(self, folder: Path) -> Path:
+        """Write the router as plain files: JSON, YAML, LightGBM text models and NumPy arrays."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.quality.save(folder, "quality")
+        if self.quality_with_task is not None:
+            self.quality_with_task.save(folder, "quality_task")
+        specs = {m: (s.__dict__ if s else None) for m, s in self.specs.items()}
+        (folder / "catalog_snapshot.yaml").write_text(yaml.safe_dump(_plain(specs), sort_keys=False))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "version": self.version,
+            "models": list(self.models),
+            "embedder": {"spec": self.embedder.spec, "fingerprint": self.embedder.fingerprint},
+            "cost_model": self.cost_model.to_dict(),
+            "knob_tables": {r: t.to_dict() for r, t in self.knob_tables.items()},
+            "default_rule": self.default_rule,
+            "default_target": {"value": self.default_target.value, "kind": self.default_target.kind},
+            "has_task_model": self.quality_with_task is not None,
+            "info": self.info,
+        }
+        (folder / "router.json").write_text(json.dumps(meta, indent=1, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path, embedder: Embedder) -> Router:
+        """Load a saved router; ``embedder`` must be the one it was trained with (checked by content hash)."""
+        meta = json.loads((folder / "router.json").read_text())
+        want = meta["embedder"]
+        if embedder.fingerprint != want["fingerprint"]:
+            raise EmbedderMismatchError(
+                f"router in {folder} was trained with embedder '{want['spec']}' (fingerprint "
+                f"{want['fingerprint']}), but the embedder at hand is '{embedder.spec}' (fingerprint "
+                f"{embedder.fingerprint})"
+            )
+        raw_specs = yaml.safe_load((folder / "catalog_snapshot.yaml").read_text()) or {}
+        specs = {
+            m: (ModelSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in s.items()}) if s else None)
+            for m, s in raw_specs.items()
+        }
+        return cls(
+            models=tuple(meta["models"]),
+            specs=specs,
+            embedder=embedder,
+            quality=QualityModel.load(folder, "quality"),
+            quality_with_task=QualityModel.load(folder, "quality_task") if meta["has_task_model"] else None,
+            cost_model=LinearCostModel.from_dict(meta["cost_model"]),
+            knob_tables={r: KnobTable.from_dict(t) for r, t in meta["knob_tables"].items()},
+            default_rule=meta["default_rule"],
+            default_target=QualityTarget(**meta["default_target"]),
+            version=meta["version"],
+            info=meta.get("info", {}),
+        )
+
+
+def read_router_meta(folder: Path) -> dict[str, Any]:
+    """The router.json of a saved router (embedder spec, version, ...), without loading models."""
+    return json.loads((folder / "router.json").read_text())
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,159 @@
+"""Train a router from benchmark logs: embed, fit the quality and cost models, calibrate, save."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmroute.config import Settings
+from llmroute.data.catalog import Catalog, load_catalog
+from llmroute.data.importers import read_logs
+from llmroute.data.wide import WideLogs, to_wide
+from llmroute.experiments.metrics import aiq
+from llmroute.router.cost import LinearCostModel
+from llmroute.router.decision import QualityTarget
+from llmroute.router.embedder import EmbeddingCache, load_embedder
+from llmroute.router.features import text_features
+from llmroute.router.knobs import KnobTable, build_knob_table
+from llmroute.router.policy import RULES
+from llmroute.router.quality_model import QualityModel, QualityModelParams
+from llmroute.router.router import Router
+from llmroute.router.text import focus_text
+
+LATEST = "LATEST"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What `llmroute train` can be told."""
+
+    embedder: str
+    success_threshold: float = 0.5
+    default_target: str = "95%"
+    task_hint_model: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Prompts of a log with their focus-text embeddings and text features."""
+
+    logs: WideLogs
+    embeddings: np.ndarray
+    features: np.ndarray
+
+
+def embed_logs(logs: WideLogs, embedder_spec: str, settings: Settings) -> tuple[Embedded, object]:
+    """Embed a log's prompts through the on-disk cache (retraining never re-embeds)."""
+    settings.ensure_home()
+    embedder = load_embedder(embedder_spec, settings.embedders_dir)
+    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    focus = [focus_text(p) for p in logs.prompts]
+    emb = cache.encode(embedder, focus)
+    feats = text_features(logs.prompts, focus, logs.input_tokens)
+    return Embedded(logs, emb, feats), embedder
+
+
+def data_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def choose_rule(tables: dict[str, KnobTable], logs: WideLogs) -> tuple[str, dict[str, float]]:
+    """The rule with the higher AIQ on the validation (out-of-fold) curves."""
+    single_cost = np.nanmean(logs.cost, axis=0)
+    single_q = np.nanmean(logs.quality, axis=0)
+    lo, hi = float(np.nanmin(single_cost)), float(np.nanmax(single_cost))
+    floor = float(single_q[int(np.nanargmin(single_cost))])
+    scores = {r: aiq(np.asarray(t.cost), np.asarray(t.quality), lo, hi, q_floor=floor) for r, t in tables.items()}
+    return max(scores, key=lambda r: scores[r]), scores
+
+
+def train_router(
+    logs_path: Path,
+    settings: Settings,
+    config: TrainConfig,
+    catalog: Catalog | None = None,
+    out_dir: Path | None = None,
+) -> tuple[Router, Path]:
+    """Train on the logs at ``logs_path`` and save the router; returns it and its folder."""
+    t0 = time.perf_counter()
+    catalog = catalog or load_catalog()
+    df = read_logs(logs_path)
+    logs = to_wide(df)
+    print(f"training on {len(logs)} prompts x {len(logs.models)} models from {logs_path}")
+    emb, embedder = embed_logs(logs, config.embedder, settings)
+    tasks = np.asarray(logs.tasks, dtype=object)
+    params = QualityModelParams(target=config.success_threshold, seed=config.seed)
+    quality = QualityModel(logs.models, params).fit(emb.embeddings, emb.features, logs.quality)
+    print(
+        f"quality model: {quality.n_rounds_} boosting rounds (CV best {quality.cv_best_iterations_}), "
+        f"OOF log-loss {quality.cv_log_loss_:.4f}"
+    )
+    quality_task = None
+    if config.task_hint_model and any(t is not None for t in logs.tasks):
+        quality_task = QualityModel(logs.models, QualityModelParams(**{**asdict(params), "use_task": True})).fit(
+            emb.embeddings, emb.features, logs.quality, tasks
+        )
+    prices = {m: _prices(catalog, m) for m in logs.models}
+    cost_model = LinearCostModel.fit(logs.models, logs.input_tokens, logs.cost, prices)
+    exp_cost = cost_model.predict(logs.input_tokens)
+    tables = {
+        rule: build_knob_table(rule, logs.models, quality.oof_probs_, exp_cost, logs.quality, logs.cost)
+        for rule in RULES
+    }
+    default_rule, rule_aiq = choose_rule(tables, logs)
+    print("validation (out-of-fold) AIQ by rule: " + ", ".join(f"{r} {v:.4f}" for r, v in rule_aiq.items()))
+    fingerprint = data_fingerprint(logs_path)
+    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{fingerprint[:8]}"
+    specs = {m: (catalog[m] if m in catalog else None) for m in logs.models}
+    router = Router(
+        models=logs.models,
+        specs=specs,
+        embedder=embedder,  # type: ignore[arg-type]
+        quality=quality,
+        quality_with_task=quality_task,
+        cost_model=cost_model,
+        knob_tables=tables,
+        default_rule=default_rule,
+        default_target=QualityTarget.parse(config.default_target),
+        version=version,
+        info={
+            "train_logs": str(logs_path.resolve()),
+            "train_logs_sha256_16": fingerprint,
+            "n_prompts": len(logs),
+            "n_outcomes": int((~np.isnan(logs.quality)).sum()),
+            "validation_aiq": rule_aiq,
+            "config": asdict(config),
+            "cost_is_estimated": logs.cost_is_estimated,
+            "tasks": sorted({t for t in logs.tasks if t}),
+        },
+    )
+    settings.ensure_home()
+    folder = out_dir or settings.routers_dir / version
+    router.save(folder)
+    (settings.routers_dir / LATEST).write_text(str(folder.resolve()))
+    print(f"saved router {version} to {folder} in {time.perf_counter() - t0:.1f} s")
+    return router, folder
+
+
+def _prices(catalog: Catalog, model: str) -> tuple[float | None, float | None]:
+    if model not in catalog:
+        return (None, None)
+    spec = catalog[model]
+    return (spec.input_price_per_1m, spec.output_price_per_1m)
+
+
+def latest_router_dir(settings: Settings) -> Path:
+    """Folder of the most recently trained router (FileNotFoundError if none)."""
+    pointer = settings.routers_dir / LATEST
+    if not pointer.exists():
+        raise FileNotFoundError(f"no trained router under {settings.routers_dir}: run `llmroute train` first")
+    return Path(pointer.read_text().strip())

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmroute.data.catalog import CAPABILITIES, Catalog, CatalogError, ModelSpec, bundled_catalog_path, load_catalog
+from llmroute.data.tokens import count_tokens
+
+SEED_MODELS = {
+    "gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "claude-3-5-sonnet-20241022", "claude-3-opus-20240229",
+    "llama-2-70b", "llama-2-7b", "tinyllama",
+}
+
+
+def routerbench_models(rb_dir: Path) -> list[str]:
+    with (rb_dir / "mbpp_train.csv").open(newline="") as fh:
+        header = next(csv.reader(fh))
+    return [c.removesuffix("|total_cost") for c in header if c.endswith("|total_cost")]
+
+
+def test_bundled_catalog_covers_all_benchmark_and_seed_models(rb_dir: Path, lr_dir: Path) -> None:
+    cat = load_catalog()
+    rb = routerbench_models(rb_dir)
+    lr = json.loads((lr_dir / "scores.json").read_text())[0]["scores"]
+    assert len(rb) == 11 and len(lr) == 9
+    assert set(rb) | set(lr) | SEED_MODELS <= set(cat)
+    assert len(cat) == len(set(rb) | set(lr) | SEED_MODELS)
+    for spec in cat.values():
+        assert set(spec.capabilities) <= set(CAPABILITIES)
+        assert spec.notes
+
+
+def test_lookup_by_alias_and_cost() -> None:
+    cat = load_catalog()
+    spec = cat["qwen/qwen2.5-7b-instruct"]
+    assert isinstance(spec, ModelSpec) and spec.name == "qwen2.5-7b-instruct"
+    assert cat.canonical_name("claude-3-5-sonnet") == "claude-3-5-sonnet-20241022"
+    assert "claude-3-opus" in cat
+    assert cat.estimate_cost("gpt-4", 1000, 500) == pytest.approx((1000 * 30 + 500 * 60) / 1e6)
+    assert cat.estimate_cost("tinyllama", 1000, 500) is None
+    assert cat["gpt-4"].api_key_env == "OPENAI_API_KEY" and cat["tinyllama"].local
+    with pytest.raises(KeyError, match="not in the catalog"):
+        cat.estimate_cost("no-such-model", 1, 1)
+
+
+def test_routerbench_costs_match_catalog_prices(rb_files: list[Path]) -> None:
+    """RouterBench's total_cost is price x cl100k tokens: the catalog prices reproduce it."""
+    import ast
+
+    cat = load_catalog()
+    checked = 0
+    for path in rb_files:
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                prompt = "\n\n".join(ast.literal_eval(row["prompt"]))
+                for model in routerbench_models(path.parent):
+                    answer = "\n\n".join(ast.literal_eval(row[f"{model}|model_response"]))
+                    expected = cat.estimate_cost(model, count_tokens(prompt), count_tokens(answer))
+                    assert float(row[f"{model}|total_cost"]) == pytest.approx(expected, rel=1e-6)
+                    checked += 1
+    assert checked == 39 * 11
+
+
+def write_catalog(tmp_path: Path, models: list[dict[str, object]]) -> Path:
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": models}))
+    return path
+
+
+def entry(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = yaml.safe_load(bundled_catalog_path().read_text())["models"][0]
+    return {**base, **overrides}
+
+
+def test_custom_catalog(tmp_path: Path) -> None:
+    cat = load_catalog(write_catalog(tmp_path, [entry(name="a", aliases=["b"]), entry(name="c", aliases=[])]))
+    assert list(cat) == ["a", "c"] and cat["b"].name == "a" and len(cat) == 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "fragment"),
+    [
+        ({"input_price_per_1m": -1}, "input_price_per_1m", "greater than or equal to 0"),
+        ({"capabilities": ["chat", "telepathy"]}, "capabilities.1", "telepathy"),
+        ({"context_window": "big"}, "context_window", "big"),
+        ({"colour": "red"}, "colour", "Extra inputs"),
+    ],
+)
+def test_bad_entry_names_file_model_and_field(
+    tmp_path: Path, bad: dict[str, object], field: str, fragment: str
+) -> None:
+    path = write_catalog(tmp_path, [entry(name="ok"), entry(name="broken", **bad)])
+    with pytest.raises(CatalogError) as err:
+        load_catalog(path)
+    assert (err.value.file, err.value.field) == (str(path), field)
+    assert err.value.model is not None and "#2" in err.value.model and "broken" in err.value.model
+    assert str(path) in str(err.value) and fragment in str(err.value)
+
+
+def test_missing_field(tmp_path: Path) -> None:
+    bad = entry(name="x")
+    del bad["local"]
+    with pytest.raises(CatalogError) as err:
+        load_catalog(write_catalog(tmp_path, [bad]))
+    assert err.value.field == "local" and "Field required" in str(err.value)
+
+
+def test_duplicate_name_or_alias(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="already used by model a") as err:
+        load_catalog(write_catalog(tmp_path, [entry(name="a", aliases=[]), entry(name="b", aliases=["a"])]))
+    assert err.value.model == "b" and err.value.field == "aliases"
+
+
+def test_unreadable_and_malformed_catalogs(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="cannot read"):
+        load_catalog(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed")
+    with pytest.raises(CatalogError, match="not valid YAML"):
+        load_catalog(bad)
+    bad.write_text("- just a list\n")
+    with pytest.raises(CatalogError, match="'models:' list"):
+        load_catalog(bad)
+
+
+def test_catalog_from_specs() -> None:
+    spec = ModelSpec("m", "p", None, None, None, 1.0, 2.0, None, ("chat",), False, (), None)
+    assert Catalog([spec]).estimate_cost("m", 1_000_000, 1_000_000) == pytest.approx(3.0)
