@@ -25,6 +25,7 @@ from llmroute.router.knobs import realised
 from llmroute.router.router import Prepared, Router
 
 TARGETS = (0.9, 0.95, 1.0)
+REFERENCE = "per_task_static"  # paired AIQ differences are reported against this baseline
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def build_curves(inp: EvalInputs, rules: SeedRules, seed: int = 0) -> dict[str, 
     scored("learned", p_learned, rule)
     other = "threshold" if rule == "utility" else "utility"
     scored(f"learned_{other}", p_learned, other)
-    if r.quality_with_task is not None:
+    if r.quality.tasks_ and any(test.tasks):
         p_hint, _ = r.predict(inp.test_prepared, list(test.tasks))
         scored("learned_task_hint", p_hint, rule)
     scored("knn", knn(inp.train_emb, train.quality, inp.test_prepared.embeddings, inp.threshold), rule)
@@ -172,6 +173,10 @@ def summarise(
             entry["ci95"] = ci
         if cv.scores is not None:
             entry.update(_two_model(test, cv.scores, router, weak, strong))
+        if name != REFERENCE and REFERENCE in curves and cv.kind == "router" and len(cv.knobs) > 1:
+            rq, rc = curve_points(test, curves[REFERENCE].choices)
+            d = mx.bootstrap_diff_ci(pq, pc, rq, rc, aiq_stat, n_boot=n_boot, seed=0)
+            entry[f"aiq_minus_{REFERENCE}"] = {"diff": d.point, "lo": d.lo, "hi": d.hi}
         out[name] = entry
     return {
         "best_single_model": test.models[best],

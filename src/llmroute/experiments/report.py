@@ -134,16 +134,18 @@ def render_markdown(r: dict[str, Any], plot_name: str) -> str:
         "Brackets: 95% bootstrap intervals over prompts. Ratios are the best single model's cost divided by the "
         "router's lowest cost reaching that quality (higher is better; 'never': not reached).",
         "",
-        "| router | AIQ | cost ratio at 95% of best | cost ratio at best's quality | quality at best's cost | APGR | CPT(50%) | CPT(80%) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| router | AIQ | AIQ minus per-task static (paired) | cost ratio at 95% of best | cost ratio at best's quality | quality at best's cost | APGR | CPT(50%) | CPT(80%) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in r["routers"].items():
         if e["kind"] != "router":
             continue
         ci = e.get("ci95", {}).get("aiq")
         a = f"{e['aiq']:.4f}" + (f" [{ci['lo']:.4f}, {ci['hi']:.4f}]" if ci and ci.get("lo") is not None else "")
+        dd = e.get("aiq_minus_per_task_static")
+        diff = "—" if not dd or dd["lo"] is None else f"{dd['diff']:+.4f} [{dd['lo']:+.4f}, {dd['hi']:+.4f}]"
         lines.append(
-            f"| {name} | {a} | {_ratio(e, 'cost_at_95_ratio')} | {_ratio(e, 'cost_at_parity_ratio')} | "
+            f"| {name} | {a} | {diff} | {_ratio(e, 'cost_at_95_ratio')} | {_ratio(e, 'cost_at_parity_ratio')} | "
             f"{_fmt(e['quality_at_equal_cost'])} | {_fmt(e.get('apgr'))} | {_fmt(e.get('cpt50'))} | {_fmt(e.get('cpt80'))} |"
         )
     lines += ["", "## Single models and oracle", "", "| model | quality | $ per 1,000 queries |", "|---|---|---|"]

@@ -56,7 +56,7 @@ class CheapestAdequate:
     rule reads "the cheapest model that is adequate with probability >= tau".
     """
 
-    rounds: int = 200
+    rounds: int = 80
     seed: int = 0
 
     def fit(self, X: np.ndarray, quality: np.ndarray, mean_cost: np.ndarray, threshold: float) -> CheapestAdequate:
@@ -73,10 +73,11 @@ class CheapestAdequate:
         params = {
             "objective": "multiclass",
             "num_class": len(self.classes_),
-            "learning_rate": 0.05,
-            "num_leaves": 15,
+            "learning_rate": 0.1,
+            "num_leaves": 7,
             "min_child_samples": 20,
-            "feature_fraction": 0.7,
+            "feature_fraction": 0.5,
+            "max_bin": 63,
             "seed": self.seed,
             "verbose": -1,
         }

@@ -82,7 +82,7 @@ class SentenceTransformerEmbedder:
         self.path = Path(path) if Path(path).exists() else None
         self._model = SentenceTransformer(str(path), device="cpu")
         self.batch_size = batch_size
-        self.dim = int(self._model.get_sentence_embedding_dimension() or len(self.encode(["x"])[0]))
+        self.dim = int(self.encode(["x"]).shape[1])
         self.fingerprint = fingerprint_dir(self.path) if self.path else f"name:{spec}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

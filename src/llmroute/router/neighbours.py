@@ -1,18 +1,36 @@
 """Neighbour statistics: how the models did on the most similar logged prompts.
 
-For a prompt, its ``k`` nearest logged prompts (cosine similarity of embeddings) give, per model, the
-mean observed quality (unknown outcomes skipped, falling back to the model's overall mean). These are
-features of the learned quality model and, on their own, the kNN baseline. Training rows get them
-out-of-fold, so a prompt never sees its own outcome.
+For a prompt, its nearest logged prompts (cosine similarity of embeddings) give, per model: the
+outcome on the single most similar prompt, a similarity-weighted mean over the top 10, and plain means
+over the top 20 and top 100 (unknown outcomes count as the model's overall mean). These are features of
+the learned quality model and, on their own, the kNN baseline. Training rows get them out-of-fold, so
+a prompt never sees its own outcome.
+
+A top-1 similarity above :data:`TWIN_SIMILARITY` marks a near-duplicate ("twin") of a logged prompt:
+production traffic repeats itself, and benchmarks hold minimal pairs (Winogrande twins) whose
+outcomes are strongly related.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-NEIGHBOUR_KS = (10, 50)
+TWIN_SIMILARITY = 0.9
+KS = (20, 100)
+WEIGHTED_K = 10
+WEIGHT_SHARPNESS = 20.0
+
+
+@dataclass(frozen=True)
+class NeighbourStats:
+    s1: np.ndarray  # (q,) top-1 similarity
+    y1: np.ndarray  # (q, m) outcome on the most similar prompt
+    k10w: np.ndarray  # (q, m) similarity-weighted mean over the top 10
+    k20: np.ndarray  # (q, m)
+    k100: np.ndarray  # (q, m)
 
 
 @dataclass(frozen=True)
@@ -22,41 +40,60 @@ class NeighbourIndex:
     embeddings: np.ndarray
     quality: np.ndarray
 
-    def mean_quality(self, query: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
-        """(q, m) mean quality of the ``k`` nearest reference prompts per model."""
-        return self.stats(query, (k,), exclude)[1][0]
+    @cached_property
+    def _filled(self) -> np.ndarray:
+        """Quality with unknown outcomes replaced by the model's overall mean (0.5 if none known)."""
+        q = self.quality
+        known = ~np.isnan(q)
+        counts = known.sum(axis=0)
+        means = np.where(counts > 0, np.where(known, q, 0.0).sum(axis=0) / np.maximum(counts, 1), 0.5)
+        return np.where(known, q, means)
 
-    def stats(
-        self, query: np.ndarray, ks: tuple[int, ...] = NEIGHBOUR_KS, exclude: np.ndarray | None = None
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Top-1 similarity (q,) and, for each k, the (q, m) neighbour mean quality.
+    def mean_quality(self, query: np.ndarray, k: int) -> np.ndarray:
+        """(q, m) mean quality of the ``k`` nearest reference prompts per model (the kNN router)."""
+        top, _ = self._top(query, k)
+        return self._filled[top].mean(axis=1)
 
-        ``exclude`` is an optional (q, n) boolean mask of reference rows a query may not use.
-        """
+    def _top(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.asarray(query, dtype=np.float32)
-        n = len(self.embeddings)
-        prior = np.nanmean(self.quality, axis=0) if n else np.zeros(self.quality.shape[1])
-        prior = np.where(np.isnan(prior), 0.5, prior)
-        if n == 0:
-            return np.zeros(len(q), dtype=np.float32), [np.tile(prior, (len(q), 1)) for _ in ks]
-        kmax = min(max(ks), n)
-        out_sim = np.empty(len(q), dtype=np.float32)
-        outs = [np.empty((len(q), self.quality.shape[1])) for _ in ks]
-        known = ~np.isnan(self.quality)
-        filled = np.where(known, self.quality, 0.0)
+        k = min(k, len(self.embeddings))
+        tops, sims_out = [], []
         for start in range(0, len(q), 1024):
             sims = q[start : start + 1024] @ self.embeddings.T
-            if exclude is not None:
-                sims = np.where(exclude[start : start + 1024], -np.inf, sims)
-            top = np.argpartition(-sims, kmax - 1, axis=1)[:, :kmax]
-            top_sims = np.take_along_axis(sims, top, axis=1)
-            order = np.argsort(-top_sims, axis=1)
-            top = np.take_along_axis(top, order, axis=1)
-            out_sim[start : start + 1024] = np.take_along_axis(top_sims, order[:, :1], axis=1)[:, 0]
-            for out, k in zip(outs, ks):
-                idx = top[:, : min(k, n)]
-                s = filled[idx].sum(axis=1)
-                c = known[idx].sum(axis=1)
-                # shrink towards the model's overall mean by one pseudo-observation
-                out[start : start + 1024] = (s + prior) / (c + 1.0)
-        return out_sim, outs
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            ts = np.take_along_axis(sims, top, axis=1)
+            order = np.argsort(-ts, axis=1)
+            tops.append(np.take_along_axis(top, order, axis=1))
+            sims_out.append(np.take_along_axis(ts, order, axis=1))
+        return np.vstack(tops), np.vstack(sims_out)
+
+    def stats(self, query: np.ndarray) -> NeighbourStats:
+        """All neighbour statistics for the query embeddings."""
+        n, m = self.quality.shape
+        if n == 0:
+            z = np.full((len(query), m), 0.5)
+            return NeighbourStats(np.zeros(len(query)), z, z, z, z)
+        top, sims = self._top(query, max(KS))
+        f = self._filled
+        w = np.exp((sims[:, :WEIGHTED_K] - 1.0) * WEIGHT_SHARPNESS)[:, :, None]
+        k10w = (f[top[:, :WEIGHTED_K]] * w).sum(axis=1) / w.sum(axis=1)
+        return NeighbourStats(
+            s1=sims[:, 0].astype(np.float64),
+            y1=f[top[:, 0]],
+            k10w=k10w,
+            k20=f[top[:, : KS[0]]].mean(axis=1),
+            k100=f[top[:, : KS[1]]].mean(axis=1),
+        )
+
+
+def out_of_fold_stats(emb: np.ndarray, quality: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> NeighbourStats:
+    """Neighbour statistics for every training prompt, computed from the other folds only."""
+    n, m = quality.shape
+    parts = {k: np.zeros((n, m)) for k in ("y1", "k10w", "k20", "k100")}
+    s1 = np.zeros(n)
+    for tr, va in folds:
+        st = NeighbourIndex(emb[tr], quality[tr]).stats(emb[va])
+        s1[va] = st.s1
+        for k in parts:
+            parts[k][va] = getattr(st, k)
+    return NeighbourStats(s1=s1, **parts)

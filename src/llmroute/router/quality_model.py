@@ -2,15 +2,23 @@
 
 One LightGBM booster over pooled rows, one row per logged (prompt, model) outcome, so partial logs
 (not every model answered every prompt) train it as they are and what makes a prompt hard is shared
-across models. Features of a row: the prompt's embedding, cheap text features, neighbour statistics
-(how every model did on the most similar logged prompts, out-of-fold for training rows), the model as
-a categorical feature and, optionally, the task as a categorical hint.
+across models. Features of a row:
 
-The number of boosting rounds is chosen by K-fold cross-validation with early stopping on the
-training logs; the out-of-fold predictions then fit one isotonic calibrator per model. The calibrated
-out-of-fold probabilities (cross-fitted: each fold calibrated by the other folds) are kept as
+- the prompt: a PCA projection of its embedding, cheap text features, neighbour statistics
+  (:mod:`llmroute.router.neighbours`: how every model did on the most similar logged prompts,
+  near-duplicate flags), and, when the training logs carry task labels, the task *inferred* from the
+  embedding by a logistic regression (so unlabelled production prompts benefit too);
+- the model: its neighbour statistics, its per-task success rate weighted by the inferred task, and a
+  categorical feature (inferred task x model, or model alone without task labels).
+
+A task hint at routing time replaces the inferred task distribution by the named task.
+
+Everything that could overfit is chosen on the training logs by K-fold cross-validation: training
+rows get out-of-fold neighbour statistics and task probabilities; the number of boosting rounds comes
+from early stopping per fold; the calibration (none, Platt or isotonic, per model) is the one with
+the lowest cross-fitted out-of-fold log-loss. The calibrated out-of-fold probabilities are kept as
 ``oof_probs_`` for choosing the decision rule and mapping quality targets to knobs, so nothing is
-tuned on a test split.
+tuned on a test split. Stored as LightGBM text, JSON and NumPy arrays (no pickles).
 """
 
 from __future__ import annotations
@@ -22,32 +30,36 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+from sklearn.decomposition import PCA
 from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
-from llmroute.router.neighbours import NEIGHBOUR_KS, NeighbourIndex
+from llmroute.router.neighbours import TWIN_SIMILARITY, NeighbourIndex, NeighbourStats, out_of_fold_stats
+
+CALIBRATIONS = ("none", "platt", "isotonic")
 
 
 @dataclass(frozen=True)
 class QualityModelParams:
-    """LightGBM settings and the CV protocol."""
+    """LightGBM settings and the CV protocol (defaults chosen by CV on the RouterBench training split)."""
 
-    target: float = 1.0
-    learning_rate: float = 0.03
-    num_leaves: int = 15
-    min_child_samples: int = 30
-    feature_fraction: float = 0.7
+    target: float = 0.5
+    learning_rate: float = 0.02
+    num_leaves: int = 7
+    min_child_samples: int = 80
+    feature_fraction: float = 0.5
     bagging_fraction: float = 0.8
-    lambda_l2: float = 1.0
-    max_rounds: int = 800
-    early_stopping_rounds: int = 50
+    lambda_l2: float = 10.0
+    max_rounds: int = 1500
+    early_stopping_rounds: int = 100
     folds: int = 5
     seed: int = 0
-    use_embedding: bool = True
-    use_task: bool = False
+    embedding_dims: int = 8
+    bags: int = 1
     max_reference_prompts: int = 50_000
 
-    def lgb_params(self) -> dict[str, Any]:
+    def lgb_params(self, bag: int = 0) -> dict[str, Any]:
         return {
             "objective": "binary",
             "learning_rate": self.learning_rate,
@@ -57,28 +69,34 @@ class QualityModelParams:
             "bagging_fraction": self.bagging_fraction,
             "bagging_freq": 1,
             "lambda_l2": self.lambda_l2,
-            "seed": self.seed,
-            "num_threads": 0,
+            "seed": self.seed + 1000 * bag,
             "verbose": -1,
         }
 
 
 @dataclass(frozen=True)
 class _Calibrator:
-    x: tuple[float, ...]
-    y: tuple[float, ...]
+    kind: str
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        if not self.x:
-            return raw
-        return np.interp(raw, self.x, self.y)
+        if self.kind == "isotonic" and self.x:
+            return np.interp(raw, self.x, self.y)
+        if self.kind == "platt" and self.x:
+            a, b = self.x
+            return 1.0 / (1.0 + np.exp(-(a * _logit(raw) + b)))
+        return raw
 
     @classmethod
-    def fit(cls, raw: np.ndarray, y: np.ndarray) -> _Calibrator:
-        if len(np.unique(y)) < 2 or len(raw) < 10:
-            return cls((), ())
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-        return cls(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)))
+    def fit(cls, kind: str, raw: np.ndarray, y: np.ndarray) -> _Calibrator:
+        if kind == "none" or len(np.unique(y)) < 2 or len(raw) < 10:
+            return cls("none")
+        if kind == "isotonic":
+            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+            return cls(kind, tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)))
+        lr = LogisticRegression(C=1e4).fit(_logit(raw)[:, None], y)
+        return cls(kind, (float(lr.coef_[0, 0]), float(lr.intercept_[0])))
 
 
 class QualityModel:
@@ -89,44 +107,62 @@ class QualityModel:
         self.params = params or QualityModelParams()
 
     # ---- features -------------------------------------------------------------------------------
+    def _project(self, emb: np.ndarray) -> np.ndarray:
+        if self.pca_components_.size == 0:
+            return np.zeros((len(emb), 0))
+        return (emb - self.pca_mean_) @ self.pca_components_.T
+
+    def _task_probs(self, emb: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
+        """(n, T) task distribution inferred from the embedding; a known hint replaces it."""
+        T = len(self.tasks_)
+        if T == 0:
+            return np.zeros((len(emb), 0))
+        if T == 1:
+            probs = np.ones((len(emb), 1))
+        else:
+            z = emb @ self.task_coef_.T + self.task_intercept_
+            z -= z.max(axis=1, keepdims=True)
+            probs = np.exp(z)
+            probs /= probs.sum(axis=1, keepdims=True)
+        if hints is not None:
+            for i, t in enumerate(hints):
+                if t is not None and t in self.tasks_:
+                    probs[i] = 0.0
+                    probs[i, self.tasks_.index(t)] = 1.0
+        return probs
+
     def _design(
-        self,
-        emb: np.ndarray,
-        feats: np.ndarray,
-        sim1: np.ndarray,
-        knn: list[np.ndarray],
-        task_codes: np.ndarray | None,
-        rows: np.ndarray,
-        model_idx: np.ndarray,
+        self, emb: np.ndarray, feats: np.ndarray, nb: NeighbourStats, task_probs: np.ndarray
     ) -> np.ndarray:
-        cols = []
-        if self.params.use_embedding:
-            cols.append(emb[rows])
-        cols += [feats[rows], sim1[rows, None]]
-        for k in knn:
-            cols.append(k[rows, model_idx][:, None])  # this model's neighbour mean
-            cols.append(k[rows])  # every model's neighbour mean (the prompt's profile)
-        if self.params.use_task:
-            assert task_codes is not None
-            cols.append(task_codes[rows, None])
-        cols.append(model_idx[:, None].astype(np.float32))
-        return np.hstack(cols).astype(np.float32)
-
-    def _categorical(self, n_cols: int) -> list[int]:
-        cats = [n_cols - 1]
-        if self.params.use_task:
-            cats.append(n_cols - 2)
-        return cats
-
-    def _task_codes(self, tasks: np.ndarray | None, n: int) -> np.ndarray | None:
-        if not self.params.use_task:
-            return None
-        codes = np.full(n, np.nan, dtype=np.float32)
-        if tasks is not None:
-            for i, t in enumerate(tasks):
-                if t is not None and t in self.task_vocab_:
-                    codes[i] = self.task_vocab_[t]
-        return codes
+        n, m = len(emb), len(self.models)
+        tw = nb.s1 > TWIN_SIMILARITY
+        prompt_cols = np.hstack(
+            [
+                self._project(emb),
+                feats,
+                nb.s1[:, None],
+                tw[:, None].astype(float),
+                np.where(tw, nb.y1.mean(axis=1), np.nan)[:, None],
+                nb.k20.mean(axis=1)[:, None],
+                nb.k100.mean(axis=1)[:, None],
+                task_probs,
+            ]
+        )
+        model_blocks = [
+            nb.y1,
+            nb.k10w,
+            nb.k20,
+            nb.k100,
+            np.where(tw[:, None], nb.y1, np.nan),
+        ]
+        if task_probs.shape[1]:
+            model_blocks.append(task_probs @ self.task_success_)
+        rows = np.repeat(np.arange(n), m)
+        model_idx = np.tile(np.arange(m), n)
+        per_model = np.column_stack([b.reshape(-1) for b in model_blocks])
+        group = task_probs.argmax(axis=1)[rows] if task_probs.shape[1] else np.zeros(n * m, dtype=int)
+        category = (group * m + model_idx).astype(np.float64)
+        return np.hstack([prompt_cols[rows], per_model, category[:, None]]).astype(np.float32)
 
     def _labels(self, y: np.ndarray) -> np.ndarray:
         return (y >= self.params.target - 1e-9).astype(np.float32)
@@ -135,7 +171,8 @@ class QualityModel:
     def fit(
         self, emb: np.ndarray, feats: np.ndarray, quality: np.ndarray, tasks: np.ndarray | None = None
     ) -> QualityModel:
-        """Fit on (n, d) embeddings, (n, f) text features and an (n, m) quality matrix (NaN = unknown)."""
+        """Fit on (n, d) embeddings, (n, f) text features, an (n, m) quality matrix (NaN = unknown)
+        and optional task labels (None entries allowed)."""
         p = self.params
         n, m = quality.shape
         if m != len(self.models):
@@ -143,32 +180,59 @@ class QualityModel:
         known = ~np.isnan(quality)
         if known.sum() == 0:
             raise ValueError("no known outcomes to learn from")
-        self.task_vocab_: dict[str, int] = {}
-        if p.use_task and tasks is not None:
-            self.task_vocab_ = {t: i for i, t in enumerate(sorted({t for t in tasks if t is not None}))}
-        codes = self._task_codes(tasks, n)
+        n_folds = max(2, min(p.folds, n))
+        folds = list(KFold(n_folds, shuffle=True, random_state=p.seed).split(np.arange(n)))
+        success = np.where(known, self._labels(np.nan_to_num(quality)), np.nan)
 
-        rows_all, model_all = np.nonzero(known)
-        y_all = self._labels(quality[rows_all, model_all])
-        folds = list(KFold(min(p.folds, n), shuffle=True, random_state=p.seed).split(np.arange(n)))
+        k = min(p.embedding_dims, emb.shape[1], max(n - 1, 0))
+        if k > 0:
+            pca = PCA(k, random_state=p.seed).fit(emb)
+            self.pca_mean_, self.pca_components_ = pca.mean_, pca.components_
+        else:
+            self.pca_mean_, self.pca_components_ = np.zeros(emb.shape[1]), np.zeros((0, emb.shape[1]))
 
-        # out-of-fold neighbour features for every training prompt
-        sim1 = np.zeros(n, dtype=np.float32)
-        knn = [np.zeros((n, m)) for _ in NEIGHBOUR_KS]
+        # tasks: a classifier from embedding to task, and per-task success rates
+        labelled = np.array([t is not None for t in tasks]) if tasks is not None else np.zeros(n, dtype=bool)
+        self.tasks_: list[str] = sorted({str(t) for t in tasks[labelled]}) if labelled.any() else []  # type: ignore[index]
+        task_oof = np.zeros((n, len(self.tasks_)))
+        if self.tasks_:
+            t_idx = np.array([self.tasks_.index(str(t)) if ok else -1 for t, ok in zip(tasks, labelled)])  # type: ignore[arg-type]
+            prior = np.nanmean(success, axis=0)
+            self.task_success_ = np.stack(
+                [
+                    (np.nansum(success[t_idx == i], axis=0) + prior) / ((~np.isnan(success[t_idx == i])).sum(axis=0) + 1)
+                    for i in range(len(self.tasks_))
+                ]
+            )
+            self.task_coef_, self.task_intercept_ = self._fit_task_classifier(emb[labelled], t_idx[labelled])
+            for tr, va in folds:
+                sel = tr[labelled[tr]]
+                if len(np.unique(t_idx[sel])) == len(self.tasks_) and len(self.tasks_) > 1:
+                    coef, icpt = self._fit_task_classifier(emb[sel], t_idx[sel])
+                    saved = (self.task_coef_, self.task_intercept_)
+                    self.task_coef_, self.task_intercept_ = coef, icpt
+                    task_oof[va] = self._task_probs(emb[va])
+                    self.task_coef_, self.task_intercept_ = saved
+                else:
+                    task_oof[va] = self._task_probs(emb[va])
+        else:
+            self.task_success_ = np.zeros((0, m))
+            self.task_coef_, self.task_intercept_ = np.zeros((0, emb.shape[1])), np.zeros(0)
+
+        nb = out_of_fold_stats(emb, success, folds)
+        X = self._design(emb, feats, nb, task_oof)
+        y = success.reshape(-1)
+        row_prompt = np.repeat(np.arange(n), m)
+        row_model = np.tile(np.arange(m), n)
+        ok = ~np.isnan(y)
+        X, y, row_prompt, row_model = X[ok], y[ok], row_prompt[ok], row_model[ok]
+        cats = [X.shape[1] - 1]
+
+        best_iters, boosters = [], []
         for tr, va in folds:
-            s, ks = NeighbourIndex(emb[tr], quality[tr]).stats(emb[va])
-            sim1[va] = s
-            for out, k in zip(knn, ks):
-                out[va] = k
-        X_all = self._design(emb, feats, sim1, knn, codes, rows_all, model_all)
-        cats = self._categorical(X_all.shape[1])
-
-        best_iters, raw_oof = [], np.full(len(rows_all), np.nan)
-        boosters = []
-        for tr, va in folds:
-            in_tr = np.isin(rows_all, tr)
-            dtr = lgb.Dataset(X_all[in_tr], y_all[in_tr], categorical_feature=cats, free_raw_data=False)
-            dva = lgb.Dataset(X_all[~in_tr], y_all[~in_tr], categorical_feature=cats, reference=dtr)
+            in_tr = np.isin(row_prompt, tr)
+            dtr = lgb.Dataset(X[in_tr], y[in_tr], categorical_feature=cats, free_raw_data=False)
+            dva = lgb.Dataset(X[~in_tr], y[~in_tr], categorical_feature=cats, reference=dtr)
             b = lgb.train(
                 p.lgb_params(),
                 dtr,
@@ -180,81 +244,131 @@ class QualityModel:
             boosters.append((b, ~in_tr))
         self.n_rounds_ = int(np.median(best_iters))
         self.cv_best_iterations_ = [int(b) for b in best_iters]
-        for b, va_rows in boosters:
-            raw_oof[va_rows] = b.predict(X_all[va_rows], num_iteration=self.n_rounds_)
+        raw_oof = np.empty(len(y))
+        for (tr, _), (b, va_rows) in zip(folds, boosters):
+            preds = [b.predict(X[va_rows], num_iteration=self.n_rounds_)]
+            for bag in range(1, p.bags):
+                in_tr = ~va_rows
+                extra = lgb.train(
+                    p.lgb_params(bag), lgb.Dataset(X[in_tr], y[in_tr], categorical_feature=cats), self.n_rounds_
+                )
+                preds.append(extra.predict(X[va_rows]))
+            raw_oof[va_rows] = np.mean(preds, axis=0)
 
-        # per-model isotonic calibration; cross-fitted calibration for the OOF probabilities
-        self.calibrators_ = [
-            _Calibrator.fit(raw_oof[model_all == j], y_all[model_all == j]) for j in range(m)
-        ]
-        oof_cal = np.empty_like(raw_oof)
-        fold_of_row = np.empty(n, dtype=int)
+        # calibration: the kind with the lowest cross-fitted OOF log-loss, then fitted on all OOF rows
+        fold_of = np.empty(n, dtype=int)
         for f, (_, va) in enumerate(folds):
-            fold_of_row[va] = f
-        row_fold = fold_of_row[rows_all]
-        for f in range(len(folds)):
-            for j in range(m):
-                fit_sel = (row_fold != f) & (model_all == j)
-                use_sel = (row_fold == f) & (model_all == j)
-                if use_sel.any():
-                    oof_cal[use_sel] = _Calibrator.fit(raw_oof[fit_sel], y_all[fit_sel])(raw_oof[use_sel])
+            fold_of[va] = f
+        row_fold = fold_of[row_prompt]
+        crossfit: dict[str, np.ndarray] = {}
+        for kind in CALIBRATIONS:
+            out = np.empty_like(raw_oof)
+            for f in range(len(folds)):
+                for j in range(m):
+                    use = (row_fold == f) & (row_model == j)
+                    fit = (row_fold != f) & (row_model == j)
+                    if use.any():
+                        out[use] = _Calibrator.fit(kind, raw_oof[fit], y[fit])(raw_oof[use])
+            crossfit[kind] = out
+        self.cv_log_loss_by_calibration_ = {k: _log_loss(y, v) for k, v in crossfit.items()}
+        self.calibration_ = min(self.cv_log_loss_by_calibration_, key=lambda k: self.cv_log_loss_by_calibration_[k])
+        self.cv_log_loss_ = self.cv_log_loss_by_calibration_[self.calibration_]
+        self.calibrators_ = [
+            _Calibrator.fit(self.calibration_, raw_oof[row_model == j], y[row_model == j]) for j in range(m)
+        ]
         self.oof_probs_ = np.full((n, m), np.nan)
-        self.oof_probs_[rows_all, model_all] = oof_cal
-        # prompts some model never answered still need an OOF guess for every model
-        self.oof_probs_ = np.where(np.isnan(self.oof_probs_), np.nanmean(self.oof_probs_, axis=0), self.oof_probs_)
-        self.cv_log_loss_ = float(_log_loss(y_all, oof_cal))
+        self.oof_probs_[row_prompt, row_model] = crossfit[self.calibration_]
+        col_mean = np.nanmean(np.where(np.isnan(self.oof_probs_), np.nan, self.oof_probs_), axis=0)
+        self.oof_probs_ = np.where(np.isnan(self.oof_probs_), np.nan_to_num(col_mean, nan=0.5), self.oof_probs_)
 
-        dall = lgb.Dataset(X_all, y_all, categorical_feature=cats)
-        self.booster_ = lgb.train(p.lgb_params(), dall, num_boost_round=self.n_rounds_)
+        self.boosters_ = [
+            lgb.train(p.lgb_params(bag), lgb.Dataset(X, y, categorical_feature=cats), num_boost_round=self.n_rounds_)
+            for bag in range(p.bags)
+        ]
         keep = np.arange(n)
         if n > p.max_reference_prompts:
-            keep = np.random.default_rng(p.seed).choice(n, p.max_reference_prompts, replace=False)
-        self.index_ = NeighbourIndex(np.asarray(emb[keep], dtype=np.float32), quality[keep])
+            keep = np.sort(np.random.default_rng(p.seed).choice(n, p.max_reference_prompts, replace=False))
+        self.index_ = NeighbourIndex(np.ascontiguousarray(emb[keep], dtype=np.float32), success[keep])
         return self
 
-    def predict(self, emb: np.ndarray, feats: np.ndarray, tasks: np.ndarray | None = None) -> np.ndarray:
-        """(n, m) calibrated probabilities."""
+    def _fit_task_classifier(self, emb: np.ndarray, t_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        T = len(self.tasks_)
+        if T < 2:
+            return np.zeros((T, emb.shape[1])), np.zeros(T)
+        lr = LogisticRegression(C=10.0, max_iter=3000).fit(emb, t_idx)
+        coef = np.zeros((T, emb.shape[1]))
+        icpt = np.full(T, -30.0)  # a task absent from this fold gets (almost) no probability
+        if lr.coef_.shape[0] == 1:  # binary: sklearn keeps one row for classes_[1]
+            a, b = lr.classes_
+            coef[b], icpt[b] = lr.coef_[0], lr.intercept_[0]
+            coef[a], icpt[a] = 0.0, 0.0
+        else:
+            coef[lr.classes_], icpt[lr.classes_] = lr.coef_, lr.intercept_
+        return coef, icpt
+
+    def predict(self, emb: np.ndarray, feats: np.ndarray, tasks: Any = None) -> np.ndarray:
+        """(n, m) calibrated probabilities; ``tasks`` (optional) are hints that override the inferred task."""
         n, m = len(emb), len(self.models)
-        sim1, knn = self.index_.stats(emb)
-        rows = np.repeat(np.arange(n), m)
-        model_idx = np.tile(np.arange(m), n)
-        X = self._design(emb, feats, sim1, knn, self._task_codes(tasks, n), rows, model_idx)
-        raw = self.booster_.predict(X).reshape(n, m)
+        hints = np.asarray(list(tasks), dtype=object) if tasks is not None else None
+        X = self._design(emb, feats, self.index_.stats(emb), self._task_probs(emb, hints))
+        # one thread for small batches: thread start-up costs more than it saves on a few rows
+        threads = 1 if n <= 64 else 0
+        raw = np.mean([b.predict(X, num_threads=threads) for b in self.boosters_], axis=0).reshape(n, m)
         return np.column_stack([self.calibrators_[j](raw[:, j]) for j in range(m)])
 
     # ---- persistence (LightGBM native text, JSON, NumPy; no pickles) ----------------------------
     def save(self, folder: Path, prefix: str = "quality") -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.booster_.save_model(str(folder / f"{prefix}_lightgbm.txt"))
+        for bag, b in enumerate(self.boosters_):
+            b.save_model(str(folder / f"{prefix}_lightgbm_{bag}.txt"))
         meta = {
             "models": list(self.models),
             "params": asdict(self.params),
-            "task_vocab": self.task_vocab_,
-            "calibrators": [{"x": list(c.x), "y": list(c.y)} for c in self.calibrators_],
+            "tasks": self.tasks_,
+            "calibration": self.calibration_,
+            "calibrators": [{"kind": c.kind, "x": list(c.x), "y": list(c.y)} for c in self.calibrators_],
             "n_rounds": self.n_rounds_,
             "cv_best_iterations": self.cv_best_iterations_,
             "cv_log_loss": self.cv_log_loss_,
+            "cv_log_loss_by_calibration": self.cv_log_loss_by_calibration_,
         }
         (folder / f"{prefix}.json").write_text(json.dumps(meta, indent=1))
         np.savez_compressed(
-            folder / f"{prefix}_neighbours.npz",
+            folder / f"{prefix}_arrays.npz",
             embeddings=self.index_.embeddings,
             quality=self.index_.quality.astype(np.float32),
+            pca_mean=self.pca_mean_,
+            pca_components=self.pca_components_,
+            task_coef=self.task_coef_,
+            task_intercept=self.task_intercept_,
+            task_success=self.task_success_,
         )
 
     @classmethod
     def load(cls, folder: Path, prefix: str = "quality") -> QualityModel:
         meta = json.loads((folder / f"{prefix}.json").read_text())
         obj = cls(tuple(meta["models"]), QualityModelParams(**meta["params"]))
-        obj.booster_ = lgb.Booster(model_file=str(folder / f"{prefix}_lightgbm.txt"))
-        obj.task_vocab_ = dict(meta["task_vocab"])
-        obj.calibrators_ = [_Calibrator(tuple(c["x"]), tuple(c["y"])) for c in meta["calibrators"]]
+        obj.boosters_ = [
+            lgb.Booster(model_file=str(folder / f"{prefix}_lightgbm_{bag}.txt")) for bag in range(obj.params.bags)
+        ]
+        obj.tasks_ = list(meta["tasks"])
+        obj.calibration_ = meta["calibration"]
+        obj.calibrators_ = [_Calibrator(c["kind"], tuple(c["x"]), tuple(c["y"])) for c in meta["calibrators"]]
         obj.n_rounds_ = int(meta["n_rounds"])
         obj.cv_best_iterations_ = list(meta["cv_best_iterations"])
         obj.cv_log_loss_ = float(meta["cv_log_loss"])
-        with np.load(folder / f"{prefix}_neighbours.npz") as z:
+        obj.cv_log_loss_by_calibration_ = dict(meta["cv_log_loss_by_calibration"])
+        with np.load(folder / f"{prefix}_arrays.npz") as z:
             obj.index_ = NeighbourIndex(z["embeddings"], z["quality"].astype(np.float64))
+            obj.pca_mean_, obj.pca_components_ = z["pca_mean"], z["pca_components"]
+            obj.task_coef_, obj.task_intercept_ = z["task_coef"], z["task_intercept"]
+            obj.task_success_ = z["task_success"]
         return obj
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:

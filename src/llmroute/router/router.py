@@ -60,7 +60,6 @@ class Router:
         knob_tables: dict[str, KnobTable],
         default_rule: str,
         default_target: QualityTarget,
-        quality_with_task: QualityModel | None = None,
         version: str = "unversioned",
         info: dict[str, Any] | None = None,
     ) -> None:
@@ -68,7 +67,6 @@ class Router:
         self.specs = specs
         self.embedder = embedder
         self.quality = quality
-        self.quality_with_task = quality_with_task
         self.cost_model = cost_model
         self.knob_tables = knob_tables
         self.default_rule = default_rule
@@ -86,12 +84,9 @@ class Router:
     def predict(
         self, prepared: Prepared, tasks: Sequence[str | None] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, expected costs), both (n, m). With ``tasks`` and a task-aware model, uses the hint."""
-        use_hint = tasks is not None and self.quality_with_task is not None and any(t for t in tasks)
-        model = self.quality_with_task if use_hint else self.quality
-        assert model is not None
-        task_arr = np.asarray(list(tasks), dtype=object) if use_hint and tasks is not None else None
-        probs = model.predict(prepared.embeddings, prepared.features, task_arr)
+        """(probabilities, expected costs), both (n, m). ``tasks`` are optional hints (None entries
+        allowed) that replace the task the model infers from the prompt."""
+        probs = self.quality.predict(prepared.embeddings, prepared.features, tasks)
         return probs, self.cost_model.predict(prepared.input_tokens)
 
     # ---- single decisions -------------------------------------------------------------------------
@@ -187,8 +182,6 @@ class Router:
         """Write the router as plain files: JSON, YAML, LightGBM text models and NumPy arrays."""
         folder.mkdir(parents=True, exist_ok=True)
         self.quality.save(folder, "quality")
-        if self.quality_with_task is not None:
-            self.quality_with_task.save(folder, "quality_task")
         specs = {m: (s.__dict__ if s else None) for m, s in self.specs.items()}
         (folder / "catalog_snapshot.yaml").write_text(yaml.safe_dump(_plain(specs), sort_keys=False))
         meta = {
@@ -200,7 +193,7 @@ class Router:
             "knob_tables": {r: t.to_dict() for r, t in self.knob_tables.items()},
             "default_rule": self.default_rule,
             "default_target": {"value": self.default_target.value, "kind": self.default_target.kind},
-            "has_task_model": self.quality_with_task is not None,
+            "tasks": list(self.quality.tasks_),
             "info": self.info,
         }
         (folder / "router.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -227,7 +220,6 @@ class Router:
             specs=specs,
             embedder=embedder,
             quality=QualityModel.load(folder, "quality"),
-            quality_with_task=QualityModel.load(folder, "quality_task") if meta["has_task_model"] else None,
             cost_model=LinearCostModel.from_dict(meta["cost_model"]),
             knob_tables={r: KnobTable.from_dict(t) for r, t in meta["knob_tables"].items()},
             default_rule=meta["default_rule"],

@@ -34,7 +34,6 @@ class TrainConfig:
     embedder: str
     success_threshold: float = 0.5
     default_target: str = "95%"
-    task_hint_model: bool = True
     seed: int = 0
 
 
@@ -92,16 +91,13 @@ def train_router(
     emb, embedder = embed_logs(logs, config.embedder, settings)
     tasks = np.asarray(logs.tasks, dtype=object)
     params = QualityModelParams(target=config.success_threshold, seed=config.seed)
-    quality = QualityModel(logs.models, params).fit(emb.embeddings, emb.features, logs.quality)
+    quality = QualityModel(logs.models, params).fit(emb.embeddings, emb.features, logs.quality, tasks)
     print(
         f"quality model: {quality.n_rounds_} boosting rounds (CV best {quality.cv_best_iterations_}), "
-        f"OOF log-loss {quality.cv_log_loss_:.4f}"
+        f"calibration '{quality.calibration_}' (OOF log-loss by calibration: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in quality.cv_log_loss_by_calibration_.items())
+        + ")"
     )
-    quality_task = None
-    if config.task_hint_model and any(t is not None for t in logs.tasks):
-        quality_task = QualityModel(logs.models, QualityModelParams(**{**asdict(params), "use_task": True})).fit(
-            emb.embeddings, emb.features, logs.quality, tasks
-        )
     prices = {m: _prices(catalog, m) for m in logs.models}
     cost_model = LinearCostModel.fit(logs.models, logs.input_tokens, logs.cost, prices)
     exp_cost = cost_model.predict(logs.input_tokens)
@@ -119,7 +115,6 @@ def train_router(
         specs=specs,
         embedder=embedder,  # type: ignore[arg-type]
         quality=quality,
-        quality_with_task=quality_task,
         cost_model=cost_model,
         knob_tables=tables,
         default_rule=default_rule,
