@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from llmroute.cli_data import data_app
+from llmroute.cli_registry import load_registry_router, register, track_training
 
 app = typer.Typer(
     help=(
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+register(app)
 
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
@@ -39,12 +41,18 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load_router(settings, model: Path | None):  # noqa: ANN001, ANN202
+def _load_router(settings, model: str | Path | None):  # noqa: ANN001, ANN202
     from llmroute.router.embedder import EmbedderMismatchError, load_embedder
     from llmroute.router.router import Router, read_router_meta
     from llmroute.training.train import latest_router_dir
 
-    folder = model or latest_router_dir(settings)
+    if isinstance(model, str) and model.startswith("models:/"):
+        return load_registry_router(settings, model)
+    try:
+        folder = Path(model) if model else latest_router_dir(settings)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+        raise
     if not (folder / "router.json").exists():
         _fail(f"{folder} is not a saved router (no router.json)")
     meta = read_router_meta(folder)
@@ -74,6 +82,8 @@ def train(
     ] = "95%",
     out: Annotated[Optional[Path], typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for folds and LightGBM.")] = 0,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the router.")] = True,
+    test_logs: Annotated[Optional[Path], typer.Option(help="Held-out logs to evaluate on and log with the run.")] = None,
 ) -> None:
     """Train a router: embed prompts, fit calibrated LightGBM quality models and a cost model, save."""
     from llmroute.data.schema import LogValidationError
@@ -81,12 +91,14 @@ def train(
 
     settings = _settings(home, embedder)
     try:
-        train_router(
+        router, folder = train_router(
             logs,
             settings,
             TrainConfig(embedder=settings.embedder, success_threshold=success_threshold, default_target=target, seed=seed),
             out_dir=out,
         )
+        if track:
+            track_training(router, folder, logs, settings, test_logs)
     except (LogValidationError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
 
@@ -96,7 +108,8 @@ def evaluate(
     logs: Annotated[Path, typer.Option("--logs", help="Held-out benchmark logs (Parquet).")],
     report_dir: Annotated[Path, typer.Option("--report-dir", help="Where report.json, report.md and the PNG go.")],
     model: Annotated[
-        Optional[Path], typer.Option("--model", help="A saved router folder (default: the most recently trained).")
+        Optional[str],
+        typer.Option("--model", help="A router folder or models:/<name>@<alias> (default: the most recently trained)."),
     ] = None,
     train_logs: Annotated[
         Optional[Path], typer.Option(help="Logs the baselines learn from (default: the router's training logs).")
@@ -133,7 +146,9 @@ def evaluate(
 @app.command()
 def route(
     prompt: Annotated[str, typer.Argument(help="The prompt text ('-' reads standard input).")],
-    model: Annotated[Optional[Path], typer.Option("--model", help="A saved router folder (default: latest).")] = None,
+    model: Annotated[
+        Optional[str], typer.Option("--model", help="A router folder or models:/<name>@<alias> (default: latest).")
+    ] = None,
     target: Annotated[Optional[str], typer.Option(help="'95%' of the best model, or an absolute level like '0.85'.")] = None,
     confidence: Annotated[
         Optional[float], typer.Option(help="Threshold rule: cheapest model with P(meets target) >= this.")

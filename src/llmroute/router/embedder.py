@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -80,7 +81,8 @@ class SentenceTransformerEmbedder:
 
         self.spec = spec
         self.path = Path(path) if Path(path).exists() else None
-        self._model = SentenceTransformer(str(path), device="cpu")
+        # float32 throughout: a float16 static model turns an empty text into a NaN vector
+        self._model = SentenceTransformer(str(path), device="cpu").float()
         self.batch_size = batch_size
         self.dim = int(self.encode(["x"]).shape[1])
         self.fingerprint = fingerprint_dir(self.path) if self.path else f"name:{spec}"
@@ -110,10 +112,11 @@ def build_static_minilm(target: Path) -> Path:
     static = distill_from_model(model=model, tokenizer=tokenizer, pca_dims=STATIC_PCA_DIMS)
     tmp = target.with_name(target.name + ".tmp")
     static.save_pretrained(str(tmp / "m2v"))
-    st = SentenceTransformer(modules=[StaticEmbedding.from_model2vec(str(tmp / "m2v"))], device="cpu")
+    st = SentenceTransformer(modules=[StaticEmbedding.from_model2vec(str(tmp / "m2v"))], device="cpu").float()
     st.save(str(tmp / "st"))
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp / "st", target)
+    shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

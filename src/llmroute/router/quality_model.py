@@ -175,6 +175,8 @@ class QualityModel:
         and optional task labels (None entries allowed)."""
         p = self.params
         n, m = quality.shape
+        if tasks is not None:
+            tasks = np.asarray(list(tasks), dtype=object)
         if m != len(self.models):
             raise ValueError(f"quality matrix has {m} columns for {len(self.models)} models")
         known = ~np.isnan(quality)

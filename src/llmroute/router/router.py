@@ -172,9 +172,9 @@ class Router:
                 )
         else:
             head = f"maximises P(meets target) - {knob:.4g} x expected cost among eligible models"
-        cheaper = [m for i, m in enumerate(self.models) if mask[i] and c[i] < c[self.models.index(chosen)]]
-        if excluded and not cheaper and rule == "threshold" and cleared:
-            head += " (a cheaper model was excluded)"
+        chosen_cost = c[self.models.index(chosen)]
+        if any(not mask[i] and c[i] < chosen_cost for i in range(len(self.models))):
+            head += " (a cheaper model was excluded by the constraints)"
         return head + binding
 
     # ---- persistence ------------------------------------------------------------------------------

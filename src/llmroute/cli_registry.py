@@ -1,0 +1,152 @@
+"""Registry commands of the `llmroute` CLI (promote, rollback, models) and the train command's MLflow hook.
+
+MLflow is imported inside the commands only, so `llmroute --help` and the other commands stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from llmroute.config import Settings
+    from llmroute.router.router import Router
+
+HomeOpt = Annotated[
+    Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
+]
+TrackingOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $LLMROUTE_TRACKING_URI, $MLFLOW_TRACKING_URI, else SQLite under the home).",
+    ),
+]
+
+
+def _settings(home: Path | None, tracking_uri: str | None = None) -> Settings:
+    from llmroute.config import load_settings
+
+    return load_settings(home=home, tracking_uri=tracking_uri)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_registry_router(settings: Settings, uri: str) -> Router:
+    """``--model models:/<name>@<alias>`` or ``models:/<name>/<version>``: the router from the registry."""
+    from llmroute.router.embedder import EmbedderMismatchError
+    from llmroute.training.registry import RegistryError, load_router_uri
+
+    try:
+        return load_router_uri(uri, settings)
+    except (RegistryError, EmbedderMismatchError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def track_training(
+    router: Router,
+    folder: Path,
+    logs: Path,
+    settings: Settings,
+    test_logs: Path | None = None,
+    bootstrap: int = 200,
+) -> None:
+    """After `llmroute train`: evaluate on ``test_logs`` (if given), then log, register and alias the router."""
+    from llmroute.training.tracking import TrackingError, log_training_run, resolve_tracking_uri
+
+    report_dir = None
+    if test_logs is not None:
+        from llmroute.experiments.report import run_evaluation
+
+        report_dir = folder / "evaluation"
+        run_evaluation(router, test_logs, report_dir, settings.cache_dir / "embeddings.sqlite", n_boot=bootstrap)
+        typer.echo(f"evaluated on {test_logs}: report in {report_dir}")
+    try:
+        run_id, version = log_training_run(router, folder, logs, None, settings, report_dir)
+    except TrackingError as exc:
+        _fail(f"{exc} (the router itself is saved in {folder}; rerun with --no-track to skip tracking)")
+        return
+    typer.echo(
+        f"MLflow run {run_id} in {resolve_tracking_uri(settings)}; registered as "
+        f"models:/{settings.registered_model}/{version} with alias 'challenger' (router version {router.version})"
+    )
+
+
+def promote_cmd(
+    logs: Annotated[Path, typer.Option("--logs", help="Held-out logs both routers are scored on (Parquet).")],
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses (needs --reason).")] = False,
+    reason: Annotated[Optional[str], typer.Option("--reason", help="Why a forced promotion is justified.")] = None,
+    home: HomeOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Move 'champion' to the challenger if it beats the champion on the same held-out logs.
+
+    The gate: the challenger's AIQ (default rule, test logs) must be strictly higher, and its target
+    attainment not worse (it meets its default target, or falls short by no more than the champion).
+    """
+    from llmroute.data.schema import LogValidationError
+    from llmroute.router.embedder import EmbedderMismatchError
+    from llmroute.training.registry import RegistryError, promote
+
+    settings = _settings(home, tracking_uri)
+    try:
+        result = promote(settings, logs, force=force, reason=reason, echo=typer.echo)
+    except (RegistryError, EmbedderMismatchError, LogValidationError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(result.message)
+    if not result.promoted:
+        raise typer.Exit(1)
+
+
+def rollback_cmd(home: HomeOpt = None, tracking_uri: TrackingOpt = None) -> None:
+    """Move 'champion' back to the previous champion."""
+    from llmroute.training.registry import RegistryError, rollback
+
+    try:
+        result = rollback(_settings(home, tracking_uri))
+    except RegistryError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(result.message)
+
+
+def models_cmd(home: HomeOpt = None, tracking_uri: TrackingOpt = None) -> None:
+    """List registered router versions with aliases, key metrics and data fingerprints."""
+    from llmroute.training.registry import RegistryError, list_models
+
+    settings = _settings(home, tracking_uri)
+    try:
+        rows = list_models(settings)
+    except RegistryError as exc:
+        _fail(str(exc))
+        return
+
+    def f(v: Any) -> str:
+        return "—" if v is None else f"{v:.4f}"
+
+    typer.echo(
+        f"{'version':>7}  {'aliases':<22} {'created (UTC)':<19}  {'val AIQ':>7} {'test AIQ':>8} "
+        f"{'gate AIQ':>8}  {'prompts':>7}  data sha256"
+    )
+    for r in rows:
+        typer.echo(
+            f"{r.version:>7}  {','.join(r.aliases) or '-':<22} {r.created:<19}  {f(r.val_aiq):>7} "
+            f"{f(r.test_aiq):>8} {f(r.promotion_aiq):>8}  {r.data_prompts if r.data_prompts is not None else '—':>7}  "
+            f"{(r.data_sha256 or '—')[:16]}"
+        )
+    if not rows:
+        typer.echo(f"no versions of '{settings.registered_model}' yet")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the registry commands to the main app."""
+    app.command("promote")(promote_cmd)
+    app.command("rollback")(rollback_cmd)
+    app.command("models")(models_cmd)
