@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmroute.router.router import Router
+from tests.router.helpers import MemoEmbedder, Trained, minilm, one_openmp_thread, trained_router
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_openmp_thread() -> Iterator[None]:
+    with one_openmp_thread():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch ~/.llmroute: every test gets its own LLMROUTE_HOME."""
+    home = tmp_path / "llmroute-home"
+    monkeypatch.setenv("LLMROUTE_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def minilm_embedder() -> object:
+    return minilm()
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A router trained once per session on 250 RouterBench prompts with the bundled MiniLM."""
+    return trained_router(tmp_path_factory.mktemp("small-router"))
+
+
+@pytest.fixture(scope="session")
+def memo_embedder(small: Trained) -> MemoEmbedder:
+    """The router's MiniLM behind a per-text memo, so routing the same prompts again is cheap."""
+    return MemoEmbedder(small.embedder)
+
+
+@pytest.fixture
+def router(small: Trained, memo_embedder: MemoEmbedder) -> Router:
+    """A shallow copy of the trained router (own specs dict) that tests may reconfigure."""
+    r = copy.copy(small.router)
+    r.specs = dict(small.router.specs)
+    r.embedder = memo_embedder
+    return r

@@ -1,0 +1,71 @@
+"""Fixtures for the serving tests: one small trained router per session, and real local servers."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmroute.config import Settings
+from llmroute.router.router import Router
+from tests.serving.servers import LiveServer
+
+REPO = Path(__file__).resolve().parents[2]
+N_PROMPTS = 200
+
+
+@dataclass(frozen=True)
+class Trained:
+    folder: Path
+    router: Router
+    logs: pd.DataFrame
+    core: Settings
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch ~/.llmroute."""
+    home = tmp_path / "llmroute-home"
+    monkeypatch.setenv("LLMROUTE_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A router trained once on the first 200 RouterBench prompts with the bundled MiniLM."""
+    import lightgbm  # noqa: F401  - load its OpenMP runtime so the thread limit reaches it
+    from threadpoolctl import threadpool_limits
+
+    from llmroute.data.importers import read_logs, write_logs
+    from llmroute.training.train import TrainConfig, train_router
+
+    tmp = tmp_path_factory.mktemp("serving-router")
+    core = Settings(home=tmp / "home")
+    df = read_logs(REPO / "data" / "routerbench" / "train.parquet")
+    ids = sorted(df["prompt_id"].unique())[:N_PROMPTS]
+    logs = df[df["prompt_id"].isin(ids)].reset_index(drop=True)
+    write_logs(logs, tmp / "logs.parquet")
+    with threadpool_limits(limits=1, user_api="openmp"):
+        router, folder = train_router(
+            tmp / "logs.parquet", core, TrainConfig(embedder="minilm"), out_dir=tmp / "router"
+        )
+    return Trained(folder, router, logs, core)
+
+
+@pytest.fixture
+def router(trained: Trained) -> Router:
+    """A shallow copy of the trained router that a test may change (version, route)."""
+    return copy.copy(trained.router)
+
+
+@pytest.fixture
+def live() -> Iterator[list[LiveServer]]:
+    """Servers started by a test; all are stopped in teardown."""
+    servers: list[LiveServer] = []
+    yield servers
+    for s in servers:
+        s.stop()

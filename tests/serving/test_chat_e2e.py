@@ -1,0 +1,196 @@
+"""End to end over real HTTP on 127.0.0.1: router service -> replay server, with injected faults."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from llmroute.router.router import Router
+from llmroute.serving.app import create_app
+from llmroute.serving.replay import create_replay_app
+from llmroute.serving.settings import ServeSettings
+from tests.serving.conftest import Trained
+from tests.serving.servers import LiveServer
+
+Start = Callable[..., tuple[httpx.Client, str]]
+
+
+def _recorded(logs: pd.DataFrame, prompt: str, model: str) -> pd.Series:
+    return logs[(logs["prompt"] == prompt) & (logs["model"] == model)].iloc[0]
+
+
+@pytest.fixture
+def prompt(trained: Trained) -> str:
+    """A logged prompt that every model answered."""
+    counts = trained.logs.groupby("prompt")["model"].nunique()
+    return str(counts[counts == len(trained.router.models)].index[3])
+
+
+@pytest.fixture
+def start(trained: Trained, router: Router, live: list[LiveServer]) -> Start:
+    """Start a replay server (with fault options) and the router service pointed at it."""
+
+    def _start(serve: dict[str, Any] | None = None, **replay: Any) -> tuple[httpx.Client, str]:
+        rep = LiveServer(create_replay_app(trained.logs, **replay)).start()
+        live.append(rep)
+        options: dict[str, Any] = {
+            "model": str(trained.folder), "default_base_url": f"{rep.url}/v1", "provider_timeout_s": 1.0,
+            "provider_retries": 1, "retry_backoff_s": 0.01, "cascade_confidence": 0.0, **(serve or {}),
+        }
+        settings = ServeSettings(**options)
+        svc = LiveServer(create_app(settings, router, core=trained.core)).start()
+        live.append(svc)
+        return httpx.Client(base_url=svc.url, timeout=30), rep.url
+
+    return _start
+
+
+def _chat(client: httpx.Client, prompt: str, **extra: Any) -> httpx.Response:
+    body = {"model": "llmroute", "messages": [{"role": "user", "content": prompt}], **extra}
+    return client.post("/v1/chat/completions", json=body)
+
+
+def _routed(client: httpx.Client, prompt: str) -> str:
+    return str(client.post("/route", json={"prompt": prompt}).json()["model"])
+
+
+def _price(router: Router, model: str, tin: int, tout: int) -> float:
+    spec = router.specs[model]
+    assert spec is not None and spec.input_price_per_1m is not None and spec.output_price_per_1m is not None
+    return (tin * spec.input_price_per_1m + tout * spec.output_price_per_1m) / 1e6
+
+
+def test_chat_returns_recorded_answer(start: Start, prompt: str, trained: Trained, router: Router) -> None:
+    client, _ = start()
+    with client:
+        model = _routed(client, prompt)
+        r = _chat(client, prompt, temperature=0)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    rec = _recorded(trained.logs, prompt, model)
+    assert body["model"] == model
+    assert body["choices"][0]["message"]["content"] == rec["response"]
+    assert body["x_llmroute_quality"] == rec["quality"]
+    assert r.headers["X-LLMRoute-Model"] == model
+    assert r.headers["X-LLMRoute-Attempts"] == "1"
+    info = body["llmroute"]
+    assert r.headers["X-LLMRoute-Decision-Id"] == info["decision_id"] == info["decision"]["decision_id"]
+    assert info["decision"]["model"] == model and info["decision"]["router_version"] == router.version
+    [attempt] = info["attempts"]
+    assert attempt["ok"] and attempt["model"] == model and attempt["error"] is None
+    expected = _price(router, model, int(rec["input_tokens"]), int(rec["output_tokens"]))
+    assert attempt["cost_usd"] == pytest.approx(expected)
+    assert info["total_cost_usd"] == pytest.approx(expected)
+
+
+def test_target_in_model_name(start: Start, prompt: str) -> None:
+    client, _ = start()
+    with client:
+        r = _chat(client, prompt, model="llmroute:0.9")
+        assert r.status_code == 200, r.text
+        assert r.json()["llmroute"]["decision"]["target"] == "quality 0.900"
+        bad = _chat(client, prompt, model="gpt-4")
+        assert bad.status_code == 422 and "'llmroute'" in bad.json()["error"]["message"]
+
+
+def test_failing_model_escalates_and_costs_all_attempts(
+    start: Start, prompt: str, trained: Trained, router: Router
+) -> None:
+    probe, _ = start()
+    with probe:
+        first = _routed(probe, prompt)
+    client, _ = start(model_failure_rates={first: 1.0})
+    with client:
+        r = _chat(client, prompt)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    attempts = body["llmroute"]["attempts"]
+    assert attempts[0]["model"] == first and not attempts[0]["ok"]
+    assert attempts[0]["error_kind"] in ("http_500", "http_429") and attempts[0]["tries"] == 2
+    assert attempts[0]["escalated_because"] == attempts[0]["error_kind"]
+    final = attempts[-1]
+    assert final["ok"] and final["model"] != first
+    assert body["model"] == final["model"] == r.headers["X-LLMRoute-Model"]
+    assert r.headers["X-LLMRoute-Attempts"] == str(len(attempts))
+    rec = _recorded(trained.logs, prompt, final["model"])
+    assert body["choices"][0]["message"]["content"] == rec["response"]
+    assert body["llmroute"]["total_cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in attempts))
+    assert body["llmroute"]["total_cost_usd"] == pytest.approx(
+        _price(router, final["model"], int(rec["input_tokens"]), int(rec["output_tokens"]))
+    )
+
+
+def test_timeout_escalates(start: Start, prompt: str) -> None:
+    probe, _ = start()
+    with probe:
+        first = _routed(probe, prompt)
+    client, _ = start(serve={"provider_timeout_s": 0.5}, model_timeout_rates={first: 1.0}, timeout_s=30)
+    with client:
+        r = _chat(client, prompt)
+    assert r.status_code == 200, r.text
+    attempts = r.json()["llmroute"]["attempts"]
+    assert attempts[0]["model"] == first and attempts[0]["error_kind"] == "timeout"
+    assert attempts[0]["tries"] == 1 and 400 <= attempts[0]["latency_ms"] < 5000
+    assert attempts[-1]["ok"] and r.json()["model"] != first
+
+
+def test_low_confidence_escalates_to_more_probable_models(start: Start, prompt: str, router: Router) -> None:
+    client, _ = start(serve={"cascade_confidence": 1.0, "cascade_max_attempts": 3})
+    with client:
+        r = _chat(client, prompt)
+    assert r.status_code == 200, r.text
+    info = r.json()["llmroute"]
+    attempts = info["attempts"]
+    cands = {c["model"]: c for c in info["decision"]["candidates"]}
+    assert all(a["ok"] for a in attempts) and 1 <= len(attempts) <= 3
+    for a, b in zip(attempts, attempts[1:]):
+        assert (a["escalated_because"] or "").startswith("confidence"), attempts
+        assert cands[b["model"]]["expected_cost_usd"] > cands[a["model"]]["expected_cost_usd"]
+        assert cands[b["model"]]["probability"] > cands[a["model"]]["probability"]
+    assert r.json()["model"] == max(attempts, key=lambda a: a["confidence"])["model"]
+    assert info["total_cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in attempts))
+    assert all(a["cost_usd"] > 0 for a in attempts)
+
+
+def test_every_model_failing_is_502_with_attempts(start: Start, prompt: str) -> None:
+    client, _ = start(serve={"cascade_max_attempts": 3}, failure_rate=1.0)
+    with client:
+        r = _chat(client, prompt)
+        metrics = client.get("/metrics").text
+    assert r.status_code == 502
+    body = r.json()
+    assert body["error"]["type"] == "all_models_failed"
+    assert len(body["llmroute"]["attempts"]) == 3 and body["llmroute"]["total_cost_usd"] == 0
+    assert r.headers["X-LLMRoute-Attempts"] == "3"
+    assert 'llmroute_escalations_total{reason="failure"} 2.0' in metrics
+    assert "llmroute_provider_errors_total{" in metrics
+
+
+def test_unknown_prompt_escalates_then_fails_cleanly(start: Start) -> None:
+    client, _ = start(serve={"cascade_max_attempts": 2})
+    with client:
+        r = _chat(client, "a prompt that is not in the logs")
+    assert r.status_code == 502
+    assert all(a["error_kind"] == "http_404" for a in r.json()["llmroute"]["attempts"])
+    assert "prompt not found" in r.json()["llmroute"]["attempts"][0]["error"]
+
+
+def test_streaming_sends_final_answer_as_sse(start: Start, prompt: str, trained: Trained) -> None:
+    client, _ = start()
+    with client, client.stream(
+        "POST", "/v1/chat/completions",
+        json={"model": "llmroute", "stream": True, "messages": [{"role": "user", "content": prompt}]},
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    model = chunks[0]["model"]
+    assert text == _recorded(trained.logs, prompt, model)["response"]
+    assert chunks[-1]["llmroute"]["attempts"][-1]["model"] == model
