@@ -216,3 +216,13 @@ def test_apps_do_not_share_metrics(router: Router, trained: Trained) -> None:
     with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
         a.post("/route", json={"prompt": "x"})
         assert 'endpoint="/route"' not in b.get("/metrics").text
+
+
+def test_polling_reloads_when_the_source_version_changes(router: Router, trained: Trained) -> None:
+    router.version = "old-version"
+    settings = _settings(model=str(trained.folder), reload_poll_s=0.05)
+    with TestClient(create_app(settings, router, core=trained.core)) as c:
+        deadline = time.monotonic() + 60
+        while (v := c.get("/ready").json()["router_version"]) == "old-version" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert v == trained.router.version

@@ -93,7 +93,10 @@ def run_evaluation(
         {n: tuple(np.asarray(routers[n]["points"]).T) for n in shown},
         {n: tuple(routers[n]["points"][0]) for n in routers if routers[n]["kind"] != "router"},
         plot_path,
-        title=f"{Path(test_path).name}: {len(test)} prompts, cost {report['data']['cost']}",
+        title=(
+            f"{Path(test_path).parent.name}/{Path(test_path).name}: {len(test)} prompts, "
+            f"{'estimated' if test.cost_is_estimated else 'measured'} cost"
+        ),
         highlight="learned",
     )
     (report_dir / "report.md").write_text(render_markdown(report, plot_path.name))

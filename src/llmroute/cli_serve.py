@@ -1,0 +1,115 @@
+"""`llmroute serve` and `llmroute replay-server`. Wire them with ``register(app)`` in cli.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Host = Annotated[str, typer.Option(help="Interface to bind.")]
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values or []:
+        key, sep, val = v.rpartition("=")
+        if not sep or not key or not val:
+            raise typer.BadParameter(f"expected MODEL=VALUE, got {v!r}", param_hint=option)
+        out[key] = val
+    return out
+
+
+def _rates(values: list[str] | None, option: str) -> dict[str, float]:
+    try:
+        return {k: float(v) for k, v in _pairs(values, option).items()}
+    except ValueError as exc:
+        raise typer.BadParameter(f"rate must be a number: {exc}", param_hint=option) from None
+
+
+def serve(
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="Saved router folder or registry URI (default: $LLMROUTE_SERVE_MODEL or models:/llmroute@champion)."),
+    ] = None,
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        Optional[list[str]], typer.Option("--api-key", help="Accepted API key (repeatable); none = auth off. Prefer $LLMROUTE_SERVE_API_KEYS.")
+    ] = None,
+    base_url: Annotated[
+        Optional[list[str]], typer.Option("--base-url", help="MODEL=URL: OpenAI-compatible base URL for a model (repeatable).")
+    ] = None,
+    default_base_url: Annotated[
+        Optional[str], typer.Option(help="Base URL for models with no override and no catalog endpoint.")
+    ] = None,
+    confidence: Annotated[Optional[float], typer.Option(help="Cascade: escalate below this confidence (0-1).")] = None,
+    max_attempts: Annotated[Optional[int], typer.Option(help="Cascade: most models tried per chat request.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Timeout of one provider call, seconds.")] = None,
+    retries: Annotated[Optional[int], typer.Option(help="Retries of one provider call on 429/5xx.")] = None,
+    reload_poll: Annotated[Optional[float], typer.Option(help="Poll the model source every N s and reload on change (0 = off).")] = None,
+    home: Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the router: /route, /v1/chat/completions (with the cascade), /models, /metrics, /health, /ready."""
+    import uvicorn
+
+    from llmroute.config import load_settings
+    from llmroute.serving.app import create_app
+    from llmroute.serving.settings import ServeSettings
+
+    overrides = {
+        "model": model, "api_keys": api_key or None, "provider_base_urls": _pairs(base_url, "--base-url") or None,
+        "default_base_url": default_base_url, "cascade_confidence": confidence, "cascade_max_attempts": max_attempts,
+        "provider_timeout_s": timeout, "provider_retries": retries, "reload_poll_s": reload_poll,
+    }
+    settings = ServeSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    app = create_app(settings, core=load_settings(home=home))
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def replay_server(
+    logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs in the llmroute schema (Parquet).")],
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    latency_ms: Annotated[float, typer.Option(help="Delay every answer by this many ms.")] = 0.0,
+    failure_rate: Annotated[float, typer.Option(help="Share of requests answered with HTTP 500/429.")] = 0.0,
+    timeout_rate: Annotated[float, typer.Option(help="Share of requests held for --timeout-s seconds.")] = 0.0,
+    fail_model: Annotated[
+        Optional[list[str]], typer.Option("--fail-model", help="MODEL=RATE: failure rate for one model (repeatable).")
+    ] = None,
+    timeout_model: Annotated[
+        Optional[list[str]], typer.Option("--timeout-model", help="MODEL=RATE: timeout rate for one model (repeatable).")
+    ] = None,
+    timeout_s: Annotated[float, typer.Option(help="How long an injected timeout holds a request.")] = 300.0,
+    unknown_prompt: Annotated[
+        str, typer.Option(help="'error' (404) or 'most_common' (the model's most common recorded answer).")
+    ] = "error",
+    seed: Annotated[int, typer.Option(help="Seed of the fault injection.")] = 0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve recorded benchmark answers as an OpenAI-compatible API (simulations and tests)."""
+    import uvicorn
+
+    from llmroute.data.importers import read_logs
+    from llmroute.serving.replay import create_replay_app
+
+    if unknown_prompt not in ("error", "most_common"):
+        raise typer.BadParameter("must be 'error' or 'most_common'", param_hint="--unknown-prompt")
+    failures, timeouts = _rates(fail_model, "--fail-model"), _rates(timeout_model, "--timeout-model")
+    try:
+        app = create_replay_app(
+            read_logs(logs), latency_ms, failure_rate, timeout_rate, seed,
+            model_failure_rates=failures, model_timeout_rates=timeouts,
+            timeout_s=timeout_s, unknown_prompt=unknown_prompt,  # type: ignore[arg-type]
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and `replay-server` to the llmroute CLI."""
+    app.command("serve")(serve)
+    app.command("replay-server")(replay_server)

@@ -1,0 +1,84 @@
+"""The routing service: ``create_app(settings)`` builds it; the lifespan loads the router and HTTP client.
+
+Endpoints: ``GET /health`` and ``GET /ready`` (no auth); ``POST /route``, ``GET /models``,
+``POST /v1/chat/completions``, ``POST /admin/reload``, ``GET /metrics`` (API key when configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from llmroute.config import Settings
+from llmroute.router.router import Router
+from llmroute.serving.compute import ComputeLimiter
+from llmroute.serving.errors import install_error_handlers
+from llmroute.serving.metrics import ServiceMetrics
+from llmroute.serving.middleware import BodySizeLimit, RequestMetrics
+from llmroute.serving.reloading import poll_for_new_version, reload_router
+from llmroute.serving.routes import admin, chat, health, metrics, models, routing
+from llmroute.serving.settings import ServeSettings
+from llmroute.serving.state import AppState, RouterHolder, Services
+
+
+def create_app(
+    settings: ServeSettings,
+    router: Router | None = None,
+    *,
+    core: Settings | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the service.
+
+    ``router``: serve this router (tests); otherwise the lifespan starts loading ``settings.model``
+    in the background and ``/ready`` answers 503 until it is loaded. ``core``: llmroute settings
+    (embedders, registry store; default: from the environment at startup). ``transport``: the
+    transport of the provider HTTP client (tests pass ``httpx.MockTransport``).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        async with httpx.AsyncClient(transport=transport, limits=limits) as http:
+            services = Services(
+                settings=settings,
+                core=core or Settings(),
+                holder=RouterHolder(router),
+                http=http,
+                metrics=ServiceMetrics.create(),
+                compute=ComputeLimiter(settings.compute_threads),
+            )
+            if router is None:
+                services.background.append(asyncio.create_task(_initial_load(services)))
+            if settings.reload_poll_s > 0:
+                services.background.append(
+                    asyncio.create_task(poll_for_new_version(services, settings.reload_poll_s))
+                )
+            try:
+                yield {"services": services}
+            finally:
+                for task in services.background:
+                    task.cancel()
+                for task in services.background:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    app = FastAPI(
+        title="llmroute",
+        summary="A learned LLM router: the cheapest model that will still meet a quality target.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, routing, models, chat, admin, metrics):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+async def _initial_load(services: Services) -> None:
+    await reload_router(services)

@@ -1,0 +1,43 @@
+"""Load the served router from a folder or a registry URI (blocking: call it off the event loop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmroute.config import Settings
+from llmroute.router.router import Router
+
+REGISTRY_PREFIX = "models:/"
+
+
+class RouterLoadError(RuntimeError):
+    """The configured model cannot be loaded; the message names it and says why."""
+
+
+def load_router(model: str, core: Settings) -> Router:
+    """The router at ``model``: a saved router folder or ``models:/<name>@<alias>`` (or ``/<version>``)."""
+    if model.startswith(REGISTRY_PREFIX):
+        from llmroute.training.registry import load_router_uri  # lazy: pulls in mlflow
+
+        return load_router_uri(model, core)
+    from llmroute.router.embedder import load_embedder
+    from llmroute.router.router import read_router_meta
+
+    folder = Path(model).expanduser()
+    if not (folder / "router.json").is_file():
+        raise RouterLoadError(f"{folder} is not a saved router folder (no router.json)")
+    meta = read_router_meta(folder)
+    return Router.load(folder, load_embedder(meta["embedder"]["spec"], core.embedders_dir))
+
+
+def source_version(model: str, core: Settings) -> str:
+    """The router version ``model`` points at now, without loading it (for reload polling)."""
+    if model.startswith(REGISTRY_PREFIX):
+        from llmroute.training.registry import parse_model_uri, registry_client, resolve_version
+
+        ref = parse_model_uri(model)
+        with registry_client(core, f"resolving {model}") as (client, tracking):
+            return f"{ref.name}/{resolve_version(client, ref, tracking).version}"
+    from llmroute.router.router import read_router_meta
+
+    return str(read_router_meta(Path(model).expanduser())["version"])

@@ -1,0 +1,101 @@
+"""``POST /v1/chat/completions`` (OpenAI-compatible): route, then call the model through the cascade.
+
+``model`` is ``llmroute`` or ``llmroute:<target>``. The answer is the final model's OpenAI response
+with ``model`` set to that model and a non-standard ``llmroute`` field (decision, attempts, total
+cost); headers ``X-LLMRoute-Model``, ``X-LLMRoute-Decision-Id``, ``X-LLMRoute-Attempts``. When every
+attempt fails the status is 502 with the same ``llmroute`` field. ``stream: true`` runs the cascade
+to the end and then sends the final answer as server-sent events (one content chunk).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from llmroute.router.text import messages_to_prompt
+from llmroute.serving.cascade import CascadeResult, run_cascade
+from llmroute.serving.decide import decide
+from llmroute.serving.deps import Authenticated, RouterDep, ServicesDep
+from llmroute.serving.errors import error_body
+from llmroute.serving.providers import CallResult, ChatProvider, resolve_endpoint
+from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=Authenticated)
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, llm_router: RouterDep, services: ServicesDep
+) -> JSONResponse | StreamingResponse:
+    opts = body.routing()
+    prompt = messages_to_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
+    decision = await run_in_threadpool(decide, services, llm_router, prompt, opts)
+    decision_id = str(uuid.uuid4())
+
+    provider = ChatProvider(services.http, services.settings)
+    payload = body.provider_payload()
+
+    async def call(model: str) -> CallResult:
+        endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
+        return await provider.complete(endpoint, payload)
+
+    result = await run_cascade(
+        decision, prompt, call, llm_router.specs,
+        services.settings.cascade_confidence, services.settings.cascade_max_attempts,
+    )
+    _record(services, result)
+    info = {
+        "decision_id": decision_id,
+        "decision": RouteResponse.from_decision(decision_id, decision).model_dump(),
+        "attempts": [a.to_dict() for a in result.attempts],
+        "total_cost_usd": result.total_cost_usd,
+    }
+    headers = {
+        "X-LLMRoute-Decision-Id": decision_id,
+        "X-LLMRoute-Attempts": str(len(result.attempts)),
+        "X-LLMRoute-Model": result.final_model or "",
+    }
+    if result.final_body is None or result.final_model is None:
+        errors = "; ".join(f"{a.model}: {a.error}" for a in result.attempts)
+        return JSONResponse(
+            {**error_body("all_models_failed", f"every attempted model failed ({errors})"), "llmroute": info},
+            status_code=502, headers=headers,
+        )
+    answer = {**result.final_body, "model": result.final_model, "llmroute": info}
+    if body.stream:
+        return StreamingResponse(_sse(answer), media_type="text/event-stream", headers=headers)
+    return JSONResponse(answer, headers=headers)
+
+
+def _record(services: Any, result: CascadeResult) -> None:
+    m = services.metrics
+    for i, a in enumerate(result.attempts):
+        m.cost.labels(a.model).inc(a.cost_usd)
+        if not a.ok:
+            m.provider_errors.labels(a.model, a.error_kind or "error").inc()
+        if i < len(result.attempts) - 1:
+            m.escalations.labels("failure" if not a.ok else "low_confidence").inc()
+
+
+async def _sse(answer: dict[str, Any]) -> AsyncIterator[str]:
+    base = {
+        "id": answer.get("id", f"chatcmpl-{uuid.uuid4().hex}"),
+        "object": "chat.completion.chunk",
+        "created": answer.get("created", int(time.time())),
+        "model": answer["model"],
+    }
+    choice = answer["choices"][0]
+    content = choice["message"].get("content") or ""
+    first = {"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": None}
+    yield f"data: {json.dumps({**base, 'choices': [first]})}\n\n"
+    last = {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
+    tail = {**base, "choices": [last], "usage": answer.get("usage"), "llmroute": answer["llmroute"]}
+    yield f"data: {json.dumps(tail)}\n\n"
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,29 @@
+"""Liveness and readiness (no authentication)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from llmroute.serving.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", response_model=None)
+async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
+    """200 once a router is loaded, 503 (with the load error, if any) before."""
+    current = services.holder.current
+    if current is None:
+        return JSONResponse(
+            {"status": "not_ready", "reason": services.holder.load_error or "router loading"}, status_code=503
+        )
+    return {"status": "ready", "router_version": current.version}

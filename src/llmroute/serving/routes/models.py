@@ -1,0 +1,31 @@
+"""``GET /models``: the models the served router chooses from, with their catalog data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from llmroute.serving.deps import Authenticated, RouterDep
+
+router = APIRouter(tags=["models"], dependencies=Authenticated)
+
+_PUBLIC = (
+    "provider", "context_window", "input_price_per_1m", "output_price_per_1m", "typical_latency_ms",
+    "capabilities", "local", "aliases",
+)
+
+
+@router.get("/models")
+async def models(llm_router: RouterDep) -> dict[str, Any]:
+    out = []
+    for name in llm_router.models:
+        spec = llm_router.specs.get(name)
+        info = {k: getattr(spec, k) for k in _PUBLIC} if spec is not None else None
+        out.append({"name": name, "in_catalog": spec is not None, "catalog": info})
+    return {
+        "router_version": llm_router.version,
+        "default_rule": llm_router.default_rule,
+        "default_target": str(llm_router.default_target),
+        "models": out,
+    }

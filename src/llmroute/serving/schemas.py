@@ -1,0 +1,171 @@
+"""Pydantic models at the HTTP edge of the routing service (internal records are dataclasses)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llmroute.data.catalog import Capability
+from llmroute.router.decision import Constraints, Decision, QualityTarget
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = "text"
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """An OpenAI-style chat message; ``content`` may be a string or a list of text parts."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+def parse_target(value: str | float | None) -> QualityTarget | None:
+    """'95%' -> 95% of the best model (relative); 0.85 or '0.85' -> absolute quality 0.85."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return QualityTarget(float(value), "absolute")
+    try:
+        return QualityTarget.parse(str(value))
+    except ValueError as exc:
+        raise ValueError(
+            f"target must be a share of the best model like '95%' or an absolute quality like 0.85 ({exc})"
+        ) from None
+
+
+class RoutingOptions(BaseModel):
+    """What a request may ask of the router (shared by /route and the `llmroute` field of chat requests)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str | float | None = Field(default=None, description="'95%' (of the best model) or 0.85 (absolute).")
+    confidence: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Threshold rule with this P(meets target) bar (overrides target)."
+    )
+    rule: str | None = None
+    max_cost_usd: Annotated[float, Field(ge=0)] | None = None
+    max_latency_ms: Annotated[float, Field(gt=0)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=0)] = 0
+    allowed_models: list[str] | None = None
+    excluded_models: list[str] = Field(default_factory=list)
+    required_capabilities: list[Capability] = Field(default_factory=list)
+    task: str | None = None
+    user: str | None = None
+    tenant: str | None = None
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, v: str | float | None) -> str | float | None:
+        parse_target(v)
+        return v
+
+    def quality_target(self) -> QualityTarget | None:
+        return parse_target(self.target)
+
+    def constraints(self) -> Constraints:
+        return Constraints(
+            max_cost_usd=self.max_cost_usd,
+            max_latency_ms=self.max_latency_ms,
+            allowed_models=tuple(self.allowed_models) if self.allowed_models is not None else None,
+            excluded_models=tuple(self.excluded_models),
+            required_capabilities=tuple(self.required_capabilities),
+            max_output_tokens=self.max_output_tokens,
+        )
+
+
+class RouteRequest(RoutingOptions):
+    """Body of ``POST /route``: exactly one of ``prompt`` and ``messages``."""
+
+    prompt: Annotated[str, Field(min_length=1)] | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> RouteRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' (a string) or 'messages' (OpenAI-style chat messages)")
+        return self
+
+
+class CandidateOut(BaseModel):
+    model: str
+    probability: float
+    expected_cost_usd: float
+    eligible: bool
+    excluded_by: str | None
+
+
+class RouteResponse(BaseModel):
+    decision_id: str
+    model: str
+    candidates: list[CandidateOut]
+    reason: str
+    cleared: bool
+    rule: str
+    knob: float
+    target: str | None
+    task_hint: str | None
+    router_version: str
+
+    @classmethod
+    def from_decision(cls, decision_id: str, d: Decision) -> RouteResponse:
+        return cls(
+            decision_id=decision_id,
+            model=d.model,
+            candidates=[CandidateOut(**c.__dict__) for c in d.candidates],
+            reason=d.reason,
+            cleared=d.cleared,
+            rule=d.rule,
+            knob=d.knob,
+            target=d.target,
+            task_hint=d.task_hint,
+            router_version=d.router_version,
+        )
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI chat completion request; ``model`` is 'llmroute' or 'llmroute:<target>' (e.g. 'llmroute:95%').
+
+    Other OpenAI fields (temperature, max_tokens, logprobs, ...) are passed through to the chosen model.
+    Routing options go in the non-standard ``llmroute`` object.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    stream: bool = False
+    llmroute: RoutingOptions | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str) -> str:
+        name, _, target = v.partition(":")
+        if name != "llmroute":
+            raise ValueError(f"model must be 'llmroute' or 'llmroute:<target>' (e.g. 'llmroute:95%'), got {v!r}")
+        if target:
+            parse_target(target)
+        return v
+
+    def routing(self) -> RoutingOptions:
+        opts = self.llmroute or RoutingOptions()
+        _, _, target = self.model.partition(":")
+        if target and opts.target is None:
+            opts = opts.model_copy(update={"target": target})
+        if opts.user is None and isinstance(self.model_extra, dict) and isinstance(self.model_extra.get("user"), str):
+            opts = opts.model_copy(update={"user": self.model_extra["user"]})
+        return opts
+
+    def provider_payload(self) -> dict[str, Any]:
+        """The body sent to the chosen model (``model`` is set per attempt; streaming is done by us)."""
+        body = self.model_dump(exclude={"model", "stream", "llmroute"}, exclude_none=True)
+        return body

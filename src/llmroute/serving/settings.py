@@ -1,0 +1,56 @@
+"""Configuration of the routing service (``LLMROUTE_SERVE_`` environment variables).
+
+List and mapping fields take JSON in the environment, e.g.
+``LLMROUTE_SERVE_API_KEYS='["k1","k2"]'`` and
+``LLMROUTE_SERVE_PROVIDER_BASE_URLS='{"gpt-4-1106-preview": "http://127.0.0.1:9000/v1"}'``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "models:/llmroute@champion"
+
+
+class ServeSettings(BaseSettings):
+    """What `llmroute serve` can be told. Nothing reads the environment until this is instantiated."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMROUTE_SERVE_", extra="ignore")
+
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Router to serve: a saved router folder, or a registry URI 'models:/<name>@<alias>' / '/<version>'.",
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Accepted API keys ('Authorization: Bearer KEY' or 'X-API-Key: KEY'); empty = auth off.",
+    )
+    provider_base_urls: dict[str, str] = Field(
+        default_factory=dict, description="Per-model OpenAI-compatible base URL overrides (model -> base URL)."
+    )
+    default_base_url: str | None = Field(
+        default=None,
+        description="Base URL for models with neither an override nor a catalog endpoint (e.g. a gateway).",
+    )
+    provider_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one provider call.")
+    provider_connect_timeout_s: float = Field(default=5.0, gt=0)
+    provider_retries: int = Field(
+        default=2, ge=0, description="Retries of one provider call on 429/5xx/connection errors (not on timeouts)."
+    )
+    retry_backoff_s: float = Field(default=0.25, ge=0, description="First retry delay; doubles each retry.")
+    cascade_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="Escalate when an answer's confidence is below this."
+    )
+    cascade_max_attempts: int = Field(default=3, ge=1, description="Most models tried for one chat request.")
+    max_body_bytes: int = Field(default=1_000_000, gt=0, description="Larger request bodies get 413.")
+    compute_threads: int | None = Field(
+        default=1, ge=1,
+        description="OpenMP threads per request thread for routing (None = library default); see serving.compute.",
+    )
+    reload_poll_s: float = Field(
+        default=0.0, ge=0, description="Poll the model source this often and reload on a new version (0 = off)."
+    )
+
+    def key_values(self) -> tuple[str, ...]:
+        return tuple(k.get_secret_value() for k in self.api_keys)

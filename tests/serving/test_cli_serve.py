@@ -1,0 +1,116 @@
+"""`llmroute replay-server` and `llmroute serve` as real subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from llmroute.cli_serve import register
+from llmroute.serving.compute import ComputeLimiter
+from tests.serving.conftest import Trained
+
+LAUNCH = "import sys, typer; from llmroute.cli_serve import register; app = typer.Typer(); register(app); app(sys.argv[1:])"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(proc: subprocess.Popen[bytes], url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready after {timeout} s")
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        p.terminate()
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def test_replay_server_and_serve_commands(
+    trained: Trained, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    logs = tmp_path / "logs.parquet"
+    trained.logs.to_parquet(logs)
+    env = {**os.environ, "LLMROUTE_HOME": str(trained.core.home)}
+    rport, sport = _port(), _port()
+    procs.append(subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "replay-server", "--logs", str(logs), "--port", str(rport),
+         "--fail-model", "gpt-4-1106-preview=1.0"], env=env,
+    ))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "serve", "--model", str(trained.folder), "--port", str(sport),
+         "--api-key", "k", "--default-base-url", f"http://127.0.0.1:{rport}/v1", "--confidence", "0",
+         "--retries", "0", "--log-level", "warning"], env=env,
+    ))
+    _wait(procs[0], f"http://127.0.0.1:{rport}/v1/models")
+    _wait(procs[1], f"http://127.0.0.1:{sport}/ready")
+    prompt = str(trained.logs["prompt"].iloc[0])
+    r = httpx.post(
+        f"http://127.0.0.1:{sport}/v1/chat/completions", headers={"Authorization": "Bearer k"}, timeout=60,
+        json={"model": "llmroute", "messages": [{"role": "user", "content": prompt}],
+              "llmroute": {"allowed_models": ["gpt-4-1106-preview", "claude-v2"]}},
+    )
+    assert r.status_code == 200, r.text
+    attempts = r.json()["llmroute"]["attempts"]
+    assert r.json()["model"] == "claude-v2" and attempts[-1]["ok"]
+    assert all(a["ok"] == (a["model"] == "claude-v2") for a in attempts)
+
+
+def test_cli_rejects_bad_pairs(trained: Trained) -> None:
+    app = typer.Typer()
+    register(app)
+    r = CliRunner().invoke(app, ["replay-server", "--logs", "x.parquet", "--fail-model", "nonsense"])
+    assert r.exit_code == 2 and "MODEL=VALUE" in r.output
+    r = CliRunner().invoke(app, ["replay-server", "--logs", str(trained.folder / "missing.parquet")])
+    assert r.exit_code == 2 and "missing.parquet" in r.output
+
+
+def test_compute_limiter_limits_the_calling_thread_only() -> None:
+    from threadpoolctl import ThreadpoolController
+
+    def openmp_threads() -> set[int]:
+        return {i["num_threads"] for i in ThreadpoolController().select(user_api="openmp").info()}
+
+    limiter = ComputeLimiter(1)
+    seen: dict[str, set[int]] = {}
+
+    def work() -> None:
+        limiter.apply()
+        seen["limited"] = openmp_threads()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    if not seen["limited"]:
+        pytest.skip("no OpenMP runtime loaded")
+    assert seen["limited"] == {1}
+    ComputeLimiter(None).apply()  # no-op
