@@ -1,27 +1,11 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from llmroute.router.router import Router
-from tests.router.helpers import MemoEmbedder, Trained, minilm, one_openmp_thread, trained_router
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_openmp_thread() -> Iterator[None]:
-    with one_openmp_thread():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Never touch ~/.llmroute: every test gets its own LLMROUTE_HOME."""
-    home = tmp_path / "llmroute-home"
-    monkeypatch.setenv("LLMROUTE_HOME", str(home))
-    return home
+from tests.router.helpers import MemoEmbedder, Trained, minilm, trained_router
 
 
 @pytest.fixture(scope="session")

@@ -26,14 +26,6 @@ class Trained:
     core: Settings
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Never touch ~/.llmroute."""
-    home = tmp_path / "llmroute-home"
-    monkeypatch.setenv("LLMROUTE_HOME", str(home))
-    return home
-
-
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A router trained once on the first 200 RouterBench prompts with the bundled MiniLM."""
