@@ -106,9 +106,16 @@ def build_static_minilm(target: Path) -> Path:
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     from transformers import AutoModel, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     src = bundled_minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(str(src))
-    model = AutoModel.from_pretrained(str(src))
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the weight-load report lists an unused buffer; it is harmless
+    try:
+        model = AutoModel.from_pretrained(str(src))
+    finally:
+        hf_logging.set_verbosity(level)
     static = distill_from_model(model=model, tokenizer=tokenizer, pca_dims=STATIC_PCA_DIMS)
     tmp = target.with_name(target.name + ".tmp")
     static.save_pretrained(str(tmp / "m2v"))
