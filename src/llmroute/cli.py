@@ -11,6 +11,7 @@ import typer
 
 from llmroute.cli_data import data_app
 from llmroute.cli_registry import load_registry_router, register, track_training
+from llmroute.cli_bench import register as register_bench
 from llmroute.cli_serve import register as register_serve
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 register(app)
 register_serve(app)
+register_bench(app)
 
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")

@@ -151,7 +151,7 @@ def test_help(command: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--target", "lots"), "could not convert string to float"),
+        (("--target", "lots"), "quality target must be a share of the best model"),
         (("--target", "150"), "out of range"),
         (("--confidence", "2"), "confidence must be within [0, 1]"),
         (("--capability", "vision"), "lacks required capabilities ['vision']"),

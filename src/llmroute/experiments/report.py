@@ -47,7 +47,10 @@ def run_evaluation(
     test_all = to_wide(read_logs(test_path)).restrict(router.models)
     test, excluded = test_all.complete()
     if len(test) == 0:
-        raise ValueError(f"{test_path}: no prompt has a known outcome for every model of the router")
+        logged = set(to_wide(read_logs(test_path)).models)
+        missing = [m for m in router.models if m not in logged]
+        detail = f" (not in these logs: {', '.join(missing)})" if missing else ""
+        raise ValueError(f"{test_path}: no prompt has a known outcome for every model of the router{detail}")
     cache = EmbeddingCache(cache_path)
     emb_train = cache.encode(router.embedder, [focus_text(p) for p in train.prompts])
     feats_train = text_features(train.prompts, [focus_text(p) for p in train.prompts], train.input_tokens)

@@ -40,9 +40,15 @@ class QualityTarget:
     def parse(cls, text: str) -> QualityTarget:
         """'95%' -> 95% of the best model; '0.85' -> absolute quality 0.85."""
         s = text.strip()
-        if s.endswith("%"):
-            return cls(float(s[:-1]) / 100.0, "relative")
-        return cls(float(s), "absolute")
+        relative = s.endswith("%")
+        try:
+            value = float(s[:-1]) / 100.0 if relative else float(s)
+        except ValueError as exc:
+            raise ValueError(
+                f"quality target must be a share of the best model like '95%' or a quality level in "
+                f"[0, 1] like '0.85', got {text!r}"
+            ) from exc
+        return cls(value, "relative" if relative else "absolute")
 
     def __str__(self) -> str:
         return f"{self.value:.0%} of the best model" if self.kind == "relative" else f"quality {self.value:.3f}"

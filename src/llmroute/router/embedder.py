@@ -81,8 +81,15 @@ class SentenceTransformerEmbedder:
 
         self.spec = spec
         self.path = Path(path) if Path(path).exists() else None
-        # float32 throughout: a float16 static model turns an empty text into a NaN vector
-        self._model = SentenceTransformer(str(path), device="cpu").float()
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the weight-load report lists an unused buffer; it is harmless
+        try:
+            # float32 throughout: a float16 static model turns an empty text into a NaN vector
+            self._model = SentenceTransformer(str(path), device="cpu").float()
+        finally:
+            hf_logging.set_verbosity(level)
         self.batch_size = batch_size
         self.dim = int(self.encode(["x"]).shape[1])
         self.fingerprint = fingerprint_dir(self.path) if self.path else f"name:{spec}"
