@@ -12,6 +12,7 @@ import typer
 from llmroute.cli_data import data_app
 from llmroute.cli_registry import load_registry_router, register, track_training
 from llmroute.cli_bench import register as register_bench
+from llmroute.cli_logs import register as register_logs
 from llmroute.cli_serve import register as register_serve
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.add_typer(data_app, name="data")
 register(app)
 register_serve(app)
 register_bench(app)
+register_logs(app)
 
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
@@ -86,6 +88,13 @@ def train(
     ] = "95%",
     out: Annotated[Optional[Path], typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for folds and LightGBM.")] = 0,
+    scorer: Annotated[
+        bool,
+        typer.Option(
+            "--scorer/--no-scorer",
+            help="Also train the post-call answer scorer the cascade uses (needs logged responses).",
+        ),
+    ] = True,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the router.")] = True,
     test_logs: Annotated[Optional[Path], typer.Option(help="Held-out logs to evaluate on and log with the run.")] = None,
 ) -> None:
@@ -98,7 +107,13 @@ def train(
         router, folder = train_router(
             logs,
             settings,
-            TrainConfig(embedder=settings.embedder, success_threshold=success_threshold, default_target=target, seed=seed),
+            TrainConfig(
+                embedder=settings.embedder,
+                success_threshold=success_threshold,
+                default_target=target,
+                seed=seed,
+                with_scorer=scorer,
+            ),
             out_dir=out,
         )
         if track:

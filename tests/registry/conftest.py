@@ -76,7 +76,7 @@ def test_logs(data_dir: Path) -> Path:
 def _train(logs: Path, home: Path, out: Path) -> Trained:
     from llmroute.training.train import TrainConfig, train_router
 
-    router, folder = train_router(logs, Settings(home=home), TrainConfig(embedder="minilm"), out_dir=out)
+    router, folder = train_router(logs, Settings(home=home), TrainConfig(embedder="minilm", with_scorer=False), out_dir=out)
     return Trained(router, folder, logs)
 
 

@@ -180,7 +180,7 @@ def trained_router(base: Path) -> Trained:
         mp.setattr(train_mod, "load_embedder", lambda spec, _dir: embedder)
         settings = load_settings(home=home)
         router, folder = train_mod.train_router(
-            train_path, settings, train_mod.TrainConfig(embedder="minilm"), out_dir=home / "routers" / "small"
+            train_path, settings, train_mod.TrainConfig(embedder="minilm", with_scorer=False), out_dir=home / "routers" / "small"
         )
     _TRAINED["r"] = Trained(router, folder, home, train_path, embedder)
     return _TRAINED["r"]

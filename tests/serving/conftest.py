@@ -43,7 +43,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     write_logs(logs, tmp / "logs.parquet")
     with threadpool_limits(limits=1, user_api="openmp"):
         router, folder = train_router(
-            tmp / "logs.parquet", core, TrainConfig(embedder="minilm"), out_dir=tmp / "router"
+            tmp / "logs.parquet", core, TrainConfig(embedder="minilm", with_scorer=False), out_dir=tmp / "router"
         )
     return Trained(folder, router, logs, core)
 
@@ -61,3 +61,17 @@ def live() -> Iterator[list[LiveServer]]:
     yield servers
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def scorer_folder(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A response scorer trained on 40 of the session router's prompts, with its embedder."""
+    from threadpoolctl import threadpool_limits
+
+    from llmroute.training.scorer import train_scorer
+
+    ids = sorted(trained.logs["prompt_id"].unique())[:40]
+    folder = tmp_path_factory.mktemp("serving-scorer") / "scorer"
+    with threadpool_limits(limits=1, user_api="openmp"):
+        train_scorer(trained.logs[trained.logs["prompt_id"].isin(ids)], trained.router.embedder, folder)
+    return folder

@@ -86,3 +86,21 @@ def test_missing_or_bad_logs_raise(tmp_path: Path) -> None:
     bad.write_bytes(b"not parquet")
     with pytest.raises(LogValidationError, match="bad.parquet"):
         train_router(bad, settings, TrainConfig(embedder="minilm"))
+
+
+def test_train_writes_the_answer_scorer_only_when_responses_were_logged(tmp_path: Path) -> None:
+    from llmroute.data.importers import write_logs
+
+    df = read_logs(Path(__file__).resolve().parents[2] / "data" / "routerbench" / "train.parquet")
+    ids = df["prompt_id"].drop_duplicates().iloc[:80]
+    part = df[df["prompt_id"].isin(ids)].reset_index(drop=True)
+    settings = load_settings(home=tmp_path / "home")
+    write_logs(part, tmp_path / "with.parquet")
+    _, folder = train_router(tmp_path / "with.parquet", settings, TrainConfig(embedder="minilm"), out_dir=tmp_path / "a")
+    assert (folder / "scorer" / "scorer_lightgbm.txt").exists()
+    no_resp = part.assign(response=None)
+    write_logs(no_resp, tmp_path / "without.parquet")
+    _, folder = train_router(
+        tmp_path / "without.parquet", settings, TrainConfig(embedder="minilm"), out_dir=tmp_path / "b"
+    )
+    assert not (folder / "scorer").exists()

@@ -32,6 +32,10 @@ def count_tokens(text: str) -> int:
 
 
 def count_tokens_batch(texts: Iterable[str]) -> list[int]:
-    """:func:`count_tokens` for many texts at once (multi-threaded inside tiktoken)."""
-    encoded = _encoding().encode_ordinary_batch(list(texts))
+    """:func:`count_tokens` for many texts at once (multi-threaded inside tiktoken for large batches;
+    small ones are counted inline, since starting tiktoken's thread pool costs more than it saves)."""
+    items = list(texts)
+    if len(items) < 64:
+        return [count_tokens(t) for t in items]
+    encoded = _encoding().encode_ordinary_batch(items)
     return [len(tokens) for tokens in encoded]

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from llmroute.data.catalog import ModelSpec
-from llmroute.data.tokens import count_tokens, count_tokens_batch
+from llmroute.data.tokens import count_tokens_batch
 from llmroute.router import policy
 from llmroute.router.cost import LinearCostModel
 from llmroute.router.decision import (
@@ -111,7 +111,7 @@ class Router:
         probs, costs = self.predict(prepared, [task] if task else None)
         p, c = probs[0], costs[0]
         reasons = exclusion_reasons(
-            constraints, self.models, [self.specs.get(m) for m in self.models], count_tokens(prompt), c
+            constraints, self.models, [self.specs.get(m) for m in self.models], int(prepared.input_tokens[0]), c
         )
         mask = np.array([r is None for r in reasons])
         if not mask.any():

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
@@ -24,6 +26,9 @@ from llmroute.serving.routes import admin, chat, health, metrics, models, routin
 from llmroute.serving.settings import ServeSettings
 from llmroute.serving.state import AppState, RouterHolder, Services
 
+if TYPE_CHECKING:
+    from llmroute.training.scorer import ResponseScorer
+
 
 def create_app(
     settings: ServeSettings,
@@ -31,26 +36,30 @@ def create_app(
     *,
     core: Settings | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    scorer: ResponseScorer | None = None,
 ) -> FastAPI:
     """Build the service.
 
     ``router``: serve this router (tests); otherwise the lifespan starts loading ``settings.model``
     in the background and ``/ready`` answers 503 until it is loaded. ``core``: llmroute settings
     (embedders, registry store; default: from the environment at startup). ``transport``: the
-    transport of the provider HTTP client (tests pass ``httpx.MockTransport``).
+    transport of the provider HTTP client (tests pass ``httpx.MockTransport``). ``scorer``: the
+    post-call response scorer served with ``router`` (a loaded folder's ``scorer/`` is found by itself).
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        executor = ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="llmroute-compute")
         async with httpx.AsyncClient(transport=transport, limits=limits) as http:
             services = Services(
                 settings=settings,
                 core=core or Settings(),
-                holder=RouterHolder(router),
+                holder=RouterHolder(router, scorer),
                 http=http,
                 metrics=ServiceMetrics.create(),
                 compute=ComputeLimiter(settings.compute_threads),
+                executor=executor,
             )
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))
@@ -66,6 +75,7 @@ def create_app(
                 for task in services.background:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+                executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="llmroute",

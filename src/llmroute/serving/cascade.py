@@ -6,9 +6,23 @@ probability than the model just tried. When a call *failed* and no such model ex
 eligible model with the highest probability is tried instead, so a request is not lost while any
 eligible model is left. At most ``max_attempts`` models are called.
 
-Confidence of an answer. The router's pre-call probability that the model meets the target; when the
-provider returns token logprobs, the mean of that probability and exp(mean token logprob). A learned
-post-call scorer (judging the answer text) is a later step; it would replace :func:`answer_confidence`.
+Confidence of an answer (:func:`combine_confidence`): the weighted mean of the signals at hand,
+
+    (p_router + w_scorer * p_scorer + w_logprob * p_logprob) / (1 + w_scorer + w_logprob)
+
+over the *available* ones only: ``p_router`` is the router's pre-call probability that the model
+meets the target (always there); ``p_scorer`` the post-call response scorer's probability
+(:mod:`llmroute.training.scorer`, when the served router folder has one); ``p_logprob`` is
+exp(mean token logprob) when the provider returns logprobs. Weights: ``scorer_weight`` (setting,
+default 2: the scorer sees the answer and out-scores the pre-call probability on held-out data) and
+1 for logprobs. Without a scorer this is the earlier rule: router probability, averaged with the
+logprob signal when present. Every attempt records each signal next to the combined confidence.
+
+Ensembles (:func:`run_ensemble`), asked per request: ``best_of_n`` calls the N most promising eligible
+models concurrently and keeps the answer with the highest confidence; ``majority_vote`` calls N models,
+normalises the answers (:func:`normalise_answer`) and keeps the most common one (ties: the group whose
+best member has the highest confidence), answering with that group's most confident member. Every
+call's cost is counted.
 
 Result. The successful answer with the highest confidence (the latest on ties); none if every
 attempt failed. Cost of an attempt: the provider's ``usage.cost`` if given, else catalog prices x
@@ -17,8 +31,11 @@ attempt failed. Cost of an attempt: the provider's ``usage.cost`` if given, else
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -40,6 +57,9 @@ class Attempt:
     tries: int
     error_kind: str | None = None  # timeout | http_<status> | connect | bad_response | no_endpoint
     escalated_because: str | None = None  # why the next model was tried after this one
+    scorer_probability: float | None = None  # post-call response scorer, when one is loaded
+    logprob_confidence: float | None = None  # exp(mean token logprob), when the provider returned them
+    answer_key: str | None = None  # the normalised answer (majority vote only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,16 +90,41 @@ def next_model(candidates: Mapping[str, Candidate], current: str, tried: set[str
     return None
 
 
-def answer_confidence(router_probability: float, body: Mapping[str, Any]) -> float:
-    """Router probability, averaged with exp(mean token logprob) when the provider returns logprobs."""
+def logprob_signal(body: Mapping[str, Any]) -> float | None:
+    """exp(mean token logprob) of the first choice, or None when the provider returned no logprobs."""
     try:
         tokens = body["choices"][0]["logprobs"]["content"]
         lps = [float(t["logprob"]) for t in tokens]
     except (KeyError, IndexError, TypeError, ValueError):
-        return router_probability
+        return None
     if not lps:
-        return router_probability
-    return 0.5 * (router_probability + math.exp(sum(lps) / len(lps)))
+        return None
+    return math.exp(sum(lps) / len(lps))
+
+
+def combine_confidence(
+    router_probability: float,
+    scorer_probability: float | None = None,
+    logprob_confidence: float | None = None,
+    scorer_weight: float = 2.0,
+    logprob_weight: float = 1.0,
+) -> float:
+    """Weighted mean of the available signals (see module docstring)."""
+    num, den = router_probability, 1.0
+    if scorer_probability is not None:
+        num, den = num + scorer_weight * scorer_probability, den + scorer_weight
+    if logprob_confidence is not None:
+        num, den = num + logprob_weight * logprob_confidence, den + logprob_weight
+    return num / den
+
+
+def answer_confidence(router_probability: float, body: Mapping[str, Any]) -> float:
+    """Router probability, averaged with exp(mean token logprob) when the provider returns logprobs."""
+    return combine_confidence(router_probability, None, logprob_signal(body))
+
+
+def answer_text(body: Mapping[str, Any]) -> str:
+    return str(body["choices"][0]["message"].get("content") or "")
 
 
 def attempt_cost(spec: ModelSpec | None, prompt: str, body: Mapping[str, Any]) -> float:
@@ -100,6 +145,21 @@ def attempt_cost(spec: ModelSpec | None, prompt: str, body: Mapping[str, Any]) -
 
 
 Call = Callable[[str], Awaitable[CallResult]]
+Judge = Callable[[str, str], Awaitable[float | None]]  # (model, answer text) -> scorer probability
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How much an answer is trusted, after each signal (see module docstring)."""
+
+    scorer_weight: float = 2.0
+    judge: Judge | None = None
+
+    async def __call__(self, model: str, router_probability: float, body: Mapping[str, Any]) -> tuple[float, float | None, float | None]:
+        """(combined confidence, scorer probability, logprob signal)."""
+        scored = await self.judge(model, answer_text(body)) if self.judge is not None else None
+        lp = logprob_signal(body)
+        return combine_confidence(router_probability, scored, lp, self.scorer_weight), scored, lp
 
 
 async def run_cascade(
@@ -109,8 +169,10 @@ async def run_cascade(
     specs: Mapping[str, ModelSpec | None],
     threshold: float,
     max_attempts: int,
+    confidence: Confidence | None = None,
 ) -> CascadeResult:
     """Run the cascade for one request; ``call(model)`` makes one (retried) provider call."""
+    confidence = confidence or Confidence()
     candidates = {c.model: c for c in decision.candidates}
     attempts: list[Attempt] = []
     tried: set[str] = set()
@@ -121,13 +183,16 @@ async def run_cascade(
         prob = candidates[model].probability
         res = await call(model)
         if res.ok and res.body is not None:
-            conf = answer_confidence(prob, res.body)
+            conf, scored, lp = await confidence(model, prob, res.body)
             cost = attempt_cost(specs.get(model), prompt, res.body)
             if best is None or conf >= best[0]:
                 best = (conf, len(attempts), model, res.body)
             why = None if conf >= threshold else f"confidence {conf:.3f} < {threshold:.3f}"
             attempts.append(
-                Attempt(model, True, None, res.latency_ms, cost, conf, prob, res.tries, escalated_because=why)
+                Attempt(
+                    model, True, None, res.latency_ms, cost, conf, prob, res.tries, escalated_because=why,
+                    scorer_probability=scored, logprob_confidence=lp,
+                )
             )
             if why is None:
                 break
@@ -146,3 +211,78 @@ async def run_cascade(
     if best is None:
         return CascadeResult(tuple(attempts), None, None)
     return CascadeResult(tuple(attempts), best[2], best[3])
+
+
+# ---- ensembles --------------------------------------------------------------------------------------
+_LETTER = re.compile(r"^\W*(?:(?:the\s+)?answer\s*(?:is)?\s*:?\s*)?\(?([a-e])\)?(?:[.):]|\s*$)", re.IGNORECASE)
+_FINAL = re.compile(r"answer\s*(?:is)?\s*:?\s*\(?([a-e])\)?\b", re.IGNORECASE)
+_NUMBER = re.compile(r"^\W*(?:(?:the\s+)?answer\s*(?:is)?\s*:?\s*)?(-?\d+(?:\.\d+)?)\W*$", re.IGNORECASE)
+
+
+def normalise_answer(text: str) -> str:
+    """A key under which equivalent short answers agree: a single choice letter ('b' for ' (B). ',
+    'Answer: B'), a single number ('42' for '42.'), else the stripped, case-folded, space-collapsed text."""
+    s = " ".join(text.strip().split())
+    for pattern in (_LETTER, _NUMBER, _FINAL):
+        m = pattern.search(s) if pattern is _FINAL else pattern.match(s)
+        if m:
+            return m.group(1).casefold()
+    return s.casefold()
+
+
+def ensemble_models(decision: Decision, n: int) -> list[str]:
+    """The routed model and then the eligible models with the highest router probability (n in all)."""
+    others = sorted(
+        (c for c in decision.candidates if c.eligible and c.model != decision.model),
+        key=lambda c: (-c.probability, c.expected_cost_usd),
+    )
+    return [decision.model, *(c.model for c in others)][: max(1, n)]
+
+
+async def run_ensemble(
+    decision: Decision,
+    prompt: str,
+    call: Call,
+    specs: Mapping[str, ModelSpec | None],
+    n: int,
+    mode: str,
+    confidence: Confidence | None = None,
+) -> CascadeResult:
+    """``mode`` 'best_of_n' or 'majority_vote' over :func:`ensemble_models` (see module docstring)."""
+    if mode not in ("best_of_n", "majority_vote"):
+        raise ValueError(f"unknown ensemble mode {mode!r}")
+    confidence = confidence or Confidence()
+    candidates = {c.model: c for c in decision.candidates}
+    models = ensemble_models(decision, n)
+    results: Sequence[CallResult] = await asyncio.gather(*(call(m) for m in models))
+
+    async def judge(model: str, res: CallResult) -> Attempt:
+        prob = candidates[model].probability
+        if not res.ok or res.body is None:
+            return Attempt(model, False, res.error, res.latency_ms, 0.0, None, prob, res.tries, error_kind=res.kind)
+        conf, scored, lp = await confidence(model, prob, res.body)
+        key = normalise_answer(answer_text(res.body)) if mode == "majority_vote" else None
+        return Attempt(
+            model, True, None, res.latency_ms, attempt_cost(specs.get(model), prompt, res.body), conf, prob,
+            res.tries, scorer_probability=scored, logprob_confidence=lp, answer_key=key,
+        )
+
+    attempts = list(await asyncio.gather(*(judge(m, r) for m, r in zip(models, results))))
+    ok = [i for i, a in enumerate(attempts) if a.ok]
+    if not ok:
+        return CascadeResult(tuple(attempts), None, None)
+
+    def conf(i: int) -> float:
+        return attempts[i].confidence or 0.0
+
+    if mode == "best_of_n":
+        pick = max(ok, key=conf)
+    else:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i in ok:
+            groups[attempts[i].answer_key or ""].append(i)
+        winner = max(groups.values(), key=lambda g: (len(g), max(conf(i) for i in g)))
+        pick = max(winner, key=conf)
+    body = results[pick].body
+    assert body is not None
+    return CascadeResult(tuple(attempts), models[pick], body)

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 
 from llmroute.router.router import Router
 from llmroute.serving.errors import ServiceError
-from llmroute.serving.state import Services
+from llmroute.serving.state import Served, Services
 
 
 async def get_services(request: Request) -> Services:
@@ -30,6 +30,18 @@ async def get_router(services: ServicesDep) -> Router:
 
 
 RouterDep = Annotated[Router, Depends(get_router)]
+
+
+async def get_served(services: ServicesDep) -> Served:
+    """The router and its response scorer, taken together once for the whole request."""
+    served = services.holder.served
+    if served is None:
+        reason = services.holder.load_error or "the router is still loading"
+        raise ServiceError(503, "router_not_ready", f"no router loaded: {reason}", headers={"Retry-After": "5"})
+    return served
+
+
+ServedDep = Annotated[Served, Depends(get_served)]
 
 
 async def require_api_key(

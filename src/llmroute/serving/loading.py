@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmroute.config import Settings
 from llmroute.router.router import Router
+
+if TYPE_CHECKING:
+    from llmroute.training.scorer import ResponseScorer
+
+SCORER_DIR = "scorer"
 
 REGISTRY_PREFIX = "models:/"
 
@@ -41,3 +47,22 @@ def source_version(model: str, core: Settings) -> str:
     from llmroute.router.router import read_router_meta
 
     return str(read_router_meta(Path(model).expanduser())["version"])
+
+
+def load_scorer(model: str, router: Router) -> ResponseScorer | None:
+    """The response scorer saved in ``<router folder>/scorer`` (with the router's embedder), or None
+    when there is none. Registry URIs have none yet (the registered model does not carry it)."""
+    if model.startswith(REGISTRY_PREFIX):
+        return None
+    folder = Path(model).expanduser() / SCORER_DIR
+    if not (folder / "scorer.json").is_file():
+        return None
+    from llmroute.training.scorer import ResponseScorer
+
+    return ResponseScorer.load(folder, router.embedder)
+
+
+def load_served(model: str, core: Settings, with_scorer: bool = True) -> tuple[Router, ResponseScorer | None]:
+    """:func:`load_router` and, when ``with_scorer``, :func:`load_scorer`."""
+    router = load_router(model, core)
+    return router, (load_scorer(model, router) if with_scorer else None)

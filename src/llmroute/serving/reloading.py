@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
-from llmroute.serving.loading import load_router, source_version
+from llmroute.serving.loading import load_served, source_version
 from llmroute.serving.state import Services
 
 log = logging.getLogger("llmroute.serving")
@@ -28,15 +28,17 @@ async def reload_router(services: Services) -> ReloadOutcome:
     async with holder.reload_lock:
         previous = holder.current.version if holder.current is not None else None
         try:
-            router = await run_in_threadpool(load_router, services.settings.model, services.core)
+            router, scorer = await run_in_threadpool(
+                load_served, services.settings.model, services.core, services.settings.use_scorer
+            )
         except Exception as exc:  # noqa: BLE001 - any failure keeps the current router
             error = f"{type(exc).__name__}: {exc}"
             if holder.current is None:
                 holder.load_error = error
             log.error("loading router from %s failed: %s", services.settings.model, error)
             return ReloadOutcome(False, previous, previous, error)
-        holder.swap(router)
-        log.info("serving router %s (was %s)", router.version, previous)
+        holder.swap(router, scorer)
+        log.info("serving router %s (was %s)%s", router.version, previous, " with a response scorer" if scorer else "")
         return ReloadOutcome(True, router.version, previous)
 
 

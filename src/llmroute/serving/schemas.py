@@ -132,6 +132,31 @@ class RouteResponse(BaseModel):
         )
 
 
+class ChatOptions(RoutingOptions):
+    """The ``llmroute`` object of a chat request: routing options plus at most one ensemble."""
+
+    best_of_n: Annotated[int, Field(ge=1, le=16)] | None = Field(
+        default=None, description="Call the N most promising eligible models at once; answer with the most confident."
+    )
+    majority_vote: Annotated[int, Field(ge=1, le=16)] | None = Field(
+        default=None, description="Call N models at once; answer with the most common normalised answer."
+    )
+
+    @model_validator(mode="after")
+    def _one_ensemble(self) -> ChatOptions:
+        if self.best_of_n is not None and self.majority_vote is not None:
+            raise ValueError("give at most one of 'best_of_n' and 'majority_vote'")
+        return self
+
+    def ensemble(self) -> tuple[str, int] | None:
+        """('best_of_n' | 'majority_vote', N), or None for the cascade."""
+        if self.best_of_n is not None:
+            return "best_of_n", self.best_of_n
+        if self.majority_vote is not None:
+            return "majority_vote", self.majority_vote
+        return None
+
+
 class ChatCompletionRequest(BaseModel):
     """OpenAI chat completion request; ``model`` is 'llmroute' or 'llmroute:<target>' (e.g. 'llmroute:95%').
 
@@ -144,7 +169,7 @@ class ChatCompletionRequest(BaseModel):
     model: str
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     stream: bool = False
-    llmroute: RoutingOptions | None = None
+    llmroute: ChatOptions | None = None
 
     @field_validator("model")
     @classmethod
@@ -156,8 +181,8 @@ class ChatCompletionRequest(BaseModel):
             parse_target(target)
         return v
 
-    def routing(self) -> RoutingOptions:
-        opts = self.llmroute or RoutingOptions()
+    def routing(self) -> ChatOptions:
+        opts = self.llmroute or ChatOptions()
         _, _, target = self.model.partition(":")
         if target and opts.target is None:
             opts = opts.model_copy(update={"target": target})

@@ -42,11 +42,25 @@ class ServeSettings(BaseSettings):
     cascade_confidence: float = Field(
         default=0.5, ge=0, le=1, description="Escalate when an answer's confidence is below this."
     )
+    scorer_weight: float = Field(
+        default=2.0, ge=0,
+        description="Weight of the response scorer's probability in an answer's confidence (router probability "
+        "weighs 1, logprobs 1; see serving.cascade). 0 = ignore the scorer.",
+    )
+    use_scorer: bool = Field(
+        default=True, description="Load '<router folder>/scorer' when present and use it for answer confidence."
+    )
+    max_ensemble: int = Field(default=5, ge=1, description="Largest best_of_n / majority_vote a request may ask.")
     cascade_max_attempts: int = Field(default=3, ge=1, description="Most models tried for one chat request.")
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="Larger request bodies get 413.")
     compute_threads: int | None = Field(
         default=1, ge=1,
         description="OpenMP threads per request thread for routing (None = library default); see serving.compute.",
+    )
+    compute_workers: int = Field(
+        default=2, ge=1,
+        description="Threads that run routing and answer scoring (a dedicated pool; requests beyond it queue). "
+        "About the number of cores: more threads only contend for the GIL and the cores.",
     )
     reload_poll_s: float = Field(
         default=0.0, ge=0, description="Poll the model source this often and reload on a new version (0 = off)."

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypedDict
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import httpx
 
@@ -14,18 +17,37 @@ from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.settings import ServeSettings
 
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from llmroute.training.scorer import ResponseScorer
+
+
+@dataclass(frozen=True)
+class Served:
+    """The served router and its optional post-call response scorer (swapped together)."""
+
+    router: Router
+    scorer: ResponseScorer | None = None
+
 
 class RouterHolder:
     """Holds the served router. Requests take :attr:`current` once and keep that object, so a reload
     (a single reference assignment) never changes the router under a request in flight."""
 
-    def __init__(self, router: Router | None = None) -> None:
-        self.current: Router | None = router
+    def __init__(self, router: Router | None = None, scorer: ResponseScorer | None = None) -> None:
+        self.served: Served | None = Served(router, scorer) if router is not None else None
         self.load_error: str | None = None
         self.reload_lock = asyncio.Lock()
 
-    def swap(self, router: Router) -> Router | None:
-        old, self.current = self.current, router
+    @property
+    def current(self) -> Router | None:
+        served = self.served
+        return served.router if served is not None else None
+
+    def swap(self, router: Router, scorer: ResponseScorer | None = None) -> Router | None:
+        old = self.current
+        self.served = Served(router, scorer)
         self.load_error = None
         return old
 
@@ -40,7 +62,17 @@ class Services:
     http: httpx.AsyncClient
     metrics: ServiceMetrics
     compute: ComputeLimiter
+    executor: ThreadPoolExecutor | None = None  # CPU work (routing, scoring); None = anyio's thread pool
     background: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking CPU work on the service's compute pool, off the event loop."""
+    if services.executor is None:
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(services.executor, functools.partial(fn, *args))
 
 
 class AppState(TypedDict):

@@ -23,6 +23,7 @@ from llmroute.router.policy import RULES
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
 from llmroute.router.text import focus_text
+from llmroute.training.scorer import train_scorer
 
 LATEST = "LATEST"
 
@@ -35,6 +36,7 @@ class TrainConfig:
     success_threshold: float = 0.5
     default_target: str = "95%"
     seed: int = 0
+    with_scorer: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,16 @@ def train_router(
     settings.ensure_home()
     folder = out_dir or settings.routers_dir / version
     router.save(folder)
+    if config.with_scorer and "response" in df.columns and df["response"].notna().any():
+        print("training the post-call answer scorer (prompt + answer -> P(meets target)) for the cascade")
+        train_scorer(
+            df,
+            embedder,  # type: ignore[arg-type]
+            folder / "scorer",
+            threshold=config.success_threshold,
+            seed=config.seed,
+            cache=EmbeddingCache(settings.cache_dir / "embeddings.sqlite"),
+        )
     (settings.routers_dir / LATEST).write_text(str(folder.resolve()))
     print(f"saved router {version} to {folder} in {time.perf_counter() - t0:.1f} s")
     return router, folder

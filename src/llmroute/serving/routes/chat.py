@@ -3,7 +3,10 @@
 ``model`` is ``llmroute`` or ``llmroute:<target>``. The answer is the final model's OpenAI response
 with ``model`` set to that model and a non-standard ``llmroute`` field (decision, attempts, total
 cost); headers ``X-LLMRoute-Model``, ``X-LLMRoute-Decision-Id``, ``X-LLMRoute-Attempts``. When every
-attempt fails the status is 502 with the same ``llmroute`` field. ``stream: true`` runs the cascade
+attempt fails the status is 502 with the same ``llmroute`` field. With ``llmroute.best_of_n`` or
+``llmroute.majority_vote`` the models are called at once instead of in a cascade
+(see :mod:`llmroute.serving.cascade`); when the router folder has a response scorer, it judges every
+answer. ``stream: true`` runs the cascade
 to the end and then sends the final answer as server-sent events (one content chunk).
 """
 
@@ -17,26 +20,33 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from llmroute.router.text import messages_to_prompt
-from llmroute.serving.cascade import CascadeResult, run_cascade
+from llmroute.serving.cascade import CascadeResult, Confidence, Judge, run_cascade, run_ensemble
 from llmroute.serving.decide import decide
-from llmroute.serving.deps import Authenticated, RouterDep, ServicesDep
-from llmroute.serving.errors import error_body
+from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
+from llmroute.serving.errors import ServiceError, error_body
 from llmroute.serving.providers import CallResult, ChatProvider, resolve_endpoint
 from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
+from llmroute.serving.state import run_cpu
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=Authenticated)
 
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, llm_router: RouterDep, services: ServicesDep
+    body: ChatCompletionRequest, served: ServedDep, services: ServicesDep
 ) -> JSONResponse | StreamingResponse:
+    llm_router = served.router
     opts = body.routing()
+    ensemble = opts.ensemble()
+    if ensemble is not None and ensemble[1] > services.settings.max_ensemble:
+        raise ServiceError(
+            422, "invalid_request", f"llmroute.{ensemble[0]}: at most {services.settings.max_ensemble} models, "
+            f"got {ensemble[1]}",
+        )
     prompt = messages_to_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
-    decision = await run_in_threadpool(decide, services, llm_router, prompt, opts)
+    decision = await run_cpu(services, decide, services, llm_router, prompt, opts)
     decision_id = str(uuid.uuid4())
 
     provider = ChatProvider(services.http, services.settings)
@@ -46,16 +56,22 @@ async def chat_completions(
         endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
         return await provider.complete(endpoint, payload)
 
-    result = await run_cascade(
-        decision, prompt, call, llm_router.specs,
-        services.settings.cascade_confidence, services.settings.cascade_max_attempts,
-    )
-    _record(services, result)
+    confidence = Confidence(services.settings.scorer_weight, _judge(services, served.scorer, prompt))
+    if ensemble is not None:
+        result = await run_ensemble(decision, prompt, call, llm_router.specs, ensemble[1], ensemble[0], confidence)
+    else:
+        result = await run_cascade(
+            decision, prompt, call, llm_router.specs,
+            services.settings.cascade_confidence, services.settings.cascade_max_attempts, confidence,
+        )
+    _record(services, result, cascade=ensemble is None)
     info = {
         "decision_id": decision_id,
         "decision": RouteResponse.from_decision(decision_id, decision).model_dump(),
         "attempts": [a.to_dict() for a in result.attempts],
         "total_cost_usd": result.total_cost_usd,
+        "mode": ensemble[0] if ensemble else "cascade",
+        "scorer": served.scorer is not None and services.settings.scorer_weight > 0,
     }
     headers = {
         "X-LLMRoute-Decision-Id": decision_id,
@@ -74,13 +90,28 @@ async def chat_completions(
     return JSONResponse(answer, headers=headers)
 
 
-def _record(services: Any, result: CascadeResult) -> None:
+def _judge(services: Any, scorer: Any, prompt: str) -> Judge | None:
+    """The scorer as an async judge (CPU work in the thread pool), or None without one."""
+    if scorer is None or services.settings.scorer_weight <= 0:
+        return None
+
+    def score(model: str, text: str) -> float:
+        services.compute.apply()
+        return float(scorer.score([prompt], [text], [model])[0])
+
+    async def judge(model: str, text: str) -> float | None:
+        return await run_cpu(services, score, model, text)
+
+    return judge
+
+
+def _record(services: Any, result: CascadeResult, cascade: bool = True) -> None:
     m = services.metrics
     for i, a in enumerate(result.attempts):
         m.cost.labels(a.model).inc(a.cost_usd)
         if not a.ok:
             m.provider_errors.labels(a.model, a.error_kind or "error").inc()
-        if i < len(result.attempts) - 1:
+        if cascade and i < len(result.attempts) - 1:
             m.escalations.labels("failure" if not a.ok else "low_confidence").inc()
 
 

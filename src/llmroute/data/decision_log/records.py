@@ -1,0 +1,194 @@
+"""What the decision log holds: one record per routing decision, per outcome and per feedback.
+
+Records are frozen dataclasses built on the request path (cheap: no I/O, no numpy). ``data`` must not
+import ``router`` (dependencies point ``router -> data``), so :meth:`DecisionRecord.from_decision`
+takes any object shaped like :class:`llmroute.router.decision.Decision` (see :class:`DecisionLike`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh decision or feedback id (uuid4 hex, 32 characters)."""
+    return uuid.uuid4().hex
+
+
+def prompt_sha256(prompt: str) -> str:
+    """Hex SHA-256 of the UTF-8 prompt: the key that survives redaction."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoggedCandidate:
+    """One candidate model as the router scored it."""
+
+    model: str
+    probability: float
+    expected_cost_usd: float
+    eligible: bool
+    excluded_by: str | None = None
+
+    @classmethod
+    def coerce(cls, c: Any) -> LoggedCandidate:
+        """From a ``router.decision.Candidate``, a mapping with the same keys, or a LoggedCandidate."""
+        if isinstance(c, LoggedCandidate):
+            return c
+        get = c.get if isinstance(c, Mapping) else (lambda k, d=None: getattr(c, k, d))
+        return cls(
+            model=str(get("model")),
+            probability=float(get("probability")),
+            expected_cost_usd=float(get("expected_cost_usd", get("expected_cost", 0.0))),
+            eligible=bool(get("eligible", True)),
+            excluded_by=get("excluded_by"),
+        )
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One routing decision (``/route`` or the decision behind a proxied call).
+
+    ``prompt`` is ``None`` when redacted; ``prompt_sha256`` and ``embedding`` are always kept.
+    ``propensity`` is the probability with which the policy chose ``chosen_model`` (1.0 for a
+    deterministic router; below 1 under exploration), needed for off-policy evaluation.
+    ``source`` says which endpoint made the decision (``route``, ``chat``, ...).
+    """
+
+    decision_id: str
+    created_at: datetime
+    prompt_sha256: str
+    router_version: str
+    chosen_model: str
+    candidates: tuple[LoggedCandidate, ...] = ()
+    constraints: Mapping[str, Any] = field(default_factory=dict)
+    propensity: float = 1.0
+    prompt: str | None = None
+    embedding: tuple[float, ...] | None = None
+    embedder: str | None = None
+    tenant: str | None = None
+    user: str | None = None
+    arm: str | None = None
+    target: str | None = None
+    rule: str | None = None
+    knob: float | None = None
+    task_hint: str | None = None
+    source: str = "route"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.propensity <= 1.0:
+            raise ValueError(f"decision {self.decision_id}: propensity must be in (0, 1], got {self.propensity}")
+
+    def redacted(self) -> DecisionRecord:
+        """The same record without the prompt text (hash and embedding stay)."""
+        return self if self.prompt is None else dataclasses.replace(self, prompt=None)
+
+    @classmethod
+    def from_decision(
+        cls,
+        decision: DecisionLike,
+        *,
+        prompt: str,
+        decision_id: str | None = None,
+        constraints: Any = None,
+        embedding: Sequence[float] | None = None,
+        embedder: str | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
+        arm: str | None = None,
+        propensity: float = 1.0,
+        source: str = "route",
+        redact: bool = False,
+        created_at: datetime | None = None,
+    ) -> DecisionRecord:
+        """Build the record for a ``router.decision.Decision``; ``constraints`` may be a dataclass or mapping."""
+        if constraints is None:
+            cons: dict[str, Any] = {}
+        elif dataclasses.is_dataclass(constraints) and not isinstance(constraints, type):
+            cons = dataclasses.asdict(constraints)
+        else:
+            cons = dict(constraints)
+        return cls(
+            decision_id=decision_id or new_id(),
+            created_at=created_at or utcnow(),
+            prompt=None if redact else prompt,
+            prompt_sha256=prompt_sha256(prompt),
+            embedding=None if embedding is None else tuple(float(x) for x in embedding),
+            embedder=embedder,
+            router_version=decision.router_version,
+            chosen_model=decision.model,
+            candidates=tuple(LoggedCandidate.coerce(c) for c in decision.candidates),
+            constraints=cons,
+            propensity=propensity,
+            tenant=tenant,
+            user=user,
+            arm=arm,
+            target=decision.target,
+            rule=decision.rule,
+            knob=decision.knob,
+            task_hint=decision.task_hint,
+            source=source,
+        )
+
+
+class DecisionLike(Protocol):
+    """The attributes of ``router.decision.Decision`` the log reads."""
+
+    model: str
+    candidates: Sequence[Any]
+    rule: str
+    knob: float
+    router_version: str
+    target: str | None
+    task_hint: str | None
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """What happened when the chosen model was called (one per proxied decision).
+
+    ``attempts`` lists the cascade's calls in order (each a JSON-able mapping, e.g. model, ok,
+    error, latency_ms, cost_usd); ``model`` is the model whose answer was returned.
+    """
+
+    decision_id: str
+    model: str
+    ok: bool
+    created_at: datetime = field(default_factory=utcnow)
+    error: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    attempts: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A quality score for a decision's answer, sent later through ``/feedback``.
+
+    Several may arrive for one decision; readers use the latest (by ``created_at``).
+    """
+
+    decision_id: str
+    quality: float
+    comment: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    feedback_id: str = field(default_factory=new_id)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.quality <= 1.0:
+            raise ValueError(f"feedback for decision {self.decision_id}: quality must be in [0, 1], got {self.quality}")
+
+
+LogRecord = DecisionRecord | OutcomeRecord | FeedbackRecord

@@ -1,0 +1,168 @@
+"""The decision log's store: SQLite (WAL) by default, PostgreSQL by URL, through SQLAlchemy.
+
+Writes are idempotent: every record carries its own key (decision id; decision id for the one
+outcome of a decision; feedback id), and inserts skip keys already stored, so a retried batch or
+two workers writing the same record never duplicate rows. Decisions, outcomes and feedback are not
+tied by foreign keys: they may arrive in any order, from different workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from llmroute.data.decision_log import rows, tables
+from llmroute.data.decision_log.migrate import create_log_engine, upgrade_to_head
+from llmroute.data.decision_log.records import DecisionRecord, FeedbackRecord, LogRecord, OutcomeRecord
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+DB_FILENAME = "decisions.sqlite"
+
+
+def default_db_url(home: Path) -> str:
+    """``sqlite:///<home>/decisions.sqlite``."""
+    return f"sqlite:///{Path(home) / DB_FILENAME}"
+
+
+class DecisionLogStore:
+    """Reads and writes the decision log at ``url``; migrates the schema to head when opened.
+
+    ``migrate=False`` opens without touching the schema (the database must be at head).
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_log_engine(url)
+        if migrate:
+            upgrade_to_head(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> DecisionLogStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _insert_ignoring_duplicates(self, table: sa.Table, key: str) -> Any:
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+        return sa.insert(table)
+
+    def write_many(self, records: Iterable[LogRecord]) -> int:
+        """Write decisions, outcomes and feedback in one transaction; returns how many were given."""
+        d: list[dict[str, Any]] = []
+        o: list[dict[str, Any]] = []
+        f: list[dict[str, Any]] = []
+        for r in records:
+            if isinstance(r, DecisionRecord):
+                d.append(rows.decision_row(r, self.dialect))
+            elif isinstance(r, OutcomeRecord):
+                o.append(rows.outcome_row(r, self.dialect))
+            elif isinstance(r, FeedbackRecord):
+                f.append(rows.feedback_row(r, self.dialect))
+            else:
+                raise TypeError(f"not a decision-log record: {type(r).__name__}")
+        with self.engine.begin() as conn:
+            for table, key, batch in ((tables.decisions, "decision_id", d), (tables.outcomes, "decision_id", o),
+                                      (tables.feedback, "feedback_id", f)):
+                if batch:
+                    conn.execute(self._insert_ignoring_duplicates(table, key), batch)
+        return len(d) + len(o) + len(f)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _since(self, since: datetime | None) -> datetime | None:
+        return None if since is None else rows.to_db_time(since, self.dialect)
+
+    def iter_decision_rows(self, since: datetime | None = None, batch_size: int = 1000,
+                           ) -> Iterator[list[dict[str, Any]]]:
+        """Raw decision rows in (created_at, decision_id) order, ``batch_size`` at a time (keyset paging)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        d = tables.decisions
+        last: tuple[Any, str] | None = None
+        since_db = self._since(since)
+        while True:
+            q = sa.select(d).order_by(d.c.created_at, d.c.decision_id).limit(batch_size)
+            if since_db is not None:
+                q = q.where(d.c.created_at >= since_db)
+            if last is not None:
+                q = q.where(sa.or_(d.c.created_at > last[0],
+                                   sa.and_(d.c.created_at == last[0], d.c.decision_id > last[1])))
+            with self.engine.connect() as conn:
+                batch = [dict(m) for m in conn.execute(q).mappings()]
+            if not batch:
+                return
+            yield batch
+            last = (batch[-1]["created_at"], batch[-1]["decision_id"])
+            if len(batch) < batch_size:
+                return
+
+    def iter_decisions(self, since: datetime | None = None, batch_size: int = 1000,
+                       ) -> Iterator[list[DecisionRecord]]:
+        """Decisions made at or after ``since``, oldest first, in lists of at most ``batch_size``."""
+        for batch in self.iter_decision_rows(since, batch_size):
+            yield [rows.decision_from_row(m) for m in batch]
+
+    def outcomes_for(self, decision_ids: Sequence[str]) -> dict[str, OutcomeRecord]:
+        """The outcome of each given decision that has one."""
+        if not decision_ids:
+            return {}
+        o = tables.outcomes
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(o).where(o.c.decision_id.in_(list(decision_ids)))).mappings()
+            return {m["decision_id"]: rows.outcome_from_row(m) for m in found}
+
+    def latest_feedback_for(self, decision_ids: Sequence[str]) -> dict[str, FeedbackRecord]:
+        """The latest feedback (by created_at, then feedback id) of each given decision that has any."""
+        if not decision_ids:
+            return {}
+        fb = tables.feedback
+        q = (sa.select(fb).where(fb.c.decision_id.in_(list(decision_ids)))
+             .order_by(fb.c.decision_id, fb.c.created_at, fb.c.feedback_id))
+        out: dict[str, FeedbackRecord] = {}
+        with self.engine.connect() as conn:
+            for m in conn.execute(q).mappings():
+                out[m["decision_id"]] = rows.feedback_from_row(m)  # later rows overwrite earlier ones
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table: ``{"decisions": n, "outcomes": n, "feedback": n}``."""
+        with self.engine.connect() as conn:
+            return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                    for t in (tables.decisions, tables.outcomes, tables.feedback)}
+
+    def joined(self, since: datetime | None = None, batch_size: int = 1000) -> Iterator[pa.RecordBatch]:
+        """Decision + outcome + latest feedback, one row per decision, as Arrow record batches
+        (``.to_pandas()`` for a DataFrame). Columns: :data:`llmroute.data.decision_log.export.JOINED_SCHEMA`."""
+        from llmroute.data.decision_log.export import joined_batches
+
+        return joined_batches(self, since, batch_size)
+
+    def export_parquet(self, path: str | Path, since: datetime | None = None, batch_size: int = 5000) -> int:
+        """Stream :meth:`joined` into a Parquet file batch by batch; returns the number of rows written."""
+        from llmroute.data.decision_log.export import export_parquet
+
+        return export_parquet(self, path, since, batch_size)

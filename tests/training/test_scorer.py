@@ -1,0 +1,78 @@
+"""The post-call response scorer: learns something, round-trips through its folder, stores no pickles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from llmroute.data.importers import read_logs
+from llmroute.router.embedder import Embedder, load_embedder
+from llmroute.training.scorer import ResponseScorer, response_features, train_scorer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Fitted:
+    scorer: ResponseScorer
+    folder: Path
+    embedder: Embedder
+    held_out: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Fitted:
+    """A scorer trained on 40 RouterBench prompts (x 11 models); the next 20 prompts are held out."""
+    tmp = tmp_path_factory.mktemp("scorer")
+    df = read_logs(REPO / "data" / "routerbench" / "train.parquet")
+    ids = sorted(df["prompt_id"].unique())
+    train = df[df["prompt_id"].isin(ids[:40])]
+    held_out = df[df["prompt_id"].isin(ids[40:60])].reset_index(drop=True)
+    embedder = load_embedder("minilm", tmp / "embedders")
+    scorer = train_scorer(train, embedder, tmp / "router" / "scorer", threshold=0.5, seed=0)
+    return Fitted(scorer, tmp / "router" / "scorer", embedder, held_out)
+
+
+def test_better_than_chance_on_held_out_prompts(fitted: Fitted) -> None:
+    h = fitted.held_out
+    p = fitted.scorer.score(h["prompt"].tolist(), h["response"].tolist(), h["model"].tolist())
+    assert p.shape == (len(h),) and np.all((p >= 0) & (p <= 1))
+    assert roc_auc_score(h["quality"] >= 0.5, p) > 0.55
+
+
+def test_save_load_gives_identical_scores_and_no_pickles(fitted: Fitted) -> None:
+    h = fitted.held_out.head(30)
+    args = (h["prompt"].tolist(), h["response"].tolist(), h["model"].tolist())
+    loaded = ResponseScorer.load(fitted.folder, fitted.embedder)
+    np.testing.assert_array_equal(loaded.score(*args), fitted.scorer.score(*args))
+    names = sorted(p.name for p in fitted.folder.iterdir())
+    assert names == ["scorer.json", "scorer_arrays.npz", "scorer_lightgbm.txt"]
+    with np.load(fitted.folder / "scorer_arrays.npz", allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_unknown_model_and_empty_answer_are_scored(fitted: Fitted) -> None:
+    p = fitted.scorer.score(["What is 2+2?", "Pick one: A) x B) y"], ["", "B"], ["not-a-model", "gpt-4-1106-preview"])
+    assert p.shape == (2,) and np.all(np.isfinite(p))
+    with pytest.raises(ValueError, match="same length"):
+        fitted.scorer.score(["a"], ["b", "c"], ["m"])
+
+
+def test_response_features_markers() -> None:
+    f = response_features(["q", "q", "q", "q"], ["", "I'm sorry, I cannot help.", " (B) ", "```python\ndef f(): return 1\n```"])
+    names = ["is_empty", "refusal", "single_choice_letter", "code_block"]
+    from llmroute.training.scorer import RESPONSE_FEATURES
+
+    cols = [RESPONSE_FEATURES.index(n) for n in names]
+    np.testing.assert_array_equal(f[:, cols], np.eye(4, dtype=np.float32))
+
+
+def test_rejects_logs_without_responses(tmp_path: Path, fitted: Fitted) -> None:
+    df = fitted.held_out.drop(columns=["response"])
+    with pytest.raises(ValueError, match="missing \\['response'\\]"):
+        train_scorer(df, fitted.embedder, tmp_path / "scorer")
