@@ -194,3 +194,52 @@ def test_streaming_sends_final_answer_as_sse(start: Start, prompt: str, trained:
     model = chunks[0]["model"]
     assert text == _recorded(trained.logs, prompt, model)["response"]
     assert chunks[-1]["llmroute"]["attempts"][-1]["model"] == model
+
+
+def _logged(url: str) -> pd.DataFrame:
+    from llmroute.data.decision_log import DecisionLogStore
+
+    with DecisionLogStore(url) as store:
+        return pd.concat([b.to_pandas() for b in store.joined()], ignore_index=True)
+
+
+def test_chat_logs_decision_and_outcome_with_all_attempts(
+    start: Start, prompt: str, live: list[LiveServer], tmp_path: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    client, _ = start(serve={"cascade_confidence": 1.0, "cascade_max_attempts": 3, "decision_log_url": url})
+    with client:
+        r = _chat(client, prompt, user="u9")
+    assert r.status_code == 200, r.text
+    info = r.json()["llmroute"]
+    live[-1].stop()  # the service: its shutdown flushes the log
+    [row] = _logged(url).to_dict("records")
+    assert row["decision_id"] == info["decision_id"] == r.headers["X-LLMRoute-Decision-Id"]
+    assert row["source"] == "chat" and row["user"] == "u9" and row["prompt"] == prompt
+    assert row["chosen_model"] == info["decision"]["model"] and row["propensity"] == 1.0
+    assert row["outcome_model"] == r.json()["model"] and row["ok"]
+    attempts = json.loads(row["attempts"])
+    assert len(attempts) >= 2, attempts  # confidence 1.0 escalates while a more probable model is left
+    assert [a["model"] for a in attempts] == [a["model"] for a in info["attempts"]]
+    assert row["cost_usd"] == pytest.approx(info["total_cost_usd"])
+    assert row["cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in attempts))
+    usage = r.json()["usage"]
+    assert row["input_tokens"] == usage["prompt_tokens"] and row["output_tokens"] == usage["completion_tokens"]
+    final = next(a for a in attempts if a["model"] == row["outcome_model"])
+    assert row["latency_ms"] == pytest.approx(final["latency_ms"])
+
+
+def test_chat_logs_failed_outcome(start: Start, prompt: str, live: list[LiveServer], tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    client, _ = start(serve={"cascade_max_attempts": 2, "decision_log_url": url, "redact_prompts": True},
+                      failure_rate=1.0)
+    with client:
+        r = _chat(client, prompt)
+    assert r.status_code == 502
+    live[-1].stop()
+    [row] = _logged(url).to_dict("records")
+    assert row["decision_id"] == r.headers["X-LLMRoute-Decision-Id"] and row["source"] == "chat"
+    assert pd.isna(row["prompt"]) and row["embedding"] is not None
+    assert not row["ok"] and row["error"] and row["cost_usd"] == 0
+    attempts = json.loads(row["attempts"])
+    assert len(attempts) == 2 and row["outcome_model"] == attempts[-1]["model"]

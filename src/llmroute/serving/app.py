@@ -1,28 +1,40 @@
 """The routing service: ``create_app(settings)`` builds it; the lifespan loads the router and HTTP client.
 
 Endpoints: ``GET /health`` and ``GET /ready`` (no auth); ``POST /route``, ``GET /models``,
-``POST /v1/chat/completions``, ``POST /admin/reload``, ``GET /metrics`` (API key when configured).
+``POST /v1/chat/completions``, ``POST /feedback``, ``POST /admin/reload``, ``GET /metrics`` (API key
+when configured). Unless ``decision_log_url`` is off, every decision, chat outcome and feedback is
+written to the decision log (:mod:`llmroute.serving.decision_logging`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from llmroute.config import Settings
 from llmroute.router.router import Router
 from llmroute.serving.compute import ComputeLimiter
+from llmroute.serving.decision_logging import DecisionLog, resolve_log_url
 from llmroute.serving.errors import install_error_handlers
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.middleware import BodySizeLimit, RequestMetrics
 from llmroute.serving.reloading import poll_for_new_version, reload_router
-from llmroute.serving.routes import admin, chat, health, metrics, models, routing
+from llmroute.serving.routes import (
+    admin,
+    chat,
+    feedback,
+    health,
+    metrics,
+    models,
+    routing,
+)
 from llmroute.serving.settings import ServeSettings
 from llmroute.serving.state import AppState, RouterHolder, Services
 
@@ -50,16 +62,26 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        core_settings = core or Settings()
+        log_url = resolve_log_url(settings.decision_log_url, core_settings.home)
+        decision_log = (
+            await run_in_threadpool(DecisionLog.open, log_url, settings.redact_prompts) if log_url else None
+        )
         executor = ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="llmroute-compute")
-        async with httpx.AsyncClient(transport=transport, limits=limits) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            if decision_log is not None:
+                # registered first, so it runs last: after the HTTP client and background tasks are done
+                stack.push_async_callback(run_in_threadpool, decision_log.close)
+            http = await stack.enter_async_context(httpx.AsyncClient(transport=transport, limits=limits))
             services = Services(
                 settings=settings,
-                core=core or Settings(),
+                core=core_settings,
                 holder=RouterHolder(router, scorer),
                 http=http,
                 metrics=ServiceMetrics.create(),
                 compute=ComputeLimiter(settings.compute_threads),
                 executor=executor,
+                decision_log=decision_log,
             )
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))
@@ -83,7 +105,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, routing, models, chat, admin, metrics):
+    for module in (health, routing, models, chat, feedback, admin, metrics):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)

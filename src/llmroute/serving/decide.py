@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
+from llmroute.data.decision_log import DecisionRecord
 from llmroute.router.decision import Decision, NoEligibleModelError
 from llmroute.router.router import Router
+from llmroute.serving.decision_logging import (
+    CapturingEmbedder,
+    decision_record,
+    embedder_spec,
+)
 from llmroute.serving.errors import ServiceError
 from llmroute.serving.schemas import RoutingOptions
 from llmroute.serving.state import Services
@@ -20,3 +29,42 @@ def decide(services: Services, router: Router, prompt: str, opts: RoutingOptions
         raise ServiceError(422, "invalid_request", str(exc)) from exc
     services.metrics.routed.labels(decision.model).inc()
     return decision
+
+
+def choose(decision: Decision) -> tuple[Decision, float]:
+    """The logging policy: the decision the service acts on and the probability it had of being made.
+
+    The one place where the propensity is decided. Today the router's choice is always taken
+    (propensity 1.0); exploration replaces the chosen model here and returns its probability.
+    """
+    return decision, 1.0
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A decision as served: its id (returned to the client), and its log record (None when logging is off)."""
+
+    decision_id: str
+    decision: Decision
+    propensity: float
+    record: DecisionRecord | None
+
+
+def route_request(
+    services: Services, router: Router, prompt: str, opts: RoutingOptions, source: str
+) -> Routed:
+    """:func:`decide`, :func:`choose`, and the decision's log record, all in the calling (compute) thread."""
+    capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
+    if capture is not None:
+        capture.forget()
+    decision, propensity = choose(decide(services, router, prompt, opts))
+    decision_id = str(uuid.uuid4())
+    record = None
+    if services.decision_log is not None:
+        record = decision_record(
+            decision, decision_id=decision_id, prompt=prompt, constraints=opts.constraints(),
+            embedding=capture.last() if capture is not None else None, embedder=embedder_spec(router),
+            tenant=opts.tenant, user=opts.user, propensity=propensity, source=source,
+            redact=services.settings.redact_prompts,
+        )
+    return Routed(decision_id, decision, propensity, record)

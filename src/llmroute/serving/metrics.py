@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+if TYPE_CHECKING:
+    from llmroute.data.decision_log import WriterStats
+
 __all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
+
+_LOG_GAUGES = {
+    "enabled": "1 when decisions are logged, 0 when the decision log is off.",
+    "submitted": "Records queued for the decision log since start.",
+    "written": "Records written to the decision log since start.",
+    "dropped": "Records refused since start (queue full or writer closed); never written.",
+    "failed": "Records that could not be written after retries since start.",
+    "pending": "Records queued but not yet written.",
+}
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -21,6 +40,7 @@ class ServiceMetrics:
     cost: Counter
     escalations: Counter
     provider_errors: Counter
+    decision_log: dict[str, Gauge]  # WriterStats field -> gauge, plus "enabled"
 
     @classmethod
     def create(cls) -> ServiceMetrics:
@@ -43,7 +63,18 @@ class ServiceMetrics:
                 "llmroute_provider_errors", "Failed provider calls, by model and kind.", ["model", "kind"],
                 registry=reg,
             ),
+            decision_log={
+                name: Gauge(f"llmroute_decision_log_{name}", help_, registry=reg)
+                for name, help_ in _LOG_GAUGES.items()
+            },
         )
+
+    def observe_decision_log(self, stats: WriterStats | None) -> None:
+        """Set the decision-log gauges from the writer's counters (None: logging is off)."""
+        self.decision_log["enabled"].set(0 if stats is None else 1)
+        if stats is not None:
+            for f in fields(stats):
+                self.decision_log[f.name].set(getattr(stats, f.name))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -194,3 +194,27 @@ class ChatCompletionRequest(BaseModel):
         """The body sent to the chosen model (``model`` is set per attempt; streaming is done by us)."""
         body = self.model_dump(exclude={"model", "stream", "llmroute"}, exclude_none=True)
         return body
+
+
+class FeedbackRequest(BaseModel):
+    """Body of ``POST /feedback``: a quality score in [0, 1] for the answer of a logged decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="The decision_id returned by /route or /v1/chat/completions."
+    )
+    quality: float = Field(description="How good the answer was: 0 (useless) to 1 (perfect).")
+    comment: Annotated[str, Field(max_length=10_000)] | None = None
+
+    @field_validator("quality")
+    @classmethod
+    def _check_quality(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:  # also rejects NaN
+            raise ValueError(f"quality must be a number from 0 to 1, got {v}")
+        return v
+
+
+class FeedbackResponse(BaseModel):
+    decision_id: str
+    feedback_id: str

@@ -65,6 +65,17 @@ class ServeSettings(BaseSettings):
     reload_poll_s: float = Field(
         default=0.0, ge=0, description="Poll the model source this often and reload on a new version (0 = off)."
     )
+    decision_log_url: str | None = Field(
+        default=None,
+        description="Decision/outcome/feedback log (SQLAlchemy URL: sqlite:///... or postgresql://...). "
+        "None = 'decisions.sqlite' under the llmroute home (LLMROUTE_HOME); '' or 'off' = no logging.",
+    )
+    redact_prompts: bool = Field(
+        default=False, description="Log only each prompt's SHA-256 and embedding, never its text."
+    )
+
+    def decision_log_enabled(self) -> bool:
+        return self.decision_log_url is None or self.decision_log_url.strip().lower() not in ("", "off")
 
     def key_values(self) -> tuple[str, ...]:
         return tuple(k.get_secret_value() for k in self.api_keys)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import httpx
@@ -14,6 +14,7 @@ import httpx
 from llmroute.config import Settings
 from llmroute.router.router import Router
 from llmroute.serving.compute import ComputeLimiter
+from llmroute.serving.decision_logging import DecisionLog, capture_embeddings
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.settings import ServeSettings
 
@@ -33,10 +34,13 @@ class Served:
 
 class RouterHolder:
     """Holds the served router. Requests take :attr:`current` once and keep that object, so a reload
-    (a single reference assignment) never changes the router under a request in flight."""
+    (a single reference assignment) never changes the router under a request in flight.
+
+    Every router it holds has its embedder wrapped by :func:`capture_embeddings`, so the decision
+    log gets the embedding a decision was made with without embedding the prompt again."""
 
     def __init__(self, router: Router | None = None, scorer: ResponseScorer | None = None) -> None:
-        self.served: Served | None = Served(router, scorer) if router is not None else None
+        self.served: Served | None = Served(capture_embeddings(router), scorer) if router is not None else None
         self.load_error: str | None = None
         self.reload_lock = asyncio.Lock()
 
@@ -47,7 +51,7 @@ class RouterHolder:
 
     def swap(self, router: Router, scorer: ResponseScorer | None = None) -> Router | None:
         old = self.current
-        self.served = Served(router, scorer)
+        self.served = Served(capture_embeddings(router), scorer)
         self.load_error = None
         return old
 
@@ -64,6 +68,7 @@ class Services:
     compute: ComputeLimiter
     executor: ThreadPoolExecutor | None = None  # CPU work (routing, scoring); None = anyio's thread pool
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    decision_log: DecisionLog | None = None  # None = logging off
 
 
 async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:

@@ -8,6 +8,10 @@ attempt fails the status is 502 with the same ``llmroute`` field. With ``llmrout
 (see :mod:`llmroute.serving.cascade`); when the router folder has a response scorer, it judges every
 answer. ``stream: true`` runs the cascade
 to the end and then sends the final answer as server-sent events (one content chunk).
+
+Logging: the decision (source ``chat``) is logged before the first call, and the outcome (see
+:func:`llmroute.serving.decision_logging.outcome_record`: the answered model, every attempt, the
+total cost of all attempts) once the cascade or ensemble is done, also when every attempt failed.
 """
 
 from __future__ import annotations
@@ -22,8 +26,15 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmroute.router.text import messages_to_prompt
-from llmroute.serving.cascade import CascadeResult, Confidence, Judge, run_cascade, run_ensemble
-from llmroute.serving.decide import decide
+from llmroute.serving.cascade import (
+    CascadeResult,
+    Confidence,
+    Judge,
+    run_cascade,
+    run_ensemble,
+)
+from llmroute.serving.decide import route_request
+from llmroute.serving.decision_logging import outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.errors import ServiceError, error_body
 from llmroute.serving.providers import CallResult, ChatProvider, resolve_endpoint
@@ -46,8 +57,11 @@ async def chat_completions(
             f"got {ensemble[1]}",
         )
     prompt = messages_to_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
-    decision = await run_cpu(services, decide, services, llm_router, prompt, opts)
-    decision_id = str(uuid.uuid4())
+    routed = await run_cpu(services, route_request, services, llm_router, prompt, opts, "chat")
+    decision, decision_id = routed.decision, routed.decision_id
+    decision_log = services.decision_log
+    if decision_log is not None and routed.record is not None:
+        decision_log.submit(routed.record)  # before the calls: a request cancelled mid-cascade keeps its decision
 
     provider = ChatProvider(services.http, services.settings)
     payload = body.provider_payload()
@@ -65,6 +79,8 @@ async def chat_completions(
             services.settings.cascade_confidence, services.settings.cascade_max_attempts, confidence,
         )
     _record(services, result, cascade=ensemble is None)
+    if decision_log is not None:
+        decision_log.submit(outcome_record(decision_id, result))
     info = {
         "decision_id": decision_id,
         "decision": RouteResponse.from_decision(decision_id, decision).model_dump(),

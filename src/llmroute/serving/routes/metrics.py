@@ -13,4 +13,6 @@ router = APIRouter(tags=["metrics"], dependencies=Authenticated)
 
 @router.get("/metrics")
 async def metrics(services: ServicesDep) -> Response:
+    log = services.decision_log
+    services.metrics.observe_decision_log(log.stats() if log is not None else None)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter
 
 from llmroute.router.text import messages_to_prompt
+from llmroute.serving.decide import route_request
 from llmroute.serving.deps import Authenticated, RouterDep, ServicesDep
-from llmroute.serving.decide import decide
 from llmroute.serving.schemas import RouteRequest, RouteResponse
 from llmroute.serving.state import run_cpu
 
@@ -17,9 +15,15 @@ router = APIRouter(tags=["routing"], dependencies=Authenticated)
 
 @router.post("/route")
 async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep) -> RouteResponse:
-    """Route one prompt (embedding and LightGBM run on the service's compute pool, see ``run_cpu``)."""
+    """Route one prompt (embedding and LightGBM run on the service's compute pool, see ``run_cpu``).
+
+    The decision is logged (source ``route``) under the ``decision_id`` returned; send
+    ``POST /feedback`` with that id to score the answer the caller got from the chosen model.
+    """
     prompt = body.prompt if body.prompt is not None else messages_to_prompt(
         [{"role": m.role, "content": m.text()} for m in body.messages or []]
     )
-    decision = await run_cpu(services, decide, services, llm_router, prompt, body)
-    return RouteResponse.from_decision(str(uuid.uuid4()), decision)
+    routed = await run_cpu(services, route_request, services, llm_router, prompt, body, "route")
+    if routed.record is not None and services.decision_log is not None:
+        services.decision_log.submit(routed.record)
+    return RouteResponse.from_decision(routed.decision_id, routed.decision)
