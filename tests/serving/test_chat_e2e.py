@@ -243,3 +243,22 @@ def test_chat_logs_failed_outcome(start: Start, prompt: str, live: list[LiveServ
     assert not row["ok"] and row["error"] and row["cost_usd"] == 0
     attempts = json.loads(row["attempts"])
     assert len(attempts) == 2 and row["outcome_model"] == attempts[-1]["model"]
+
+
+def test_chat_cascade_starts_from_the_explored_model(start: Start, prompt: str) -> None:
+    client, _ = start({"exploration_share": 0.5, "exploration_seed": 11})
+    with client:
+        infos = []
+        for _ in range(16):
+            r = _chat(client, prompt, temperature=0)
+            assert r.status_code == 200, r.text
+            infos.append(r.json()["llmroute"])
+    explored = [i for i in infos if i["decision"]["explored"]]
+    assert explored and len(explored) < len(infos)
+    routers_pick = {i["decision"]["model"] for i in infos if not i["decision"]["explored"]}
+    assert len(routers_pick) == 1
+    for info in explored:
+        served = info["decision"]["model"]
+        assert served not in routers_pick and info["decision"]["reason"].startswith("exploration:")
+        assert info["attempts"][0]["model"] == served
+        assert any(c["model"] == served and c["eligible"] for c in info["decision"]["candidates"])

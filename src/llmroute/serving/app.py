@@ -23,6 +23,7 @@ from llmroute.router.router import Router
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, resolve_log_url
 from llmroute.serving.errors import install_error_handlers
+from llmroute.serving.exploration import Explorer
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.middleware import BodySizeLimit, RequestMetrics
 from llmroute.serving.reloading import poll_for_new_version, reload_router
@@ -82,6 +83,7 @@ def create_app(
                 compute=ComputeLimiter(settings.compute_threads),
                 executor=executor,
                 decision_log=decision_log,
+                explorer=Explorer(settings.exploration_seed),
             )
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))

@@ -14,6 +14,7 @@ from llmroute.serving.decision_logging import (
     embedder_spec,
 )
 from llmroute.serving.errors import ServiceError
+from llmroute.serving.exploration import Explorer, explore
 from llmroute.serving.schemas import RoutingOptions
 from llmroute.serving.state import Services
 
@@ -31,13 +32,17 @@ def decide(services: Services, router: Router, prompt: str, opts: RoutingOptions
     return decision
 
 
-def choose(decision: Decision) -> tuple[Decision, float]:
+def choose(decision: Decision, share: float = 0.0, explorer: Explorer | None = None) -> tuple[Decision, float]:
     """The logging policy: the decision the service acts on and the probability it had of being made.
 
-    The one place where the propensity is decided. Today the router's choice is always taken
-    (propensity 1.0); exploration replaces the chosen model here and returns its probability.
+    The one place where the propensity is decided. With exploration ``share`` 0 (the default) the
+    router's choice is always taken (propensity 1.0); otherwise :func:`~llmroute.serving.exploration.explore`
+    may replace the chosen model by another eligible one (marked ``extra["explored"]``) and returns the
+    served model's probability: ``1 - share`` for the router's pick, ``share / k`` for an explored one.
     """
-    return decision, 1.0
+    if share <= 0.0:
+        return decision, 1.0
+    return explore(decision, share, explorer if explorer is not None else Explorer())
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,10 @@ def route_request(
     capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
     if capture is not None:
         capture.forget()
-    decision, propensity = choose(decide(services, router, prompt, opts))
+    share = services.settings.exploration_share_for(opts.tenant)
+    decision, propensity = choose(decide(services, router, prompt, opts), share, services.explorer)
+    if decision.extra.get("explored"):
+        services.metrics.explored.labels(decision.model).inc()
     decision_id = str(uuid.uuid4())
     record = None
     if services.decision_log is not None:

@@ -37,6 +37,7 @@ class ServiceMetrics:
     requests: Counter
     latency: Histogram
     routed: Counter
+    explored: Counter
     cost: Counter
     escalations: Counter
     provider_errors: Counter
@@ -55,6 +56,10 @@ class ServiceMetrics:
                 buckets=_LATENCY_BUCKETS, registry=reg,
             ),
             routed=Counter("llmroute_routed", "Routing decisions by chosen model.", ["model"], registry=reg),
+            explored=Counter(
+                "llmroute_explored", "Decisions served by an explored model (not the router's choice), by model.",
+                ["model"], registry=reg,
+            ),
             cost=Counter("llmroute_cost_usd", "USD spent on provider calls, by model.", ["model"], registry=reg),
             escalations=Counter(
                 "llmroute_escalations", "Cascade escalations, by reason.", ["reason"], registry=reg

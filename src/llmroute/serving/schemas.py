@@ -115,6 +115,9 @@ class RouteResponse(BaseModel):
     target: str | None
     task_hint: str | None
     router_version: str
+    explored: bool = Field(
+        default=False, description="True when exploration served another eligible model than the router's choice."
+    )
 
     @classmethod
     def from_decision(cls, decision_id: str, d: Decision) -> RouteResponse:
@@ -129,6 +132,7 @@ class RouteResponse(BaseModel):
             target=d.target,
             task_hint=d.task_hint,
             router_version=d.router_version,
+            explored=bool(d.extra.get("explored", False)),
         )
 
 

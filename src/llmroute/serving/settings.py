@@ -7,10 +7,11 @@ List and mapping fields take JSON in the environment, e.g.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "models:/llmroute@champion"
+MAX_EXPLORATION_SHARE = 0.5
 
 
 class ServeSettings(BaseSettings):
@@ -73,6 +74,34 @@ class ServeSettings(BaseSettings):
     redact_prompts: bool = Field(
         default=False, description="Log only each prompt's SHA-256 and embedding, never its text."
     )
+
+    exploration_share: float = Field(
+        default=0.0, ge=0, le=MAX_EXPLORATION_SHARE,
+        description="Share of decisions sent to another eligible model, drawn uniformly (0 = off; at most 0.5). "
+        "The served model's propensity is logged for off-policy evaluation.",
+    )
+    exploration_by_tenant: dict[str, float] = Field(
+        default_factory=dict, description="Per-tenant exploration share (tenant -> share), overriding the default."
+    )
+    exploration_seed: int | None = Field(
+        default=None, description="Seed of the exploration draws (deterministic; for tests). None = OS randomness."
+    )
+
+    @field_validator("exploration_by_tenant")
+    @classmethod
+    def _tenant_shares(cls, shares: dict[str, float]) -> dict[str, float]:
+        for tenant, share in shares.items():
+            if not 0.0 <= share <= MAX_EXPLORATION_SHARE:  # also rejects NaN
+                raise ValueError(
+                    f"exploration share of tenant {tenant!r} must be from 0 to {MAX_EXPLORATION_SHARE}, got {share}"
+                )
+        return shares
+
+    def exploration_share_for(self, tenant: str | None) -> float:
+        """The exploration share of ``tenant`` (its override, else the default)."""
+        if tenant is not None and tenant in self.exploration_by_tenant:
+            return self.exploration_by_tenant[tenant]
+        return self.exploration_share
 
     def decision_log_enabled(self) -> bool:
         return self.decision_log_url is None or self.decision_log_url.strip().lower() not in ("", "off")

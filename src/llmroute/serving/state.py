@@ -15,6 +15,7 @@ from llmroute.config import Settings
 from llmroute.router.router import Router
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, capture_embeddings
+from llmroute.serving.exploration import Explorer
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.settings import ServeSettings
 
@@ -69,6 +70,7 @@ class Services:
     executor: ThreadPoolExecutor | None = None  # CPU work (routing, scoring); None = anyio's thread pool
     background: list[asyncio.Task[None]] = field(default_factory=list)
     decision_log: DecisionLog | None = None  # None = logging off
+    explorer: Explorer = field(default_factory=Explorer)  # exploration draws (seeded from settings by the app)
 
 
 async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:
