@@ -20,18 +20,6 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_router(services: ServicesDep) -> Router:
-    """The router this request keeps for its whole life, even if a reload swaps in another."""
-    router = services.holder.current
-    if router is None:
-        reason = services.holder.load_error or "the router is still loading"
-        raise ServiceError(503, "router_not_ready", f"no router loaded: {reason}", headers={"Retry-After": "5"})
-    return router
-
-
-RouterDep = Annotated[Router, Depends(get_router)]
-
-
 async def get_served(services: ServicesDep) -> Served:
     """The router and its response scorer, taken together once for the whole request."""
     served = services.holder.served
@@ -42,6 +30,14 @@ async def get_served(services: ServicesDep) -> Served:
 
 
 ServedDep = Annotated[Served, Depends(get_served)]
+
+
+async def get_router(served: ServedDep) -> Router:
+    """The router this request keeps for its whole life, even if a reload swaps in another."""
+    return served.router
+
+
+RouterDep = Annotated[Router, Depends(get_router)]
 
 
 async def require_api_key(
