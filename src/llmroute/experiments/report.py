@@ -22,7 +22,7 @@ from llmroute.experiments.evaluate import (
 from llmroute.experiments.plots import plot_cost_quality
 from llmroute.router.baselines import SeedRules
 from llmroute.router.embedder import EmbeddingCache
-from llmroute.router.features import text_features
+from llmroute.router.features import embed_and_featurize
 from llmroute.router.router import Router
 from llmroute.router.text import focus_text
 
@@ -52,8 +52,7 @@ def run_evaluation(
         detail = f" (not in these logs: {', '.join(missing)})" if missing else ""
         raise ValueError(f"{test_path}: no prompt has a known outcome for every model of the router{detail}")
     cache = EmbeddingCache(cache_path)
-    emb_train = cache.encode(router.embedder, [focus_text(p) for p in train.prompts])
-    feats_train = text_features(train.prompts, [focus_text(p) for p in train.prompts], train.input_tokens)
+    emb_train, feats_train = embed_and_featurize(train.prompts, train.input_tokens, router.embedder, cache)
     emb_test = cache.encode(router.embedder, [focus_text(p) for p in test.prompts])
     prepared = router.prepare(list(test.prompts), embeddings=emb_test)
     inp = EvalInputs(router, train, emb_train, feats_train, test, prepared, excluded, threshold)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from llmroute.router.text import focus_text
+
+if TYPE_CHECKING:
+    from llmroute.router.embedder import Embedder, EmbeddingCache
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_chars",
@@ -41,3 +47,11 @@ def text_features(prompts: Sequence[str], focus: Sequence[str], input_tokens: np
             f.count("?"),
         )
     return out
+
+
+def embed_and_featurize(
+    prompts: Sequence[str], input_tokens: np.ndarray, embedder: Embedder, cache: EmbeddingCache
+) -> tuple[np.ndarray, np.ndarray]:
+    """Focus-text embeddings (through the on-disk cache) and text features of a batch of prompts."""
+    focus = [focus_text(p) for p in prompts]
+    return cache.encode(embedder, focus), text_features(prompts, focus, input_tokens)

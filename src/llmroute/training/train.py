@@ -17,12 +17,11 @@ from llmroute.experiments.metrics import aiq
 from llmroute.router.cost import LinearCostModel
 from llmroute.router.decision import QualityTarget
 from llmroute.router.embedder import EmbeddingCache, load_embedder
-from llmroute.router.features import text_features
+from llmroute.router.features import embed_and_featurize
 from llmroute.router.knobs import KnobTable, build_knob_table
 from llmroute.router.policy import RULES
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
-from llmroute.router.text import focus_text
 from llmroute.training.scorer import train_scorer
 
 LATEST = "LATEST"
@@ -53,9 +52,7 @@ def embed_logs(logs: WideLogs, embedder_spec: str, settings: Settings) -> tuple[
     settings.ensure_home()
     embedder = load_embedder(embedder_spec, settings.embedders_dir)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
-    focus = [focus_text(p) for p in logs.prompts]
-    emb = cache.encode(embedder, focus)
-    feats = text_features(logs.prompts, focus, logs.input_tokens)
+    emb, feats = embed_and_featurize(logs.prompts, logs.input_tokens, embedder, cache)
     return Embedded(logs, emb, feats), embedder
 
 
