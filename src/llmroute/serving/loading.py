@@ -11,8 +11,6 @@ from llmroute.router.router import Router
 if TYPE_CHECKING:
     from llmroute.training.scorer import ResponseScorer
 
-SCORER_DIR = "scorer"
-
 REGISTRY_PREFIX = "models:/"
 
 
@@ -49,20 +47,22 @@ def source_version(model: str, core: Settings) -> str:
     return str(read_router_meta(Path(model).expanduser())["version"])
 
 
-def load_scorer(model: str, router: Router) -> ResponseScorer | None:
-    """The response scorer saved in ``<router folder>/scorer`` (with the router's embedder), or None
-    when there is none. Registry URIs have none yet (the registered model does not carry it)."""
-    if model.startswith(REGISTRY_PREFIX):
-        return None
-    folder = Path(model).expanduser() / SCORER_DIR
-    if not (folder / "scorer.json").is_file():
-        return None
-    from llmroute.training.scorer import ResponseScorer
+def load_scorer(folder: Path, router: Router) -> ResponseScorer | None:
+    """The response scorer saved in ``<router folder>/scorer`` (with the router's embedder), or None."""
+    from llmroute.training.scorer import SCORER_DIR, ResponseScorer
 
-    return ResponseScorer.load(folder, router.embedder)
+    scorer_dir = Path(folder).expanduser() / SCORER_DIR
+    if not (scorer_dir / "scorer.json").is_file():
+        return None
+    return ResponseScorer.load(scorer_dir, router.embedder)
 
 
 def load_served(model: str, core: Settings, with_scorer: bool = True) -> tuple[Router, ResponseScorer | None]:
-    """:func:`load_router` and, when ``with_scorer``, :func:`load_scorer`."""
+    """The router at ``model`` and, when ``with_scorer``, its response scorer: a folder's ``scorer/``,
+    or the ``scorer/`` registered inside the router artifact (None when there is none)."""
+    if model.startswith(REGISTRY_PREFIX):
+        from llmroute.training.registry import load_served_uri  # lazy: pulls in mlflow
+
+        return load_served_uri(model, core, with_scorer)
     router = load_router(model, core)
-    return router, (load_scorer(model, router) if with_scorer else None)
+    return router, (load_scorer(Path(model), router) if with_scorer else None)

@@ -49,7 +49,7 @@ class ServeSettings(BaseSettings):
         "weighs 1, logprobs 1; see serving.cascade). 0 = ignore the scorer.",
     )
     use_scorer: bool = Field(
-        default=True, description="Load '<router folder>/scorer' when present and use it for answer confidence."
+        default=True, description="Load the router's response scorer ('<router folder>/scorer', or the one registered with a registry version) when present and use it for answer confidence."
     )
     max_ensemble: int = Field(default=5, ge=1, description="Largest best_of_n / majority_vote a request may ask.")
     cascade_max_attempts: int = Field(default=3, ge=1, description="Most models tried for one chat request.")

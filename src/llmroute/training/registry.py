@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -35,6 +35,9 @@ from llmroute.experiments.compare import Comparison, compare_routers
 from llmroute.router.router import Router
 from llmroute.training.manifest import DamagedArtifactError, load_verified_router
 from llmroute.training.tracking import CHALLENGER, CHAMPION, mlflow_session, resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from llmroute.training.scorer import ResponseScorer
 
 PREVIOUS_CHAMPION = "previous_champion"
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))/?$")
@@ -149,6 +152,13 @@ def load_router_uri(uri: str, settings: Settings) -> Router:
     The artifact is downloaded to a temporary folder, its checksums verified, the embedder named in
     router.json loaded (its fingerprint must match) and the router's version set to ``<name>/<version>``.
     """
+    return load_served_uri(uri, settings, with_scorer=False)[0]
+
+
+def load_served_uri(uri: str, settings: Settings, with_scorer: bool = True) -> tuple[Router, ResponseScorer | None]:
+    """:func:`load_router_uri`, and the post-call response scorer registered with it (the router
+    artifact's ``scorer/`` folder, covered by the same checksums), or None when it has none or
+    ``with_scorer`` is False. The scorer shares the router's embedder."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
@@ -166,12 +176,26 @@ def load_router_uri(uri: str, settings: Settings) -> Router:
                 if _unreachable(text):
                     raise
                 raise RegistryError(f"{label}: the model artifact cannot be downloaded: {text}") from exc
+            folder = _router_folder(Path(local))
             try:
-                router = load_verified_router(_router_folder(Path(local)), settings.embedders_dir, label)
+                router = load_verified_router(folder, settings.embedders_dir, label)
             except DamagedArtifactError as exc:
                 raise RegistryError(str(exc)) from exc
+            scorer = _registered_scorer(folder, router, label) if with_scorer else None
     router.version = f"{ref.name}/{mv.version}"
-    return router
+    return router, scorer
+
+
+def _registered_scorer(folder: Path, router: Router, label: str) -> ResponseScorer | None:
+    """The scorer in a downloaded (already checksum-verified) router folder, read into memory."""
+    from llmroute.training.scorer import SCORER_DIR, ResponseScorer
+
+    if not (folder / SCORER_DIR / "scorer.json").is_file():
+        return None
+    try:
+        return ResponseScorer.load(folder / SCORER_DIR, router.embedder)
+    except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and JSON each raise their own errors
+        raise RegistryError(f"{label}: the response scorer in the artifact cannot be loaded: {type(exc).__name__}: {exc}") from exc
 
 
 def try_reload(current: Router, uri: str, settings: Settings) -> tuple[Router, str | None]:

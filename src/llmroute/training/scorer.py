@@ -41,6 +41,7 @@ from llmroute.router.text import focus_text
 FORMAT_VERSION = 1
 BOOSTER_FILE = "scorer_lightgbm.txt"
 META_FILE = "scorer.json"
+SCORER_DIR = "scorer"  # where a router folder keeps its scorer (and so the registered artifact)
 ARRAYS_FILE = "scorer_arrays.npz"
 
 RESPONSE_FEATURES: tuple[str, ...] = (

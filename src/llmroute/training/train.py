@@ -22,7 +22,7 @@ from llmroute.router.knobs import KnobTable, build_knob_table
 from llmroute.router.policy import RULES
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
-from llmroute.training.scorer import train_scorer
+from llmroute.training.scorer import SCORER_DIR, train_scorer
 
 LATEST = "LATEST"
 
@@ -138,7 +138,7 @@ def train_router(
         train_scorer(
             df,
             embedder,  # type: ignore[arg-type]
-            folder / "scorer",
+            folder / SCORER_DIR,
             threshold=config.success_threshold,
             seed=config.seed,
             cache=EmbeddingCache(settings.cache_dir / "embeddings.sqlite"),
