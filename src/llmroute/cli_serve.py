@@ -85,6 +85,12 @@ def replay_server(
     unknown_prompt: Annotated[
         str, typer.Option(help="'error' (404) or 'most_common' (the model's most common recorded answer).")
     ] = "error",
+    chunk_delay_ms: Annotated[
+        float, typer.Option(help="Pause before each word-sized chunk of a streamed answer (stream: true).")
+    ] = 0.0,
+    stream_break_rate: Annotated[
+        float, typer.Option(help="Share of streamed answers cut off halfway (connection closed without [DONE]).")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the fault injection.")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
@@ -102,6 +108,7 @@ def replay_server(
             read_logs(logs), latency_ms, failure_rate, timeout_rate, seed,
             model_failure_rates=failures, model_timeout_rates=timeouts,
             timeout_s=timeout_s, unknown_prompt=unknown_prompt,  # type: ignore[arg-type]
+            chunk_delay_ms=chunk_delay_ms, stream_break_rate=stream_break_rate,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

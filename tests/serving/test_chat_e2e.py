@@ -35,8 +35,10 @@ def prompt(trained: Trained) -> str:
 def start(trained: Trained, router: Router, live: list[LiveServer]) -> Start:
     """Start a replay server (with fault options) and the router service pointed at it."""
 
-    def _start(serve: dict[str, Any] | None = None, **replay: Any) -> tuple[httpx.Client, str]:
-        rep = LiveServer(create_replay_app(trained.logs, **replay)).start()
+    def _start(
+        serve: dict[str, Any] | None = None, logs: pd.DataFrame | None = None, **replay: Any
+    ) -> tuple[httpx.Client, str]:
+        rep = LiveServer(create_replay_app(trained.logs if logs is None else logs, **replay)).start()
         live.append(rep)
         options: dict[str, Any] = {
             "model": str(trained.folder), "default_base_url": f"{rep.url}/v1", "provider_timeout_s": 1.0,
@@ -262,3 +264,131 @@ def test_chat_cascade_starts_from_the_explored_model(start: Start, prompt: str) 
         assert served not in routers_pick and info["decision"]["reason"].startswith("exploration:")
         assert info["attempts"][0]["model"] == served
         assert any(c["model"] == served and c["eligible"] for c in info["decision"]["candidates"])
+
+
+def _stream_chat(
+    client: httpx.Client, prompt: str, only: str | None = None
+) -> tuple[httpx.Response, list[tuple[float, str]]]:
+    """POST a streamed chat request (routed among ``only`` when given); the response and its
+    ``data:`` payloads with their arrival times."""
+    import time
+
+    body: dict[str, Any] = {"model": "llmroute", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    if only is not None:
+        body["llmroute"] = {"allowed_models": [only]}
+    t0 = time.perf_counter()
+    with client.stream("POST", "/v1/chat/completions", json=body) as r:
+        events = [(time.perf_counter() - t0, line.removeprefix("data: ")) for line in r.iter_lines() if line.startswith("data: ")]
+    return r, events
+
+
+@pytest.fixture(scope="session")
+def wordy_logs(trained: Trained) -> pd.DataFrame:
+    """The session's logs and one more prompt (an MBPP one: multiple-choice answers are one word)
+    answered by some model with 12 to 80 words; ``attrs['wordy']`` is that (prompt, model)."""
+    from llmroute.data.importers import read_logs
+
+    from tests.serving.conftest import REPO
+
+    df = read_logs(REPO / "data" / "routerbench" / "train.parquet")
+    words = df["response"].astype(str).str.split().str.len()
+    row = df[words.between(12, 80)].iloc[0]
+    logs = pd.concat([trained.logs, df[df["prompt_id"] == row["prompt_id"]]], ignore_index=True)
+    logs.attrs["wordy"] = (str(row["prompt"]), str(row["model"]))
+    return logs
+
+
+@pytest.fixture
+def wordy(wordy_logs: pd.DataFrame) -> tuple[str, str]:
+    return tuple(wordy_logs.attrs["wordy"])  # type: ignore[return-value]
+
+
+def test_stream_is_passed_through_as_it_arrives(
+    start: Start, wordy: tuple[str, str], wordy_logs: pd.DataFrame
+) -> None:
+    delay_ms = 40
+    client, _ = start(logs=wordy_logs, chunk_delay_ms=delay_ms)
+    with client:
+        r, events = _stream_chat(client, *wordy)
+    assert r.status_code == 200 and events[-1][1] == "[DONE]"
+    chunks = [(t, json.loads(e)) for t, e in events[:-1]]
+    content = [(t, c) for t, c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]
+    model = chunks[0][1]["model"]
+    assert model == wordy[1]
+    rec = _recorded(wordy_logs, wordy[0], model)
+    assert "".join(c["choices"][0]["delta"]["content"] for _, c in content) == rec["response"]
+    assert len(content) >= 12  # word by word, not one buffered chunk
+    # the first words reached the client while the provider was still sending the rest
+    assert content[-1][0] - content[0][0] >= (len(content) - 2) * delay_ms / 1000 * 0.8
+    closing = chunks[-1][1]
+    assert closing["choices"] == [] and closing["usage"]["completion_tokens"] == int(rec["output_tokens"])
+    info = closing["llmroute"]
+    assert info["attempts"][-1]["model"] == model and info["attempts"][-1]["ok"]
+    assert info["attempts"][-1]["cost_usd"] > 0 and info["total_cost_usd"] == pytest.approx(info["attempts"][-1]["cost_usd"])
+    assert r.headers["X-LLMRoute-Model"] == model and r.headers["X-LLMRoute-Attempts"] == "1"
+
+
+def test_stream_escalates_like_a_whole_answer_and_streams_the_last_model(start: Start, prompt: str) -> None:
+    client, _ = start(serve={"cascade_confidence": 1.0, "cascade_max_attempts": 3})
+    with client:
+        whole = _chat(client, prompt).json()["llmroute"]["attempts"]
+        r, events = _stream_chat(client, prompt)
+    info = json.loads(events[-2][1])["llmroute"]
+    assert [a["model"] for a in info["attempts"]] == [a["model"] for a in whole]
+    assert all(a["escalated_because"] for a in info["attempts"][:-1])
+    assert r.headers["X-LLMRoute-Attempts"] == str(len(whole))
+    assert info["total_cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in info["attempts"]))
+    assert all(a["cost_usd"] > 0 for a in info["attempts"]) and info["attempts"][-1]["confidence"] is not None
+
+
+def test_stream_that_fails_to_start_escalates(start: Start, prompt: str) -> None:
+    probe, _ = start()
+    with probe:
+        first = _routed(probe, prompt)
+    client, _ = start(model_failure_rates={first: 1.0})
+    with client:
+        r, events = _stream_chat(client, prompt)
+    assert r.status_code == 200 and events[-1][1] == "[DONE]"
+    attempts = json.loads(events[-2][1])["llmroute"]["attempts"]
+    assert attempts[0]["model"] == first and not attempts[0]["ok"] and attempts[0]["tries"] == 2
+    assert attempts[-1]["ok"] and attempts[-1]["model"] != first == attempts[0]["model"]
+    assert json.loads(events[0][1])["model"] == attempts[-1]["model"] == r.headers["X-LLMRoute-Model"]
+
+
+def test_stream_broken_midway_ends_with_an_error_event_and_is_logged(
+    start: Start, wordy: tuple[str, str], wordy_logs: pd.DataFrame, live: list[LiveServer], tmp_path: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    client, _ = start(serve={"decision_log_url": url}, logs=wordy_logs, stream_break_rate=1.0)
+    with client:
+        r, events = _stream_chat(client, *wordy)
+    assert r.status_code == 200 and events[-1][1] == "[DONE]"
+    payloads = [json.loads(e) for _, e in events[:-1]]
+    sent = "".join(p["choices"][0]["delta"].get("content", "") for p in payloads if p.get("choices"))
+    error = payloads[-1]
+    assert error["error"]["type"] == "stream_broken" and sent  # half the answer went out, then the error
+    attempt = error["llmroute"]["attempts"][-1]
+    assert not attempt["ok"] and attempt["error_kind"] == "broken" and attempt["cost_usd"] > 0
+    live[-1].stop()  # flushes the decision log
+    [row] = _logged(url).to_dict("records")
+    assert not row["ok"] and "stream" in row["error"] and row["cost_usd"] == pytest.approx(attempt["cost_usd"])
+
+
+def test_client_leaving_mid_stream_closes_the_provider_call_and_logs_it(
+    start: Start, wordy: tuple[str, str], wordy_logs: pd.DataFrame, live: list[LiveServer], tmp_path: Any
+) -> None:
+    import time
+
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    client, _ = start(serve={"decision_log_url": url}, logs=wordy_logs, chunk_delay_ms=200)
+    body = {"model": "llmroute", "stream": True, "messages": [{"role": "user", "content": wordy[0]}],
+            "llmroute": {"allowed_models": [wordy[1]]}}
+    with client, client.stream("POST", "/v1/chat/completions", json=body) as r:
+        for line in r.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                break  # the first word: hang up
+    time.sleep(1.0)
+    live[-1].stop()
+    [row] = _logged(url).to_dict("records")
+    attempts = json.loads(row["attempts"])
+    assert not row["ok"] and attempts[-1]["error_kind"] == "client_disconnected"

@@ -138,3 +138,49 @@ def test_cascade_never_exceeds_max_attempts_and_keeps_best_answer() -> None:
     assert [a.escalated_because for a in res.attempts] == ["confidence 0.500 < 0.950", "http_500", None]
     res = asyncio.run(run_cascade(_decision(CANDS, "cheap"), "p", call, {}, threshold=0.95, max_attempts=2))
     assert res.final_model == "cheap" and len(res.attempts) == 2
+
+
+def test_open_stream_reads_events_and_falls_back_to_a_whole_answer() -> None:
+    from llmroute.serving.providers import OpenStream, StreamBroken
+
+    sse = (
+        'data: {"choices": [{"delta": {"content": "he"}}]}\n\n: keep-alive\n\n'
+        'data: {"choices": [{"delta": {"content": "llo"}}]}\n\ndata: [DONE]\n\n'
+    )
+    bodies: dict[str, httpx.Response] = {
+        "sse": httpx.Response(200, text=sse, headers={"content-type": "text/event-stream"}),
+        "json": httpx.Response(200, json=OK),  # a provider that ignores stream: true
+        "err": httpx.Response(200, text='data: {"error": {"message": "overloaded"}}\n\n',
+                              headers={"content-type": "text/event-stream"}),
+        "cut": httpx.Response(200, text='data: {"choices": []}\n\n', headers={"content-type": "text/event-stream"}),
+    }
+    sent: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return bodies[request.url.host]
+
+    async def go(host: str) -> tuple[Any, list[Any], str | None]:
+        provider, http = _provider(handler)
+        async with http:
+            opened = await provider.open_stream(Endpoint("m", f"http://{host}/v1"), {"messages": []})
+            if not isinstance(opened, OpenStream):
+                return opened, [], None
+            events: list[Any] = []
+            try:
+                async for e in opened.events():
+                    events.append(e)
+            except StreamBroken as exc:
+                return opened, events, exc.kind
+            finally:
+                await opened.aclose()
+            return opened, events, None
+
+    opened, events, broken = asyncio.run(go("sse"))
+    assert isinstance(opened, OpenStream) and broken is None
+    assert [e["choices"][0]["delta"]["content"] for e in events] == ["he", "llo"]
+    assert sent[0]["stream"] is True and sent[0]["stream_options"] == {"include_usage": True}
+    whole, _, _ = asyncio.run(go("json"))
+    assert isinstance(whole, CallResult) and whole.ok and whole.body == OK
+    assert asyncio.run(go("err"))[2] == "provider_error"
+    assert asyncio.run(go("cut"))[2] == "broken"  # ended without data: [DONE]

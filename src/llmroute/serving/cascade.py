@@ -24,6 +24,16 @@ normalises the answers (:func:`normalise_answer`) and keeps the most common one 
 best member has the highest confidence), answering with that group's most confident member. Every
 call's cost is counted.
 
+Streaming (``open_stream`` given, for ``stream: true`` requests). Attempts that may still be
+escalated are read whole (their confidence needs the whole answer); the attempt that cannot be
+escalated any more on low confidence -- the ``max_attempts``-th, or one with no more expensive and
+more probable model left -- is asked for a stream instead, and the cascade ends as soon as that
+stream has started: :attr:`CascadeResult.stream` is relayed to the client as it arrives (see
+:mod:`llmroute.serving.streaming`), and that answer is delivered whatever its confidence. A stream
+that fails to start (error status, timeout, connection error) is a failed attempt like any other and
+the cascade goes on. So a streamed request escalates exactly like an unstreamed one, and the first
+token comes as soon as the last model answers.
+
 Result. The successful answer with the highest confidence (the latest on ties); none if every
 attempt failed. Cost of an attempt: the provider's ``usage.cost`` if given, else catalog prices x
 ``usage`` tokens, else x tokens counted locally; failed attempts are counted as costing 0.
@@ -42,7 +52,7 @@ from typing import Any
 from llmroute.data.catalog import ModelSpec
 from llmroute.data.tokens import count_tokens
 from llmroute.router.decision import Candidate, Decision
-from llmroute.serving.providers import CallResult
+from llmroute.serving.providers import CallResult, OpenStream
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ class CascadeResult:
     attempts: tuple[Attempt, ...]
     final_model: str | None
     final_body: dict[str, Any] | None
+    stream: OpenStream | None = None  # the final model's answer, started but not read (its attempt is not in attempts yet)
 
     @property
     def total_cost_usd(self) -> float:
@@ -145,6 +156,7 @@ def attempt_cost(spec: ModelSpec | None, prompt: str, body: Mapping[str, Any]) -
 
 
 Call = Callable[[str], Awaitable[CallResult]]
+OpenStreamCall = Callable[[str], Awaitable["CallResult | OpenStream"]]
 Judge = Callable[[str, str], Awaitable[float | None]]  # (model, answer text) -> scorer probability
 
 
@@ -170,8 +182,10 @@ async def run_cascade(
     threshold: float,
     max_attempts: int,
     confidence: Confidence | None = None,
+    open_stream: OpenStreamCall | None = None,
 ) -> CascadeResult:
-    """Run the cascade for one request; ``call(model)`` makes one (retried) provider call."""
+    """Run the cascade for one request; ``call(model)`` makes one (retried) provider call,
+    ``open_stream(model)`` starts a streamed one (see module docstring)."""
     confidence = confidence or Confidence()
     candidates = {c.model: c for c in decision.candidates}
     attempts: list[Attempt] = []
@@ -181,7 +195,11 @@ async def run_cascade(
     while model is not None and len(attempts) < max_attempts:
         tried.add(model)
         prob = candidates[model].probability
-        res = await call(model)
+        last = len(attempts) + 1 >= max_attempts or next_model(candidates, model, tried, failed=False) is None
+        started = await (open_stream(model) if open_stream is not None and last else call(model))
+        if isinstance(started, OpenStream):
+            return CascadeResult(tuple(attempts), model, None, stream=started)
+        res = started
         if res.ok and res.body is not None:
             conf, scored, lp = await confidence(model, prob, res.body)
             cost = attempt_cost(specs.get(model), prompt, res.body)

@@ -1,5 +1,13 @@
 """Calls to OpenAI-compatible chat completion endpoints, with retries and exponential backoff.
 
+:meth:`ChatProvider.complete` reads a whole answer; :meth:`ChatProvider.open_stream` asks for a
+streamed one (``stream: true`` with ``stream_options.include_usage``) and returns it as soon as the
+provider has answered with ``200 text/event-stream`` (an :class:`OpenStream`, read with
+:meth:`OpenStream.events`). Both retry the same failures (429/5xx, connection errors) the same way,
+and only *before* an answer starts: once a stream has started, a broken stream is an error of that
+stream (:class:`StreamBroken`). A provider that ignores ``stream`` and answers with JSON is read as a
+whole answer.
+
 API keys are read from the environment variable the catalog names (``api_key_env``) at call time,
 sent only in the ``Authorization`` header, and never logged or returned.
 """
@@ -7,8 +15,10 @@ sent only in the ``Authorization`` header, and never logged or returned.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +48,58 @@ class CallResult:
     error: str | None = None
     kind: str | None = None  # timeout | http_<status> | connect | bad_response | no_endpoint
     tries: int = 1
+
+
+class StreamBroken(RuntimeError):
+    """A started stream could not be read to its end; ``kind``: timeout | broken | bad_response | provider_error."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class OpenStream:
+    """A provider's answer being streamed: the open HTTP response and how long it took to start."""
+
+    model: str
+    response: httpx.Response = field(repr=False)
+    started_ms: float  # from the first try to the response headers, retries included
+    tries: int
+    t0: float  # perf_counter() when the call began
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.t0) * 1000.0
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """The stream's ``data:`` events as dicts, up to ``[DONE]``; raises :class:`StreamBroken` when
+        the stream breaks, times out, carries an error or something that is not JSON, or ends early."""
+        try:
+            async for line in self.response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments (": ping"), event:/id: fields
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    event = json.loads(data)
+                except ValueError as exc:
+                    raise StreamBroken(f"stream event is not JSON: {data[:120]!r}", "bad_response") from exc
+                if not isinstance(event, dict):
+                    raise StreamBroken(f"stream event is not an object: {data[:120]!r}", "bad_response")
+                if "error" in event:
+                    err = event["error"]
+                    msg = err.get("message", err) if isinstance(err, dict) else err
+                    raise StreamBroken(f"provider error in stream: {str(msg)[:300]}", "provider_error")
+                yield event
+        except httpx.TimeoutException as exc:
+            raise StreamBroken(f"stream timed out ({type(exc).__name__})", "timeout") from exc
+        except httpx.TransportError as exc:
+            raise StreamBroken(f"stream broken ({type(exc).__name__})", "broken") from exc
+        raise StreamBroken("stream ended before data: [DONE]", "broken")
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
 
 
 def resolve_endpoint(model: str, spec: ModelSpec | None, settings: ServeSettings) -> Endpoint:
@@ -72,22 +134,52 @@ class ChatProvider:
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-            result = await self._once(endpoint, body, headers, t0, attempt + 1)
+            once = await self._once(endpoint, body, headers, t0, attempt + 1)
+            assert isinstance(once, CallResult)  # without stream=True there is no OpenStream
+            result = once
             if result.ok or result.kind not in {"connect", *(f"http_{s}" for s in RETRY_STATUSES)}:
                 return result
         assert result is not None
         return result
 
+    async def open_stream(self, endpoint: Endpoint, payload: dict[str, Any]) -> CallResult | OpenStream:
+        """Ask for a streamed answer: an :class:`OpenStream` once the provider answers 200 with an event
+        stream (the caller must ``aclose`` it), else the failed :class:`CallResult` after the retries
+        of :meth:`complete` (or a whole answer, when the provider ignored ``stream``)."""
+        t0 = time.perf_counter()
+        if endpoint.base_url is None:
+            return CallResult(False, 0.0, error=f"no endpoint configured for {endpoint.model}", kind="no_endpoint")
+        headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+        body = {**payload, "model": endpoint.model, "stream": True, "stream_options": {"include_usage": True}}
+        result: CallResult | OpenStream | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            result = await self._once(endpoint, body, headers, t0, attempt + 1, stream=True)
+            if isinstance(result, OpenStream) or result.ok or result.kind not in {
+                "connect", *(f"http_{s}" for s in RETRY_STATUSES)
+            }:
+                return result
+        assert result is not None
+        return result
+
     async def _once(
-        self, endpoint: Endpoint, body: dict[str, Any], headers: dict[str, str], t0: float, tries: int
-    ) -> CallResult:
+        self, endpoint: Endpoint, body: dict[str, Any], headers: dict[str, str], t0: float, tries: int,
+        stream: bool = False,
+    ) -> CallResult | OpenStream:
         url = f"{endpoint.base_url}/chat/completions"
 
         def ms() -> float:
             return (time.perf_counter() - t0) * 1000.0
 
+        request = self.http.build_request("POST", url, json=body, headers=headers, timeout=self.timeout)
         try:
-            resp = await self.http.post(url, json=body, headers=headers, timeout=self.timeout)
+            resp = await self.http.send(request, stream=stream)
+            if stream and resp.status_code == 200 and resp.headers.get("content-type", "").startswith("text/event-stream"):
+                return OpenStream(endpoint.model, resp, ms(), tries, t0)
+            if stream:
+                await resp.aread()
+                await resp.aclose()
         except httpx.TimeoutException as exc:
             return CallResult(False, ms(), error=f"timed out ({type(exc).__name__})", kind="timeout", tries=tries)
         except httpx.TransportError as exc:

@@ -15,21 +15,30 @@ Fault injection, decided per request with a seeded RNG: ``latency_ms`` delays ev
 ``failure_rate`` answers HTTP 500 or 429 (alternating at random); ``timeout_rate`` holds the request
 for ``timeout_s`` seconds (longer than any sensible client timeout) and then answers 504. The
 per-model mappings override the global rates for the models they name.
+
+Streaming: a request with ``stream: true`` is answered with server-sent events like OpenAI's: a role
+chunk, the recorded answer in word-sized content chunks ``chunk_delay_ms`` apart, a chunk with the
+``finish_reason``, a usage chunk when ``stream_options.include_usage`` is set, then ``data: [DONE]``.
+``stream_break_rate`` cuts a stream after half of its content chunks (the connection is closed without
+``[DONE]``), to test what a client does with an answer broken mid-stream. Faults that happen before an
+answer (failures, timeouts, unknown model or prompt) are HTTP errors as without streaming.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmroute.data.tokens import count_tokens
@@ -100,6 +109,8 @@ class _ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str
     messages: list[_Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
 
 
 def _error(status: int, message: str, type_: str, code: str) -> JSONResponse:
@@ -117,11 +128,14 @@ def create_replay_app(
     model_timeout_rates: Mapping[str, float] | None = None,
     timeout_s: float = 300.0,
     unknown_prompt: Literal["error", "most_common"] = "error",
+    chunk_delay_ms: float = 0.0,
+    stream_break_rate: float = 0.0,
 ) -> FastAPI:
     """Build a replay server over ``logs_df`` (llmroute long-format logs; see module docstring)."""
     for name, rate in [("failure_rate", failure_rate), ("timeout_rate", timeout_rate),
                        *((f"model_failure_rates[{m}]", r) for m, r in (model_failure_rates or {}).items()),
-                       *((f"model_timeout_rates[{m}]", r) for m, r in (model_timeout_rates or {}).items())]:
+                       *((f"model_timeout_rates[{m}]", r) for m, r in (model_timeout_rates or {}).items()),
+                       ("stream_break_rate", stream_break_rate)]:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be within [0, 1], got {rate}")
     index = ReplayIndex(logs_df)
@@ -136,7 +150,7 @@ def create_replay_app(
         return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "replay"} for m in sorted(index.models)]}
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat(body: _ChatRequest, request: Request) -> JSONResponse | dict[str, Any]:
+    async def chat(body: _ChatRequest, request: Request) -> JSONResponse | StreamingResponse | dict[str, Any]:
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000.0)
         if rng.random() < timeouts.get(body.model, timeout_rate):
@@ -160,6 +174,13 @@ def create_replay_app(
             hit = index.most_common[body.model]
         prompt_tokens = hit.input_tokens if hit.input_tokens is not None else count_tokens(messages_to_prompt(messages))
         completion_tokens = hit.output_tokens if hit.output_tokens is not None else count_tokens(hit.response)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        if body.stream:
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+            broken = rng.random() < stream_break_rate
+            events = _stream(body.model, hit, usage if include_usage else None, chunk_delay_ms / 1000.0, broken)
+            return StreamingResponse(events, media_type="text/event-stream")
         return {
             "id": f"chatcmpl-replay-{uuid.uuid4().hex[:16]}",
             "object": "chat.completion",
@@ -167,9 +188,36 @@ def create_replay_app(
             "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": hit.response},
                          "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": usage,
             "x_llmroute_quality": hit.quality,
         }
 
     return app
+
+
+_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+async def _stream(
+    model: str, hit: Recorded, usage: dict[str, int] | None, delay_s: float, broken: bool
+) -> AsyncIterator[str]:
+    """The recorded answer as OpenAI chat.completion.chunk events (see module docstring)."""
+    base = {"id": f"chatcmpl-replay-{uuid.uuid4().hex[:16]}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model}
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        return f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n"
+
+    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    pieces = _PIECE.findall(hit.response) or [hit.response]
+    cut = len(pieces) // 2 if broken else None
+    for i, piece in enumerate(pieces):
+        if cut is not None and i >= cut:
+            raise ConnectionAbortedError("replay server: injected broken stream")  # uvicorn drops the connection
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+    yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+    if usage is not None:
+        yield event([], usage=usage)
+    yield "data: [DONE]\n\n"

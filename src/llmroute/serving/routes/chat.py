@@ -6,8 +6,12 @@ cost); headers ``X-LLMRoute-Model``, ``X-LLMRoute-Decision-Id``, ``X-LLMRoute-At
 attempt fails the status is 502 with the same ``llmroute`` field. With ``llmroute.best_of_n`` or
 ``llmroute.majority_vote`` the models are called at once instead of in a cascade
 (see :mod:`llmroute.serving.cascade`); when the router folder has a response scorer, it judges every
-answer. ``stream: true`` runs the cascade
-to the end and then sends the final answer as server-sent events (one content chunk).
+answer.
+
+``stream: true``: the cascade reads the attempts it may still escalate whole and streams the last
+one's answer through as it arrives (:mod:`llmroute.serving.streaming`; the ``llmroute`` field comes
+in the last event, the headers are the same). An answer that was already complete (a confident
+cheaper model, or an ensemble) is sent as one content event.
 
 Logging: the decision (source ``chat``) is logged before the first call, and the outcome (see
 :func:`llmroute.serving.decision_logging.outcome_record`: the answered model, every attempt, the
@@ -37,9 +41,10 @@ from llmroute.serving.decide import route_request
 from llmroute.serving.decision_logging import outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.errors import ServiceError, error_body
-from llmroute.serving.providers import CallResult, ChatProvider, resolve_endpoint
+from llmroute.serving.providers import CallResult, ChatProvider, OpenStream, resolve_endpoint
 from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
 from llmroute.serving.state import run_cpu
+from llmroute.serving.streaming import relay
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=Authenticated)
 
@@ -70,6 +75,15 @@ async def chat_completions(
         endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
         return await provider.complete(endpoint, payload)
 
+    async def open_stream(model: str) -> CallResult | OpenStream:
+        endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
+        return await provider.open_stream(endpoint, payload)
+
+    def finish(result: CascadeResult) -> None:
+        _record(services, result, cascade=ensemble is None)
+        if decision_log is not None:
+            decision_log.submit(outcome_record(decision_id, result))
+
     confidence = Confidence(services.settings.scorer_weight, _judge(services, served.scorer, prompt))
     if ensemble is not None:
         result = await run_ensemble(decision, prompt, call, llm_router.specs, ensemble[1], ensemble[0], confidence)
@@ -77,10 +91,8 @@ async def chat_completions(
         result = await run_cascade(
             decision, prompt, call, llm_router.specs,
             services.settings.cascade_confidence, services.settings.cascade_max_attempts, confidence,
+            open_stream if body.stream else None,
         )
-    _record(services, result, cascade=ensemble is None)
-    if decision_log is not None:
-        decision_log.submit(outcome_record(decision_id, result))
     info = {
         "decision_id": decision_id,
         "decision": RouteResponse.from_decision(decision_id, decision).model_dump(),
@@ -89,11 +101,17 @@ async def chat_completions(
         "mode": ensemble[0] if ensemble else "cascade",
         "scorer": served.scorer is not None and services.settings.scorer_weight > 0,
     }
-    headers = {
-        "X-LLMRoute-Decision-Id": decision_id,
-        "X-LLMRoute-Attempts": str(len(result.attempts)),
-        "X-LLMRoute-Model": result.final_model or "",
-    }
+    if result.stream is not None:
+        model = result.stream.model
+        events = relay(
+            result, prompt=prompt, spec=llm_router.specs.get(model),
+            router_probability=next(c.probability for c in decision.candidates if c.model == model),
+            confidence=confidence, info=info, on_done=finish,
+        )
+        headers = _headers(decision_id, len(result.attempts) + 1, model)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    finish(result)
+    headers = _headers(decision_id, len(result.attempts), result.final_model or "")
     if result.final_body is None or result.final_model is None:
         errors = "; ".join(f"{a.model}: {a.error}" for a in result.attempts)
         return JSONResponse(
@@ -104,6 +122,10 @@ async def chat_completions(
     if body.stream:
         return StreamingResponse(_sse(answer), media_type="text/event-stream", headers=headers)
     return JSONResponse(answer, headers=headers)
+
+
+def _headers(decision_id: str, attempts: int, model: str) -> dict[str, str]:
+    return {"X-LLMRoute-Decision-Id": decision_id, "X-LLMRoute-Attempts": str(attempts), "X-LLMRoute-Model": model}
 
 
 def _judge(services: Any, scorer: Any, prompt: str) -> Judge | None:
