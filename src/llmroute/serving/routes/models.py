@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from llmroute.serving.deps import Authenticated, RouterDep
+from llmroute.serving.deps import Authenticated, ServedDep
 
 router = APIRouter(tags=["models"], dependencies=Authenticated)
 
@@ -17,7 +17,8 @@ _PUBLIC = (
 
 
 @router.get("/models")
-async def models(llm_router: RouterDep) -> dict[str, Any]:
+async def models(served: ServedDep) -> dict[str, Any]:
+    llm_router = served.router
     out = []
     for name in llm_router.models:
         spec = llm_router.specs.get(name)
@@ -27,5 +28,6 @@ async def models(llm_router: RouterDep) -> dict[str, Any]:
         "router_version": llm_router.version,
         "default_rule": llm_router.default_rule,
         "default_target": str(llm_router.default_target),
+        "response_scorer": served.scorer is not None,
         "models": out,
     }
