@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +20,11 @@ from typer.testing import CliRunner
 from llmroute.cli import app
 from llmroute.data.importers import read_logs, write_logs
 from llmroute.serving.replay import create_replay_app
+from tests.processes import free_port, stop_process_group
 from tests.serving.servers import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 READY_SECONDS = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(*args: str) -> str:
@@ -61,13 +54,7 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs, tmp_path  # type: ignore[misc]
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc, timeout=20)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -107,7 +94,7 @@ def test_train_register_serve_by_alias_cascade_and_reload(
         create_replay_app(replay_logs, model_failure_rates={failing: 1.0}, model_timeout_rates={slow: 1.0}, timeout_s=30)
     ).start()
     try:
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = tmp / "serve.log"
         env = {
@@ -172,8 +159,7 @@ def test_train_register_serve_by_alias_cascade_and_reload(
     # the decision log has every chat decision with its outcome
     from llmroute.data.decision_log import DecisionLogStore
 
-    os.killpg(procs[0].pid, signal.SIGTERM)
-    procs[0].wait(timeout=30)
+    stop_process_group(procs[0], timeout=30)  # SIGTERM: the shutdown flushes the decision log
     with DecisionLogStore(f"sqlite:///{tmp / 'decisions.sqlite'}") as store:
         rows = pd.concat([b.to_pandas() for b in store.joined()], ignore_index=True)
     chats = rows[rows["source"] == "chat"]

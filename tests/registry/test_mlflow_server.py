@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,32 +19,15 @@ from llmroute.config import Settings
 from llmroute.training.registry import list_models, load_router_uri, promote
 from llmroute.training.tracking import log_training_run
 from llmroute.training.train import latest_router_dir
+from tests.processes import free_port, stop_process_group
 from tests.registry.helpers import Trained, assert_same_decisions, fresh_copy, held_out_prompts
 
 STARTUP_SECONDS = 90
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server we started (its own process group: uvicorn runs worker children)."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     (tmp_path / "db").mkdir()
     log = (tmp_path / "server.log").open("wb")
@@ -74,7 +55,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         log.close()
 
 
