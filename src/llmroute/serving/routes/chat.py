@@ -79,11 +79,15 @@ async def chat_completions(
             services.settings.cascade_confidence, services.settings.cascade_max_attempts, confidence,
         )
     _record(services, result, cascade=ensemble is None)
+    if services.experiment is not None and routed.arm is not None:
+        services.experiment.monitor.correct_cost(
+            routed.arm, routed.expected_cost(), result.total_cost_usd, result.final_body is not None
+        )
     if decision_log is not None:
         decision_log.submit(outcome_record(decision_id, result))
     info = {
         "decision_id": decision_id,
-        "decision": RouteResponse.from_decision(decision_id, decision).model_dump(),
+        "decision": RouteResponse.from_decision(decision_id, decision, routed.experiment, routed.arm).model_dump(),
         "attempts": [a.to_dict() for a in result.attempts],
         "total_cost_usd": result.total_cost_usd,
         "mode": ensemble[0] if ensemble else "cascade",
