@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,13 +20,13 @@ ab_app = typer.Typer(
 )
 
 ExperimentArg = Annotated[Path, typer.Argument(help="The experiment YAML file.", show_default=False)]
-OutOpt = Annotated[Optional[Path], typer.Option(
+OutOpt = Annotated[Path | None, typer.Option(
     "--out", help="Folder for report.json, report.md, report.html and the PNG plots (default: print only).")]
 FormatOpt = Annotated[str, typer.Option(
     "--format", help="What to print: 'md' (Markdown), 'json', or 'none'.")]
 TrackOpt = Annotated[bool, typer.Option(
     "--track/--no-track", help="Log the report to MLflow next to the routers it compares (needs --out).")]
-HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")]
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -34,7 +34,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _experiment(path: Path):  # noqa: ANN202
+def _experiment(path: Path):
     from llmroute.abtest.experiment import ExperimentError, load_experiment
 
     try:
@@ -44,7 +44,7 @@ def _experiment(path: Path):  # noqa: ANN202
         raise
 
 
-def _emit(report: dict, obs, out: Path | None, fmt: str, track: bool, home: Path | None) -> None:  # noqa: ANN001
+def _emit(report: dict, obs, out: Path | None, fmt: str, track: bool, home: Path | None) -> None:
     import json
 
     from llmroute.abtest.render import finite, render_markdown, write_report
@@ -76,7 +76,7 @@ def _emit(report: dict, obs, out: Path | None, fmt: str, track: bool, home: Path
 @ab_app.command("report")
 def report_command(
     experiment: ExperimentArg,
-    db: Annotated[Optional[str], typer.Option(
+    db: Annotated[str | None, typer.Option(
         "--db", help="Decision log URL (sqlite:///path or postgresql://...); default: <LLMROUTE_HOME>/decisions.sqlite.",
     )] = None,
     out: OutOpt = None,
@@ -112,7 +112,7 @@ def simulate_command(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic unit ids (a different split of prompts to arms).")] = 0,
     task_hints: Annotated[bool, typer.Option(
         "--task-hints/--no-task-hints", help="Pass each prompt's benchmark task as the request's task hint.")] = True,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N complete prompts.", min=1)] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N complete prompts.", min=1)] = None,
     home: HomeOpt = None,
 ) -> None:
     """Replay held-out logs through the experiment's arms and assignment (each prompt its own unit;

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 import numpy as np
 from scipy import stats
 
-from llmroute.abtest.assignment import arm_for_bucket, arm_label, assign, bucket, parse_arm_label, unit_value
+from llmroute.abtest.assignment import (
+    arm_for_bucket,
+    arm_label,
+    assign,
+    bucket,
+    parse_arm_label,
+    unit_value,
+)
 from llmroute.abtest.experiment import Arm, Experiment
 
 

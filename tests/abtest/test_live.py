@@ -123,3 +123,21 @@ def test_route_without_experiment_has_no_arm(trained: Trained, router: Router) -
     with TestClient(create_app(settings, router, core=trained.core)) as client:
         body = client.post("/route", json={"prompt": "What is 2 + 2?", "user": "u", "session": "s"}).json()
     assert body["arm"] is None and body["experiment"] is None and body["model"] in router.models
+
+
+def test_arm_that_does_not_fit_the_served_router_is_a_clear_server_error(
+    trained: Trained, router: Router, write_experiment: WriteExperiment
+) -> None:
+    from starlette.testclient import TestClient
+
+    path = write_experiment(arms=[{"name": "control", "control": True, "always": "gpt-4-1106-preview"},
+                                  {"name": "other", "always": "not-a-served-model"}])
+    settings = ServeSettings(model=str(trained.folder), decision_log_url="off", experiment=str(path))
+    exp = load_experiment(path)
+    users = {arm_for_bucket(exp, bucket("exp", f"u{i}")): f"u{i}" for i in range(100)}
+    with TestClient(create_app(settings, router, core=trained.core)) as client:
+        r = client.post("/route", json={"prompt": "What is 2 + 2?", "user": users["other"]})
+        ok = client.post("/route", json={"prompt": "What is 2 + 2?", "user": users["control"]})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "experiment_misconfigured"
+    assert "arm 'other'" in r.json()["error"]["message"] and "not-a-served-model" in r.json()["error"]["message"]
+    assert ok.status_code == 200 and ok.json()["arm"] == "control" and ok.json()["model"] == "gpt-4-1106-preview"

@@ -81,3 +81,17 @@ def test_simulate_rejects_a_model_the_logs_lack(
                                   {"name": "b", "always": "no-such-model"}])
     with pytest.raises(ValueError, match="'always: no-such-model' is not one of the models"):
         simulate(load_experiment(path), test_logs, {})
+
+
+def test_rules_that_map_to_none_of_the_models_are_rejected(
+    test_logs: Path, write_experiment: WriteExperiment, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "model_map: {big: [no-such-model]}\nbudget_rule: [{below: null, simple: big, complex: big}]\n"
+        "task_rule: {default: big}\nlatency_rule: [{below_ms: null, model: big}]\n"
+    )
+    path = write_experiment(arms=[{"name": "a", "control": True, "always": "gpt-4-1106-preview"},
+                                  {"name": "b", "rules": {"kind": "task", "file": str(rules)}}])
+    with pytest.raises(ValueError, match=r"rules.yaml: rule model 'big' maps to none of the evaluated models"):
+        simulate(load_experiment(path), test_logs, {})

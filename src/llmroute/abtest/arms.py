@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from llmroute.abtest.experiment import Arm, RulesArm
@@ -37,7 +37,7 @@ class RouteCall:
     """What a policy is asked: the prompt and the request's routing options."""
 
     prompt: str
-    constraints: Constraints = Constraints()
+    constraints: Constraints = field(default_factory=Constraints)
     target: QualityTarget | None = None
     confidence: float | None = None
     task: str | None = None
@@ -114,6 +114,18 @@ class RulesPolicy:
     def version(self) -> str:
         return self.spec.describe()
 
+    def check(self) -> None:
+        """Raise ValueError (naming the rules file) unless every model this rule can choose is one of ``models``."""
+        cfg = self.rules.config
+        if self.spec.kind == "budget":
+            names = {t[k] for t in cfg["budget_rule"] for k in ("simple", "complex")}
+        elif self.spec.kind == "task":
+            names = set(cfg["task_rule"].values())
+        else:
+            names = {t["model"] for t in cfg["latency_rule"]}
+        for name in sorted(names):
+            self.rules.resolve(name, self.models)
+
     def choose(self, call: RouteCall) -> tuple[str, float, str]:
         """(model, knob, reason) under this arm's rule for ``call``."""
         cfg, spec = self.rules.config, self.spec
@@ -179,7 +191,9 @@ def build_policy(
             raise KeyError(f"arm {arm.name!r}: router {arm.router} is not loaded")
         return RouterPolicy(routers[arm.router])
     if arm.rules is not None:
-        return RulesPolicy(arm.rules, rules or load_rules(arm.rules), tuple(models), reference)
+        policy = RulesPolicy(arm.rules, rules or load_rules(arm.rules), tuple(models), reference)
+        policy.check()
+        return policy
     assert arm.always is not None
     if arm.always not in models:
         raise ValueError(f"arm {arm.name!r}: 'always: {arm.always}' is not one of the models {list(models)}")

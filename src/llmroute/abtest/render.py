@@ -146,8 +146,8 @@ def render_markdown(report: dict[str, Any], plots: bool = True) -> str:
     parts = [
         f"# A/B report: {e['name']}",
         e["description"] or "",
-        f"Unit: {e['unit']}; control: {e['control']}; a request meets the target when its feedback quality "
-        f">= {e['success_threshold']:g}. Data: {_source_line(report)}.",
+        (f"Unit: {e['unit']}; control: {e['control']}; a request meets the target when its feedback quality "
+         f">= {e['success_threshold']:g}. Data: {_source_line(report)}."),
         "## Verdict",
         *[f"- {v}" for v in report["verdict"]],
         "## Arms",
@@ -178,7 +178,7 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
 def render_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
     """One self-contained page: the Markdown report's sections with the plots inlined."""
     e = report["experiment"]
-    li = lambda items: "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"  # noqa: E731
+    li = lambda items: "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
     imgs = "".join(
         f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(b).decode()}"></figure>'
         for n, b in images.items()

@@ -49,7 +49,7 @@ def observations_from_log(url: str, experiment: Experiment, since: datetime | No
     from llmroute.data.decision_log import DecisionLogStore
 
     frames = []
-    with DecisionLogStore(url, migrate=False) as store:
+    with DecisionLogStore(url) as store:
         for batch in store.joined(since=since):
             df = batch.to_pandas()
             mine = df["arm"].fillna("").str.startswith(f"{experiment.name}:")

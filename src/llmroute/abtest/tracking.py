@@ -50,7 +50,12 @@ def log_ab_run(report: dict[str, Any], files: list[Path], settings: Settings) ->
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from llmroute.training.tracking import TrackingError, ensure_experiment, mlflow_session, resolve_tracking_uri
+    from llmroute.training.tracking import (
+        TrackingError,
+        ensure_experiment,
+        mlflow_session,
+        resolve_tracking_uri,
+    )
 
     uri = resolve_tracking_uri(settings)
     exp = report["experiment"]

@@ -27,6 +27,7 @@ from llmroute.config import Settings
 from llmroute.router.baselines import SeedRules
 from llmroute.router.router import Router
 from llmroute.serving.decision_logging import capture_embeddings
+from llmroute.serving.errors import ServiceError
 from llmroute.serving.loading import REGISTRY_PREFIX, load_router
 
 
@@ -59,7 +60,13 @@ class LiveExperiment:
         routers = dict(self.routers)
         if arm.router is not None and _same_source(arm.router, self.served_model):
             routers[arm.router] = served
-        return build_policy(arm, routers, served.models, reference=served, rules=self.rules.get(arm.name))
+        try:
+            return build_policy(arm, routers, served.models, reference=served, rules=self.rules.get(arm.name))
+        except (KeyError, ValueError) as exc:  # the arm does not fit the served router's models
+            raise ServiceError(
+                500, "experiment_misconfigured",
+                f"{self.experiment.source}: arm {arm_name!r} cannot route with router {served.version}: {exc}",
+            ) from exc
 
 
 def load_live_experiment(path: str, served_model: str, core: Settings) -> LiveExperiment:
