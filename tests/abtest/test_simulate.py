@@ -95,3 +95,28 @@ def test_rules_that_map_to_none_of_the_models_are_rejected(
                                   {"name": "b", "rules": {"kind": "task", "file": str(rules)}}])
     with pytest.raises(ValueError, match=r"rules.yaml: rule model 'big' maps to none of the evaluated models"):
         simulate(load_experiment(path), test_logs, {})
+
+
+def test_cli_simulate_loads_the_arms_and_prints_json(
+    trained: Trained, test_logs: Path, write_experiment: WriteExperiment, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from llmroute.cli import app
+
+    path = write_experiment("cli", arms=[
+        {"name": "seed-budget", "control": True, "rules": {"kind": "budget", "budget_usd": 0.005}},
+        {"name": "learned", "router": str(trained.folder)},
+    ])
+    res = CliRunner().invoke(app, ["ab", "simulate", str(path), "--logs", str(test_logs), "--limit", "20",
+                                   "--format", "json", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["data"]["kind"] == "simulation" and report["data"]["prompts"] == 20
+    assert sum(m["requests"] for m in report["arms"].values()) == 20
+    assert report["arms"]["learned"]["router_versions"] == [trained.router.version]
+    assert report["enough_data"] is False  # 20 requests is below the default 100 per arm
+    bad = CliRunner().invoke(app, ["ab", "simulate", str(path), "--logs", str(tmp_path / "missing.parquet")])
+    assert bad.exit_code == 2 and "missing.parquet" in bad.output
