@@ -113,6 +113,7 @@ def simulate(
         "outcomes": "recorded quality (as feedback), cost and latency of the chosen model; no cascade",
     }
     report = analyse(experiment, obs, source, seed)
+    report["data"].update(first=None, last=None)  # the synthetic request times say nothing
     report["counterfactual"] = _counterfactual(experiment, wide.quality, wide.cost, choice, rows, seed)
     return Simulation(report, obs)
 
