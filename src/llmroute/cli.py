@@ -11,6 +11,7 @@ import typer
 
 from llmroute.cli_data import data_app
 from llmroute.cli_registry import load_registry_router, register, track_training
+from llmroute.cli_ab import register as register_ab
 from llmroute.cli_bench import register as register_bench
 from llmroute.cli_logs import register as register_logs
 from llmroute.cli_serve import register as register_serve
@@ -30,6 +31,7 @@ register(app)
 register_serve(app)
 register_bench(app)
 register_logs(app)
+register_ab(app)
 
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")

@@ -48,6 +48,9 @@ def serve(
     timeout: Annotated[Optional[float], typer.Option(help="Timeout of one provider call, seconds.")] = None,
     retries: Annotated[Optional[int], typer.Option(help="Retries of one provider call on 429/5xx.")] = None,
     reload_poll: Annotated[Optional[float], typer.Option(help="Poll the model source every N s and reload on change (0 = off).")] = None,
+    experiment: Annotated[
+        Optional[Path], typer.Option(help="A/B experiment YAML to serve (see docs/ab-testing.md); default: $LLMROUTE_SERVE_EXPERIMENT.")
+    ] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
@@ -62,6 +65,7 @@ def serve(
         "model": model, "api_keys": api_key or None, "provider_base_urls": _pairs(base_url, "--base-url") or None,
         "default_base_url": default_base_url, "cascade_confidence": confidence, "cascade_max_attempts": max_attempts,
         "provider_timeout_s": timeout, "provider_retries": retries, "reload_poll_s": reload_poll,
+        "experiment": str(experiment) if experiment is not None else None,
     }
     settings = ServeSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     app = create_app(settings, core=load_settings(home=home))

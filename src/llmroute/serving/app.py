@@ -68,6 +68,11 @@ def create_app(
         decision_log = (
             await run_in_threadpool(DecisionLog.open, log_url, settings.redact_prompts) if log_url else None
         )
+        experiment = None
+        if settings.experiment:
+            from llmroute.serving.abtesting import load_live_experiment
+
+            experiment = await run_in_threadpool(load_live_experiment, settings.experiment, settings.model, core_settings)
         executor = ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="llmroute-compute")
         async with contextlib.AsyncExitStack() as stack:
             if decision_log is not None:
@@ -84,6 +89,7 @@ def create_app(
                 executor=executor,
                 decision_log=decision_log,
                 explorer=Explorer(settings.exploration_seed),
+                experiment=experiment,
             )
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))

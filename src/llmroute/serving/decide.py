@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from llmroute.abtest.arms import Policy, RouteCall
+from llmroute.abtest.assignment import Assignment
 from llmroute.data.decision_log import DecisionRecord
 from llmroute.router.decision import Decision, NoEligibleModelError
 from llmroute.router.router import Router
@@ -19,11 +21,19 @@ from llmroute.serving.schemas import RoutingOptions
 from llmroute.serving.state import Services
 
 
-def decide(services: Services, router: Router, prompt: str, opts: RoutingOptions) -> Decision:
-    """Route ``prompt``; NoEligibleModelError passes through, other ValueErrors become 422."""
+def decide(
+    services: Services, router: Router, prompt: str, opts: RoutingOptions, policy: Policy | None = None
+) -> Decision:
+    """Route ``prompt`` (with an experiment arm's ``policy`` when given); NoEligibleModelError passes
+    through, other ValueErrors become 422."""
     services.compute.apply()
     try:
-        decision = router.route(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        if policy is None:
+            decision = router.route(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        else:
+            decision = policy.route(
+                RouteCall(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+            )
     except NoEligibleModelError:
         raise
     except ValueError as exc:
@@ -53,17 +63,38 @@ class Routed:
     decision: Decision
     propensity: float
     record: DecisionRecord | None
+    assignment: Assignment | None = None  # the A/B arm, when an experiment runs
+
+    @property
+    def experiment(self) -> str | None:
+        return self.assignment.experiment if self.assignment is not None else None
+
+    @property
+    def arm(self) -> str | None:
+        return self.assignment.served if self.assignment is not None else None
+
+    def expected_cost(self) -> float:
+        """The served model's expected cost at decision time (0 when it is not among the candidates)."""
+        return next((c.expected_cost_usd for c in self.decision.candidates if c.model == self.decision.model), 0.0)
 
 
 def route_request(
     services: Services, router: Router, prompt: str, opts: RoutingOptions, source: str
 ) -> Routed:
-    """:func:`decide`, :func:`choose`, and the decision's log record, all in the calling (compute) thread."""
-    capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
+    """:func:`decide`, :func:`choose`, and the decision's log record, all in the calling (compute) thread.
+
+    With an experiment (``services.experiment``) the request's arm is assigned first and its policy
+    routes; the arm is counted by the guardrails (at the expected cost; chat corrects it to the
+    realised cost) and logged as ``"<experiment>:<arm>"`` (see :mod:`llmroute.abtest.assignment`)."""
+    live = services.experiment
+    assignment = live.assign(opts.user, opts.tenant, opts.session) if live is not None else None
+    policy = live.policy(assignment.served, router) if live is not None and assignment is not None else None
+    used = policy.embedding_router if policy is not None else router
+    capture = used.embedder if used is not None and isinstance(used.embedder, CapturingEmbedder) else None
     if capture is not None:
         capture.forget()
     share = services.settings.exploration_share_for(opts.tenant)
-    decision, propensity = choose(decide(services, router, prompt, opts), share, services.explorer)
+    decision, propensity = choose(decide(services, router, prompt, opts, policy), share, services.explorer)
     if decision.extra.get("explored"):
         services.metrics.explored.labels(decision.model).inc()
     decision_id = str(uuid.uuid4())
@@ -71,8 +102,12 @@ def route_request(
     if services.decision_log is not None:
         record = decision_record(
             decision, decision_id=decision_id, prompt=prompt, constraints=opts.constraints(),
-            embedding=capture.last() if capture is not None else None, embedder=embedder_spec(router),
+            embedding=capture.last() if capture is not None else None,
+            embedder=embedder_spec(used) if used is not None else None,
             tenant=opts.tenant, user=opts.user, propensity=propensity, source=source,
-            redact=services.settings.redact_prompts,
+            redact=services.settings.redact_prompts, arm=assignment.label if assignment is not None else None,
         )
-    return Routed(decision_id, decision, propensity, record)
+    routed = Routed(decision_id, decision, propensity, record, assignment)
+    if live is not None and assignment is not None:
+        live.monitor.observe_request(assignment.served, routed.expected_cost())
+    return routed

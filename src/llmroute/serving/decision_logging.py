@@ -142,12 +142,13 @@ def decision_record(
     propensity: float,
     source: str,
     redact: bool,
+    arm: str | None = None,
 ) -> DecisionRecord:
     """The record of one decision (CPU work: hashes the prompt, copies the embedding)."""
     vector = None if embedding is None else np.asarray(embedding, dtype=np.float32).reshape(-1).tolist()
     return DecisionRecord.from_decision(
         decision, prompt=prompt, decision_id=decision_id, constraints=constraints, embedding=vector,
-        embedder=embedder, tenant=tenant, user=user, propensity=propensity, source=source, redact=redact,
+        embedder=embedder, tenant=tenant, user=user, arm=arm, propensity=propensity, source=source, redact=redact,
     )
 
 

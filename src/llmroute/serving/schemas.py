@@ -62,6 +62,7 @@ class RoutingOptions(BaseModel):
     task: str | None = None
     user: str | None = None
     tenant: str | None = None
+    session: str | None = Field(default=None, description="Session id: the unit of A/B experiments with 'unit: session'.")
 
     @field_validator("target")
     @classmethod
@@ -118,9 +119,15 @@ class RouteResponse(BaseModel):
     explored: bool = Field(
         default=False, description="True when exploration served another eligible model than the router's choice."
     )
+    experiment: str | None = Field(default=None, description="The A/B experiment that served the request, if any.")
+    arm: str | None = Field(
+        default=None, description="The experiment arm that served the request (null when no experiment runs)."
+    )
 
     @classmethod
-    def from_decision(cls, decision_id: str, d: Decision) -> RouteResponse:
+    def from_decision(
+        cls, decision_id: str, d: Decision, experiment: str | None = None, arm: str | None = None
+    ) -> RouteResponse:
         return cls(
             decision_id=decision_id,
             model=d.model,
@@ -133,6 +140,8 @@ class RouteResponse(BaseModel):
             task_hint=d.task_hint,
             router_version=d.router_version,
             explored=bool(d.extra.get("explored", False)),
+            experiment=experiment,
+            arm=arm,
         )
 
 

@@ -75,6 +75,12 @@ class ServeSettings(BaseSettings):
         default=False, description="Log only each prompt's SHA-256 and embedding, never its text."
     )
 
+    experiment: str | None = Field(
+        default=None,
+        description="A/B experiment YAML (see docs/ab-testing.md): each request is served by the arm its unit "
+        "(user, tenant or session) hashes to, and the arm is logged and returned. None = no experiment.",
+    )
+
     exploration_share: float = Field(
         default=0.0, ge=0, le=MAX_EXPLORATION_SHARE,
         description="Share of decisions sent to another eligible model, drawn uniformly (0 = off; at most 0.5). "

@@ -22,6 +22,7 @@ from llmroute.serving.settings import ServeSettings
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from llmroute.serving.abtesting import LiveExperiment
     from llmroute.training.scorer import ResponseScorer
 
 
@@ -71,6 +72,7 @@ class Services:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     decision_log: DecisionLog | None = None  # None = logging off
     explorer: Explorer = field(default_factory=Explorer)  # exploration draws (seeded from settings by the app)
+    experiment: LiveExperiment | None = None  # the A/B experiment being served, if any
 
 
 async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:

@@ -81,6 +81,10 @@ async def chat_completions(
 
     def finish(result: CascadeResult) -> None:
         _record(services, result, cascade=ensemble is None)
+        if services.experiment is not None and routed.arm is not None:
+            services.experiment.monitor.correct_cost(
+                routed.arm, routed.expected_cost(), result.total_cost_usd, result.final_body is not None
+            )
         if decision_log is not None:
             decision_log.submit(outcome_record(decision_id, result))
 
@@ -95,7 +99,7 @@ async def chat_completions(
         )
     info = {
         "decision_id": decision_id,
-        "decision": RouteResponse.from_decision(decision_id, decision).model_dump(),
+        "decision": RouteResponse.from_decision(decision_id, decision, routed.experiment, routed.arm).model_dump(),
         "attempts": [a.to_dict() for a in result.attempts],
         "total_cost_usd": result.total_cost_usd,
         "mode": ensemble[0] if ensemble else "cascade",

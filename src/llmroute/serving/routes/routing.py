@@ -26,4 +26,4 @@ async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep
     routed = await run_cpu(services, route_request, services, llm_router, prompt, body, "route")
     if routed.record is not None and services.decision_log is not None:
         services.decision_log.submit(routed.record)
-    return RouteResponse.from_decision(routed.decision_id, routed.decision)
+    return RouteResponse.from_decision(routed.decision_id, routed.decision, routed.experiment, routed.arm)

@@ -1,0 +1,84 @@
+"""A live A/B experiment in the service (``ServeSettings.experiment``, ``LLMROUTE_SERVE_EXPERIMENT``).
+
+The lifespan loads the experiment YAML and the routers of its router arms once, off the event loop
+(:func:`load_live_experiment`). An arm whose ``router`` is the served model itself
+(``ServeSettings.model``, same URI or same folder) uses the served router, so reloads reach it.
+Per request (:mod:`llmroute.serving.decide`) :meth:`LiveExperiment.assign` picks the arm by the
+sticky hash of the experiment's unit (``user``, ``tenant`` or ``session`` of the request; see
+:mod:`llmroute.abtest.assignment` for requests without it and outside start/stop) and
+:meth:`LiveExperiment.policy` gives that arm's policy. Static arms use the served router as their
+reference, so their decisions carry its candidates (for the log and the cascade).
+
+Guardrail state (:class:`llmroute.abtest.guardrails.GuardrailMonitor`) lives in this process only:
+with several workers each one enforces the limits on the traffic it serves, and
+``llmroute ab report`` recomputes them from the decision log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmroute.abtest.arms import Policy, build_policy, load_rules
+from llmroute.abtest.assignment import Assignment, assign, unit_value
+from llmroute.abtest.experiment import Experiment, load_experiment
+from llmroute.abtest.guardrails import GuardrailMonitor
+from llmroute.config import Settings
+from llmroute.router.baselines import SeedRules
+from llmroute.router.router import Router
+from llmroute.serving.decision_logging import capture_embeddings
+from llmroute.serving.errors import ServiceError
+from llmroute.serving.loading import REGISTRY_PREFIX, load_router
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a.startswith(REGISTRY_PREFIX) or b.startswith(REGISTRY_PREFIX):
+        return a.strip().rstrip("/") == b.strip().rstrip("/")
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+@dataclass
+class LiveExperiment:
+    """An experiment with its arms' routers and rules loaded, and its guardrail monitor."""
+
+    experiment: Experiment
+    served_model: str
+    routers: dict[str, Router] = field(default_factory=dict)  # arm router spec -> router (not the served one)
+    rules: dict[str, SeedRules] = field(default_factory=dict)  # arm name -> its rules
+    monitor: GuardrailMonitor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.monitor = GuardrailMonitor(self.experiment)
+
+    def assign(self, user: str | None, tenant: str | None, session: str | None) -> Assignment | None:
+        value = unit_value(self.experiment.unit, user=user, tenant=tenant, session=session)
+        return assign(self.experiment, value, stopped=self.monitor.stopped)
+
+    def policy(self, arm_name: str, served: Router) -> Policy:
+        """The policy of ``arm_name`` for a request served by ``served`` (the router it keeps)."""
+        arm = self.experiment.arm(arm_name)
+        routers = dict(self.routers)
+        if arm.router is not None and _same_source(arm.router, self.served_model):
+            routers[arm.router] = served
+        try:
+            return build_policy(arm, routers, served.models, reference=served, rules=self.rules.get(arm.name))
+        except (KeyError, ValueError) as exc:  # the arm does not fit the served router's models
+            raise ServiceError(
+                500, "experiment_misconfigured",
+                f"{self.experiment.source}: arm {arm_name!r} cannot route with router {served.version}: {exc}",
+            ) from exc
+
+
+def load_live_experiment(path: str, served_model: str, core: Settings) -> LiveExperiment:
+    """Load the experiment and every arm's router and rules (blocking: call it off the event loop)."""
+    experiment = load_experiment(path)
+    live = LiveExperiment(experiment, served_model)
+    for arm in experiment.arms:
+        if arm.router is not None and not _same_source(arm.router, served_model) and arm.router not in live.routers:
+            try:
+                live.routers[arm.router] = capture_embeddings(load_router(arm.router, core))
+            except Exception as exc:
+                raise RuntimeError(f"{experiment.source}: arm {arm.name!r}: cannot load router {arm.router}: {exc}") from exc
+        if arm.rules is not None:
+            live.rules[arm.name] = load_rules(arm.rules)
+    return live
