@@ -13,6 +13,7 @@ from llmroute.cli_data import data_app
 from llmroute.cli_registry import load_registry_router, register, track_training
 from llmroute.cli_bench import register as register_bench
 from llmroute.cli_logs import register as register_logs
+from llmroute.cli_retrain import register as register_retrain
 from llmroute.cli_serve import register as register_serve
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ register(app)
 register_serve(app)
 register_bench(app)
 register_logs(app)
+register_retrain(app)
 
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
