@@ -54,10 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 epilog="Writes <out>.json and <out>.md.")
     p.add_argument("--data", type=Path, default=REPO / "data" / "llmrouter", help="folder with train.parquet and test.parquet")
     p.add_argument("--held-out-tasks", default="math,mbpp,human_eval", help="comma-separated tasks the champion never sees")
-    p.add_argument("--production-requests", type=int, default=1200, help="requests sent through the service")
+    p.add_argument("--production-requests", type=int, default=1200, help="distinct production prompts (before repeats)")
+    p.add_argument("--train-requests", type=int, default=1500,
+                   help="requests in the training window (its prompts, each at least once, repeated at random)")
+    p.add_argument("--ope-requests", type=int, default=3000,
+                   help="requests in the evaluation window (its own prompts, each at least once, repeated at random)")
     p.add_argument("--shift-share", type=float, default=0.6, help="share of production (and evaluation) traffic from held-out tasks")
-    p.add_argument("--exploration", type=float, default=0.25, help="exploration share of the service (0-0.5)")
-    p.add_argument("--ope-share", type=float, default=0.4, help="share of production traffic (the last part) kept for off-policy evaluation")
+    p.add_argument("--exploration", type=float, default=0.4, help="exploration share of the service (0-0.5)")
+    p.add_argument("--ope-share", type=float, default=0.4, help="share of the distinct production prompts kept for the evaluation window")
     p.add_argument("--concurrency", type=int, default=4, help="parallel client requests")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
     p.add_argument("--seed", type=int, default=0)
@@ -110,6 +114,12 @@ def replay_frame(df: pd.DataFrame) -> pd.DataFrame:
     out["response"] = "[recorded answer of " + out["model"].astype(str) + "]"
     out["output_tokens"] = DEFAULT_ASSUMED_OUTPUT_TOKENS
     return out
+
+
+def repeat(prompts: list[str], n: int, rng: np.random.Generator) -> list[str]:
+    """Every prompt once, then random repeats up to ``n`` requests, shuffled (production traffic repeats)."""
+    extra = list(rng.choice(prompts, size=max(0, n - len(prompts)), replace=True)) if prompts else []
+    return [str(p) for p in rng.permutation(np.array(list(prompts) + extra, dtype=object))]
 
 
 # ---- servers -------------------------------------------------------------------------------------------
@@ -181,7 +191,7 @@ def send_traffic(url: str, prompts: list[str], truth: dict[tuple[str, str], floa
         fb = False
         if ok:
             f = client.post(f"{url}/feedback", json={"decision_id": decision_id, "quality": truth[(prompt, served)]})
-            fb = f.status_code == 200
+            fb = f.status_code < 300
         with lock:
             counts["sent"] += 1
             counts["answered"] += int(bool(ok))
@@ -267,10 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     write_logs(df[df["prompt_id"].isin(set(parts["eval"]))].drop(columns=["split"]), eval_logs)
     prod_prompts = [str(text[i]) for i in parts["production"]]
     n_ope = int(round(len(prod_prompts) * args.ope_share))
-    train_window, ope_window = prod_prompts[: len(prod_prompts) - n_ope], prod_prompts[len(prod_prompts) - n_ope:]
+    rng = np.random.default_rng(args.seed + 1)
+    train_window = repeat(prod_prompts[: len(prod_prompts) - n_ope], args.train_requests, rng)
+    ope_window = repeat(prod_prompts[len(prod_prompts) - n_ope:], args.ope_requests, rng)
     step(f"champion trains on {len(parts['champion_train'])} prompts (tasks other than {sorted(held_out)}); "
          f"production {len(prod_prompts)} requests ({sum(task_of[i] in held_out for i in parts['production'])} "
-         f"from held-out tasks); evaluation {len(parts['eval'])} fresh prompts")
+         f"from held-out tasks) sent as {len(train_window)} + {len(ope_window)} requests; evaluation "
+         f"{len(parts['eval'])} fresh prompts")
 
     # 1. champion
     config = TrainConfig(embedder=settings.embedder, with_scorer=False, seed=args.seed)
@@ -390,6 +403,8 @@ def markdown(res: dict[str, Any], report: Any) -> str:
     rows += [
         f"| matched decisions / ESS | {report.champion.quality.matches} / {report.champion.quality.effective_sample_size:.0f} | "
         f"{report.challenger.quality.matches} / {report.challenger.quality.effective_sample_size:.0f} |",
+        f"| decisions where the routers disagree / of those served the challenger's choice | "
+        f"{report.disagreements} / {report.difference_evidence} | |",
         f"| **truth** on the same window: quality | {tw['champion']['quality']:.3f} | {tw['challenger']['quality']:.3f} |",
         f"| **truth** on the same window: $ per 1k | {tw['champion']['cost_per_1k']:.3f} | {tw['challenger']['cost_per_1k']:.3f} |",
         f"| champion realised (on-policy, {report.champion_realised_decisions} decisions) | "

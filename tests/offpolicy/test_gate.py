@@ -17,10 +17,11 @@ def _estimate(matches: int) -> PolicyEstimate:
 
 
 def report(dq: Interval, dc: Interval, matches: int = 200) -> OffPolicyReport:
-    res = PolicyResult("challenger", "llmroute/2", _estimate(matches), _estimate(matches), 0, 300, 0)
+    res = PolicyResult("challenger", "llmroute/2", _estimate(matches), _estimate(matches), 0, 300, 0, matches)
     champ = dataclasses.replace(res, label="champion", router_version="llmroute/1")
     iv = Interval(0.7, 0.68, 0.72)
-    return OffPolicyReport(600, 500, {}, 100, 0, iv, iv, 400, iv, iv, champ, res, dq, dc, 1000)
+    return OffPolicyReport(600, 500, {}, 100, 0, iv, iv, 400, iv, iv, champ, res, dq, dc, 200 if matches else 0,
+                           matches, 1000)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +33,7 @@ def report(dq: Interval, dc: Interval, matches: int = 200) -> OffPolicyReport:
         (Interval(-0.001, -0.01, 0.008), Interval(0.0001, 0.0, 0.0002), 200, False, "no gain"),
         (Interval(0.05, 0.01, 0.09), Interval(0.0, 0.0, 0.0), 12, False, "not enough evidence"),
         (Interval(0.05, None, None), Interval(0.0, None, None), 200, False, "has no interval"),
+        (Interval(0.0, 0.0, 0.0), Interval(0.0, 0.0, 0.0), 0, False, "same model as the champion on every"),
     ],
 )
 def test_gate_rule(dq: Interval, dc: Interval, matches: int, passes: bool, why: str) -> None:

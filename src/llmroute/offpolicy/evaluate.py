@@ -45,6 +45,7 @@ class PolicyResult:
     unsupported: int
     agrees_with_logging_router: int
     no_eligible_model: int
+    counterfactual_matches: int  # matches where this policy disagrees with the logging router (explored calls)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class OffPolicyReport:
     challenger: PolicyResult
     dr_quality_difference: Interval  # challenger - champion, paired
     dr_cost_difference: Interval
+    disagreements: int  # decisions where challenger and champion choose different models
+    difference_evidence: int  # of those, decisions that served the challenger's choice
     n_boot: int
     warnings: list[str] = field(default_factory=list)
 
@@ -86,13 +89,17 @@ class OffPolicyReport:
                 q, c = getattr(res.quality, est), getattr(res.cost, est)
                 lines.append(f"{res.label + ', ' + est.upper():<34}{q.fmt():>28}  {c.fmt(4, 1000):>30}")
             lines.append(
-                f"{'':<4}{res.label}: {res.quality.matches} matched decisions, effective sample size "
-                f"{res.quality.effective_sample_size:.1f}, unsupported {res.unsupported}, agrees with the "
-                f"logging router on {res.agrees_with_logging_router}"
+                f"{'':<4}{res.label}: {res.quality.matches} matched decisions ({res.counterfactual_matches} where it "
+                f"disagrees with the logging router), effective sample size {res.quality.effective_sample_size:.1f}, "
+                f"unsupported {res.unsupported}, agrees with the logging router on {res.agrees_with_logging_router}"
             )
         lines.append(
             f"{'challenger - champion, DR (paired)':<34}{self.dr_quality_difference.fmt():>28}  "
             f"{self.dr_cost_difference.fmt(4, 1000):>30}"
+        )
+        lines.append(
+            f"{'':<4}they choose differently on {self.disagreements} decisions; {self.difference_evidence} of those "
+            "served the challenger's choice (the evidence behind the difference)"
         )
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
@@ -165,6 +172,7 @@ def evaluate_offpolicy(
             unsupported=int(np.sum(support == 0.0)),
             agrees_with_logging_router=int(sum(a == b for a, b in zip(picks, traffic.router_pick))),
             no_eligible_model=int(sum(x is None for x in raw_picks)),
+            counterfactual_matches=int(sum(a == b and a != c for a, b, c in zip(picks, logged, traffic.router_pick))),
         )
 
     champ_res = policy_result(labels[0], champ_version, champ_picks,
@@ -179,8 +187,16 @@ def evaluate_offpolicy(
     dc = (dr_terms(logged, ch_picks, p, traffic.cost, c_hat["challenger"], c_hat["logged"])
           - dr_terms(logged, champ_picks, p, traffic.cost, c_hat["champion"], c_hat["logged"]))
 
+    differ = np.array([a != b for a, b in zip(ch_picks, champ_picks)], dtype=bool)
+    evidence = int(np.sum(differ & (logged == ch_picks)))
     warnings: list[str] = []
     n = len(traffic)
+    if differ.any() and evidence < min_matches:
+        warnings.append(
+            f"the challenger and the champion choose differently on {int(differ.sum())} decisions, but only {evidence} "
+            f"of them served the challenger's choice (fewer than {min_matches}): the difference rests on a handful of "
+            "explored calls with large weights, and its bootstrap interval is too narrow to trust"
+        )
     if np.all(p >= 1.0):
         warnings.append(
             "no decision was logged under exploration (every propensity is 1): the log only informs about "
@@ -213,6 +229,8 @@ def evaluate_offpolicy(
         challenger=ch_res,
         dr_quality_difference=mean_interval(dq, n_boot, seed=seed),
         dr_cost_difference=mean_interval(dc, n_boot, seed=seed),
+        disagreements=int(differ.sum()),
+        difference_evidence=evidence,
         n_boot=n_boot,
         warnings=warnings,
     )

@@ -2,8 +2,10 @@
 
 Rule (all three must hold; every number comes from :func:`llmroute.offpolicy.evaluate.evaluate_offpolicy`):
 
-1. **enough evidence**: at least ``min_matches`` logged decisions served the model the challenger
-   would choose (otherwise its estimates rest on too few calls, and the gate refuses);
+1. **enough evidence**: where the challenger and the champion choose differently (the only decisions
+   that move the difference), at least ``min_matches`` logged calls served the challenger's choice;
+   otherwise the difference rests on a few explored calls with large weights, its interval is not
+   to be trusted, and the gate refuses (or both choose the same everywhere: nothing to gain);
 2. **quality not worse**: the lower end of the 95% interval of the paired doubly-robust quality
    difference (challenger - champion, same decisions) is at least ``-tolerance``;
 3. **better at something**: the DR quality difference is above 0, or the DR cost difference is
@@ -47,11 +49,14 @@ def offpolicy_verdict(
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     reasons: list[str] = []
-    matches = report.challenger.quality.matches
-    if matches < min_matches:
+    evidence = report.difference_evidence
+    if report.disagreements == 0:
+        reasons.append("the challenger chooses the same model as the champion on every logged decision")
+    elif evidence < min_matches:
         reasons.append(
-            f"not enough evidence: only {matches} logged decisions served the challenger's choice "
-            f"(at least {min_matches} needed; raise the exploration share or collect more traffic)"
+            f"not enough evidence: the routers disagree on {report.disagreements} logged decisions, but only "
+            f"{evidence} of them served the challenger's choice (at least {min_matches} needed; raise the "
+            "exploration share or collect more traffic)"
         )
     dq, dc = report.dr_quality_difference, report.dr_cost_difference
     if dq.lo is None or dq.value is None:
