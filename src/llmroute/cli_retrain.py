@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from llmroute.router.router import Router
 
 HomeOpt = Annotated[
-    Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
+    Path | None, typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
 ]
 TrackingOpt = Annotated[
-    Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: as for `llmroute train`).")
+    str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: as for `llmroute train`).")
 ]
 DsnOpt = Annotated[
     str,
@@ -29,10 +29,10 @@ DsnOpt = Annotated[
     ),
 ]
 SinceOpt = Annotated[
-    Optional[str], typer.Option("--since", help="Only decisions made at or after this date/time (ISO; UTC unless a zone is given).")
+    str | None, typer.Option("--since", help="Only decisions made at or after this date/time (ISO; UTC unless a zone is given).")
 ]
 UntilOpt = Annotated[
-    Optional[str], typer.Option("--until", help="Only decisions made before this date/time (ISO; UTC unless a zone is given).")
+    str | None, typer.Option("--until", help="Only decisions made before this date/time (ISO; UTC unless a zone is given).")
 ]
 
 
@@ -61,16 +61,16 @@ def retrain_cmd(
     since: SinceOpt = None,
     until: UntilOpt = None,
     benchmark_logs: Annotated[
-        Optional[list[Path]],
+        list[Path] | None,
         typer.Option("--benchmark-logs", help="Benchmark logs (Parquet, llmroute schema) to merge in (repeatable)."),
     ] = None,
     home: HomeOpt = None,
     tracking_uri: TrackingOpt = None,
-    embedder: Annotated[Optional[str], typer.Option(help="Embedder (default: as for `llmroute train`).")] = None,
+    embedder: Annotated[str | None, typer.Option(help="Embedder (default: as for `llmroute train`).")] = None,
     success_threshold: Annotated[float, typer.Option(help="A call meets the target when its quality is at least this.")] = 0.5,
     target: Annotated[str, typer.Option(help="Default quality target: '95%' of the best model or an absolute level.")] = "95%",
     seed: Annotated[int, typer.Option(help="Random seed for folds and LightGBM.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow, register, alias 'challenger'.")] = True,
 ) -> None:
     """Train a new router from logged production calls with feedback (plus benchmark logs) and register it
@@ -92,7 +92,7 @@ def retrain_cmd(
         _fail(str(exc))
 
 
-def _until(text: str | None):  # noqa: ANN202
+def _until(text: str | None):
     try:
         return parse_since(text)
     except typer.BadParameter as exc:
@@ -103,14 +103,14 @@ def offpolicy_cmd(
     from_production: DsnOpt,
     model: Annotated[str, typer.Option("--model", help="The router to evaluate: a folder or models:/<name>@<alias>.")] = "models:/llmroute@challenger",
     champion: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--champion", help="The router to compare with (default: models:/<name>@champion if it exists, "
                      "else the logging router's own picks recomputed from the log)."),
     ] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.", min=10)] = 1000,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the report as JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the report as JSON here.")] = None,
     home: HomeOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:

@@ -12,7 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmroute.data.decision_log import DecisionLogStore, DecisionRecord, FeedbackRecord, OutcomeRecord
+from llmroute.data.decision_log import (
+    DecisionLogStore,
+    DecisionRecord,
+    FeedbackRecord,
+    OutcomeRecord,
+)
 from tests.router.helpers import ROUTERBENCH, Trained, trained_router
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -32,6 +37,7 @@ class ProductionLog:
     cost: dict[tuple[str, str], float]
     records: list[DecisionRecord]
     cutoff: datetime  # decisions 0..99 before, 100.. after
+    cache: Path  # embedding cache shared by the tests (routing the log embeds each prompt once)
 
 
 @pytest.fixture(scope="session")
@@ -73,11 +79,12 @@ def production_log(tmp_path_factory: pytest.TempPathFactory) -> ProductionLog:
     url = f"sqlite:///{db}"
     with DecisionLogStore(url) as store:
         store.write_many(records)
-    return ProductionLog(trained, url, prompts, quality, cost, decisions, T0 + timedelta(minutes=100))
+    return ProductionLog(trained, url, prompts, quality, cost, decisions, T0 + timedelta(minutes=100),
+                         db.parent / "embeddings.sqlite")
 
 
 @pytest.fixture
-def tracked_settings(tmp_path: Path, production_log: ProductionLog, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def tracked_settings(tmp_path: Path, production_log: ProductionLog, monkeypatch: pytest.MonkeyPatch):
     """Settings with a private MLflow store, and training that reuses the session's MiniLM."""
     from llmroute.config import Settings
     from llmroute.training import train as train_mod

@@ -27,7 +27,7 @@ def simulate(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
             "true": float(mu[np.arange(n), target].mean())}
 
 
-def run(d: dict[str, np.ndarray], q: np.ndarray, n_boot: int = 1):  # noqa: ANN201
+def run(d: dict[str, np.ndarray], q: np.ndarray, n_boot: int = 1):
     n = len(d["x"])
     rows = np.arange(n)
     return estimate(d["logged"], d["target"], d["p"], d["r"], q[rows, d["target"]], q[rows, d["logged"]],

@@ -11,10 +11,17 @@ from llmroute.offpolicy.logged import logged_traffic
 from llmroute.offpolicy.policies import parse_logged_target, router_picks
 from llmroute.router.decision import QualityTarget
 from llmroute.training.retrain import window
-from tests.offpolicy.conftest import N_PROMPTS, NO_FEEDBACK, NO_OUTCOME, REDACTED, SHARE, ProductionLog
+from tests.offpolicy.conftest import (
+    N_PROMPTS,
+    NO_FEEDBACK,
+    NO_OUTCOME,
+    REDACTED,
+    SHARE,
+    ProductionLog,
+)
 
 
-def read(log: ProductionLog, since=None, until=None):  # noqa: ANN001, ANN201
+def read(log: ProductionLog, since=None, until=None):
     with DecisionLogStore(log.url, migrate=False) as store:
         return logged_traffic(window(store.joined(since=since), until, [0]))
 
@@ -38,7 +45,7 @@ def test_the_logging_policy_is_recovered_from_the_record(production_log: Product
     t = read(production_log)
     router = production_log.trained.router
     # the router's own pick, recomputed from the logged candidates, is what the router chooses today
-    assert list(t.router_pick) == list(router_picks(router, t).picks)
+    assert list(t.router_pick) == list(router_picks(router, t, production_log.cache).picks)
     # the served model's probability under the recovered policy is the logged propensity
     np.testing.assert_allclose(t.logging_probability(t.logged_model), t.propensity)
     explored = t.explored
@@ -51,7 +58,7 @@ def test_the_logging_policy_is_recovered_from_the_record(production_log: Product
 def test_the_same_router_as_challenger_and_champion_differs_by_exactly_zero(production_log: ProductionLog) -> None:
     t = read(production_log)
     router = production_log.trained.router
-    rep = evaluate_offpolicy(t, router, None, n_boot=200)
+    rep = evaluate_offpolicy(t, router, None, production_log.cache, n_boot=200)
     assert rep.challenger.agrees_with_logging_router == len(t) == rep.champion.agrees_with_logging_router
     assert rep.dr_quality_difference.value == 0.0 and rep.dr_cost_difference.value == 0.0
     assert rep.champion.unsupported == 0
@@ -66,8 +73,8 @@ def test_estimates_bracket_the_true_value_known_from_the_benchmark(production_lo
     t = read(production_log)
     router = production_log.trained.router
     log = production_log
-    rep = evaluate_offpolicy(t, router, None, n_boot=500)
-    picks = router_picks(router, t).picks
+    rep = evaluate_offpolicy(t, router, None, log.cache, n_boot=500)
+    picks = router_picks(router, t, log.cache).picks
     truth = np.mean([log.quality[(p, m)] for p, m in zip(t.prompts, picks)])
     est = rep.challenger.quality
     assert est.dr.lo <= truth <= est.dr.hi

@@ -18,7 +18,13 @@ from llmroute.training.retrain import (
     retrain_from_production,
 )
 from llmroute.training.train import TrainConfig
-from tests.offpolicy.conftest import N_PROMPTS, NO_FEEDBACK, NO_OUTCOME, REDACTED, ProductionLog
+from tests.offpolicy.conftest import (
+    N_PROMPTS,
+    NO_FEEDBACK,
+    NO_OUTCOME,
+    REDACTED,
+    ProductionLog,
+)
 
 USED = N_PROMPTS - len(NO_OUTCOME) - len(NO_FEEDBACK) - len(REDACTED)
 
@@ -40,8 +46,9 @@ def test_production_rows_count_every_decision(production_log: ProductionLog) -> 
     assert rows.rows.groupby("prompt_id")["model"].nunique().max() == 1
 
 
+@pytest.mark.slow
 def test_a_router_trains_on_production_rows_alone_partial_matrix(
-    production_log: ProductionLog, tracked_settings, tmp_path: Path  # noqa: ANN001
+    production_log: ProductionLog, tracked_settings, tmp_path: Path
 ) -> None:
     res = retrain_from_production(production_log.url, tracked_settings, TrainConfig(embedder="minilm", with_scorer=False),
                                   track=False, out_dir=tmp_path / "r", echo=lambda _: None)
@@ -53,8 +60,9 @@ def test_a_router_trains_on_production_rows_alone_partial_matrix(
     assert json.loads((res.folder / "lineage.json").read_text())["counts"]["rows_used"] == USED
 
 
+@pytest.mark.slow
 def test_retrain_registers_the_challenger_with_lineage_and_the_offpolicy_gate_judges_it(
-    production_log: ProductionLog, tracked_settings, tmp_path: Path  # noqa: ANN001
+    production_log: ProductionLog, tracked_settings, tmp_path: Path
 ) -> None:
     from mlflow import MlflowClient
 

@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from llmroute.offpolicy.estimators import Interval, PolicyEstimate, dr_terms, estimate, mean_interval
+from llmroute.offpolicy.estimators import (
+    Interval,
+    PolicyEstimate,
+    dr_terms,
+    estimate,
+    mean_interval,
+)
 from llmroute.offpolicy.logged import LoggedTraffic
 from llmroute.offpolicy.policies import RouterPredictions, router_picks
 from llmroute.offpolicy.reward import crossfit_cost, crossfit_quality
@@ -77,12 +83,12 @@ class OffPolicyReport:
     def table(self) -> str:
         """Plain-text summary: quality as a mean score, cost in USD per 1,000 requests."""
         lines = [
-            f"off-policy evaluation on {self.decisions_used} logged decisions "
-            f"({self.decisions_read} read, {self.explored} explored; 95% bootstrap intervals, {self.n_boot} resamples)",
+            (f"off-policy evaluation on {self.decisions_used} logged decisions ({self.decisions_read} read, "
+             f"{self.explored} explored; 95% bootstrap intervals, {self.n_boot} resamples)"),
             f"{'':<34}{'quality':>28}  {'$ per 1,000 requests':>30}",
             f"{'logging policy, realised':<34}{self.logging_quality.fmt():>28}  {self.logging_cost.fmt(4, 1000):>30}",
-            f"{'champion, realised (on-policy)':<34}{self.champion_realised_quality.fmt():>28}  "
-            f"{self.champion_realised_cost.fmt(4, 1000):>30}   ({self.champion_realised_decisions} decisions)",
+            (f"{'champion, realised (on-policy)':<34}{self.champion_realised_quality.fmt():>28}  "
+             f"{self.champion_realised_cost.fmt(4, 1000):>30}   ({self.champion_realised_decisions} decisions)"),
         ]
         for res in (self.champion, self.challenger):
             for est in ("ips", "snips", "dm", "dr"):

@@ -166,7 +166,7 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
             cols["rule"].append(row["rule"])
             cols["knob"].append(row["knob"])
             cols["task_hint"].append(row["task_hint"])
-    obj = lambda k: np.array(cols[k], dtype=object)  # noqa: E731
+    obj = lambda k: np.array(cols[k], dtype=object)
     return LoggedTraffic(
         decision_ids=tuple(cols["decision_id"]),
         prompts=tuple(cols["prompt"]),

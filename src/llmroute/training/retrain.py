@@ -229,7 +229,11 @@ def _track(router: Router, folder: Path, train_path: Path, settings: Settings,
            lineage: dict[str, Any]) -> tuple[str, str]:
     from mlflow import MlflowClient
 
-    from llmroute.training.tracking import log_training_run, mlflow_session, resolve_tracking_uri
+    from llmroute.training.tracking import (
+        log_training_run,
+        mlflow_session,
+        resolve_tracking_uri,
+    )
 
     run_id, version = log_training_run(router, folder, train_path, None, settings)
     uri = resolve_tracking_uri(settings)
