@@ -242,16 +242,24 @@ def main(argv: list[str] | None = None) -> int:
     from llmroute.config import Settings
     from llmroute.data.decision_log.store import default_db_url
     from llmroute.data.importers import write_logs
+    from llmroute.experiments.compare import compare_routers
     from llmroute.offpolicy.logged import logged_traffic
     from llmroute.offpolicy.policies import router_picks
     from llmroute.serving.app import create_app
     from llmroute.serving.replay import create_replay_app
     from llmroute.serving.settings import ServeSettings
-    from llmroute.training.registry import OffPolicyGateOptions, load_router_uri, promote
-    from llmroute.training.retrain import open_decision_log, retrain_from_production, window
+    from llmroute.training.registry import (
+        OffPolicyGateOptions,
+        load_router_uri,
+        promote,
+    )
+    from llmroute.training.retrain import (
+        open_decision_log,
+        retrain_from_production,
+        window,
+    )
     from llmroute.training.tracking import log_training_run
     from llmroute.training.train import TrainConfig, train_router
-    from llmroute.experiments.compare import compare_routers
 
     settings = Settings(home=home)
     settings.ensure_home()
