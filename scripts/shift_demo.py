@@ -93,11 +93,11 @@ def split_pool(df: pd.DataFrame, held_out: set[str], args: argparse.Namespace) -
     o_test = prompts[~prompts["task"].isin(held_out) & (prompts["split"] == "test")]["prompt_id"].to_numpy()
     h = rng.permutation(h)
     o_train = rng.permutation(o_train)
-    n_h_prod = min(int(round(args.production_requests * args.shift_share)), int(0.6 * len(h)))
-    n_o_prod = int(round(n_h_prod * (1 - args.shift_share) / args.shift_share))
+    n_h_prod = min(round(args.production_requests * args.shift_share), int(0.6 * len(h)))
+    n_o_prod = round(n_h_prod * (1 - args.shift_share) / args.shift_share)
     h_prod, h_eval = h[:n_h_prod], h[n_h_prod:]
     o_prod, champion_train = o_train[:n_o_prod], o_train[n_o_prod:]
-    n_o_eval = min(len(o_test), int(round(len(h_eval) * (1 - args.shift_share) / args.shift_share)))
+    n_o_eval = min(len(o_test), round(len(h_eval) * (1 - args.shift_share) / args.shift_share))
     o_eval = rng.permutation(o_test)[:n_o_eval]
     production = rng.permutation(np.concatenate([h_prod, o_prod]))
     return {"champion_train": list(champion_train), "production": list(production),
@@ -145,7 +145,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Server:  # noqa: PYI034 - a plain class, never subclassed
         self.thread.start()
         deadline = time.monotonic() + 120
         while not self.server.started:
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_logs = work / "eval_shifted.parquet"
     write_logs(df[df["prompt_id"].isin(set(parts["eval"]))].drop(columns=["split"]), eval_logs)
     prod_prompts = [str(text[i]) for i in parts["production"]]
-    n_ope = int(round(len(prod_prompts) * args.ope_share))
+    n_ope = round(len(prod_prompts) * args.ope_share)
     rng = np.random.default_rng(args.seed + 1)
     train_window = repeat(prod_prompts[: len(prod_prompts) - n_ope], args.train_requests, rng)
     ope_window = repeat(prod_prompts[len(prod_prompts) - n_ope:], args.ope_requests, rng)
@@ -409,31 +409,32 @@ def markdown(res: dict[str, Any], report: Any) -> str:
         rows.append(f"| {est.upper()} $ per 1k | {iv(getattr(report.champion.cost, est), 1000)} | "
                     f"{iv(getattr(report.challenger.cost, est), 1000)} |")
     rows += [
-        f"| matched decisions / ESS | {report.champion.quality.matches} / {report.champion.quality.effective_sample_size:.0f} | "
-        f"{report.challenger.quality.matches} / {report.challenger.quality.effective_sample_size:.0f} |",
-        f"| decisions where the routers disagree / of those served the challenger's choice | "
-        f"{report.disagreements} / {report.difference_evidence} | |",
+        (f"| matched decisions / ESS | {report.champion.quality.matches} / "
+         f"{report.champion.quality.effective_sample_size:.0f} | {report.challenger.quality.matches} / "
+         f"{report.challenger.quality.effective_sample_size:.0f} |"),
+        (f"| decisions where the routers disagree / of those served the challenger's choice | "
+         f"{report.disagreements} / {report.difference_evidence} | |"),
         f"| **truth** on the same window: quality | {tw['champion']['quality']:.3f} | {tw['challenger']['quality']:.3f} |",
         f"| **truth** on the same window: $ per 1k | {tw['champion']['cost_per_1k']:.3f} | {tw['challenger']['cost_per_1k']:.3f} |",
-        f"| champion realised (on-policy, {report.champion_realised_decisions} decisions) | "
-        f"{iv(report.champion_realised_quality)} | |",
+        (f"| champion realised (on-policy, {report.champion_realised_decisions} decisions) | "
+         f"{iv(report.champion_realised_quality)} | |"),
         f"| fresh shifted prompts: quality (truth) | {te['champion']['quality']:.3f} | {te['challenger']['quality']:.3f} |",
-        f"|   held-out tasks / seen tasks | {te['champion']['quality_held_out_tasks']:.3f} / "
-        f"{te['champion']['quality_seen_tasks']:.3f} | {te['challenger']['quality_held_out_tasks']:.3f} / "
-        f"{te['challenger']['quality_seen_tasks']:.3f} |",
+        (f"|   held-out tasks / seen tasks | {te['champion']['quality_held_out_tasks']:.3f} / "
+         f"{te['champion']['quality_seen_tasks']:.3f} | {te['challenger']['quality_held_out_tasks']:.3f} / "
+         f"{te['challenger']['quality_seen_tasks']:.3f} |"),
         f"| fresh shifted prompts: $ per 1k (truth) | {te['champion']['cost_per_1k']:.3f} | {te['challenger']['cost_per_1k']:.3f} |",
     ]
     cmpd = res["compare_on_fresh_shifted_prompts"]
     aiqs = [v["aiq"] for v in cmpd.values()]
     rows.append(f"| fresh shifted prompts: AIQ | {aiqs[0]:.4f} | {aiqs[1]:.4f} |")
     return "\n".join([
-        f"Held-out tasks: {', '.join(res['held_out_tasks'])}; exploration share {res['exploration_share']}; "
-        f"OPE window {report.decisions_used} decisions ({report.explored} explored).",
+        (f"Held-out tasks: {', '.join(res['held_out_tasks'])}; exploration share {res['exploration_share']}; "
+         f"OPE window {report.decisions_used} decisions ({report.explored} explored)."),
         "",
         *rows,
         "",
-        f"Paired DR difference (challenger - champion): quality {iv(report.dr_quality_difference)}, "
-        f"$ per 1k {iv(report.dr_cost_difference, 1000)}.",
+        (f"Paired DR difference (challenger - champion): quality {iv(report.dr_quality_difference)}, "
+         f"$ per 1k {iv(report.dr_cost_difference, 1000)}."),
         f"Gate: {res['gate']['message']}",
         *(f"Warning: {w}" for w in report.warnings),
         "",
