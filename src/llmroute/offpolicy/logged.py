@@ -134,11 +134,12 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
     for batch in batches:
         for row in batch.to_pylist():
             read += 1
-            if row["outcome_model"] is None:
-                skipped["no outcome (decision only, e.g. /route)"] += 1
-                continue
+            # the same reasons, in the same order, as benchmark_rows (retraining) counts them
             if row["quality"] is None:
                 skipped["no feedback (quality unknown)"] += 1
+                continue
+            if row["outcome_model"] is None:
+                skipped["no outcome (decision only, e.g. /route)"] += 1
                 continue
             if row["prompt"] is None:
                 skipped["prompt redacted (the target policy cannot route it)"] += 1
