@@ -14,6 +14,7 @@ from llmroute.cli_registry import load_registry_router, register, track_training
 from llmroute.cli_ab import register as register_ab
 from llmroute.cli_bench import register as register_bench
 from llmroute.cli_logs import register as register_logs
+from llmroute.cli_retrain import register as register_retrain
 from llmroute.cli_serve import register as register_serve
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ register_serve(app)
 register_bench(app)
 register_logs(app)
 register_ab(app)
+register_retrain(app)
 
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")

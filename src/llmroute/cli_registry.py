@@ -79,25 +79,59 @@ def track_training(
 
 
 def promote_cmd(
-    logs: Annotated[Path, typer.Option("--logs", help="Held-out logs both routers are scored on (Parquet).")],
+    logs: Annotated[
+        Optional[Path], typer.Option("--logs", help="Held-out logs both routers are scored on (Parquet; --gate benchmark).")
+    ] = None,
+    gate: Annotated[
+        str, typer.Option("--gate", help="'benchmark' (held-out logs) or 'offpolicy' (logged production traffic).")
+    ] = "benchmark",
+    from_production: Annotated[
+        Optional[str],
+        typer.Option("--from-production", help="Decision log URL for --gate offpolicy (sqlite:///... or postgresql://...)."),
+    ] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="--gate offpolicy: decisions at or after this date/time.")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="--gate offpolicy: decisions before this date/time.")] = None,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="--gate offpolicy: quality loss the lower interval end may show.", min=0.0)
+    ] = 0.02,
+    min_matches: Annotated[
+        int, typer.Option("--min-matches", help="--gate offpolicy: logged decisions that must match the challenger's choice.", min=1)
+    ] = 30,
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses (needs --reason).")] = False,
     reason: Annotated[Optional[str], typer.Option("--reason", help="Why a forced promotion is justified.")] = None,
     home: HomeOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Move 'champion' to the challenger if it beats the champion on the same held-out logs.
+    """Move 'champion' to the challenger if it passes the promotion gate.
 
-    The gate: the challenger's AIQ (default rule, test logs) must be strictly higher, and its target
-    attainment not worse (it meets its default target, or falls short by no more than the champion).
+    --gate benchmark (default): on the same held-out logs, the challenger's AIQ (default rule) must be
+    strictly higher and its target attainment not worse (it meets its default target, or falls short by no
+    more than the champion). --gate offpolicy --from-production URL: on logged production traffic, the
+    lower end of the 95% interval of the paired doubly-robust quality difference (challenger - champion)
+    must be at least -tolerance, the challenger must be better in DR quality or cheaper in DR cost, and at
+    least --min-matches logged decisions must have served the challenger's choice.
     """
+    from llmroute.cli_logs import parse_since
     from llmroute.data.schema import LogValidationError
     from llmroute.router.embedder import EmbedderMismatchError
-    from llmroute.training.registry import RegistryError, promote
+    from llmroute.training.registry import GATES, OffPolicyGateOptions, RegistryError, promote
+    from llmroute.training.retrain import DecisionLogError
 
+    if gate not in GATES:
+        _fail(f"--gate must be one of {', '.join(GATES)}, got {gate!r}")
+    if gate == "benchmark" and logs is None:
+        _fail("--gate benchmark needs --logs (held-out benchmark logs)")
+    if gate == "offpolicy" and not from_production:
+        _fail("--gate offpolicy needs --from-production (the decision log URL)")
+    opts = None
+    if gate == "offpolicy":
+        assert from_production is not None
+        opts = OffPolicyGateOptions(from_production, parse_since(since), parse_since(until), tolerance, min_matches)
     settings = _settings(home, tracking_uri)
     try:
-        result = promote(settings, logs, force=force, reason=reason, echo=typer.echo)
-    except (RegistryError, EmbedderMismatchError, LogValidationError, FileNotFoundError, ValueError) as exc:
+        result = promote(settings, logs, force=force, reason=reason, echo=typer.echo, gate=gate, offpolicy=opts)
+    except (RegistryError, EmbedderMismatchError, LogValidationError, DecisionLogError, FileNotFoundError,
+            ValueError) as exc:
         _fail(str(exc))
         return
     typer.echo(result.message)

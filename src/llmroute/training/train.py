@@ -64,6 +64,20 @@ def data_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+MIN_CALIBRATION_PROMPTS = 50
+
+
+def calibration_rows(logs: WideLogs) -> np.ndarray:
+    """Rows the knob tables are built on: prompts with every outcome and cost known, when there are at
+    least :data:`MIN_CALIBRATION_PROMPTS` of them; otherwise every row (partial logs only).
+
+    A partial row's known outcome is the model the logging router chose (plus exploration), so the
+    realised quality of a knob measured on partial rows is a selection-biased sample.
+    """
+    ok = ~np.isnan(logs.quality).any(axis=1) & ~np.isnan(logs.cost).any(axis=1)
+    return np.nonzero(ok)[0] if ok.sum() >= MIN_CALIBRATION_PROMPTS else np.arange(len(logs))
+
+
 def choose_rule(tables: dict[str, KnobTable], logs: WideLogs) -> tuple[str, dict[str, float]]:
     """The rule with the higher AIQ on the validation (out-of-fold) curves."""
     single_cost = np.nanmean(logs.cost, axis=0)
@@ -100,11 +114,17 @@ def train_router(
     prices = {m: _prices(catalog, m) for m in logs.models}
     cost_model = LinearCostModel.fit(logs.models, logs.input_tokens, logs.cost, prices)
     exp_cost = cost_model.predict(logs.input_tokens)
+    rows = calibration_rows(logs)
+    if len(rows) < len(logs):
+        print(f"knob tables and rule choice on the {len(rows)} prompts with every model's outcome known "
+              f"({len(logs) - len(rows)} partial prompts, e.g. production rows, left out: their known outcome is "
+              "the one the logging router chose, a biased sample)")
+    cal = logs.subset(rows)
     tables = {
-        rule: build_knob_table(rule, logs.models, quality.oof_probs_, exp_cost, logs.quality, logs.cost)
+        rule: build_knob_table(rule, cal.models, quality.oof_probs_[rows], exp_cost[rows], cal.quality, cal.cost)
         for rule in RULES
     }
-    default_rule, rule_aiq = choose_rule(tables, logs)
+    default_rule, rule_aiq = choose_rule(tables, cal)
     print("validation (out-of-fold) AIQ by rule: " + ", ".join(f"{r} {v:.4f}" for r, v in rule_aiq.items()))
     fingerprint = data_fingerprint(logs_path)
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{fingerprint[:8]}"

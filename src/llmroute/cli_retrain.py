@@ -1,0 +1,164 @@
+"""``llmroute retrain`` (train from the production decision log) and ``llmroute offpolicy`` (evaluate a
+router on it). Wire with ``register(app)`` in cli.py. MLflow and the models load inside the commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from llmroute.cli_logs import parse_since
+
+if TYPE_CHECKING:
+    from llmroute.config import Settings
+    from llmroute.router.router import Router
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
+]
+TrackingOpt = Annotated[
+    str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: as for `llmroute train`).")
+]
+DsnOpt = Annotated[
+    str,
+    typer.Option(
+        "--from-production",
+        help="The decision log's SQLAlchemy URL: sqlite:///path/decisions.sqlite or postgresql://user:pw@host/db.",
+    ),
+]
+SinceOpt = Annotated[
+    str | None, typer.Option("--since", help="Only decisions made at or after this date/time (ISO; UTC unless a zone is given).")
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="Only decisions made before this date/time (ISO; UTC unless a zone is given).")
+]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_router(settings: Settings, model: str) -> Router:
+    """A router folder or ``models:/<name>@<alias>`` / ``models:/<name>/<version>``."""
+    from llmroute.router.embedder import load_embedder
+    from llmroute.router.router import Router, read_router_meta
+    from llmroute.training.registry import load_router_uri
+
+    if model.startswith("models:/"):
+        return load_router_uri(model, settings)
+    folder = Path(model)
+    if not (folder / "router.json").exists():
+        raise FileNotFoundError(f"{folder} is not a saved router (no router.json)")
+    embedder = load_embedder(read_router_meta(folder)["embedder"]["spec"], settings.embedders_dir)
+    return Router.load(folder, embedder)
+
+
+def retrain_cmd(
+    from_production: DsnOpt,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    benchmark_logs: Annotated[
+        list[Path] | None,
+        typer.Option("--benchmark-logs", help="Benchmark logs (Parquet, llmroute schema) to merge in (repeatable)."),
+    ] = None,
+    home: HomeOpt = None,
+    tracking_uri: TrackingOpt = None,
+    embedder: Annotated[str | None, typer.Option(help="Embedder (default: as for `llmroute train`).")] = None,
+    success_threshold: Annotated[float, typer.Option(help="A call meets the target when its quality is at least this.")] = 0.5,
+    target: Annotated[str, typer.Option(help="Default quality target: '95%' of the best model or an absolute level.")] = "95%",
+    seed: Annotated[int, typer.Option(help="Random seed for folds and LightGBM.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow, register, alias 'challenger'.")] = True,
+) -> None:
+    """Train a new router from logged production calls with feedback (plus benchmark logs) and register it
+    as 'challenger' with its data lineage. Decisions read, with feedback, used and skipped are reported."""
+    from llmroute.config import load_settings
+    from llmroute.data.schema import LogValidationError
+    from llmroute.training.retrain import DecisionLogError, retrain_from_production
+    from llmroute.training.tracking import TrackingError
+    from llmroute.training.train import TrainConfig
+
+    since_dt, until_dt = parse_since(since), _until(until)
+    settings = load_settings(home=home, tracking_uri=tracking_uri, embedder=embedder)
+    config = TrainConfig(embedder=settings.embedder, success_threshold=success_threshold, default_target=target,
+                         seed=seed, with_scorer=False)
+    try:
+        retrain_from_production(from_production, settings, config, since_dt, until_dt, tuple(benchmark_logs or ()),
+                                track=track, out_dir=out, echo=typer.echo)
+    except (DecisionLogError, LogValidationError, FileNotFoundError, ValueError, TrackingError) as exc:
+        _fail(str(exc))
+
+
+def _until(text: str | None):
+    try:
+        return parse_since(text)
+    except typer.BadParameter as exc:
+        raise typer.BadParameter(str(exc.message), param_hint="--until") from exc
+
+
+def offpolicy_cmd(
+    from_production: DsnOpt,
+    model: Annotated[str, typer.Option("--model", help="The router to evaluate: a folder or models:/<name>@<alias>.")] = "models:/llmroute@challenger",
+    champion: Annotated[
+        str | None,
+        typer.Option("--champion", help="The router to compare with (default: models:/<name>@champion if it exists, "
+                     "else the logging router's own picks recomputed from the log)."),
+    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the intervals.", min=10)] = 1000,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the report as JSON here.")] = None,
+    home: HomeOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Off-policy evaluation: IPS, SNIPS, DM and DR estimates of a router's quality and cost on logged
+    production traffic, against the champion, with bootstrap intervals and overlap warnings."""
+    from llmroute.config import load_settings
+    from llmroute.offpolicy.evaluate import evaluate_offpolicy
+    from llmroute.offpolicy.logged import logged_traffic
+    from llmroute.router.embedder import EmbedderMismatchError
+    from llmroute.training.registry import RegistryError
+    from llmroute.training.retrain import DecisionLogError, open_decision_log, window
+
+    since_dt, until_dt = parse_since(since), _until(until)
+    settings = load_settings(home=home, tracking_uri=tracking_uri)
+    try:
+        store = open_decision_log(from_production)
+        try:
+            outside = [0]
+            traffic = logged_traffic(window(store.joined(since=since_dt), until_dt, outside))
+        finally:
+            store.close()
+        for line in traffic.report_lines():
+            typer.echo(line)
+        target = load_router(settings, model)
+        baseline = _champion(settings, champion)
+        report = evaluate_offpolicy(traffic, target, baseline, settings.cache_dir / "embeddings.sqlite", n_boot=bootstrap)
+    except (DecisionLogError, RegistryError, EmbedderMismatchError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(report.table())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_dict(), indent=1, default=str))
+        typer.echo(f"wrote {out}")
+
+
+def _champion(settings: Settings, champion: str | None) -> Router | None:
+    from llmroute.training.registry import RegistryError
+
+    if champion is not None:
+        return load_router(settings, champion)
+    try:
+        return load_router(settings, f"models:/{settings.registered_model}@champion")
+    except RegistryError:
+        return None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``retrain`` and ``offpolicy`` to the main CLI."""
+    app.command("retrain")(retrain_cmd)
+    app.command("offpolicy")(offpolicy_cmd)

@@ -1,0 +1,85 @@
+"""What a router would have chosen for each logged request (a deterministic target policy).
+
+The router answers the logged request as the service would have: the same prompt, the same
+constraints (eligibility), the same task hint, and the same quality target as logged (or the same
+confidence bar, for requests routed with ``confidence``; the router's default target when the logged
+one cannot be read). The router's default rule is used (the log does not say whether the rule was
+requested or defaulted). A request that excludes every one of the router's models gets ``None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+
+from llmroute.offpolicy.logged import LoggedTraffic
+from llmroute.router import policy
+from llmroute.router.decision import Constraints, QualityTarget
+from llmroute.router.eligibility import exclusion_reasons
+from llmroute.router.embedder import EmbeddingCache
+from llmroute.router.router import Router
+from llmroute.router.text import focus_text
+
+_RELATIVE = re.compile(r"^\s*([0-9.]+)% of the best model\s*$")
+_ABSOLUTE = re.compile(r"^\s*quality ([0-9.]+)\s*$")
+_FIELDS = {f.name for f in dataclasses.fields(Constraints)}
+
+
+def parse_logged_target(text: str | None) -> QualityTarget | None:
+    """Invert ``str(QualityTarget)`` ('95% of the best model', 'quality 0.850'); None if not one."""
+    if not text:
+        return None
+    if m := _RELATIVE.match(text):
+        return QualityTarget(float(m[1]) / 100.0, "relative")
+    if m := _ABSOLUTE.match(text):
+        return QualityTarget(float(m[1]), "absolute")
+    return None
+
+
+def logged_constraints(raw: dict) -> Constraints:
+    """The request's :class:`Constraints` from its logged JSON (unknown keys ignored)."""
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in _FIELDS}
+    return Constraints(**kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterPredictions:
+    """A router's probabilities and expected costs on the logged prompts, and its picks."""
+
+    models: tuple[str, ...]
+    probs: np.ndarray
+    expected_cost: np.ndarray
+    picks: np.ndarray  # object array of model names (None: no eligible model)
+    embeddings: np.ndarray
+    input_tokens: np.ndarray
+
+
+def router_picks(router: Router, traffic: LoggedTraffic, cache_path: Path | None = None) -> RouterPredictions:
+    """``router``'s choice for every logged request (see module docstring)."""
+    prompts = list(traffic.prompts)
+    emb = None
+    if cache_path is not None:
+        emb = EmbeddingCache(cache_path).encode(router.embedder, [focus_text(p) for p in prompts], progress=False)
+    prepared = router.prepare(prompts, embeddings=emb)
+    hints = list(traffic.task_hints)
+    probs, costs = router.predict(prepared, hints if any(h is not None for h in hints) else None)
+    specs = [router.specs.get(m) for m in router.models]
+    picks = np.empty(len(prompts), dtype=object)
+    for i in range(len(prompts)):
+        reasons = exclusion_reasons(
+            logged_constraints(traffic.constraints[i]), router.models, specs, int(prepared.input_tokens[i]), costs[i]
+        )
+        mask = np.array([r is None for r in reasons])
+        target = parse_logged_target(traffic.targets[i])
+        knob_logged = traffic.knobs[i]
+        if target is None and traffic.rules[i] == "threshold" and knob_logged is not None:
+            rule, knob = "threshold", float(knob_logged)  # routed with an explicit confidence bar
+        else:
+            rule = router.default_rule
+            knob, _ = router.knob_tables[rule].knob_for(target or router.default_target)
+        idx, _ = policy.choose(rule, probs[i][None, :], costs[i][None, :], mask[None, :], knob)
+        picks[i] = router.models[int(idx[0])] if idx[0] >= 0 else None
+    return RouterPredictions(router.models, probs, costs, picks, prepared.embeddings, prepared.input_tokens)

@@ -1,0 +1,109 @@
+"""The logged traffic, the logging policy it implies, and off-policy evaluation on a real router's log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmroute.data.decision_log import DecisionLogStore
+from llmroute.offpolicy.evaluate import evaluate_offpolicy
+from llmroute.offpolicy.logged import logged_traffic
+from llmroute.offpolicy.policies import parse_logged_target, router_picks
+from llmroute.router.decision import QualityTarget
+from llmroute.training.retrain import window
+from tests.offpolicy.conftest import (
+    N_PROMPTS,
+    NO_FEEDBACK,
+    NO_OUTCOME,
+    REDACTED,
+    SHARE,
+    ProductionLog,
+)
+
+
+def read(log: ProductionLog, since=None, until=None):
+    with DecisionLogStore(log.url, migrate=False) as store:
+        return logged_traffic(window(store.joined(since=since), until, [0]))
+
+
+def test_every_decision_read_is_used_or_counted_under_a_reason(production_log: ProductionLog) -> None:
+    t = read(production_log)
+    assert t.read == N_PROMPTS
+    assert t.skipped == {  # a /route decision has no feedback either: counted under the first reason
+        "no feedback (quality unknown)": len(NO_OUTCOME) + len(NO_FEEDBACK),
+        "prompt redacted (the target policy cannot route it)": len(REDACTED),
+    }
+    assert len(t) == N_PROMPTS - len(NO_OUTCOME) - len(NO_FEEDBACK) - len(REDACTED)
+    early = read(production_log, until=production_log.cutoff)
+    late = read(production_log, since=production_log.cutoff)
+    assert (early.read, late.read) == (100, N_PROMPTS - 100)
+    assert len(early) + len(late) == len(t)
+
+
+def test_the_logging_policy_is_recovered_from_the_record(production_log: ProductionLog) -> None:
+    t = read(production_log)
+    router = production_log.trained.router
+    # the router's own pick, recomputed from the logged candidates, is what the router chooses today
+    assert list(t.router_pick) == list(router_picks(router, t, production_log.cache).picks)
+    # the served model's probability under the recovered policy is the logged propensity
+    np.testing.assert_allclose(t.logging_probability(t.logged_model), t.propensity)
+    explored = t.explored
+    assert 0 < explored.sum() < len(t)
+    np.testing.assert_allclose(t.exploration_share[t.propensity < 1], SHARE)
+    # a model no request allowed has probability 0
+    assert np.all(t.logging_probability(np.array(["no-such-model"] * len(t), dtype=object)) == 0.0)
+
+
+def test_the_same_router_as_challenger_and_champion_differs_by_exactly_zero(production_log: ProductionLog) -> None:
+    t = read(production_log)
+    router = production_log.trained.router
+    rep = evaluate_offpolicy(t, router, None, production_log.cache, n_boot=200)
+    assert rep.challenger.agrees_with_logging_router == len(t) == rep.champion.agrees_with_logging_router
+    assert rep.dr_quality_difference.value == 0.0 and rep.dr_cost_difference.value == 0.0
+    assert rep.champion.unsupported == 0
+    # on-policy realised numbers: the decisions that were not explored
+    assert rep.champion_realised_decisions == int((~t.explored).sum())
+    assert rep.champion_realised_quality.value == pytest.approx(t.quality[~t.explored].mean())
+
+
+def test_estimates_bracket_the_true_value_known_from_the_benchmark(production_log: ProductionLog) -> None:
+    """The cheapest-model policy differs from the logging router; its true value on these prompts is
+    known (RouterBench has every model's outcome), and the DR interval must contain it."""
+    t = read(production_log)
+    router = production_log.trained.router
+    log = production_log
+    rep = evaluate_offpolicy(t, router, None, log.cache, n_boot=500)
+    picks = router_picks(router, t, log.cache).picks
+    truth = np.mean([log.quality[(p, m)] for p, m in zip(t.prompts, picks)])
+    est = rep.challenger.quality
+    assert est.dr.lo <= truth <= est.dr.hi
+    assert est.ips.lo <= truth <= est.ips.hi
+    cost_truth = np.mean([log.cost[(p, m)] for p, m in zip(t.prompts, picks)])
+    assert rep.challenger.cost.dr.lo <= cost_truth <= rep.challenger.cost.dr.hi
+    assert "\n" in rep.table() and "DR" in rep.table()
+
+
+def test_a_log_without_exploration_warns_that_it_only_informs_about_agreeing_policies() -> None:
+    from dataclasses import replace
+
+    import pyarrow as pa
+
+    from llmroute.data.decision_log.export import JOINED_SCHEMA
+
+    rows = [{name: None for name in JOINED_SCHEMA.names} | {
+        "decision_id": f"d{i}", "prompt": f"what is {i} + {i}?", "chosen_model": "a", "outcome_model": "a",
+        "propensity": 1.0, "quality": float(i % 2), "cost_usd": 0.001, "router_version": "v1",
+        "candidates": [{"model": "a", "probability": 0.9, "expected_cost_usd": 0.001, "eligible": True,
+                        "excluded_by": None}],
+        "constraints": "{}", "rule": "threshold", "knob": 0.5, "target": None} for i in range(40)]
+    t = logged_traffic([pa.RecordBatch.from_pylist(rows, schema=JOINED_SCHEMA)])
+    assert len(t) == 40 and not t.explored.any()
+    assert np.all(t.exploration_share == 0.0)
+    sub = t.subset(np.arange(10))
+    assert len(sub) == 10 and replace(sub, read=1).read == 1
+
+
+def test_logged_targets_are_parsed_back() -> None:
+    assert parse_logged_target(str(QualityTarget(0.95))) == QualityTarget(0.95)
+    assert parse_logged_target(str(QualityTarget(0.85, "absolute"))) == QualityTarget(0.85, "absolute")
+    assert parse_logged_target(None) is None and parse_logged_target("whatever") is None
