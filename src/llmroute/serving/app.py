@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmroute.config import Settings
 from llmroute.router.router import Router
+from llmroute.serving.batching import Batchers
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, resolve_log_url
 from llmroute.serving.errors import install_error_handlers
@@ -84,6 +85,7 @@ def create_app(
                 executor=executor,
                 decision_log=decision_log,
                 explorer=Explorer(settings.exploration_seed),
+                batchers=Batchers(settings.route_batch_max),
             )
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from llmroute.data.decision_log import DecisionRecord
-from llmroute.router.decision import Decision, NoEligibleModelError
+from llmroute.router.decision import Decision, NoEligibleModelError, RouteQuery
 from llmroute.router.router import Router
 from llmroute.serving.decision_logging import (
     CapturingEmbedder,
@@ -20,14 +20,21 @@ from llmroute.serving.state import Services
 
 
 def decide(services: Services, router: Router, prompt: str, opts: RoutingOptions) -> Decision:
-    """Route ``prompt``; NoEligibleModelError passes through, other ValueErrors become 422."""
+    """Route ``prompt``; NoEligibleModelError passes through, other ValueErrors become 422.
+
+    Concurrent calls for the same ``router`` are routed together (:mod:`llmroute.serving.batching`);
+    each gets the decision it would get alone. The embedding it was made with is left in the calling
+    thread's :class:`CapturingEmbedder` for the decision log."""
     services.compute.apply()
     try:
-        decision = router.route(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        query = RouteQuery(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        decision, embedding = services.batchers.route(router, query)
     except NoEligibleModelError:
         raise
     except ValueError as exc:
         raise ServiceError(422, "invalid_request", str(exc)) from exc
+    if isinstance(router.embedder, CapturingEmbedder):
+        router.embedder.remember(embedding)
     services.metrics.routed.labels(decision.model).inc()
     return decision
 

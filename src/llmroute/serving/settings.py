@@ -63,6 +63,11 @@ class ServeSettings(BaseSettings):
         description="Threads that run routing and answer scoring (a dedicated pool; requests beyond it queue). "
         "About the number of cores: more threads only contend for the GIL and the cores.",
     )
+    route_batch_max: int = Field(
+        default=32, ge=1,
+        description="Most concurrent routing requests routed together in one embed + LightGBM call "
+        "(1 = each alone); see serving.batching.",
+    )
     reload_poll_s: float = Field(
         default=0.0, ge=0, description="Poll the model source this often and reload on a new version (0 = off)."
     )

@@ -13,6 +13,7 @@ import httpx
 
 from llmroute.config import Settings
 from llmroute.router.router import Router
+from llmroute.serving.batching import Batchers
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, capture_embeddings
 from llmroute.serving.exploration import Explorer
@@ -71,6 +72,7 @@ class Services:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     decision_log: DecisionLog | None = None  # None = logging off
     explorer: Explorer = field(default_factory=Explorer)  # exploration draws (seeded from settings by the app)
+    batchers: Batchers = field(default_factory=Batchers)  # per-router micro-batching of routing
 
 
 async def run_cpu(services: Services, fn: Callable[..., T], *args: Any) -> T:
