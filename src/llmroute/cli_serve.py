@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,6 +53,10 @@ def serve(
     reload_poll: Annotated[Optional[float], typer.Option(help="Poll the model source every N s and reload on change (0 = off).")] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes sharing the port (the service is stateless; each loads the router).")
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="uvicorn's access log (one line per request; costs CPU under load).")] = False,
 ) -> None:
     """Serve the router: /route, /v1/chat/completions (with the cascade), /models, /metrics, /health, /ready."""
     import uvicorn
@@ -63,9 +70,23 @@ def serve(
         "default_base_url": default_base_url, "cascade_confidence": confidence, "cascade_max_attempts": max_attempts,
         "provider_timeout_s": timeout, "provider_retries": retries, "reload_poll_s": reload_poll,
     }
-    settings = ServeSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    app = create_app(settings, core=load_settings(home=home))
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    settings = ServeSettings(**given)  # type: ignore[arg-type]
+    missing = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is None]
+    if missing:
+        typer.echo(f"warning: {' and '.join(missing)} not installed; uvicorn falls back to asyncio/h11, which "
+                   "costs about a third more CPU per request", err=True)
+    if workers == 1:
+        app = create_app(settings, core=load_settings(home=home))
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        return
+    # worker processes build their app from the environment: hand them the command line's settings there
+    os.environ.update({f"LLMROUTE_SERVE_{k.upper()}": json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+                       for k, v in given.items()})
+    if home is not None:
+        os.environ["LLMROUTE_HOME"] = str(home)
+    uvicorn.run("llmroute.serving.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level, access_log=access_log)
 
 
 def replay_server(

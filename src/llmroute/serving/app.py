@@ -116,5 +116,11 @@ def create_app(
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The service configured from the environment alone (``LLMROUTE_SERVE_*``, ``LLMROUTE_*``): the app
+    factory of each worker process when ``llmroute serve --workers N`` runs several."""
+    return create_app(ServeSettings(), core=Settings())
+
+
 async def _initial_load(services: Services) -> None:
     await reload_router(services)
