@@ -54,7 +54,10 @@ def process_tree(pid: int) -> list[int]:
         p = todo.pop()
         out.append(p)
         for task in Path(f"/proc/{p}/task").glob("*/children"):
-            todo.extend(int(c) for c in task.read_text().split())
+            try:
+                todo.extend(int(c) for c in task.read_text().split())
+            except FileNotFoundError:
+                pass
     return out
 
 
@@ -63,11 +66,14 @@ def rss_mb(pid: int) -> tuple[float, float]:
     pages shared between worker processes count once per process)."""
     now = peak = 0.0
     for p in process_tree(pid):
-        fields = dict(
-            line.split(":", 1) for line in Path(f"/proc/{p}/status").read_text().splitlines() if ":" in line
-        )
-        now += float(fields["VmRSS"].split()[0]) / 1024
-        peak += float(fields["VmHWM"].split()[0]) / 1024
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except FileNotFoundError:  # exited meanwhile
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if "VmRSS" in fields:  # a process on its way out has no memory left to report
+            now += float(fields["VmRSS"].split()[0]) / 1024
+            peak += float(fields["VmHWM"].split()[0]) / 1024
     return now, peak
 
 
@@ -75,7 +81,10 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` and its descendants, from /proc."""
     total = 0
     for p in process_tree(pid):
-        stat = Path(f"/proc/{p}/stat").read_text()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except FileNotFoundError:
+            continue
         fields = stat[stat.rindex(")") + 2 :].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICKS
