@@ -38,7 +38,7 @@ from llmroute.serving.routes import (
     routing,
 )
 from llmroute.serving.settings import ServeSettings
-from llmroute.serving.state import AppState, RouterHolder, Services
+from llmroute.serving.state import AppState, RouterHolder, Services, freeze_heap
 
 if TYPE_CHECKING:
     from llmroute.training.scorer import ResponseScorer
@@ -89,6 +89,8 @@ def create_app(
             )
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))
+            else:
+                freeze_heap()
             if settings.reload_poll_s > 0:
                 services.background.append(
                     asyncio.create_task(poll_for_new_version(services, settings.reload_poll_s))
