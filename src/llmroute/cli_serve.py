@@ -62,7 +62,9 @@ def serve(
     import uvicorn
 
     from llmroute.config import load_settings
+    from llmroute.data.decision_log import DecisionLogStore
     from llmroute.serving.app import create_app
+    from llmroute.serving.decision_logging import resolve_log_url
     from llmroute.serving.settings import ServeSettings
 
     overrides = {
@@ -80,6 +82,11 @@ def serve(
         app = create_app(settings, core=load_settings(home=home))
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
         return
+    # migrate the decision log once, here: worker processes migrating a new database at the same time race
+    core = load_settings(home=home)
+    log_url = resolve_log_url(settings.decision_log_url, core.home)
+    if log_url is not None:
+        DecisionLogStore(log_url).close()
     # worker processes build their app from the environment: hand them the command line's settings there
     os.environ.update({f"LLMROUTE_SERVE_{k.upper()}": json.dumps(v) if isinstance(v, (list, dict)) else str(v)
                        for k, v in given.items()})

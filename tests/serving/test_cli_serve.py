@@ -160,6 +160,7 @@ def test_serve_with_workers_hands_its_settings_to_the_worker_processes(
     assert settings.model == str(trained.folder) and settings.key_values() == ("k1", "k2")
     assert settings.provider_base_urls == {"m": "http://127.0.0.1:9/v1"} and settings.provider_retries == 0
     assert os.environ["LLMROUTE_HOME"] == str(home)
+    assert (home / "decisions.sqlite").exists()  # migrated once before the workers start, not by each
     assert app_from_environment().title == "llmroute"
 
     calls.clear()
