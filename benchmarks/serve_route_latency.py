@@ -1,8 +1,17 @@
 """HTTP latency of ``POST /route`` on the serving layer: p50/p99 and throughput at concurrency 1, 8 and
-32, plus the server's resident memory. The service runs as a uvicorn subprocess on 127.0.0.1.
+32, plus the server's resident memory and CPU time per request. The service runs as a ``llmroute
+serve`` subprocess on 127.0.0.1.
 
     python benchmarks/serve_route_latency.py --router ~/.llmroute/routers/<version>
     python benchmarks/serve_route_latency.py            # trains a 200-prompt router under /tmp first
+    python benchmarks/serve_route_latency.py --router R --server-arg=--workers --server-arg=2
+
+The load is closed-loop: at concurrency c, c clients each keep one HTTP/1.1 keep-alive connection and
+send their next request as soon as the previous answer is in, so throughput is what the server
+sustains at that concurrency and latency includes queueing at the server but no client-side backlog.
+The client is a minimal HTTP/1.1 writer/reader on asyncio streams (a few tens of microseconds per
+request, against ~1 ms for httpx), because it shares the machine's cores with the server; its own CPU
+time is printed too. Every answer is checked (status 200 and a ``model`` in the body).
 
 Prints one line per measurement. Numbers depend on the machine: run it where you deploy.
 """
@@ -11,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -28,6 +38,7 @@ LAUNCH = (
     "import sys, typer; from llmroute.cli_serve import register; "
     "app = typer.Typer(); register(app); app(sys.argv[1:])"
 )
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -36,13 +47,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (uvicorn workers are children of the supervisor)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo.extend(int(c) for c in task.read_text().split())
+            except FileNotFoundError:
+                pass
+    return out
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of ``pid`` in MiB, from /proc."""
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
-    )
-    kb = lambda k: float(fields[k].split()[0]) / 1024  # noqa: E731
-    return kb("VmRSS"), kb("VmHWM")
+    """(current, peak) resident memory of ``pid`` and its descendants in MiB, from /proc (summed:
+    pages shared between worker processes count once per process)."""
+    now = peak = 0.0
+    for p in process_tree(pid):
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except FileNotFoundError:  # exited meanwhile
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if "VmRSS" in fields:  # a process on its way out has no memory left to report
+            now += float(fields["VmRSS"].split()[0]) / 1024
+            peak += float(fields["VmHWM"].split()[0]) / 1024
+    return now, peak
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants, from /proc."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
 
 
 def train_small(home: Path) -> Path:
@@ -66,25 +111,60 @@ def prompts(n: int) -> list[str]:
     return [unique[i % len(unique)] for i in range(n)]
 
 
-async def level(url: str, texts: list[str], concurrency: int) -> tuple[list[float], float, int]:
+class Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads answers with a Content-Length."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host.encode()
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, host)
+
+    async def post(self, path: bytes, body: bytes) -> tuple[int, bytes]:
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (path, self.host, len(body), body)
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise RuntimeError(f"answer without Content-Length: {head!r}")
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def level(port: int, bodies: list[bytes], concurrency: int) -> tuple[list[float], float, int]:
+    """Closed loop: ``concurrency`` connections share ``bodies``; (latencies in ms, wall s, errors)."""
     latencies: list[float] = []
     errors = 0
-    queue = list(reversed(texts))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    queue = list(reversed(bodies))
+    conns = [await Connection.open("127.0.0.1", port) for _ in range(concurrency)]
 
-        async def worker() -> None:
-            nonlocal errors
-            while queue:
-                text = queue.pop()
-                t0 = time.perf_counter()
-                r = await client.post("/route", json={"prompt": text})
-                latencies.append((time.perf_counter() - t0) * 1000)
-                errors += r.status_code != 200
+    async def worker(conn: Connection) -> None:
+        nonlocal errors
+        while queue:
+            body = queue.pop()
+            t0 = time.perf_counter()
+            status, answer = await conn.post(b"/route", body)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            errors += status != 200 or b'"model"' not in answer
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    wall = time.perf_counter() - t0
+    for c in conns:
+        await c.close()
     return latencies, wall, errors
 
 
@@ -93,38 +173,57 @@ def main() -> None:
     ap.add_argument("--router", type=Path, help="Saved router folder (default: train a small one).")
     ap.add_argument("--requests", type=int, default=500, help="Requests per concurrency level.")
     ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--server-arg", action="append", default=[], help="Extra argument of `llmroute serve` (repeatable).")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="llmroute-serve-bench-"))
-    home = tmp / "home"
+    # a given router needs the embedders of its LLMROUTE_HOME (same fingerprint); a trained one gets a fresh home
+    home = Path(os.environ["LLMROUTE_HOME"]) if args.router and os.environ.get("LLMROUTE_HOME") else tmp / "home"
     folder = args.router or train_small(home)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LLMROUTE_HOME": str(home), "LLMROUTE_SERVE_API_KEYS": "[]"}
-    cmd = [sys.executable, "-c", LAUNCH, "serve", "--model", str(folder), "--port", str(port), "--log-level", "warning"]
+    env = {
+        **os.environ, "LLMROUTE_HOME": str(home), "LLMROUTE_SERVE_API_KEYS": "[]",
+        "LLMROUTE_SERVE_DECISION_LOG_URL": os.environ.get(
+            "LLMROUTE_SERVE_DECISION_LOG_URL", f"sqlite:///{tmp / 'decisions.sqlite'}"
+        ),
+    }
+    cmd = [sys.executable, "-c", LAUNCH, "serve", "--model", str(folder), "--port", str(port), "--log-level", "warning",
+           *args.server_arg]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        t0 = time.perf_counter()
+        t0, streak = time.perf_counter(), 0
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
             try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                # each get is a new connection; with --workers every process must answer ready
+                ready = httpx.get(f"{url}/ready", timeout=2)
+                streak = streak + 1 if ready.status_code == 200 else 0
+                if streak >= 20:
                     break
+                if streak:
+                    continue
             except httpx.TransportError:
-                pass
+                ready, streak = None, 0
             if time.perf_counter() - t0 > 180:
-                raise SystemExit("server not ready after 180 s")
+                raise SystemExit(f"server not ready after 180 s: {ready.text if ready is not None else 'no answer'}")
             time.sleep(0.2)
-        print(f"server ready in {time.perf_counter() - t0:.1f} s (pid {proc.pid}, router {folder}); "
-              f"RSS {rss_mb(proc.pid)[0]:.0f} MiB; cpus {os.cpu_count()}")
-        asyncio.run(level(url, prompts(20), 1))  # warm-up
+        print(f"server ready in {time.perf_counter() - t0:.1f} s (pid {proc.pid}, {len(process_tree(proc.pid))} "
+              f"process(es), router {folder}, args {' '.join(args.server_arg) or '-'}); RSS {rss_mb(proc.pid)[0]:.0f} MiB; "
+              f"cpus {os.cpu_count()}; load {os.getloadavg()[0]:.2f}")
         texts = prompts(args.requests)
+        bodies = [json.dumps({"prompt": t}).encode() for t in texts]
+        asyncio.run(level(port, bodies[:50], 4))  # warm-up
         for c in (int(x) for x in args.levels.split(",")):
-            lat, wall, errors = asyncio.run(level(url, texts, c))
+            cpu0, client0 = cpu_seconds(proc.pid), time.process_time()
+            lat, wall, errors = asyncio.run(level(port, bodies, c))
+            server_cpu, client_cpu = cpu_seconds(proc.pid) - cpu0, time.process_time() - client0
             q = statistics.quantiles(lat, n=100)
             rss, peak = rss_mb(proc.pid)
             print(f"concurrency {c:>2}: {len(lat)} requests, p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, "
-                  f"throughput {len(lat) / wall:.1f} req/s, errors {errors}, server RSS {rss:.0f} MiB (peak {peak:.0f})")
+                  f"throughput {len(lat) / wall:.1f} req/s, errors {errors}, server RSS {rss:.0f} MiB (peak {peak:.0f}), "
+                  f"CPU per request: server {server_cpu / len(lat) * 1000:.2f} ms, client {client_cpu / len(lat) * 1000:.2f} ms; "
+                  f"load {os.getloadavg()[0]:.2f}")
     finally:
         proc.terminate()
         try:

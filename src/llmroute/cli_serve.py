@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -53,12 +56,18 @@ def serve(
     ] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes sharing the port (the service is stateless; each loads the router).")
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="uvicorn's access log (one line per request; costs CPU under load).")] = False,
 ) -> None:
     """Serve the router: /route, /v1/chat/completions (with the cascade), /models, /metrics, /health, /ready."""
     import uvicorn
 
     from llmroute.config import load_settings
+    from llmroute.data.decision_log import DecisionLogStore
     from llmroute.serving.app import create_app
+    from llmroute.serving.decision_logging import resolve_log_url
     from llmroute.serving.settings import ServeSettings
 
     overrides = {
@@ -67,9 +76,28 @@ def serve(
         "provider_timeout_s": timeout, "provider_retries": retries, "reload_poll_s": reload_poll,
         "experiment": str(experiment) if experiment is not None else None,
     }
-    settings = ServeSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    app = create_app(settings, core=load_settings(home=home))
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    settings = ServeSettings(**given)  # type: ignore[arg-type]
+    missing = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is None]
+    if missing:
+        typer.echo(f"warning: {' and '.join(missing)} not installed; uvicorn falls back to asyncio/h11, which "
+                   "costs about a third more CPU per request", err=True)
+    if workers == 1:
+        app = create_app(settings, core=load_settings(home=home))
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        return
+    # migrate the decision log once, here: worker processes migrating a new database at the same time race
+    core = load_settings(home=home)
+    log_url = resolve_log_url(settings.decision_log_url, core.home)
+    if log_url is not None:
+        DecisionLogStore(log_url).close()
+    # worker processes build their app from the environment: hand them the command line's settings there
+    os.environ.update({f"LLMROUTE_SERVE_{k.upper()}": json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+                       for k, v in given.items()})
+    if home is not None:
+        os.environ["LLMROUTE_HOME"] = str(home)
+    uvicorn.run("llmroute.serving.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level, access_log=access_log)
 
 
 def replay_server(

@@ -226,3 +226,16 @@ def test_polling_reloads_when_the_source_version_changes(router: Router, trained
         while (v := c.get("/ready").json()["router_version"]) == "old-version" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert v == trained.router.version
+
+
+def test_loaded_router_is_kept_out_of_full_garbage_collections(router: Router, trained: Trained) -> None:
+    """Full collections walked the router's objects on every pass and stalled requests in flight."""
+    import gc
+
+    gc.unfreeze()
+    with TestClient(create_app(_settings(model=str(trained.folder)), router, core=trained.core)) as c:
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
+        assert c.post("/admin/reload", headers=AUTH).status_code == 200
+        assert gc.get_freeze_count() > 0
+    gc.unfreeze()

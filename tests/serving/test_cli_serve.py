@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,3 +115,55 @@ def test_compute_limiter_limits_the_calling_thread_only() -> None:
         pytest.skip("no OpenMP runtime loaded")
     assert seen["limited"] == {1}
     ComputeLimiter(None).apply()  # no-op
+
+
+def test_compute_limiter_limits_openblas_for_the_process() -> None:
+    """OpenBLAS threads spin against the request threads too; its limit is process-wide. Checked in a
+    fresh interpreter, as a server starts (in this one, training has already used OpenBLAS)."""
+    code = (
+        "import threading, numpy\n"
+        "from threadpoolctl import ThreadpoolController\n"
+        "from llmroute.serving.compute import ComputeLimiter\n"
+        "t = threading.Thread(target=ComputeLimiter(1).apply); t.start(); t.join()\n"
+        "print(sorted({i['num_threads'] for i in ThreadpoolController().select(user_api='blas').info()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() in ("[1]", "[]"), out.stdout + out.stderr
+
+
+def test_serve_with_workers_hands_its_settings_to_the_worker_processes(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from llmroute.serving.app import app_from_environment
+    from llmroute.serving.settings import ServeSettings
+
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    for name in ("LLMROUTE_SERVE_MODEL", "LLMROUTE_SERVE_API_KEYS", "LLMROUTE_SERVE_PROVIDER_BASE_URLS",
+                 "LLMROUTE_SERVE_PROVIDER_RETRIES", "LLMROUTE_HOME"):
+        monkeypatch.setenv(name, "")  # restored after the test: the command writes them for its workers
+        monkeypatch.delenv(name)
+    app = typer.Typer()
+    register(app)
+    home = trained.core.home
+    r = CliRunner().invoke(app, [
+        "serve", "--workers", "2", "--model", str(trained.folder), "--api-key", "k1", "--api-key", "k2",
+        "--base-url", "m=http://127.0.0.1:9/v1", "--retries", "0", "--home", str(home),
+    ])
+    assert r.exit_code == 0, r.output
+    target, kw = calls[0]
+    assert target == "llmroute.serving.app:app_from_environment"
+    assert kw["factory"] is True and kw["workers"] == 2 and kw["access_log"] is False
+    settings = ServeSettings()
+    assert settings.model == str(trained.folder) and settings.key_values() == ("k1", "k2")
+    assert settings.provider_base_urls == {"m": "http://127.0.0.1:9/v1"} and settings.provider_retries == 0
+    assert os.environ["LLMROUTE_HOME"] == str(home)
+    assert (home / "decisions.sqlite").exists()  # migrated once before the workers start, not by each
+    assert app_from_environment().title == "llmroute"
+
+    calls.clear()
+    r = CliRunner().invoke(app, ["serve", "--model", str(trained.folder), "--access-log", "--home", str(home)])
+    assert r.exit_code == 0, r.output
+    assert not isinstance(calls[0][0], str) and calls[0][1]["access_log"] is True and "workers" not in calls[0][1]

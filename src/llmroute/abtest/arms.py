@@ -22,7 +22,7 @@ lists only the chosen model (probability 1.0, expected cost 0: unknown).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,11 +52,16 @@ class Policy(Protocol):
         """The router whose embedder embedded the prompt during :meth:`route` (None if none did)."""
         ...
 
-    def route(self, call: RouteCall) -> Decision: ...
+    def route(self, call: RouteCall, route: RouteFn = ...) -> Decision: ...
 
 
 def _route(router: Router, call: RouteCall) -> Decision:
     return router.route(call.prompt, call.constraints, call.target, call.confidence, call.task, call.rule)
+
+
+RouteFn = Callable[[Router, RouteCall], Decision]
+"""How a policy asks a router for a decision: directly (the default), or through the service's
+micro-batching (:func:`llmroute.serving.decide.decide` passes one)."""
 
 
 @dataclass(frozen=True)
@@ -67,19 +72,20 @@ class RouterPolicy:
     def embedding_router(self) -> Router | None:
         return self.router
 
-    def route(self, call: RouteCall) -> Decision:
-        return _route(self.router, call)
+    def route(self, call: RouteCall, route: RouteFn = _route) -> Decision:
+        return route(self.router, call)
 
 
 def _static(
-    model: str, version: str, rule: str, knob: float, why: str, call: RouteCall, reference: Router | None
+    model: str, version: str, rule: str, knob: float, why: str, call: RouteCall, reference: Router | None,
+    route: RouteFn = _route,
 ) -> Decision:
     if reference is None:
         return Decision(
             model=model, candidates=(Candidate(model, 1.0, 0.0, True, None),), reason=why, cleared=True,
             rule=rule, knob=knob, router_version=version, task_hint=call.task,
         )
-    routed = _route(reference, call)
+    routed = route(reference, call)
     names = {c.model: c for c in routed.candidates}
     chosen = names.get(model)
     if chosen is None:
@@ -152,9 +158,9 @@ class RulesPolicy:
             why += f" (stands in as {model})"
         return model, knob, why
 
-    def route(self, call: RouteCall) -> Decision:
+    def route(self, call: RouteCall, route: RouteFn = _route) -> Decision:
         model, knob, why = self.choose(call)
-        return _static(model, self.version, f"static:{self.spec.kind}", knob, why, call, self.reference)
+        return _static(model, self.version, f"static:{self.spec.kind}", knob, why, call, self.reference, route)
 
 
 @dataclass(frozen=True)
@@ -166,9 +172,9 @@ class AlwaysPolicy:
     def embedding_router(self) -> Router | None:
         return self.reference
 
-    def route(self, call: RouteCall) -> Decision:
+    def route(self, call: RouteCall, route: RouteFn = _route) -> Decision:
         return _static(self.model, f"always:{self.model}", "static:always", 0.0, f"always {self.model}", call,
-                       self.reference)
+                       self.reference, route)
 
 
 def load_rules(spec: RulesArm) -> SeedRules:

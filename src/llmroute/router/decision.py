@@ -54,6 +54,18 @@ class QualityTarget:
         return f"{self.value:.0%} of the best model" if self.kind == "relative" else f"quality {self.value:.3f}"
 
 
+@dataclass(frozen=True)
+class RouteQuery:
+    """One prompt to route and what its request asks (the arguments of ``Router.route``)."""
+
+    prompt: str
+    constraints: Constraints | None = None
+    target: QualityTarget | None = None
+    confidence: float | None = None
+    task: str | None = None
+    rule: str | None = None
+
+
 class NoEligibleModelError(ValueError):
     """The request's constraints exclude every model; ``reasons`` says why, per model."""
 

@@ -91,6 +91,9 @@ class SentenceTransformerEmbedder:
         finally:
             hf_logging.set_verbosity(level)
         self.batch_size = batch_size
+        # a static model embeds each text on its own (bit for bit the same in any batch); a transformer
+        # pads a batch to its longest text, which changes the last bits of the others' vectors
+        self.independent_rows = all(type(m).__name__ == "StaticEmbedding" for m in self._model)
         self.dim = int(self.encode(["x"]).shape[1])
         self.fingerprint = fingerprint_dir(self.path) if self.path else f"name:{spec}"
 

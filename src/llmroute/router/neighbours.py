@@ -24,6 +24,15 @@ WEIGHTED_K = 10
 WEIGHT_SHARPNESS = 20.0
 
 
+def rowwise_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` one row of ``a`` at a time: each row is bit for bit what that row alone gives. A
+    product over several rows goes through another BLAS kernel (GEMM, not GEMV) that rounds
+    differently, and a last-bit difference in a similarity can pick another neighbour among near-ties."""
+    if len(a) <= 1:
+        return a @ b
+    return np.vstack([a[i : i + 1] @ b for i in range(len(a))])
+
+
 @dataclass(frozen=True)
 class NeighbourStats:
     s1: np.ndarray  # (q,) top-1 similarity
@@ -54,12 +63,16 @@ class NeighbourIndex:
         top, _ = self._top(query, k)
         return self._filled[top].mean(axis=1)
 
-    def _top(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top(self, query: np.ndarray, k: int, independent_rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
         q = np.asarray(query, dtype=np.float32)
         k = min(k, len(self.embeddings))
         tops, sims_out = [], []
         for start in range(0, len(q), 1024):
-            sims = q[start : start + 1024] @ self.embeddings.T
+            sims = (
+                rowwise_matmul(q[start : start + 1024], self.embeddings.T)
+                if independent_rows
+                else q[start : start + 1024] @ self.embeddings.T
+            )
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             ts = np.take_along_axis(sims, top, axis=1)
             order = np.argsort(-ts, axis=1)
@@ -67,13 +80,13 @@ class NeighbourIndex:
             sims_out.append(np.take_along_axis(ts, order, axis=1))
         return np.vstack(tops), np.vstack(sims_out)
 
-    def stats(self, query: np.ndarray) -> NeighbourStats:
-        """All neighbour statistics for the query embeddings."""
+    def stats(self, query: np.ndarray, independent_rows: bool = False) -> NeighbourStats:
+        """All neighbour statistics for the query embeddings (``independent_rows``: see :func:`rowwise_matmul`)."""
         n, m = self.quality.shape
         if n == 0:
             z = np.full((len(query), m), 0.5)
             return NeighbourStats(np.zeros(len(query)), z, z, z, z)
-        top, sims = self._top(query, max(KS))
+        top, sims = self._top(query, max(KS), independent_rows)
         f = self._filled
         w = np.exp((sims[:, :WEIGHTED_K] - 1.0) * WEIGHT_SHARPNESS)[:, :, None]
         k10w = (f[top[:, :WEIGHTED_K]] * w).sum(axis=1) / w.sum(axis=1)

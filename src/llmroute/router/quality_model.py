@@ -35,7 +35,13 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
-from llmroute.router.neighbours import TWIN_SIMILARITY, NeighbourIndex, NeighbourStats, out_of_fold_stats
+from llmroute.router.neighbours import (
+    TWIN_SIMILARITY,
+    NeighbourIndex,
+    NeighbourStats,
+    out_of_fold_stats,
+    rowwise_matmul,
+)
 
 CALIBRATIONS = ("none", "platt", "isotonic")
 
@@ -107,12 +113,13 @@ class QualityModel:
         self.params = params or QualityModelParams()
 
     # ---- features -------------------------------------------------------------------------------
-    def _project(self, emb: np.ndarray) -> np.ndarray:
+    def _project(self, emb: np.ndarray, independent_rows: bool = False) -> np.ndarray:
         if self.pca_components_.size == 0:
             return np.zeros((len(emb), 0))
-        return (emb - self.pca_mean_) @ self.pca_components_.T
+        centred = emb - self.pca_mean_
+        return rowwise_matmul(centred, self.pca_components_.T) if independent_rows else centred @ self.pca_components_.T
 
-    def _task_probs(self, emb: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
+    def _task_probs(self, emb: np.ndarray, hints: np.ndarray | None = None, independent_rows: bool = False) -> np.ndarray:
         """(n, T) task distribution inferred from the embedding; a known hint replaces it."""
         T = len(self.tasks_)
         if T == 0:
@@ -120,7 +127,8 @@ class QualityModel:
         if T == 1:
             probs = np.ones((len(emb), 1))
         else:
-            z = emb @ self.task_coef_.T + self.task_intercept_
+            z = (rowwise_matmul(emb, self.task_coef_.T) if independent_rows else emb @ self.task_coef_.T)
+            z = z + self.task_intercept_
             z -= z.max(axis=1, keepdims=True)
             probs = np.exp(z)
             probs /= probs.sum(axis=1, keepdims=True)
@@ -132,13 +140,14 @@ class QualityModel:
         return probs
 
     def _design(
-        self, emb: np.ndarray, feats: np.ndarray, nb: NeighbourStats, task_probs: np.ndarray
+        self, emb: np.ndarray, feats: np.ndarray, nb: NeighbourStats, task_probs: np.ndarray,
+        independent_rows: bool = False,
     ) -> np.ndarray:
         n, m = len(emb), len(self.models)
         tw = nb.s1 > TWIN_SIMILARITY
         prompt_cols = np.hstack(
             [
-                self._project(emb),
+                self._project(emb, independent_rows),
                 feats,
                 nb.s1[:, None],
                 tw[:, None].astype(float),
@@ -308,11 +317,22 @@ class QualityModel:
             coef[lr.classes_], icpt[lr.classes_] = lr.coef_, lr.intercept_
         return coef, icpt
 
-    def predict(self, emb: np.ndarray, feats: np.ndarray, tasks: Any = None) -> np.ndarray:
-        """(n, m) calibrated probabilities; ``tasks`` (optional) are hints that override the inferred task."""
+    def predict(
+        self, emb: np.ndarray, feats: np.ndarray, tasks: Any = None, *, independent_rows: bool = False
+    ) -> np.ndarray:
+        """(n, m) calibrated probabilities; ``tasks`` (optional) are hints that override the inferred task.
+
+        ``independent_rows``: the matrix products with the embeddings run one prompt at a time (see
+        :func:`~llmroute.router.neighbours.rowwise_matmul`), so that a row's probabilities are bit for bit
+        those of the prompt predicted alone. For serving (batched requests must get their unbatched
+        decisions); batch evaluation leaves it off.
+        """
         n, m = len(emb), len(self.models)
         hints = np.asarray(list(tasks), dtype=object) if tasks is not None else None
-        X = self._design(emb, feats, self.index_.stats(emb), self._task_probs(emb, hints))
+        ind = independent_rows
+        X = self._design(
+            emb, feats, self.index_.stats(emb, ind), self._task_probs(emb, hints, ind), independent_rows=ind
+        )
         # one thread for small batches: thread start-up costs more than it saves on a few rows
         threads = 1 if n <= 64 else 0
         raw = np.mean([b.predict(X, num_threads=threads) for b in self.boosters_], axis=0).reshape(n, m)

@@ -25,6 +25,7 @@ from llmroute.router.decision import (
     Decision,
     NoEligibleModelError,
     QualityTarget,
+    RouteQuery,
 )
 from llmroute.router.eligibility import exclusion_reasons
 from llmroute.router.embedder import Embedder, EmbedderMismatchError
@@ -75,6 +76,16 @@ class Router:
         self.info = info or {}
 
     # ---- batch prediction -----------------------------------------------------------------------
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        """(n, d) embeddings of the prompts' focus texts, each row exactly as the prompt alone gets it:
+        in one ``encode`` call when the embedder's rows do not depend on the batch (its
+        ``independent_rows`` attribute, true for a static model), else one call per prompt (a
+        transformer pads a batch to its longest text, which moves the last bits of the other rows)."""
+        focus = [focus_text(p) for p in prompts]
+        if len(focus) > 1 and not getattr(self.embedder, "independent_rows", False):
+            return np.vstack([self.embedder.encode([f]) for f in focus])
+        return self.embedder.encode(focus)
+
     def prepare(self, prompts: Sequence[str], embeddings: np.ndarray | None = None) -> Prepared:
         focus = [focus_text(p) for p in prompts]
         tokens = np.asarray(count_tokens_batch(prompts), dtype=np.float64)
@@ -82,11 +93,12 @@ class Router:
         return Prepared(tuple(prompts), emb, text_features(prompts, focus, tokens), tokens)
 
     def predict(
-        self, prepared: Prepared, tasks: Sequence[str | None] | None = None
+        self, prepared: Prepared, tasks: Sequence[str | None] | None = None, *, independent_rows: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, expected costs), both (n, m). ``tasks`` are optional hints (None entries
-        allowed) that replace the task the model infers from the prompt."""
-        probs = self.quality.predict(prepared.embeddings, prepared.features, tasks)
+        allowed) that replace the task the model infers from the prompt. ``independent_rows``: see
+        :meth:`QualityModel.predict`."""
+        probs = self.quality.predict(prepared.embeddings, prepared.features, tasks, independent_rows=independent_rows)
         return probs, self.cost_model.predict(prepared.input_tokens)
 
     # ---- single decisions -------------------------------------------------------------------------
@@ -106,27 +118,58 @@ class Router:
         the evaluation chose) using validation data. Raises :class:`NoEligibleModelError` when the
         constraints exclude every model.
         """
-        constraints = constraints or Constraints()
-        prepared = self.prepare([prompt])
-        probs, costs = self.predict(prepared, [task] if task else None)
-        p, c = probs[0], costs[0]
-        reasons = exclusion_reasons(
-            constraints, self.models, [self.specs.get(m) for m in self.models], int(prepared.input_tokens[0]), c
-        )
+        outcome = self.route_many([RouteQuery(prompt, constraints, target, confidence, task, rule)])[0]
+        if isinstance(outcome, ValueError):
+            raise outcome
+        return outcome
+
+    def route_many(
+        self, queries: Sequence[RouteQuery], embeddings: np.ndarray | None = None
+    ) -> list[Decision | ValueError]:
+        """Route several prompts with one quality-model prediction (and one embedding call when the
+        embedder allows it, see :meth:`embed`; or with ``embeddings`` from :meth:`embed`).
+
+        Each query gets exactly the decision :meth:`route` gives it alone (a row's numbers never depend
+        on the other rows). A query that :meth:`route` would refuse with a ``ValueError`` (no eligible
+        model, unknown rule, confidence out of range) gets that error in its place; the others are
+        still routed.
+        """
+        if not queries:
+            return []
+        prompts = [q.prompt for q in queries]
+        if embeddings is None:
+            embeddings = self.embed(prompts) if len(prompts) > 1 else None
+        prepared = self.prepare(prompts, embeddings)
+        tasks = [q.task or None for q in queries]
+        probs, costs = self.predict(prepared, tasks if any(tasks) else None, independent_rows=True)
+        specs = [self.specs.get(m) for m in self.models]
+        out: list[Decision | ValueError] = []
+        for i, q in enumerate(queries):
+            try:
+                out.append(self._decide(q, probs[i], costs[i], int(prepared.input_tokens[i]), specs))
+            except ValueError as exc:
+                out.append(exc)
+        return out
+
+    def _decide(
+        self, q: RouteQuery, p: np.ndarray, c: np.ndarray, input_tokens: int, specs: list[ModelSpec | None]
+    ) -> Decision:
+        constraints = q.constraints or Constraints()
+        reasons = exclusion_reasons(constraints, self.models, specs, input_tokens, c)
         mask = np.array([r is None for r in reasons])
         if not mask.any():
             raise NoEligibleModelError({m: r or "" for m, r in zip(self.models, reasons)})
         target_used: QualityTarget | None = None
         reachable = True
-        if confidence is not None:
-            if not 0.0 <= confidence <= 1.0:
-                raise ValueError(f"confidence must be within [0, 1], got {confidence}")
-            rule_used, knob = "threshold", float(confidence)
+        if q.confidence is not None:
+            if not 0.0 <= q.confidence <= 1.0:
+                raise ValueError(f"confidence must be within [0, 1], got {q.confidence}")
+            rule_used, knob = "threshold", float(q.confidence)
         else:
-            rule_used = rule or self.default_rule
+            rule_used = q.rule or self.default_rule
             if rule_used not in self.knob_tables:
                 raise ValueError(f"unknown rule {rule_used!r}; this router has {sorted(self.knob_tables)}")
-            target_used = target or self.default_target
+            target_used = q.target or self.default_target
             knob, reachable = self.knob_tables[rule_used].knob_for(target_used)
         idx, cleared = policy.choose(rule_used, p[None, :], c[None, :], mask[None, :], knob)
         j = int(idx[0])
@@ -146,7 +189,7 @@ class Router:
             knob=knob,
             router_version=self.version,
             target=str(target_used) if target_used else None,
-            task_hint=task,
+            task_hint=q.task,
         )
 
     def _reason(

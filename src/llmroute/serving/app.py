@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmroute.config import Settings
 from llmroute.router.router import Router
+from llmroute.serving.batching import Batchers
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, resolve_log_url
 from llmroute.serving.errors import install_error_handlers
@@ -37,7 +38,7 @@ from llmroute.serving.routes import (
     routing,
 )
 from llmroute.serving.settings import ServeSettings
-from llmroute.serving.state import AppState, RouterHolder, Services
+from llmroute.serving.state import AppState, RouterHolder, Services, freeze_heap
 
 if TYPE_CHECKING:
     from llmroute.training.scorer import ResponseScorer
@@ -90,9 +91,12 @@ def create_app(
                 decision_log=decision_log,
                 explorer=Explorer(settings.exploration_seed),
                 experiment=experiment,
+                batchers=Batchers(settings.route_batch_max),
             )
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))
+            else:
+                freeze_heap()
             if settings.reload_poll_s > 0:
                 services.background.append(
                     asyncio.create_task(poll_for_new_version(services, settings.reload_poll_s))
@@ -118,6 +122,12 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The service configured from the environment alone (``LLMROUTE_SERVE_*``, ``LLMROUTE_*``): the app
+    factory of each worker process when ``llmroute serve --workers N`` runs several."""
+    return create_app(ServeSettings(), core=Settings())
 
 
 async def _initial_load(services: Services) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from llmroute.abtest.arms import Policy, RouteCall
 from llmroute.abtest.assignment import Assignment
 from llmroute.data.decision_log import DecisionRecord
-from llmroute.router.decision import Decision, NoEligibleModelError
+from llmroute.router.decision import Decision, NoEligibleModelError, RouteQuery
 from llmroute.router.router import Router
 from llmroute.serving.decision_logging import (
     CapturingEmbedder,
@@ -25,15 +25,23 @@ def decide(
     services: Services, router: Router, prompt: str, opts: RoutingOptions, policy: Policy | None = None
 ) -> Decision:
     """Route ``prompt`` (with an experiment arm's ``policy`` when given); NoEligibleModelError passes
-    through, other ValueErrors become 422."""
+    through, other ValueErrors become 422.
+
+    Concurrent calls for the same router are routed together (:mod:`llmroute.serving.batching`), also
+    when an arm's policy asks a router; each gets the decision it would get alone. The embedding it
+    was made with is left in the calling thread's :class:`CapturingEmbedder` for the decision log."""
     services.compute.apply()
+
+    def batched(r: Router, call: RouteCall) -> Decision:
+        query = RouteQuery(call.prompt, call.constraints, call.target, call.confidence, call.task, call.rule)
+        decision, embedding = services.batchers.route(r, query)
+        if isinstance(r.embedder, CapturingEmbedder):
+            r.embedder.remember(embedding)
+        return decision
+
     try:
-        if policy is None:
-            decision = router.route(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
-        else:
-            decision = policy.route(
-                RouteCall(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
-            )
+        call = RouteCall(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        decision = batched(router, call) if policy is None else policy.route(call, batched)
     except NoEligibleModelError:
         raise
     except ValueError as exc:

@@ -109,6 +109,11 @@ class CapturingEmbedder:
     def forget(self) -> None:
         self._local.last = None
 
+    def remember(self, embedding: np.ndarray | None) -> None:
+        """Make ``embedding`` what :meth:`last` returns on this thread (a request routed in a batch
+        by another thread gets its own row back this way)."""
+        self._local.last = embedding
+
     def last(self) -> np.ndarray | None:
         out: np.ndarray | None = getattr(self._local, "last", None)
         return out

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from llmroute.serving.loading import load_served, source_version
-from llmroute.serving.state import Services
+from llmroute.serving.state import Services, freeze_heap
 
 log = logging.getLogger("llmroute.serving")
 
@@ -37,7 +37,8 @@ async def reload_router(services: Services) -> ReloadOutcome:
                 holder.load_error = error
             log.error("loading router from %s failed: %s", services.settings.model, error)
             return ReloadOutcome(False, previous, previous, error)
-        holder.swap(router, scorer)
+        replaced = holder.swap(router, scorer) is not None
+        freeze_heap(replaced)
         log.info("serving router %s (was %s)%s", router.version, previous, " with a response scorer" if scorer else "")
         return ReloadOutcome(True, router.version, previous)
 

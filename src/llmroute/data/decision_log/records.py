@@ -45,6 +45,8 @@ class LoggedCandidate:
         """From a ``router.decision.Candidate``, a mapping with the same keys, or a LoggedCandidate."""
         if isinstance(c, LoggedCandidate):
             return c
+        if type(c).__name__ == "Candidate":  # router.decision.Candidate, the common case (data never imports router)
+            return cls(str(c.model), float(c.probability), float(c.expected_cost_usd), bool(c.eligible), c.excluded_by)
         get = c.get if isinstance(c, Mapping) else (lambda k, d=None: getattr(c, k, d))
         return cls(
             model=str(get("model")),
@@ -123,7 +125,7 @@ class DecisionRecord:
             created_at=created_at or utcnow(),
             prompt=None if redact else prompt,
             prompt_sha256=prompt_sha256(prompt),
-            embedding=None if embedding is None else tuple(float(x) for x in embedding),
+            embedding=None if embedding is None else tuple(map(float, embedding)),
             embedder=embedder,
             router_version=decision.router_version,
             chosen_model=decision.model,

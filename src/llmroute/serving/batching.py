@@ -1,0 +1,147 @@
+"""Micro-batching of routing: concurrent requests for one router share one embed and one LightGBM predict.
+
+Routing a prompt costs a fixed overhead per call (tokenizer and torch set-up, ``Booster.predict``) on
+top of a small cost per prompt, so under load it is cheaper to route the requests that arrived
+together in one :meth:`~llmroute.router.router.Router.route_many` call. :class:`RouteBatcher` does it
+without a timer: the first compute thread to arrive routes its own request at once (an idle service
+adds no latency); requests that arrive while it works wait, and the next of them routes all the waiting
+ones (up to ``max_batch``) in one call when the previous batch is done. The batch size thus follows
+the load.
+
+A batch's decisions are those each request gets alone (``route_many`` keeps rows independent). A
+request the router refuses (no eligible model, unknown rule) gets its own error; if ``route_many``
+fails as a whole, each request of the batch is routed alone, so one bad request cannot fail the others.
+
+Batchers are kept per :class:`~llmroute.router.router.Router` object (:class:`Batchers`): requests
+routed by different routers (a reload, an A/B arm) are never mixed in one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+
+import numpy as np
+
+from llmroute.router.decision import Decision, RouteQuery
+from llmroute.router.router import Router
+from llmroute.serving.decision_logging import CapturingEmbedder
+
+
+class _Slot:
+    """One waiting request: its query, then its outcome and embedding (or the turn to route a batch)."""
+
+    __slots__ = ("query", "outcome", "embedding", "lead", "ready")
+
+    def __init__(self, query: RouteQuery) -> None:
+        self.query = query
+        self.outcome: Decision | BaseException | None = None
+        self.embedding: np.ndarray | None = None
+        self.lead = False
+        self.ready = threading.Event()
+
+
+class RouteBatcher:
+    """Routes one router's concurrent requests in batches of at most ``max_batch`` (see module docstring).
+
+    Every call must pass the same router (:class:`Batchers` keeps one batcher per router); the batcher
+    holds no reference to it, so a router that is no longer served can be freed with its batcher."""
+
+    def __init__(self, max_batch: int = 32) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._waiting: list[_Slot] = []
+        self._leading = False
+        self.batches = 0  # batches routed, and requests in them (for tests and tuning)
+        self.routed = 0
+
+    def route(self, router: Router, query: RouteQuery) -> tuple[Decision, np.ndarray | None]:
+        """The decision for ``query`` and, when the router's embedder captures embeddings, the (1, d)
+        embedding it was made with. Blocks the calling thread; raises what routing it alone would raise."""
+        slot = _Slot(query)
+        with self._lock:
+            self._waiting.append(slot)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            slot.ready.wait()
+            lead = slot.lead  # woken either with an outcome or with the turn to route the waiting ones
+        if lead:
+            self._lead(router)
+        if isinstance(slot.outcome, BaseException):
+            raise slot.outcome
+        assert slot.outcome is not None
+        return slot.outcome, slot.embedding
+
+    def _lead(self, router: Router) -> None:
+        with self._lock:
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+        try:
+            self._route(router, batch)
+        finally:
+            for slot in batch:
+                if slot.outcome is None:
+                    slot.outcome = RuntimeError("the batch of this request failed before it was routed")
+            with self._lock:
+                self.batches += 1
+                self.routed += len(batch)
+                successor = self._waiting[0] if self._waiting else None
+                self._leading = successor is not None
+            for slot in batch:
+                slot.ready.set()
+            if successor is not None:
+                successor.lead = True
+                successor.ready.set()
+
+    @staticmethod
+    def _route(router: Router, batch: Sequence[_Slot]) -> None:
+        capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
+        if len(batch) > 1:
+            try:
+                embeddings = router.embed([s.query.prompt for s in batch])
+                outcomes: list[Decision | BaseException] = list(router.route_many([s.query for s in batch], embeddings))
+                for i, (slot, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+                    slot.outcome = outcome
+                    slot.embedding = embeddings[i : i + 1] if capture is not None else None
+                return
+            except Exception:  # noqa: BLE001 - route each alone below, so the failure lands on its request
+                pass
+        for slot in batch:
+            try:
+                slot.outcome, slot.embedding = RouteBatcher._route_one(router, slot.query)
+            except BaseException as exc:  # noqa: BLE001 - handed to the request's own thread, re-raised there
+                slot.outcome = exc
+
+    @staticmethod
+    def _route_one(router: Router, q: RouteQuery) -> tuple[Decision, np.ndarray | None]:
+        capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
+        if capture is not None:
+            capture.forget()
+        decision = router.route(q.prompt, q.constraints, q.target, q.confidence, q.task, q.rule)
+        return decision, capture.last() if capture is not None else None
+
+
+class Batchers:
+    """One :class:`RouteBatcher` per router object (weakly held: a swapped-out router's batcher goes with it)."""
+
+    def __init__(self, max_batch: int = 32) -> None:
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._by_router: weakref.WeakKeyDictionary[Router, RouteBatcher] = weakref.WeakKeyDictionary()
+
+    def for_router(self, router: Router) -> RouteBatcher:
+        with self._lock:
+            batcher = self._by_router.get(router)
+            if batcher is None:
+                batcher = self._by_router[router] = RouteBatcher(self.max_batch)
+            return batcher
+
+    def route(self, router: Router, query: RouteQuery) -> tuple[Decision, np.ndarray | None]:
+        """:meth:`RouteBatcher.route` with ``router``'s batcher; with ``max_batch`` 1, routes directly."""
+        if self.max_batch == 1:
+            return RouteBatcher._route_one(router, query)
+        return self.for_router(router).route(router, query)
