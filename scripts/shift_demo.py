@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="requests in the evaluation window (its own prompts, each at least once, repeated at random)")
     p.add_argument("--shift-share", type=float, default=0.6, help="share of production (and evaluation) traffic from held-out tasks")
     p.add_argument("--exploration", type=float, default=0.4, help="exploration share of the service (0-0.5)")
+    p.add_argument("--exploration-mode", choices=("uniform", "runner_up"), default="uniform",
+                   help="the service's exploration mode: every other eligible model, or the router's runner-ups")
+    p.add_argument("--exploration-top-k", type=int, default=2, help="runner-up set size under --exploration-mode runner_up")
     p.add_argument("--ope-share", type=float, default=0.4, help="share of the distinct production prompts kept for the evaluation window")
     p.add_argument("--concurrency", type=int, default=4, help="parallel client requests")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
@@ -310,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             provider_base_urls={m: f"{rep.url}/v1" for m in models},
             decision_log_url=db_url,
             exploration_share=args.exploration,
+            exploration_mode=args.exploration_mode,
+            exploration_top_k=args.exploration_top_k,
             exploration_seed=args.seed,
             cascade_max_attempts=1,  # the logged action is then the answering model (no escalation)
             use_scorer=False,
@@ -317,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         with Server(create_app(serve, core=settings), "llmroute") as svc:
             wait_ready(svc.url)
-            step(f"service on {svc.url} (exploration {args.exploration}), replay provider on {rep.url}")
+            step(f"service on {svc.url} (exploration {args.exploration}, {args.exploration_mode}), replay provider on {rep.url}")
             c1 = send_traffic(svc.url, train_window, q_truth, args.concurrency, "training window")
             time.sleep(1.0)
             cutoff = datetime.now(UTC)
@@ -370,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         "champion_train_prompts": len(parts["champion_train"]),
         "production_requests": {"training_window": c1, "evaluation_window": c2},
         "exploration_share": args.exploration,
+        "exploration_mode": args.exploration_mode,
+        "exploration_top_k": args.exploration_top_k,
         "retrain_counts": result.production.counts(),
         "champion_version": champion.version,
         "challenger_version": challenger.version,
@@ -427,8 +434,13 @@ def markdown(res: dict[str, Any], report: Any) -> str:
     cmpd = res["compare_on_fresh_shifted_prompts"]
     aiqs = [v["aiq"] for v in cmpd.values()]
     rows.append(f"| fresh shifted prompts: AIQ | {aiqs[0]:.4f} | {aiqs[1]:.4f} |")
+    mode = res.get("exploration_mode", "uniform")  # absent from results written before the mode existed
+    if mode != "uniform":
+        mode = f" ({mode}, top {res['exploration_top_k']})"
+    else:
+        mode = ""
     return "\n".join([
-        (f"Held-out tasks: {', '.join(res['held_out_tasks'])}; exploration share {res['exploration_share']}; "
+        (f"Held-out tasks: {', '.join(res['held_out_tasks'])}; exploration share {res['exploration_share']}{mode}; "
          f"OPE window {report.decisions_used} decisions ({report.explored} explored)."),
         "",
         *rows,
