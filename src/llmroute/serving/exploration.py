@@ -32,14 +32,13 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from llmroute.router import policy
 from llmroute.router.decision import Decision
 
-ExplorationMode = Literal["uniform", "runner_up"]
 MODES: tuple[str, ...] = ("uniform", "runner_up")
 
 
