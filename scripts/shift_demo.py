@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="requests in the evaluation window (its own prompts, each at least once, repeated at random)")
     p.add_argument("--shift-share", type=float, default=0.6, help="share of production (and evaluation) traffic from held-out tasks")
     p.add_argument("--exploration", type=float, default=0.4, help="exploration share of the service (0-0.5)")
+    p.add_argument("--exploration-mode", choices=("uniform", "runner_up"), default="uniform",
+                   help="the service's exploration mode: every other eligible model, or the router's runner-ups")
+    p.add_argument("--exploration-windows", choices=("both", "evaluation"), default="both",
+                   help="windows served with --exploration-mode; 'evaluation': the training window keeps uniform "
+                   "exploration, so the challenger is trained as in the uniform run and only the evaluation log changes")
+    p.add_argument("--exploration-top-k", type=int, default=2, help="runner-up set size under --exploration-mode runner_up")
     p.add_argument("--ope-share", type=float, default=0.4, help="share of the distinct production prompts kept for the evaluation window")
     p.add_argument("--concurrency", type=int, default=4, help="parallel client requests")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
@@ -305,24 +311,35 @@ def main(argv: list[str] | None = None) -> int:
     replay = create_replay_app(replay_frame(df))
     with Server(replay, "replay") as rep:
         models = sorted(df["model"].unique())
-        serve = ServeSettings(
-            model="models:/llmroute@champion",
-            provider_base_urls={m: f"{rep.url}/v1" for m in models},
-            decision_log_url=db_url,
-            exploration_share=args.exploration,
-            exploration_seed=args.seed,
-            cascade_max_attempts=1,  # the logged action is then the answering model (no escalation)
-            use_scorer=False,
-            provider_retries=0,
-        )
-        with Server(create_app(serve, core=settings), "llmroute") as svc:
+        def serve(mode: str) -> Any:
+            return ServeSettings(
+                model="models:/llmroute@champion",
+                provider_base_urls={m: f"{rep.url}/v1" for m in models},
+                decision_log_url=db_url,
+                exploration_share=args.exploration,
+                exploration_mode=mode,
+                exploration_top_k=args.exploration_top_k,
+                exploration_seed=args.seed,
+                cascade_max_attempts=1,  # the logged action is then the answering model (no escalation)
+                use_scorer=False,
+                provider_retries=0,
+            )
+
+        train_mode = "uniform" if args.exploration_windows == "evaluation" else args.exploration_mode
+        with Server(create_app(serve(train_mode), core=settings), "llmroute") as svc:
             wait_ready(svc.url)
-            step(f"service on {svc.url} (exploration {args.exploration}), replay provider on {rep.url}")
+            step(f"service on {svc.url} (exploration {args.exploration}, {train_mode}), replay provider on {rep.url}")
             c1 = send_traffic(svc.url, train_window, q_truth, args.concurrency, "training window")
             time.sleep(1.0)
             cutoff = datetime.now(UTC)
             time.sleep(1.0)
-            c2 = send_traffic(svc.url, ope_window, q_truth, args.concurrency, "evaluation window")
+            if train_mode == args.exploration_mode:
+                c2 = send_traffic(svc.url, ope_window, q_truth, args.concurrency, "evaluation window")
+        if train_mode != args.exploration_mode:  # a second service (same log) for the evaluation window
+            with Server(create_app(serve(args.exploration_mode), core=settings), "llmroute") as svc:
+                wait_ready(svc.url)
+                step(f"service on {svc.url} (exploration {args.exploration}, {args.exploration_mode}) for the evaluation window")
+                c2 = send_traffic(svc.url, ope_window, q_truth, args.concurrency, "evaluation window")
         step(f"service stopped (decision log flushed): {c1} / {c2}")
 
     # 4. retrain
@@ -370,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         "champion_train_prompts": len(parts["champion_train"]),
         "production_requests": {"training_window": c1, "evaluation_window": c2},
         "exploration_share": args.exploration,
+        "exploration_mode": args.exploration_mode,
+        "exploration_top_k": args.exploration_top_k,
+        "exploration_windows": args.exploration_windows,
         "retrain_counts": result.production.counts(),
         "champion_version": champion.version,
         "challenger_version": challenger.version,
@@ -427,8 +447,14 @@ def markdown(res: dict[str, Any], report: Any) -> str:
     cmpd = res["compare_on_fresh_shifted_prompts"]
     aiqs = [v["aiq"] for v in cmpd.values()]
     rows.append(f"| fresh shifted prompts: AIQ | {aiqs[0]:.4f} | {aiqs[1]:.4f} |")
+    mode = res.get("exploration_mode", "uniform")  # absent from results written before the mode existed
+    if mode != "uniform":
+        windows = "" if res.get("exploration_windows", "both") == "both" else ", evaluation window only"
+        mode = f" ({mode}, top {res['exploration_top_k']}{windows})"
+    else:
+        mode = ""
     return "\n".join([
-        (f"Held-out tasks: {', '.join(res['held_out_tasks'])}; exploration share {res['exploration_share']}; "
+        (f"Held-out tasks: {', '.join(res['held_out_tasks'])}; exploration share {res['exploration_share']}{mode}; "
          f"OPE window {report.decisions_used} decisions ({report.explored} explored)."),
         "",
         *rows,

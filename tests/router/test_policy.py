@@ -110,3 +110,23 @@ def test_sweep_matches_choose_and_defaults_to_all_eligible(rule: str) -> None:
     for k in (0, len(grid) // 2, len(grid) - 1):
         idx, _ = policy.choose(rule, probs, costs, np.ones_like(probs, dtype=bool), float(grid[k]))
         assert np.array_equal(swept[:, k], idx)
+
+
+def test_threshold_ranking_is_cleared_models_cheapest_first_then_the_rest_by_probability() -> None:
+    p = np.array([0.9, 0.6, 0.7, 0.3, 0.5, 0.95])
+    c = np.array([5.0, 1.0, 2.0, 0.1, 0.5, 0.2])
+    mask = np.array([True, True, True, True, True, False])  # the best and cheap model 5 is not eligible
+    assert policy.ranking("threshold", p, c, mask, 0.55) == [1, 2, 0, 4, 3]
+    assert policy.ranking("threshold", p, c, mask, 0.55)[0] == policy.choose("threshold", p[None], c[None], mask[None], 0.55)[0][0]
+    assert policy.ranking("threshold", p, c, mask, 0.99) == [0, 2, 1, 4, 3]  # none clears: by probability
+    assert policy.ranking("threshold", p, c, mask, 0.55, first=3) == [3, 1, 2, 0, 4]
+    assert policy.ranking("threshold", p, c, mask, 0.55, first=5) == [1, 2, 0, 4, 3]  # an ineligible first is ignored
+
+
+def test_utility_ranking_is_by_decreasing_utility() -> None:
+    p = np.array([0.9, 0.6, 0.7, 0.3])
+    c = np.array([0.05, 0.01, 0.02, 0.001])
+    utility = p - 5.0 * c  # 0.65, 0.55, 0.60, 0.295
+    assert policy.ranking("utility", p, c, np.ones(4, dtype=bool), 5.0) == list(np.argsort(-utility))
+    assert policy.ranking("utility", p, c, np.array([False, True, True, True]), 5.0) == [2, 1, 3]
+    assert policy.ranking("utility", p, c, np.zeros(4, dtype=bool), 5.0) == []

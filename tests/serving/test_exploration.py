@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from llmroute.data.decision_log import DecisionLogStore, default_db_url
+from llmroute.data.decision_log import DecisionLogStore, DecisionRecord, default_db_url
+from llmroute.router import policy
 from llmroute.router.decision import Candidate, Decision
 from llmroute.router.router import Router
 from llmroute.serving.app import create_app
 from llmroute.serving.decide import choose
-from llmroute.serving.exploration import Explorer
+from llmroute.serving.exploration import Explorer, exploration_set, runner_ups
 from llmroute.serving.settings import ServeSettings
 from tests.serving.conftest import Trained
 
@@ -84,6 +87,25 @@ def test_share_from_environment_and_tenant_override(monkeypatch: pytest.MonkeyPa
         ServeSettings()
 
 
+def test_exploration_mode_defaults_to_uniform_and_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = ServeSettings()
+    assert s.exploration_mode == "uniform" and s.exploration_top_k == 2 and s.exploration_mode_by_tenant == {}
+    assert s.exploration_mode_for("anyone") == "uniform"
+    with pytest.raises(ValidationError, match="exploration_mode"):
+        ServeSettings(exploration_mode="greedy")
+    with pytest.raises(ValidationError, match="exploration_top_k"):
+        ServeSettings(exploration_top_k=0)
+    with pytest.raises(ValidationError, match="exploration_mode_by_tenant"):
+        ServeSettings(exploration_mode_by_tenant={"t1": "greedy"})
+    monkeypatch.setenv("LLMROUTE_SERVE_EXPLORATION_MODE", "runner_up")
+    monkeypatch.setenv("LLMROUTE_SERVE_EXPLORATION_TOP_K", "3")
+    monkeypatch.setenv("LLMROUTE_SERVE_EXPLORATION_MODE_BY_TENANT", '{"a": "uniform"}')
+    s = ServeSettings()
+    assert s.exploration_top_k == 3
+    assert s.exploration_mode_for("a") == "uniform" and s.exploration_mode_for("b") == "runner_up"
+    assert s.exploration_mode_for(None) == "runner_up"
+
+
 # ---- the policy ---------------------------------------------------------------------------------------
 
 
@@ -120,6 +142,86 @@ def test_seeded_explorer_is_deterministic() -> None:
     d = _decision(True, True, True, True)
     a, b = Explorer(7), Explorer(7)
     assert [choose(d, 0.4, a)[0].model for _ in range(100)] == [choose(d, 0.4, b)[0].model for _ in range(100)]
+
+
+def _ranked_decision() -> Decision:
+    """Threshold 0.55: m1, m2, m0 clear it (cheapest first: m1, m2, m0), then m4, m3 by probability;
+    m5 (cheap and best) is not eligible. The router picks m1; its runner-ups are m2, m0, m4, m3."""
+    spec = [(0.9, 0.05, True), (0.6, 0.01, True), (0.7, 0.02, True), (0.3, 0.001, True), (0.5, 0.004, True),
+            (0.95, 0.001, False)]
+    cands = tuple(Candidate(f"m{i}", p, c, e, None if e else "not in allowed_models") for i, (p, c, e) in enumerate(spec))
+    return Decision("m1", cands, "the router's reason", True, "threshold", 0.55, "v1")
+
+
+def test_runner_ups_follow_the_rules_ranking_and_eligibility() -> None:
+    d = _ranked_decision()
+    assert runner_ups(d, 2) == ["m2", "m0"]
+    assert runner_ups(d, 1) == ["m2"]
+    assert runner_ups(d, 10) == ["m2", "m0", "m4", "m3"]  # k' = 4 < k: all the other eligible models
+    assert exploration_set(d, "runner_up", 10) == sorted(exploration_set(d), key=runner_ups(d, 10).index)
+    utility = Decision("m1", d.candidates, "", True, "utility", 5.0, "v1")  # utilities .65 .55 .6 .295 .48
+    assert runner_ups(utility, 3) == ["m0", "m2", "m4"]
+    static = Decision("m3", d.candidates, "", True, "budget_rule", 0.0, "v1")  # not a router rule: by probability
+    assert runner_ups(static, 2) == ["m0", "m2"]
+    with pytest.raises(ValueError, match="top_k"):
+        exploration_set(d, "runner_up", 0)
+    with pytest.raises(ValueError, match="unknown exploration mode"):
+        exploration_set(d, "greedy")
+
+
+def test_runner_up_propensities_are_exact_and_the_explored_share_is_binomial() -> None:
+    d, eps, n = _ranked_decision(), 0.4, 4000
+    explorer = Explorer(2026)
+    seen: dict[str, int] = {}
+    for _ in range(n):
+        served, p = choose(d, eps, explorer, "runner_up", 2)
+        seen[served.model] = seen.get(served.model, 0) + 1
+        logged = served.extra["exploration"]
+        assert logged == {"mode": "runner_up", "top_k": 2, "share": eps, "models": ["m2", "m0"]}
+        if served.model == "m1":
+            assert p == 1.0 - eps and "explored" not in served.extra
+        else:
+            assert served.model in ("m2", "m0") and p == eps / 2
+            assert served.extra["explored"] is True and served.extra["router_model"] == "m1"
+            assert "runner-up model(s) m2, m0" in served.reason
+    assert set(seen) == {"m1", "m2", "m0"}  # never m3, m4 (ranked lower) nor m5 (not eligible)
+    sigma = math.sqrt(n * eps * (1 - eps))
+    assert abs(seen["m2"] + seen["m0"] - eps * n) <= 3.5 * sigma
+    half = math.sqrt(n * eps / 2 * (1 - eps / 2))
+    assert abs(seen["m2"] - eps / 2 * n) <= 3.5 * half and abs(seen["m0"] - eps / 2 * n) <= 3.5 * half
+
+
+def test_runner_up_with_fewer_eligible_models_than_k() -> None:
+    d = _decision(True, False, True, False)  # only m2 besides the pick
+    served = [choose(d, 0.5, Explorer(seed), "runner_up", 3) for seed in range(200)]
+    assert {s.model for s, _ in served} == {"m0", "m2"}
+    assert all(p == (0.5 if s.model == "m0" else 0.5 / 1) for s, p in served)
+    assert all(s.extra["exploration"]["models"] == ["m2"] for s, _ in served)
+    alone = _decision(True, False, False)
+    assert choose(alone, 0.5, Explorer(1), "runner_up", 2) == (alone, 1.0)
+
+
+def test_uniform_default_is_unchanged() -> None:
+    """Same draws as the uniform exploration before the modes existed, nothing added to the decision."""
+    d = _decision(True, True, False, True, True)
+    explorer, rng = Explorer(99), random.Random(99)
+    others = ["m1", "m3", "m4"]
+    for _ in range(500):
+        served, p = choose(d, 0.3, explorer)
+        want = "m0" if rng.random() >= 0.3 else rng.choice(others)
+        assert served.model == want and p == (1.0 - 0.3 if want == "m0" else 0.3 / 3)
+        assert "exploration" not in served.extra
+        if want == "m0":
+            assert served is d
+        record = DecisionRecord.from_decision(served, prompt="p", propensity=p, constraints={"max_cost_usd": 1.0})
+        assert record.constraints == {"max_cost_usd": 1.0}
+
+
+def test_the_record_carries_the_runner_up_policy_in_its_constraints() -> None:
+    served, p = choose(_ranked_decision(), 0.4, Explorer(5), "runner_up", 2)
+    record = DecisionRecord.from_decision(served, prompt="p", propensity=p, constraints={"max_cost_usd": 1.0})
+    assert record.constraints == {
+        "max_cost_usd": 1.0, "exploration": {"mode": "runner_up", "top_k": 2, "share": 0.4, "models": ["m2", "m0"]}}
 
 
 # ---- the service --------------------------------------------------------------------------------------
@@ -196,3 +298,52 @@ def test_per_tenant_share(home: Path, router: Router, prompts: list[str]) -> Non
         float(line.split()[1]) for line in metrics.splitlines() if line.startswith("llmroute_explored_total{")
     )
     assert explored_total == sum(r["explored"] for r in lab)
+
+
+def test_route_explores_runner_ups_within_constraints_and_logs_them(
+    home: Path, router: Router, prompts: list[str]
+) -> None:
+    eps, n, k = 0.4, 200, 2
+    with _app(router) as c:  # a cost cap that excludes the expensive models of the first prompt
+        probe = c.post("/route", json={"prompt": prompts[0]}, headers=AUTH).json()
+    costs = sorted(cand["expected_cost_usd"] for cand in probe["candidates"])
+    cap = costs[len(costs) * 2 // 3]
+    (home / "decisions.sqlite").unlink()
+    settings = {"exploration_share": eps, "exploration_mode": "runner_up", "exploration_top_k": k,
+                "exploration_seed": 11, "exploration_mode_by_tenant": {"legacy": "uniform"}}
+    with _app(router, **settings) as c:
+        results = [c.post("/route", json={"prompt": prompts[i % len(prompts)], "max_cost_usd": cap},
+                          headers=AUTH).json() for i in range(n)]
+        legacy = [c.post("/route", json={"prompt": p, "tenant": "legacy"}, headers=AUTH).json() for p in prompts]
+    log = _logged(home)
+    assert len(log) == n + len(prompts)
+    assert any(not cand["eligible"] for r in results for cand in r["candidates"])  # the cap bites
+    explored = explorable = 0
+    for r in results:
+        row = log.loc[r["decision_id"]]
+        served = next(cand for cand in r["candidates"] if cand["model"] == r["model"])
+        assert served["eligible"] and served["expected_cost_usd"] <= cap + 1e-12
+        router_model = (r["reason"].split("instead of the router's choice ")[1].split(" ")[0]
+                        if r["explored"] else r["model"])
+        names = [cand["model"] for cand in r["candidates"]]
+        order = policy.ranking(
+            r["rule"], [cand["probability"] for cand in r["candidates"]],
+            [cand["expected_cost_usd"] for cand in r["candidates"]], [cand["eligible"] for cand in r["candidates"]],
+            r["knob"], names.index(router_model),
+        )
+        want = [names[j] for j in order[1:k + 1]]
+        exploration = json.loads(row["constraints"]).get("exploration")
+        if not want:
+            assert exploration is None and row["propensity"] == 1.0
+            continue
+        explorable += 1
+        assert exploration == {"mode": "runner_up", "top_k": k, "share": eps, "models": want}
+        if r["explored"]:
+            explored += 1
+            assert r["model"] in want and row["propensity"] == pytest.approx(eps / len(want), abs=0, rel=1e-12)
+        else:
+            assert row["propensity"] == 1.0 - eps
+    assert explorable > n // 2
+    assert abs(explored - eps * explorable) <= 3.5 * math.sqrt(explorable * eps * (1 - eps)), (explored, explorable)
+    for r in legacy:  # the tenant's override: uniform, logged as before
+        assert "exploration" not in json.loads(log.loc[r["decision_id"], "constraints"])

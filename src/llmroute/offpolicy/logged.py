@@ -8,9 +8,15 @@ or feedback, with a redacted prompt, or without a cost are counted per reason, n
 
 The logging policy's whole distribution is recovered from the record: the router's own pick is
 recomputed from the logged candidates, rule and knob (:func:`llmroute.router.policy.choose`, the
-computation the router made), and the exploration share from the propensity (the router's pick was
-served with ``1 - share``, an explored model with ``share / k``, ``k`` the other eligible models). So
-for any target action we know whether the logging policy could have taken it at all (support).
+computation the router made), and the exploration set and share from the exploration mode:
+
+* ``uniform`` (records without an ``"exploration"`` entry in their constraints JSON): the set is every
+  other eligible model and the share follows from the propensity (the router's pick was served with
+  ``1 - share``, an explored model with ``share / k``, ``k`` the other eligible models);
+* ``runner_up``: the record logs the mode, top_k, share and the set itself (the router's runner-ups,
+  see :mod:`llmroute.serving.exploration`); every model outside the set and the pick has probability 0.
+
+So for any target action we know whether the logging policy could have taken it at all (support).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class LoggedTraffic:
     router_version: np.ndarray
     router_pick: np.ndarray  # the logging router's own (pre-exploration) choice; None when not recoverable
     exploration_share: np.ndarray  # NaN when not recoverable
+    exploration_sets: tuple[frozenset[str] | None, ...]  # what an explored draw could serve; None: uniform
     eligible: tuple[frozenset[str], ...]  # models the logged request allowed (empty: unknown)
     constraints: tuple[dict, ...]
     targets: tuple[str | None, ...]
@@ -68,7 +75,8 @@ class LoggedTraffic:
                 if a == self.logged_model[i]:
                     out[i] = self.propensity[i]
                 continue
-            others = [m for m in self.eligible[i] if m != pick]
+            chosen_from = self.exploration_sets[i]
+            others = chosen_from if chosen_from is not None else self.eligible[i] - {pick}
             if a == pick:
                 out[i] = 1.0 - share
             elif a in others:
@@ -86,7 +94,8 @@ class LoggedTraffic:
         return LoggedTraffic(
             t(self.decision_ids), t(self.prompts), self.logged_model[rows], self.outcome_model[rows],
             self.propensity[rows], self.quality[rows], self.cost[rows], self.router_version[rows],
-            self.router_pick[rows], self.exploration_share[rows], t(self.eligible), t(self.constraints),
+            self.router_pick[rows], self.exploration_share[rows], t(self.exploration_sets), t(self.eligible),
+            t(self.constraints),
             t(self.targets), t(self.rules), t(self.knobs), t(self.task_hints), self.read, dict(self.skipped),
         )
 
@@ -113,10 +122,22 @@ def _router_pick(cands: list[dict], rule: str | None, knob: float | None) -> tup
     return (str(cands[int(idx[0])]["model"]) if idx[0] >= 0 else None), eligible
 
 
-def _share(served: str, pick: str | None, propensity: float, eligible: frozenset[str]) -> float:
+def _exploration(cons: dict, pick: str | None, eligible: frozenset[str]) -> tuple[frozenset[str] | None, float | None]:
+    """The exploration set and share a record logs (None, None: uniform, the set is every other eligible model)."""
+    logged = cons.get("exploration")
+    if not isinstance(logged, dict) or logged.get("mode", "uniform") == "uniform":
+        return None, None
+    models = frozenset(str(m) for m in logged.get("models") or ())
+    share = logged.get("share")
+    if logged.get("mode") != "runner_up" or share is None or pick in models or not models <= eligible:
+        return frozenset(), float("nan")  # unknown mode or an inconsistent record: the policy is not recoverable
+    return models, float(share)
+
+
+def _share(served: str, pick: str | None, propensity: float, others: frozenset[str]) -> float:
     if pick is None:
         return float("nan")
-    k = len(eligible - {pick})
+    k = len(others)
     if served == pick:
         return max(0.0, 1.0 - propensity)
     if k == 0:
@@ -128,7 +149,7 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
     """Collect the usable decisions of ``batches`` (joined log) and count the rest per reason."""
     cols: dict[str, list] = {k: [] for k in (
         "decision_id", "prompt", "chosen_model", "outcome_model", "propensity", "quality", "cost_usd",
-        "router_version", "pick", "share", "eligible", "constraints", "target", "rule", "knob", "task_hint")}
+        "router_version", "pick", "share", "sets", "eligible", "constraints", "target", "rule", "knob", "task_hint")}
     skipped: Counter[str] = Counter()
     read = 0
     for batch in batches:
@@ -151,6 +172,12 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
             pick, eligible = _router_pick(cands, row["rule"], row["knob"])
             served = str(row["chosen_model"])
             p = float(row["propensity"])
+            cons = json.loads(row["constraints"]) if row["constraints"] else {}
+            chosen_from, share = _exploration(cons, pick, eligible)
+            if share is None:
+                share = _share(served, pick, p, eligible - {pick} if pick is not None else eligible)
+            elif served != pick and served not in chosen_from:
+                share = float("nan")  # served a model outside the logged set: the record is inconsistent
             cols["decision_id"].append(str(row["decision_id"]))
             cols["prompt"].append(str(row["prompt"]))
             cols["chosen_model"].append(served)
@@ -160,9 +187,10 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
             cols["cost_usd"].append(float(row["cost_usd"]))
             cols["router_version"].append(str(row["router_version"]))
             cols["pick"].append(pick)
-            cols["share"].append(_share(served, pick, p, eligible))
+            cols["share"].append(share)
+            cols["sets"].append(chosen_from)
             cols["eligible"].append(eligible)
-            cols["constraints"].append(json.loads(row["constraints"]) if row["constraints"] else {})
+            cols["constraints"].append(cons)
             cols["target"].append(row["target"])
             cols["rule"].append(row["rule"])
             cols["knob"].append(row["knob"])
@@ -179,6 +207,7 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
         router_version=obj("router_version"),
         router_pick=obj("pick"),
         exploration_share=np.array(cols["share"], dtype=np.float64),
+        exploration_sets=tuple(cols["sets"]),
         eligible=tuple(cols["eligible"]),
         constraints=tuple(cols["constraints"]),
         targets=tuple(cols["target"]),

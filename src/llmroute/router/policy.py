@@ -56,3 +56,28 @@ def sweep(rule: str, probs: np.ndarray, costs: np.ndarray, mask: np.ndarray | No
         mask = np.ones_like(probs, dtype=bool)
     grid = knob_grid(rule)
     return np.stack([choose(rule, probs, costs, mask, float(k))[0] for k in grid], axis=1)
+
+
+def ranking(
+    rule: str, probs: np.ndarray, costs: np.ndarray, mask: np.ndarray, knob: float, first: int | None = None
+) -> list[int]:
+    """The eligible model indices of one decision in the rule's order of preference.
+
+    Defined by successive removal: the rule's choice (:func:`choose`), then its choice once that model
+    is made ineligible, and so on. For the threshold rule this is the models with ``p >= knob`` from
+    cheapest to dearest, then the others by decreasing ``p``; for the utility rule, decreasing
+    ``p - knob * cost``; ties go to the earlier model. ``first`` puts that index first (the model a
+    decision actually chose, when it was not the rule's own choice). ``probs``, ``costs``, ``mask``
+    are 1-D (one decision).
+    """
+    ok = np.asarray(mask, dtype=bool).copy()
+    p, c = np.asarray(probs, dtype=float)[None, :], np.asarray(costs, dtype=float)[None, :]
+    order: list[int] = []
+    if first is not None and ok[first]:
+        order.append(first)
+        ok[first] = False
+    while ok.any():
+        j = int(choose(rule, p, c, ok[None, :], knob)[0][0])
+        order.append(j)
+        ok[j] = False
+    return order

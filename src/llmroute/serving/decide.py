@@ -50,17 +50,20 @@ def decide(
     return decision
 
 
-def choose(decision: Decision, share: float = 0.0, explorer: Explorer | None = None) -> tuple[Decision, float]:
+def choose(
+    decision: Decision, share: float = 0.0, explorer: Explorer | None = None, mode: str = "uniform", top_k: int = 2
+) -> tuple[Decision, float]:
     """The logging policy: the decision the service acts on and the probability it had of being made.
 
     The one place where the propensity is decided. With exploration ``share`` 0 (the default) the
     router's choice is always taken (propensity 1.0); otherwise :func:`~llmroute.serving.exploration.explore`
-    may replace the chosen model by another eligible one (marked ``extra["explored"]``) and returns the
-    served model's probability: ``1 - share`` for the router's pick, ``share / k`` for an explored one.
+    may replace the chosen model by one of the exploration set of ``mode`` (every other eligible model,
+    or the router's ``top_k`` runner-ups; marked ``extra["explored"]``) and returns the served model's
+    probability: ``1 - share`` for the router's pick, ``share / k`` for an explored one (``k`` the set's size).
     """
     if share <= 0.0:
         return decision, 1.0
-    return explore(decision, share, explorer if explorer is not None else Explorer())
+    return explore(decision, share, explorer if explorer is not None else Explorer(), mode, top_k)
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,11 @@ def route_request(
     capture = used.embedder if used is not None and isinstance(used.embedder, CapturingEmbedder) else None
     if capture is not None:
         capture.forget()
-    share = services.settings.exploration_share_for(opts.tenant)
-    decision, propensity = choose(decide(services, router, prompt, opts, policy), share, services.explorer)
+    settings = services.settings
+    decision, propensity = choose(
+        decide(services, router, prompt, opts, policy), settings.exploration_share_for(opts.tenant),
+        services.explorer, settings.exploration_mode_for(opts.tenant), settings.exploration_top_k,
+    )
     if decision.extra.get("explored"):
         services.metrics.explored.labels(decision.model).inc()
     decision_id = str(uuid.uuid4())

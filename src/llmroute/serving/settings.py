@@ -7,6 +7,8 @@ List and mapping fields take JSON in the environment, e.g.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -90,8 +92,26 @@ class ServeSettings(BaseSettings):
 
     exploration_share: float = Field(
         default=0.0, ge=0, le=MAX_EXPLORATION_SHARE,
-        description="Share of decisions sent to another eligible model, drawn uniformly (0 = off; at most 0.5). "
-        "The served model's propensity is logged for off-policy evaluation.",
+        description="Share of decisions sent to another eligible model, drawn uniformly from the exploration set "
+        "of exploration_mode (0 = off; at most 0.5). The served model's propensity is logged for off-policy "
+        "evaluation.",
+    )
+    exploration_mode: Literal["uniform", "runner_up"] = Field(
+        default="uniform",
+        description="Which models an explored decision may serve. 'uniform': every other eligible model "
+        "(propensity share/k, k = the other eligible models); evidence about any policy, spread thinly. "
+        "'runner_up': the exploration_top_k eligible models the router's own rule ranks next after its pick "
+        "(threshold rule: the models clearing the bar from cheapest up, then the others by decreasing "
+        "probability; utility rule: decreasing utility); propensity share/k' (k' <= top_k, fewer when fewer "
+        "are eligible). Far more evidence per explored call about challengers that differ from the router by "
+        "a rank or two, none about policies choosing outside that set. The mode, top_k, share and the set are "
+        "logged with the decision (constraints JSON, key 'exploration').",
+    )
+    exploration_top_k: int = Field(
+        default=2, ge=1, description="Size of the runner-up set under exploration_mode 'runner_up'."
+    )
+    exploration_mode_by_tenant: dict[str, Literal["uniform", "runner_up"]] = Field(
+        default_factory=dict, description="Per-tenant exploration mode (tenant -> mode), overriding the default."
     )
     exploration_by_tenant: dict[str, float] = Field(
         default_factory=dict, description="Per-tenant exploration share (tenant -> share), overriding the default."
@@ -115,6 +135,12 @@ class ServeSettings(BaseSettings):
         if tenant is not None and tenant in self.exploration_by_tenant:
             return self.exploration_by_tenant[tenant]
         return self.exploration_share
+
+    def exploration_mode_for(self, tenant: str | None) -> str:
+        """The exploration mode of ``tenant`` (its override, else the default)."""
+        if tenant is not None and tenant in self.exploration_mode_by_tenant:
+            return self.exploration_mode_by_tenant[tenant]
+        return self.exploration_mode
 
     def decision_log_enabled(self) -> bool:
         return self.decision_log_url is None or self.decision_log_url.strip().lower() not in ("", "off")

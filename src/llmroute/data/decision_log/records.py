@@ -65,6 +65,10 @@ class DecisionRecord:
     ``propensity`` is the probability with which the policy chose ``chosen_model`` (1.0 for a
     deterministic router; below 1 under exploration), needed for off-policy evaluation.
     ``source`` says which endpoint made the decision (``route``, ``chat``, ...).
+    ``constraints`` is the request's constraints as JSON; a decision made under targeted exploration
+    adds the logging policy's exploration under the key ``"exploration"`` (mode, top_k, share and the
+    models an explored draw could serve; see :mod:`llmroute.serving.exploration`), which no constraint
+    field is named, so the log needs no extra column.
     """
 
     decision_id: str
@@ -120,6 +124,9 @@ class DecisionRecord:
             cons = dataclasses.asdict(constraints)
         else:
             cons = dict(constraints)
+        exploration = (getattr(decision, "extra", None) or {}).get("exploration")
+        if exploration is not None:
+            cons["exploration"] = dict(exploration)
         return cls(
             decision_id=decision_id or new_id(),
             created_at=created_at or utcnow(),
