@@ -49,10 +49,10 @@ def slices(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.Dat
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def service(tmp_path: Path) -> Iterator[tuple[list[subprocess.Popen[bytes]], Path]]:
     """Holder for the `llmroute serve` process a test starts; stopped (SIGTERM) in teardown."""
     procs: list[subprocess.Popen[bytes]] = []
-    yield procs, tmp_path  # type: ignore[misc]
+    yield procs, tmp_path
     for proc in procs:
         stop_process_group(proc, timeout=20)
 
