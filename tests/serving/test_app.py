@@ -150,14 +150,14 @@ def test_reload_swaps_atomically(router: Router, trained: Trained) -> None:
     """A request in flight keeps the router it started with; later requests get the reloaded one."""
     router.version = "old-version"
     started, release = threading.Event(), threading.Event()
-    real_route = router.route
+    real_route = router.route_query  # what the service calls (through its micro-batcher)
 
     def slow_route(*args: Any, **kwargs: Any) -> Any:
         started.set()
         assert release.wait(30)
         return real_route(*args, **kwargs)
 
-    router.route = slow_route  # type: ignore[method-assign]
+    router.route_query = slow_route  # type: ignore[method-assign]
     app = create_app(_settings(model=str(trained.folder)), router, core=trained.core)
     with TestClient(app) as c:
         result: dict[str, Any] = {}
@@ -192,7 +192,7 @@ def test_unexpected_error_hides_stack_trace(router: Router, trained: Trained) ->
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    router.route = boom  # type: ignore[method-assign]
+    router.route_query = boom  # type: ignore[method-assign]
     with TestClient(create_app(_settings(), router, core=trained.core), raise_server_exceptions=False) as c:
         r = c.post("/route", json={"prompt": "x"}, headers=AUTH)
     assert r.status_code == 500

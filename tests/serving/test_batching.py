@@ -12,7 +12,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from llmroute.router.decision import Constraints, Decision, NoEligibleModelError, QualityTarget, RouteQuery
-from llmroute.router.router import Router
+from llmroute.router.router import Prepared, Router
 from llmroute.serving.batching import Batchers, RouteBatcher
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import capture_embeddings
@@ -109,10 +109,10 @@ class _Recording(Router):
         self.gate = gate
         self.entered = threading.Event()
 
-    def route_many(self, queries: Sequence[RouteQuery], embeddings: np.ndarray | None = None) -> list[Decision | ValueError]:
+    def route_many(self, queries: Sequence[RouteQuery], prepared: Prepared | None = None) -> list[Decision | ValueError]:
         self.sizes.append(len(queries))
         self._hold()
-        return super().route_many(queries, embeddings)
+        return super().route_many(queries, prepared)
 
     def _hold(self) -> None:
         self.entered.set()
@@ -165,16 +165,16 @@ def test_batch_size_limit_and_everyone_is_served(trained: Trained, router: Route
 
 def test_a_failing_request_does_not_fail_its_batch(trained: Trained, router: Router) -> None:
     class Picky(_Recording):
-        def route(self, prompt: str, *args: Any, **kwargs: Any) -> Decision:
-            if prompt == "boom":
+        def route_query(self, query: RouteQuery) -> Decision:
+            if query.prompt == "boom":
                 raise RuntimeError("cannot route this one")
-            return super().route(prompt, *args, **kwargs)
+            return super().route_query(query)
 
-        def route_many(self, queries: Sequence[RouteQuery], embeddings: np.ndarray | None = None) -> list[Decision | ValueError]:
+        def route_many(self, queries: Sequence[RouteQuery], prepared: Prepared | None = None) -> list[Decision | ValueError]:
             if any(q.prompt == "boom" for q in queries):
                 self.sizes.append(len(queries))
                 raise RuntimeError("cannot route this batch")
-            return super().route_many(queries, embeddings)
+            return super().route_many(queries, prepared)
 
     gate = threading.Event()
     picky = Picky(router, gate)

@@ -23,25 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from llmroute.abtest.experiment import Arm, RulesArm
 from llmroute.router.baselines import SeedRules
-from llmroute.router.decision import Candidate, Constraints, Decision, QualityTarget
+from llmroute.router.decision import Candidate, Decision, RouteQuery
 from llmroute.router.router import Router
-
-
-@dataclass(frozen=True)
-class RouteCall:
-    """What a policy is asked: the prompt and the request's routing options."""
-
-    prompt: str
-    constraints: Constraints = field(default_factory=Constraints)
-    target: QualityTarget | None = None
-    confidence: float | None = None
-    task: str | None = None
-    rule: str | None = None
 
 
 class Policy(Protocol):
@@ -52,14 +40,10 @@ class Policy(Protocol):
         """The router whose embedder embedded the prompt during :meth:`route` (None if none did)."""
         ...
 
-    def route(self, call: RouteCall, route: RouteFn = ...) -> Decision: ...
+    def route(self, call: RouteQuery, route: RouteFn = ...) -> Decision: ...
 
 
-def _route(router: Router, call: RouteCall) -> Decision:
-    return router.route(call.prompt, call.constraints, call.target, call.confidence, call.task, call.rule)
-
-
-RouteFn = Callable[[Router, RouteCall], Decision]
+RouteFn = Callable[[Router, RouteQuery], Decision]
 """How a policy asks a router for a decision: directly (the default), or through the service's
 micro-batching (:func:`llmroute.serving.decide.decide` passes one)."""
 
@@ -72,13 +56,13 @@ class RouterPolicy:
     def embedding_router(self) -> Router | None:
         return self.router
 
-    def route(self, call: RouteCall, route: RouteFn = _route) -> Decision:
+    def route(self, call: RouteQuery, route: RouteFn = Router.route_query) -> Decision:
         return route(self.router, call)
 
 
 def _static(
-    model: str, version: str, rule: str, knob: float, why: str, call: RouteCall, reference: Router | None,
-    route: RouteFn = _route,
+    model: str, version: str, rule: str, knob: float, why: str, call: RouteQuery, reference: Router | None,
+    route: RouteFn = Router.route_query,
 ) -> Decision:
     if reference is None:
         return Decision(
@@ -132,7 +116,7 @@ class RulesPolicy:
         for name in sorted(names):
             self.rules.resolve(name, self.models)
 
-    def choose(self, call: RouteCall) -> tuple[str, float, str]:
+    def choose(self, call: RouteQuery) -> tuple[str, float, str]:
         """(model, knob, reason) under this arm's rule for ``call``."""
         cfg, spec = self.rules.config, self.spec
         if spec.kind == "budget":
@@ -158,7 +142,7 @@ class RulesPolicy:
             why += f" (stands in as {model})"
         return model, knob, why
 
-    def route(self, call: RouteCall, route: RouteFn = _route) -> Decision:
+    def route(self, call: RouteQuery, route: RouteFn = Router.route_query) -> Decision:
         model, knob, why = self.choose(call)
         return _static(model, self.version, f"static:{self.spec.kind}", knob, why, call, self.reference, route)
 
@@ -172,7 +156,7 @@ class AlwaysPolicy:
     def embedding_router(self) -> Router | None:
         return self.reference
 
-    def route(self, call: RouteCall, route: RouteFn = _route) -> Decision:
+    def route(self, call: RouteQuery, route: RouteFn = Router.route_query) -> Decision:
         return _static(self.model, f"always:{self.model}", "static:always", 0.0, f"always {self.model}", call,
                        self.reference, route)
 

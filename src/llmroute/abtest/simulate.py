@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from llmroute.abtest.arms import RouteCall, build_policy
+from llmroute.abtest.arms import build_policy
 from llmroute.abtest.assignment import arm_for_bucket, bucket
 from llmroute.abtest.experiment import Experiment
 from llmroute.abtest.guardrails import GuardrailMonitor
@@ -30,6 +30,7 @@ from llmroute.abtest.report import analyse
 from llmroute.data.importers import read_logs
 from llmroute.data.wide import to_wide
 from llmroute.experiments.metrics import bootstrap_diff_ci
+from llmroute.router.decision import RouteQuery
 
 if TYPE_CHECKING:
     from llmroute.config import Settings
@@ -83,7 +84,7 @@ def simulate(
         policy = build_policy(arm, routers, wide.models)
         picks = np.empty(len(wide), dtype=np.int64)
         for i, prompt in enumerate(wide.prompts):
-            d = policy.route(RouteCall(prompt, task=wide.tasks[i] if task_hints else None))
+            d = policy.route(RouteQuery(prompt, task=wide.tasks[i] if task_hints else None))
             if d.model not in index:
                 raise ValueError(f"arm {arm.name!r} chose {d.model!r}, which the logs do not have")
             picks[i] = index[d.model]

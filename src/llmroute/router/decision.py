@@ -56,10 +56,11 @@ class QualityTarget:
 
 @dataclass(frozen=True)
 class RouteQuery:
-    """One prompt to route and what its request asks (the arguments of ``Router.route``)."""
+    """One prompt to route and what its request asks (the arguments of ``Router.route``); what
+    :meth:`Router.route_query`, the service's micro-batcher and the A/B arms' policies take."""
 
     prompt: str
-    constraints: Constraints | None = None
+    constraints: Constraints = field(default_factory=Constraints)
     target: QualityTarget | None = None
     confidence: float | None = None
     task: str | None = None

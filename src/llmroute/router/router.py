@@ -77,19 +77,27 @@ class Router:
 
     # ---- batch prediction -----------------------------------------------------------------------
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
-        """(n, d) embeddings of the prompts' focus texts, each row exactly as the prompt alone gets it:
-        in one ``encode`` call when the embedder's rows do not depend on the batch (its
-        ``independent_rows`` attribute, true for a static model), else one call per prompt (a
+        """(n, d) embeddings of the prompts' focus texts, each row exactly as the prompt alone gets it
+        (see :meth:`_encode`)."""
+        return self._encode([focus_text(p) for p in prompts], independent_rows=True)
+
+    def _encode(self, focus: list[str], independent_rows: bool) -> np.ndarray:
+        """Embeddings of focus texts. With ``independent_rows`` each row is exactly what the text alone
+        gets: one ``encode`` call when the embedder's rows do not depend on the batch (its
+        ``independent_rows`` attribute, true for a static model), else one call per text (a
         transformer pads a batch to its longest text, which moves the last bits of the other rows)."""
-        focus = [focus_text(p) for p in prompts]
-        if len(focus) > 1 and not getattr(self.embedder, "independent_rows", False):
+        if independent_rows and len(focus) > 1 and not getattr(self.embedder, "independent_rows", False):
             return np.vstack([self.embedder.encode([f]) for f in focus])
         return self.embedder.encode(focus)
 
-    def prepare(self, prompts: Sequence[str], embeddings: np.ndarray | None = None) -> Prepared:
+    def prepare(
+        self, prompts: Sequence[str], embeddings: np.ndarray | None = None, *, independent_rows: bool = False
+    ) -> Prepared:
+        """Embeddings (unless given), text features and token counts of the prompts; ``independent_rows``:
+        see :meth:`_encode`."""
         focus = [focus_text(p) for p in prompts]
         tokens = np.asarray(count_tokens_batch(prompts), dtype=np.float64)
-        emb = self.embedder.encode(focus) if embeddings is None else embeddings
+        emb = self._encode(focus, independent_rows) if embeddings is None else embeddings
         return Prepared(tuple(prompts), emb, text_features(prompts, focus, tokens), tokens)
 
     def predict(
@@ -118,16 +126,19 @@ class Router:
         the evaluation chose) using validation data. Raises :class:`NoEligibleModelError` when the
         constraints exclude every model.
         """
-        outcome = self.route_many([RouteQuery(prompt, constraints, target, confidence, task, rule)])[0]
+        return self.route_query(RouteQuery(prompt, constraints or Constraints(), target, confidence, task, rule))
+
+    def route_query(self, query: RouteQuery) -> Decision:
+        """:meth:`route` for a :class:`RouteQuery`."""
+        outcome = self.route_many([query])[0]
         if isinstance(outcome, ValueError):
             raise outcome
         return outcome
 
-    def route_many(
-        self, queries: Sequence[RouteQuery], embeddings: np.ndarray | None = None
-    ) -> list[Decision | ValueError]:
+    def route_many(self, queries: Sequence[RouteQuery], prepared: Prepared | None = None) -> list[Decision | ValueError]:
         """Route several prompts with one quality-model prediction (and one embedding call when the
-        embedder allows it, see :meth:`embed`; or with ``embeddings`` from :meth:`embed`).
+        embedder allows it, see :meth:`_encode`; or with ``prepared``, from
+        ``prepare(prompts, independent_rows=True)``).
 
         Each query gets exactly the decision :meth:`route` gives it alone (a row's numbers never depend
         on the other rows). A query that :meth:`route` would refuse with a ``ValueError`` (no eligible
@@ -136,10 +147,8 @@ class Router:
         """
         if not queries:
             return []
-        prompts = [q.prompt for q in queries]
-        if embeddings is None:
-            embeddings = self.embed(prompts) if len(prompts) > 1 else None
-        prepared = self.prepare(prompts, embeddings)
+        if prepared is None:
+            prepared = self.prepare([q.prompt for q in queries], independent_rows=True)
         tasks = [q.task or None for q in queries]
         probs, costs = self.predict(prepared, tasks if any(tasks) else None, independent_rows=True)
         specs = [self.specs.get(m) for m in self.models]
@@ -154,8 +163,7 @@ class Router:
     def _decide(
         self, q: RouteQuery, p: np.ndarray, c: np.ndarray, input_tokens: int, specs: list[ModelSpec | None]
     ) -> Decision:
-        constraints = q.constraints or Constraints()
-        reasons = exclusion_reasons(constraints, self.models, specs, input_tokens, c)
+        reasons = exclusion_reasons(q.constraints, self.models, specs, input_tokens, c)
         mask = np.array([r is None for r in reasons])
         if not mask.any():
             raise NoEligibleModelError({m: r or "" for m, r in zip(self.models, reasons)})

@@ -102,11 +102,11 @@ class RouteBatcher:
         capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
         if len(batch) > 1:
             try:
-                embeddings = router.embed([s.query.prompt for s in batch])
-                outcomes: list[Decision | BaseException] = list(router.route_many([s.query for s in batch], embeddings))
+                prepared = router.prepare([s.query.prompt for s in batch], independent_rows=True)
+                outcomes: list[Decision | BaseException] = list(router.route_many([s.query for s in batch], prepared))
                 for i, (slot, outcome) in enumerate(zip(batch, outcomes, strict=True)):
                     slot.outcome = outcome
-                    slot.embedding = embeddings[i : i + 1] if capture is not None else None
+                    slot.embedding = prepared.embeddings[i : i + 1] if capture is not None else None
                 return
             except Exception:  # noqa: BLE001 - route each alone below, so the failure lands on its request
                 pass
@@ -121,7 +121,7 @@ class RouteBatcher:
         capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
         if capture is not None:
             capture.forget()
-        decision = router.route(q.prompt, q.constraints, q.target, q.confidence, q.task, q.rule)
+        decision = router.route_query(q)
         return decision, capture.last() if capture is not None else None
 
 

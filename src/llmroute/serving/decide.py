@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from llmroute.abtest.arms import Policy, RouteCall
+from llmroute.abtest.arms import Policy
 from llmroute.abtest.assignment import Assignment
 from llmroute.data.decision_log import DecisionRecord
 from llmroute.router.decision import Decision, NoEligibleModelError, RouteQuery
@@ -32,16 +32,15 @@ def decide(
     was made with is left in the calling thread's :class:`CapturingEmbedder` for the decision log."""
     services.compute.apply()
 
-    def batched(r: Router, call: RouteCall) -> Decision:
-        query = RouteQuery(call.prompt, call.constraints, call.target, call.confidence, call.task, call.rule)
+    def batched(r: Router, query: RouteQuery) -> Decision:
         decision, embedding = services.batchers.route(r, query)
         if isinstance(r.embedder, CapturingEmbedder):
             r.embedder.remember(embedding)
         return decision
 
     try:
-        call = RouteCall(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
-        decision = batched(router, call) if policy is None else policy.route(call, batched)
+        query = RouteQuery(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        decision = batched(router, query) if policy is None else policy.route(query, batched)
     except NoEligibleModelError:
         raise
     except ValueError as exc:
