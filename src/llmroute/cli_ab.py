@@ -118,7 +118,8 @@ def simulate_command(
     """Replay held-out logs through the experiment's arms and assignment (each prompt its own unit;
     outcome = the recorded quality, cost and latency of the chosen model) and print the same report,
     plus every arm on every prompt with paired intervals."""
-    from llmroute.abtest.simulate import load_arm_router, simulate
+    from llmroute.abtest.simulate import simulate
+    from llmroute.training.loading import load_router
     from llmroute.config import load_settings
 
     exp = _experiment(experiment)
@@ -127,7 +128,7 @@ def simulate_command(
     for arm in exp.arms:
         if arm.router is not None and arm.router not in routers:
             try:
-                routers[arm.router] = load_arm_router(arm.router, core)
+                routers[arm.router] = load_router(arm.router, core)
             except Exception as exc:  # noqa: BLE001 - registry, file and embedder errors all end the command
                 _fail(f"arm {arm.name!r}: cannot load router {arm.router}: {exc}")
     try:

@@ -41,21 +41,6 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def load_router(settings: Settings, model: str) -> Router:
-    """A router folder or ``models:/<name>@<alias>`` / ``models:/<name>/<version>``."""
-    from llmroute.router.embedder import load_embedder
-    from llmroute.router.router import Router, read_router_meta
-    from llmroute.training.registry import load_router_uri
-
-    if model.startswith("models:/"):
-        return load_router_uri(model, settings)
-    folder = Path(model)
-    if not (folder / "router.json").exists():
-        raise FileNotFoundError(f"{folder} is not a saved router (no router.json)")
-    embedder = load_embedder(read_router_meta(folder)["embedder"]["spec"], settings.embedders_dir)
-    return Router.load(folder, embedder)
-
-
 def retrain_cmd(
     from_production: DsnOpt,
     since: SinceOpt = None,
@@ -120,6 +105,7 @@ def offpolicy_cmd(
     from llmroute.offpolicy.evaluate import evaluate_offpolicy
     from llmroute.offpolicy.logged import logged_traffic
     from llmroute.router.embedder import EmbedderMismatchError
+    from llmroute.training.loading import load_router
     from llmroute.training.registry import RegistryError
     from llmroute.training.retrain import DecisionLogError, open_decision_log, window
 
@@ -134,7 +120,7 @@ def offpolicy_cmd(
             store.close()
         for line in traffic.report_lines():
             typer.echo(line)
-        target = load_router(settings, model)
+        target = load_router(model, settings)
         baseline = _champion(settings, champion)
         report = evaluate_offpolicy(traffic, target, baseline, settings.cache_dir / "embeddings.sqlite", n_boot=bootstrap)
     except (DecisionLogError, RegistryError, EmbedderMismatchError, FileNotFoundError, ValueError) as exc:
@@ -148,12 +134,13 @@ def offpolicy_cmd(
 
 
 def _champion(settings: Settings, champion: str | None) -> Router | None:
+    from llmroute.training.loading import load_router
     from llmroute.training.registry import RegistryError
 
     if champion is not None:
-        return load_router(settings, champion)
+        return load_router(champion, settings)
     try:
-        return load_router(settings, f"models:/{settings.registered_model}@champion")
+        return load_router(f"models:/{settings.registered_model}@champion", settings)
     except RegistryError:
         return None
 

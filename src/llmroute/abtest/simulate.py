@@ -33,7 +33,6 @@ from llmroute.experiments.metrics import bootstrap_diff_ci
 from llmroute.router.decision import RouteQuery
 
 if TYPE_CHECKING:
-    from llmroute.config import Settings
     from llmroute.router.router import Router
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -43,21 +42,6 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 class Simulation:
     report: dict[str, Any]
     observations: pd.DataFrame
-
-
-def load_arm_router(spec: str, core: Settings) -> Router:
-    """A router arm's router: a registry URI or a saved router folder (blocking)."""
-    if spec.startswith("models:/"):
-        from llmroute.training.registry import load_router_uri
-
-        return load_router_uri(spec, core)
-    from llmroute.router.embedder import load_embedder
-    from llmroute.router.router import Router, read_router_meta
-
-    folder = Path(spec)
-    if not (folder / "router.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a saved router folder (no router.json)")
-    return Router.load(folder, load_embedder(read_router_meta(folder)["embedder"]["spec"], core.embedders_dir))
 
 
 def simulate(

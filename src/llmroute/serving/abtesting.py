@@ -28,7 +28,7 @@ from llmroute.router.baselines import SeedRules
 from llmroute.router.router import Router
 from llmroute.serving.decision_logging import capture_embeddings
 from llmroute.serving.errors import ServiceError
-from llmroute.serving.loading import REGISTRY_PREFIX, load_router
+from llmroute.training.loading import REGISTRY_PREFIX, load_router
 
 
 def _same_source(a: str, b: str) -> bool:

@@ -192,12 +192,10 @@ def load_served_uri(uri: str, settings: Settings, with_scorer: bool = True) -> t
 
 def _registered_scorer(folder: Path, router: Router, label: str) -> ResponseScorer | None:
     """The scorer in a downloaded (already checksum-verified) router folder, read into memory."""
-    from llmroute.training.scorer import SCORER_DIR, ResponseScorer
+    from llmroute.training.scorer import scorer_in
 
-    if not (folder / SCORER_DIR / "scorer.json").is_file():
-        return None
     try:
-        return ResponseScorer.load(folder / SCORER_DIR, router.embedder)
+        return scorer_in(folder, router.embedder)
     except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and JSON each raise their own errors
         raise RegistryError(f"{label}: the response scorer in the artifact cannot be loaded: {type(exc).__name__}: {exc}") from exc
 

@@ -322,3 +322,12 @@ def train_scorer(
         f"saved to {folder}"
     )
     return scorer
+
+
+def scorer_in(router_folder: Path, embedder: Embedder) -> ResponseScorer | None:
+    """The scorer saved in ``<router folder>/scorer`` (loaded with the router's ``embedder``), or None
+    when the router has none."""
+    folder = Path(router_folder).expanduser() / SCORER_DIR
+    if not (folder / META_FILE).is_file():
+        return None
+    return ResponseScorer.load(folder, embedder)

@@ -1,0 +1,30 @@
+"""Load a router from a saved folder or a registry URI (blocking: call it off an event loop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmroute.config import Settings
+from llmroute.router.router import Router
+
+REGISTRY_PREFIX = "models:/"
+
+
+class RouterLoadError(FileNotFoundError):
+    """The named router cannot be found; the message names it and says why."""
+
+
+def load_router(model: str, core: Settings) -> Router:
+    """The router at ``model``: a saved router folder or ``models:/<name>@<alias>`` (or ``/<version>``)."""
+    if model.startswith(REGISTRY_PREFIX):
+        from llmroute.training.registry import load_router_uri  # lazy: pulls in mlflow
+
+        return load_router_uri(model, core)
+    from llmroute.router.embedder import load_embedder
+    from llmroute.router.router import read_router_meta
+
+    folder = Path(model).expanduser()
+    if not (folder / "router.json").is_file():
+        raise RouterLoadError(f"{folder} is not a saved router folder (no router.json)")
+    meta = read_router_meta(folder)
+    return Router.load(folder, load_embedder(meta["embedder"]["spec"], core.embedders_dir))
