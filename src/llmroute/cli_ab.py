@@ -90,15 +90,14 @@ def report_command(
     (Welch, bootstrap, two-proportion z), a power note, and whether there is enough data yet."""
     from llmroute.abtest.report import analyse, observations_from_log
     from llmroute.config import load_settings
-    from llmroute.data.decision_log.store import default_db_url
+    from llmroute.data.decision_log.store import default_db_url, mask_url
 
     exp = _experiment(experiment)
     url = db or default_db_url(load_settings(home=home).home)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         _fail(f"no decision log at {url.removeprefix('sqlite:///')} (give --db)")
     obs = observations_from_log(url, exp)
-    shown = url.split("@")[-1] if "://" in url and "@" in url else url
-    report = analyse(exp, obs, {"kind": "live", "decision_log": shown}, seed)
+    report = analyse(exp, obs, {"kind": "live", "decision_log": mask_url(url)}, seed)
     _emit(report, obs, out, fmt, track, home)
 
 

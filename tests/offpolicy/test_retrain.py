@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmroute.data.decision_log import DecisionLogStore
+from llmroute.data.decision_log import DecisionLogStore, mask_url
 from llmroute.training.retrain import (
     MERGE_POLICY,
     DecisionLogError,
-    mask_dsn,
     open_decision_log,
     read_production_rows,
     retrain_from_production,
@@ -122,8 +121,8 @@ def test_retrain_registers_the_challenger_with_lineage_and_the_offpolicy_gate_ju
 
 
 def test_the_dsn_password_never_shows() -> None:
-    assert mask_dsn("postgresql://alice:s3cret@db.example/prod") == "postgresql://alice:***@db.example/prod"
-    assert "s3cret" not in mask_dsn("postgresql+psycopg://alice:s3cret@db:5432/prod")
+    assert mask_url("postgresql://alice:s3cret@db.example/prod") == "postgresql://alice:***@db.example/prod"
+    assert "s3cret" not in mask_url("postgresql+psycopg://alice:s3cret@db:5432/prod")
 
 
 @pytest.mark.parametrize(

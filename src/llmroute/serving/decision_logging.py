@@ -29,6 +29,7 @@ from llmroute.data.decision_log import (
     OutcomeRecord,
     WriterStats,
     default_db_url,
+    mask_url,
 )
 from llmroute.router.decision import Constraints, Decision
 from llmroute.router.router import Router
@@ -46,16 +47,6 @@ def resolve_log_url(configured: str | None, home: Any) -> str | None:
     return configured
 
 
-def _display(url: str) -> str:
-    """``url`` with any password masked (for log lines and errors)."""
-    import sqlalchemy as sa
-
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL has no password to hide
-        return url
-
-
 class DecisionLog:
     """The store and its background writer, opened together and closed together."""
 
@@ -70,10 +61,10 @@ class DecisionLog:
             store = DecisionLogStore(url)
         except Exception as exc:
             raise RuntimeError(
-                f"cannot open the decision log at {_display(url)}: {type(exc).__name__}: {exc} "
+                f"cannot open the decision log at {mask_url(url)}: {type(exc).__name__}: {exc} "
                 "(set LLMROUTE_SERVE_DECISION_LOG_URL to another database, or to 'off' to serve without one)"
             ) from exc
-        log.info("decision log: %s%s", _display(url), " (prompts redacted)" if redact else "")
+        log.info("decision log: %s%s", mask_url(url), " (prompts redacted)" if redact else "")
         return cls(store, DecisionLogWriter(store, redact=redact).start())
 
     def submit(self, record: LogRecord) -> bool:

@@ -266,7 +266,8 @@ def _offpolicy_gate(settings: Settings, challenger: Router, champion: Router | N
     from llmroute.offpolicy.evaluate import evaluate_offpolicy
     from llmroute.offpolicy.gate import offpolicy_verdict
     from llmroute.offpolicy.logged import logged_traffic
-    from llmroute.training.retrain import mask_dsn, open_decision_log, window
+    from llmroute.data.decision_log.store import mask_url
+    from llmroute.training.retrain import open_decision_log, window
 
     store = open_decision_log(opts.production)
     try:
@@ -283,7 +284,7 @@ def _offpolicy_gate(settings: Settings, challenger: Router, champion: Router | N
     dq, dc = report.dr_quality_difference, report.dr_cost_difference
     tags = {
         "promotion.gate": "offpolicy",
-        "promotion.decision_log": mask_dsn(opts.production),
+        "promotion.decision_log": mask_url(opts.production),
         "promotion.offpolicy_decisions": str(report.decisions_used),
         "promotion.offpolicy_matches": str(report.challenger.quality.matches),
         "promotion.dr_quality_diff": f"{dq.value:.6f} [{dq.lo:.6f}, {dq.hi:.6f}]" if dq.lo is not None else str(dq.value),

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from llmroute.config import Settings
 from llmroute.data.decision_log.benchmark_rows import benchmark_rows
-from llmroute.data.decision_log.store import DecisionLogStore
+from llmroute.data.decision_log.store import DecisionLogStore, mask_url
 from llmroute.data.importers import read_logs, write_logs
 from llmroute.data.schema import ImportReport
 from llmroute.router.router import Router
@@ -53,17 +53,6 @@ class DecisionLogError(ValueError):
     """The decision log cannot be opened or read (the message names the masked URL)."""
 
 
-def mask_dsn(dsn: str) -> str:
-    """The URL with its password replaced by ``***`` (safe to print and to log to MLflow)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(dsn).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
-
-
 def open_decision_log(dsn: str) -> DecisionLogStore:
     """Open the log at ``dsn`` without creating anything; errors name the (masked) URL and what was expected."""
     from sqlalchemy.engine import make_url
@@ -76,7 +65,7 @@ def open_decision_log(dsn: str) -> DecisionLogStore:
             f"--from-production {dsn!r} is not a database URL; expected e.g. sqlite:///path/decisions.sqlite "
             "or postgresql://user:password@host/db"
         ) from exc
-    shown = mask_dsn(dsn)
+    shown = mask_url(dsn)
     if url.get_backend_name() == "sqlite":
         path = url.database
         if not path or path == ":memory:" or not Path(path).exists():
@@ -176,7 +165,7 @@ def retrain_from_production(
     echo: Any = print,
 ) -> RetrainResult:
     """Read the log, merge, train, and (``track``) register the router as ``challenger`` with its lineage."""
-    shown = mask_dsn(dsn)
+    shown = mask_url(dsn)
     store = open_decision_log(dsn)
     try:
         production = read_production_rows(store, since, until, origin=shown)

@@ -17,7 +17,7 @@ from llmroute.data.decision_log.records import (
     OutcomeRecord,
     prompt_sha256,
 )
-from llmroute.data.decision_log.store import DecisionLogStore, default_db_url
+from llmroute.data.decision_log.store import DecisionLogStore, default_db_url, mask_url
 from llmroute.data.decision_log.writer import DecisionLogWriter, WriterStats
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "LogRecord",
     "LoggedCandidate",
     "OutcomeRecord",
+    "mask_url",
     "WriterStats",
     "current_revision",
     "default_db_url",

@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 DB_FILENAME = "decisions.sqlite"
 
 
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, safe to print, log and record (an unparsable URL
+    is not shown at all: it could hold a password in a place the parser does not know)."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
+
+
 def default_db_url(home: Path) -> str:
     """``sqlite:///<home>/decisions.sqlite``."""
     return f"sqlite:///{Path(home) / DB_FILENAME}"
