@@ -6,7 +6,7 @@ The lifespan loads the experiment YAML and the routers of its router arms once, 
 Per request (:mod:`llmroute.serving.decide`) :meth:`LiveExperiment.assign` picks the arm by the
 sticky hash of the experiment's unit (``user``, ``tenant`` or ``session`` of the request; see
 :mod:`llmroute.abtest.assignment` for requests without it and outside start/stop) and
-:meth:`LiveExperiment.policy` gives that arm's policy. Static arms use the served router as their
+:meth:`LiveExperiment.policy` gives that arm's policy (built once per served router). Static arms use the served router as their
 reference, so their decisions carry its candidates (for the log and the cascade).
 
 Guardrail state (:class:`llmroute.abtest.guardrails.GuardrailMonitor`) lives in this process only:
@@ -16,6 +16,7 @@ with several workers each one enforces the limits on the traffic it serves, and
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,9 @@ class LiveExperiment:
     routers: dict[str, Router] = field(default_factory=dict)  # arm router spec -> router (not the served one)
     rules: dict[str, SeedRules] = field(default_factory=dict)  # arm name -> its rules
     monitor: GuardrailMonitor = field(init=False)
+    # every arm's policy (or why it cannot be built) for the router served last; rebuilt after a reload
+    _policies: tuple[Router, dict[str, Policy | Exception]] | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.monitor = GuardrailMonitor(self.experiment)
@@ -55,18 +59,32 @@ class LiveExperiment:
         return assign(self.experiment, value, stopped=self.monitor.stopped)
 
     def policy(self, arm_name: str, served: Router) -> Policy:
-        """The policy of ``arm_name`` for a request served by ``served`` (the router it keeps)."""
-        arm = self.experiment.arm(arm_name)
-        routers = dict(self.routers)
-        if arm.router is not None and _same_source(arm.router, self.served_model):
-            routers[arm.router] = served
-        try:
-            return build_policy(arm, routers, served.models, reference=served, rules=self.rules.get(arm.name))
-        except (KeyError, ValueError) as exc:  # the arm does not fit the served router's models
+        """The policy of ``arm_name`` for a request served by ``served`` (the router it keeps). The
+        policies are built once per served router, not per request."""
+        with self._lock:
+            cached = self._policies
+            if cached is None or cached[0] is not served:
+                cached = self._policies = (served, self._build(served))
+        built = cached[1][arm_name]
+        if isinstance(built, Exception):  # the arm does not fit the served router's models
             raise ServiceError(
                 500, "experiment_misconfigured",
-                f"{self.experiment.source}: arm {arm_name!r} cannot route with router {served.version}: {exc}",
-            ) from exc
+                f"{self.experiment.source}: arm {arm_name!r} cannot route with router {served.version}: {built}",
+            ) from built
+        return built
+
+    def _build(self, served: Router) -> dict[str, Policy | Exception]:
+        routers = dict(self.routers)
+        for arm in self.experiment.arms:
+            if arm.router is not None and _same_source(arm.router, self.served_model):
+                routers[arm.router] = served
+        out: dict[str, Policy | Exception] = {}
+        for arm in self.experiment.arms:
+            try:
+                out[arm.name] = build_policy(arm, routers, served.models, reference=served, rules=self.rules.get(arm.name))
+            except (KeyError, ValueError) as exc:
+                out[arm.name] = exc
+        return out
 
 
 def load_live_experiment(path: str, served_model: str, core: Settings) -> LiveExperiment:
