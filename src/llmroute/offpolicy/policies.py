@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from llmroute.offpolicy.logged import LoggedTraffic
-from llmroute.router import policy
-from llmroute.router.decision import Constraints, QualityTarget
-from llmroute.router.eligibility import exclusion_reasons
+from llmroute.router.decision import Constraints, Decision, QualityTarget, RouteQuery
 from llmroute.router.embedder import EmbeddingCache
 from llmroute.router.router import Router
 from llmroute.router.text import focus_text
@@ -57,6 +55,16 @@ class RouterPredictions:
     input_tokens: np.ndarray
 
 
+def _query(traffic: LoggedTraffic, i: int) -> RouteQuery:
+    """Logged request ``i`` as the router is asked it again (see module docstring)."""
+    target = parse_logged_target(traffic.targets[i])
+    knob = traffic.knobs[i]
+    bar = float(knob) if target is None and traffic.rules[i] == "threshold" and knob is not None else None
+    return RouteQuery(
+        traffic.prompts[i], logged_constraints(traffic.constraints[i]), target, bar, traffic.task_hints[i]
+    )
+
+
 def router_picks(router: Router, traffic: LoggedTraffic, cache_path: Path | None = None) -> RouterPredictions:
     """``router``'s choice for every logged request (see module docstring)."""
     prompts = list(traffic.prompts)
@@ -66,20 +74,7 @@ def router_picks(router: Router, traffic: LoggedTraffic, cache_path: Path | None
     prepared = router.prepare(prompts, embeddings=emb)
     hints = list(traffic.task_hints)
     probs, costs = router.predict(prepared, hints if any(h is not None for h in hints) else None)
-    specs = [router.specs.get(m) for m in router.models]
-    picks = np.empty(len(prompts), dtype=object)
-    for i in range(len(prompts)):
-        reasons = exclusion_reasons(
-            logged_constraints(traffic.constraints[i]), router.models, specs, int(prepared.input_tokens[i]), costs[i]
-        )
-        mask = np.array([r is None for r in reasons])
-        target = parse_logged_target(traffic.targets[i])
-        knob_logged = traffic.knobs[i]
-        if target is None and traffic.rules[i] == "threshold" and knob_logged is not None:
-            rule, knob = "threshold", float(knob_logged)  # routed with an explicit confidence bar
-        else:
-            rule = router.default_rule
-            knob, _ = router.knob_tables[rule].knob_for(target or router.default_target)
-        idx, _ = policy.choose(rule, probs[i][None, :], costs[i][None, :], mask[None, :], knob)
-        picks[i] = router.models[int(idx[0])] if idx[0] >= 0 else None
+    queries = [_query(traffic, i) for i in range(len(prompts))]
+    decided = router.decide_all(queries, probs, costs, prepared.input_tokens)
+    picks = np.array([d.model if isinstance(d, Decision) else None for d in decided], dtype=object)
     return RouterPredictions(router.models, probs, costs, picks, prepared.embeddings, prepared.input_tokens)

@@ -151,11 +151,19 @@ class Router:
             prepared = self.prepare([q.prompt for q in queries], independent_rows=True)
         tasks = [q.task or None for q in queries]
         probs, costs = self.predict(prepared, tasks if any(tasks) else None, independent_rows=True)
+        return self.decide_all(queries, probs, costs, prepared.input_tokens)
+
+    def decide_all(
+        self, queries: Sequence[RouteQuery], probs: np.ndarray, costs: np.ndarray, input_tokens: np.ndarray
+    ) -> list[Decision | ValueError]:
+        """The decisions for ``queries`` from predictions already made (row i of ``probs``, ``costs``
+        and ``input_tokens`` is query i): eligibility under each query's constraints, its rule and
+        knob, the choice. A query refused with a ``ValueError`` gets that error in its place."""
         specs = [self.specs.get(m) for m in self.models]
         out: list[Decision | ValueError] = []
         for i, q in enumerate(queries):
             try:
-                out.append(self._decide(q, probs[i], costs[i], int(prepared.input_tokens[i]), specs))
+                out.append(self._decide(q, probs[i], costs[i], int(input_tokens[i]), specs))
             except ValueError as exc:
                 out.append(exc)
         return out
