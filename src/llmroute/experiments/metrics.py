@@ -468,25 +468,31 @@ def _router(
     return q, c
 
 
-def _resampled_means(
-    matrices: Sequence[FloatArray], n_boot: int, seed: int
-) -> Iterator[list[FloatArray]]:
-    """Yield chunks of column means of every matrix on the same prompt resamples.
-
-    A resample is a row of counts ``w`` (how often each prompt was drawn, summing to n);
-    its column means are ``w @ X / n``.
-    """
-    n = matrices[0].shape[0]
+def bootstrap_counts(n: int, n_boot: int, seed: int = 0, chunk_cells: int = 4_000_000) -> Iterator[FloatArray]:
+    """Chunks of bootstrap resamples of ``n`` items as count matrices ``(b, n)``: row ``r`` holds how
+    often each item was drawn in resample ``r`` (row sums = n), so the resample means of a column
+    ``x`` are ``counts @ x / n``. ``chunk_cells`` bounds a chunk's size; the resamples themselves
+    depend only on ``seed``."""
+    if n < 1:
+        raise ValueError("bootstrap needs at least one item")
     rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, 4_000_000 // n))
+    chunk = max(1, min(n_boot, chunk_cells // n))
     done = 0
     while done < n_boot:
         b = min(chunk, n_boot - done)
         idx = rng.integers(0, n, size=(b, n))
         flat = (idx + (np.arange(b) * n)[:, None]).ravel()
-        w = np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
-        yield [w @ x / n for x in matrices]
+        yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
         done += b
+
+
+def _resampled_means(
+    matrices: Sequence[FloatArray], n_boot: int, seed: int
+) -> Iterator[list[FloatArray]]:
+    """Yield chunks of column means of every matrix on the same prompt resamples (:func:`bootstrap_counts`)."""
+    n = matrices[0].shape[0]
+    for w in bootstrap_counts(n, n_boot, seed):
+        yield [w @ x / n for x in matrices]
 
 
 def _defined(value: float | None) -> float | None:

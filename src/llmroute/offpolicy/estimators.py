@@ -19,10 +19,11 @@ Pure NumPy: no I/O, no routers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from llmroute.experiments.metrics import bootstrap_counts
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
 
@@ -58,21 +59,6 @@ class PolicyEstimate:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def bootstrap_counts(n: int, n_boot: int, seed: int = 0, chunk_cells: int = 2_000_000) -> Iterator[np.ndarray]:
-    """Chunks of bootstrap resamples as count matrices ``(b, n)`` (row sums = n)."""
-    if n < 1:
-        raise ValueError("bootstrap needs at least one decision")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, chunk_cells // n))
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n))
-        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
-        yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
-        done += b
 
 
 def _interval(point: float | None, samples: np.ndarray, alpha: float) -> Interval:
