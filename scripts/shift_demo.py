@@ -262,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     from llmroute.training.retrain import (
         open_decision_log,
         retrain_from_production,
-        window,
     )
     from llmroute.training.tracking import log_training_run
     from llmroute.training.train import TrainConfig, train_router
@@ -359,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     # 6. truth
     store = open_decision_log(db_url)
     try:
-        traffic = logged_traffic(window(store.joined(since=cutoff), None, [0]))
+        traffic = logged_traffic(store.joined(since=cutoff))
     finally:
         store.close()
     prompts = list(traffic.prompts)

@@ -107,15 +107,14 @@ def offpolicy_cmd(
     from llmroute.router.embedder import EmbedderMismatchError
     from llmroute.training.loading import load_router
     from llmroute.training.registry import RegistryError
-    from llmroute.training.retrain import DecisionLogError, open_decision_log, window
+    from llmroute.training.retrain import DecisionLogError, open_decision_log
 
     since_dt, until_dt = parse_since(since), _until(until)
     settings = load_settings(home=home, tracking_uri=tracking_uri)
     try:
         store = open_decision_log(from_production)
         try:
-            outside = [0]
-            traffic = logged_traffic(window(store.joined(since=since_dt), until_dt, outside))
+            traffic = logged_traffic(store.joined(since=since_dt, until=until_dt))
         finally:
             store.close()
         for line in traffic.report_lines():

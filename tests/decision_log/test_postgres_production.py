@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from llmroute.data.decision_log import DecisionLogStore
 from llmroute.offpolicy.logged import logged_traffic
-from llmroute.training.retrain import open_decision_log, read_production_rows, window
+from llmroute.training.retrain import open_decision_log, read_production_rows
 from tests.decision_log.helpers import T0, decision, feedback, outcome
 
 
@@ -17,7 +17,7 @@ def test_production_rows_and_logged_traffic_from_postgres(pg_url: str) -> None:
     store = open_decision_log(pg_url)
     try:
         rows = read_production_rows(store, since=T0 + timedelta(seconds=2), until=T0 + timedelta(seconds=18))
-        traffic = logged_traffic(window(store.joined(since=T0 + timedelta(seconds=2)), T0 + timedelta(seconds=18), [0]))
+        traffic = logged_traffic(store.joined(since=T0 + timedelta(seconds=2), until=T0 + timedelta(seconds=18)))
     finally:
         store.close()
     c = rows.counts()

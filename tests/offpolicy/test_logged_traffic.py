@@ -10,7 +10,6 @@ from llmroute.offpolicy.evaluate import evaluate_offpolicy
 from llmroute.offpolicy.logged import logged_traffic
 from llmroute.offpolicy.policies import parse_logged_target, router_picks
 from llmroute.router.decision import QualityTarget
-from llmroute.training.retrain import window
 from tests.offpolicy.conftest import (
     N_PROMPTS,
     NO_FEEDBACK,
@@ -23,7 +22,7 @@ from tests.offpolicy.conftest import (
 
 def read(log: ProductionLog, since=None, until=None):
     with DecisionLogStore(log.url, migrate=False) as store:
-        return logged_traffic(window(store.joined(since=since), until, [0]))
+        return logged_traffic(store.joined(since=since, until=until))
 
 
 def test_every_decision_read_is_used_or_counted_under_a_reason(production_log: ProductionLog) -> None:

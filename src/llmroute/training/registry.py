@@ -267,11 +267,11 @@ def _offpolicy_gate(settings: Settings, challenger: Router, champion: Router | N
     from llmroute.offpolicy.gate import offpolicy_verdict
     from llmroute.offpolicy.logged import logged_traffic
     from llmroute.data.decision_log.store import mask_url
-    from llmroute.training.retrain import open_decision_log, window
+    from llmroute.training.retrain import open_decision_log
 
     store = open_decision_log(opts.production)
     try:
-        traffic = logged_traffic(window(store.joined(since=opts.since), opts.until, [0]))
+        traffic = logged_traffic(store.joined(since=opts.since, until=opts.until))
     finally:
         store.close()
     for line in traffic.report_lines():

@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from llmroute.config import Settings
 from llmroute.data.decision_log.benchmark_rows import benchmark_rows
@@ -81,18 +79,6 @@ def open_decision_log(dsn: str) -> DecisionLogStore:
     return store
 
 
-def window(batches: Iterable[pa.RecordBatch], until: datetime | None, outside: list[int]) -> Iterator[pa.RecordBatch]:
-    """The batches' decisions made before ``until``; how many were later is added to ``outside[0]``."""
-    for batch in batches:
-        if until is None:
-            yield batch
-            continue
-        keep = pc.less(batch.column("created_at"), pa.scalar(until, type=batch.schema.field("created_at").type))
-        kept = batch.filter(keep)
-        outside[0] += batch.num_rows - kept.num_rows
-        yield kept
-
-
 @dataclass(frozen=True)
 class ProductionRows:
     """Training rows from the log, and how every decision read was accounted for."""
@@ -129,9 +115,8 @@ def read_production_rows(
     store: DecisionLogStore, since: datetime | None = None, until: datetime | None = None, origin: str = "decision log"
 ) -> ProductionRows:
     """Benchmark-schema rows from the decisions made in ``[since, until)``."""
-    outside = [0]
-    rows, report = benchmark_rows(window(store.joined(since=since), until, outside), origin)
-    return ProductionRows(rows, report, outside[0])
+    rows, report = benchmark_rows(store.joined(since=since, until=until), origin)
+    return ProductionRows(rows, report, store.count_decisions(since=until) if until is not None else 0)
 
 
 def merge_training_rows(production: pd.DataFrame, benchmark: Sequence[pd.DataFrame]) -> pd.DataFrame:

@@ -99,9 +99,10 @@ def _row(m: dict[str, Any], outcome: Any, fb: Any) -> dict[str, Any]:
 
 
 def joined_batches(store: DecisionLogStore, since: datetime | None = None,
-                   batch_size: int = 1000) -> Iterator[pa.RecordBatch]:
-    """One Arrow batch per page of decisions, each joined to its outcome and latest feedback."""
-    for page in store.iter_decision_rows(since, batch_size):
+                   batch_size: int = 1000, until: datetime | None = None) -> Iterator[pa.RecordBatch]:
+    """One Arrow batch per page of decisions (made in ``[since, until)``), each joined to its outcome
+    and latest feedback."""
+    for page in store.iter_decision_rows(since, batch_size, until):
         ids = [m["decision_id"] for m in page]
         outcomes = store.outcomes_for(ids)
         feedback = store.latest_feedback_for(ids)

@@ -106,17 +106,20 @@ class DecisionLogStore:
         return None if since is None else rows.to_db_time(since, self.dialect)
 
     def iter_decision_rows(self, since: datetime | None = None, batch_size: int = 1000,
-                           ) -> Iterator[list[dict[str, Any]]]:
-        """Raw decision rows in (created_at, decision_id) order, ``batch_size`` at a time (keyset paging)."""
+                           until: datetime | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Raw decision rows made in ``[since, until)`` in (created_at, decision_id) order,
+        ``batch_size`` at a time (keyset paging)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         d = tables.decisions
         last: tuple[Any, str] | None = None
-        since_db = self._since(since)
+        since_db, until_db = self._since(since), self._since(until)
         while True:
             q = sa.select(d).order_by(d.c.created_at, d.c.decision_id).limit(batch_size)
             if since_db is not None:
                 q = q.where(d.c.created_at >= since_db)
+            if until_db is not None:
+                q = q.where(d.c.created_at < until_db)
             if last is not None:
                 q = q.where(sa.or_(d.c.created_at > last[0],
                                    sa.and_(d.c.created_at == last[0], d.c.decision_id > last[1])))
@@ -157,18 +160,30 @@ class DecisionLogStore:
                 out[m["decision_id"]] = rows.feedback_from_row(m)  # later rows overwrite earlier ones
         return out
 
+    def count_decisions(self, since: datetime | None = None) -> int:
+        """How many decisions were made at or after ``since`` (all of them when None)."""
+        d = tables.decisions
+        q = sa.select(sa.func.count()).select_from(d)
+        since_db = self._since(since)
+        if since_db is not None:
+            q = q.where(d.c.created_at >= since_db)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     def counts(self) -> dict[str, int]:
         """Rows per table: ``{"decisions": n, "outcomes": n, "feedback": n}``."""
         with self.engine.connect() as conn:
             return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
                     for t in (tables.decisions, tables.outcomes, tables.feedback)}
 
-    def joined(self, since: datetime | None = None, batch_size: int = 1000) -> Iterator[pa.RecordBatch]:
-        """Decision + outcome + latest feedback, one row per decision, as Arrow record batches
-        (``.to_pandas()`` for a DataFrame). Columns: :data:`llmroute.data.decision_log.export.JOINED_SCHEMA`."""
+    def joined(self, since: datetime | None = None, batch_size: int = 1000,
+               until: datetime | None = None) -> Iterator[pa.RecordBatch]:
+        """Decision + outcome + latest feedback, one row per decision made in ``[since, until)``, as
+        Arrow record batches (``.to_pandas()`` for a DataFrame). Columns:
+        :data:`llmroute.data.decision_log.export.JOINED_SCHEMA`."""
         from llmroute.data.decision_log.export import joined_batches
 
-        return joined_batches(self, since, batch_size)
+        return joined_batches(self, since, batch_size, until)
 
     def export_parquet(self, path: str | Path, since: datetime | None = None, batch_size: int = 5000) -> int:
         """Stream :meth:`joined` into a Parquet file batch by batch; returns the number of rows written."""
