@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from llmroute.offpolicy import DEFAULT_TOLERANCE, MIN_MATCHES
+
 if TYPE_CHECKING:
     from llmroute.config import Settings
     from llmroute.router.router import Router
@@ -93,10 +95,10 @@ def promote_cmd(
     until: Annotated[Optional[str], typer.Option("--until", help="--gate offpolicy: decisions before this date/time.")] = None,
     tolerance: Annotated[
         float, typer.Option("--tolerance", help="--gate offpolicy: quality loss the lower interval end may show.", min=0.0)
-    ] = 0.02,
+    ] = DEFAULT_TOLERANCE,
     min_matches: Annotated[
         int, typer.Option("--min-matches", help="--gate offpolicy: logged decisions that must match the challenger's choice.", min=1)
-    ] = 30,
+    ] = MIN_MATCHES,
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses (needs --reason).")] = False,
     reason: Annotated[Optional[str], typer.Option("--reason", help="Why a forced promotion is justified.")] = None,
     home: HomeOpt = None,

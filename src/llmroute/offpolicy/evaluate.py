@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmroute.offpolicy import MIN_MATCHES
 from llmroute.offpolicy.estimators import (
     Interval,
     PolicyEstimate,
@@ -36,8 +37,6 @@ from llmroute.offpolicy.logged import LoggedTraffic
 from llmroute.offpolicy.policies import RouterPredictions, router_picks
 from llmroute.offpolicy.reward import crossfit_cost, crossfit_quality
 from llmroute.router.router import Router
-
-MIN_MATCHES = 30
 
 
 @dataclass(frozen=True)

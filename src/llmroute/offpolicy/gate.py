@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmroute.offpolicy.evaluate import MIN_MATCHES, OffPolicyReport
-
-DEFAULT_TOLERANCE = 0.02
+from llmroute.offpolicy import DEFAULT_TOLERANCE, MIN_MATCHES
+from llmroute.offpolicy.evaluate import OffPolicyReport
 
 
 @dataclass(frozen=True)

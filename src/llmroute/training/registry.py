@@ -36,6 +36,7 @@ import yaml
 
 from llmroute.config import Settings
 from llmroute.experiments.compare import Comparison, compare_routers
+from llmroute.offpolicy import DEFAULT_TOLERANCE, MIN_MATCHES
 from llmroute.router.router import Router
 from llmroute.training.manifest import DamagedArtifactError, load_verified_router
 from llmroute.training.tracking import CHALLENGER, CHAMPION, mlflow_session, resolve_tracking_uri
@@ -232,8 +233,8 @@ class OffPolicyGateOptions:
     production: str
     since: Any = None  # datetime | None
     until: Any = None
-    tolerance: float = 0.02
-    min_matches: int = 30
+    tolerance: float = DEFAULT_TOLERANCE
+    min_matches: int = MIN_MATCHES
     n_boot: int = 1000
 
 
