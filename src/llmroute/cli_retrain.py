@@ -62,6 +62,7 @@ def retrain_cmd(
     as 'challenger' with its data lineage. Decisions read, with feedback, used and skipped are reported."""
     from llmroute.config import load_settings
     from llmroute.data.schema import LogValidationError
+    from llmroute.training.registry import RegistryError
     from llmroute.training.retrain import DecisionLogError, retrain_from_production
     from llmroute.training.tracking import TrackingError
     from llmroute.training.train import TrainConfig
@@ -73,7 +74,7 @@ def retrain_cmd(
     try:
         retrain_from_production(from_production, settings, config, since_dt, until_dt, tuple(benchmark_logs or ()),
                                 track=track, out_dir=out, echo=typer.echo)
-    except (DecisionLogError, LogValidationError, FileNotFoundError, ValueError, TrackingError) as exc:
+    except (DecisionLogError, LogValidationError, FileNotFoundError, ValueError, TrackingError, RegistryError) as exc:
         _fail(str(exc))
 
 

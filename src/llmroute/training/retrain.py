@@ -201,16 +201,10 @@ def retrain_from_production(
 
 def _track(router: Router, folder: Path, train_path: Path, settings: Settings,
            lineage: dict[str, Any]) -> tuple[str, str]:
-    from mlflow import MlflowClient
-
-    from llmroute.training.tracking import (
-        log_training_run,
-        mlflow_session,
-        resolve_tracking_uri,
-    )
+    from llmroute.training.registry import registry_client
+    from llmroute.training.tracking import log_training_run
 
     run_id, version = log_training_run(router, folder, train_path, None, settings)
-    uri = resolve_tracking_uri(settings)
     counts = lineage["counts"]
     tags = {
         "lineage.source": "production",
@@ -223,8 +217,7 @@ def _track(router: Router, folder: Path, train_path: Path, settings: Settings,
         "lineage.production_sha256": (lineage["production_rows"] or {}).get("content_sha256", ""),
         "lineage.benchmark_logs": ",".join(b["path"] for b in lineage["benchmark_logs"]),
     }
-    with mlflow_session(uri):
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with registry_client(settings, f"recording the lineage of version {version}") as (client, _):
         client.log_dict(run_id, lineage, "data/lineage.json")
         for k, v in tags.items():
             if not v:
