@@ -117,19 +117,16 @@ def simulate_command(
     """Replay held-out logs through the experiment's arms and assignment (each prompt its own unit;
     outcome = the recorded quality, cost and latency of the chosen model) and print the same report,
     plus every arm on every prompt with paired intervals."""
+    from llmroute.abtest.arms import load_arm_routers
     from llmroute.abtest.simulate import simulate
-    from llmroute.training.loading import load_router
     from llmroute.config import load_settings
 
     exp = _experiment(experiment)
-    core = load_settings(home=home)
-    routers = {}
-    for arm in exp.arms:
-        if arm.router is not None and arm.router not in routers:
-            try:
-                routers[arm.router] = load_router(arm.router, core)
-            except Exception as exc:  # noqa: BLE001 - registry, file and embedder errors all end the command
-                _fail(f"arm {arm.name!r}: cannot load router {arm.router}: {exc}")
+    try:
+        routers = load_arm_routers(exp, load_settings(home=home))
+    except RuntimeError as exc:
+        _fail(str(exc))
+        return
     try:
         result = simulate(exp, logs, routers, seed=seed, task_hints=task_hints, limit=limit)
     except (FileNotFoundError, ValueError) as exc:

@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from llmroute.abtest.experiment import Arm, RulesArm
+from llmroute.abtest.experiment import Arm, Experiment, RulesArm
+from llmroute.config import Settings
 from llmroute.router.baselines import SeedRules
 from llmroute.router.decision import Candidate, Decision, RouteQuery
 from llmroute.router.router import Router
@@ -159,6 +160,25 @@ class AlwaysPolicy:
     def route(self, call: RouteQuery, route: RouteFn = Router.route_query) -> Decision:
         return _static(self.model, f"always:{self.model}", "static:always", 0.0, f"always {self.model}", call,
                        self.reference, route)
+
+
+def load_arm_routers(
+    experiment: Experiment, core: Settings, skip: Callable[[str], bool] = lambda spec: False
+) -> dict[str, Router]:
+    """The router of every router arm (each distinct ``router`` once; not those ``skip`` names),
+    by its ``router`` string. Blocking. A router that cannot be loaded raises a RuntimeError naming
+    the experiment file, the arm and the router."""
+    from llmroute.training.loading import load_router
+
+    routers: dict[str, Router] = {}
+    for arm in experiment.arms:
+        if arm.router is None or arm.router in routers or skip(arm.router):
+            continue
+        try:
+            routers[arm.router] = load_router(arm.router, core)
+        except Exception as exc:  # noqa: BLE001 - registry, file and embedder errors all say the same here
+            raise RuntimeError(f"{experiment.source}: arm {arm.name!r}: cannot load router {arm.router}: {exc}") from exc
+    return routers
 
 
 def load_rules(spec: RulesArm) -> SeedRules:

@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmroute.abtest.arms import Policy, build_policy, load_rules
+from llmroute.abtest.arms import Policy, build_policy, load_arm_routers, load_rules
 from llmroute.abtest.assignment import Assignment, assign, unit_value
 from llmroute.abtest.experiment import Experiment, load_experiment
 from llmroute.abtest.guardrails import GuardrailMonitor
@@ -29,7 +29,7 @@ from llmroute.router.baselines import SeedRules
 from llmroute.router.router import Router
 from llmroute.serving.decision_logging import capture_embeddings
 from llmroute.serving.errors import ServiceError
-from llmroute.training.loading import REGISTRY_PREFIX, load_router
+from llmroute.training.loading import REGISTRY_PREFIX
 
 
 def _same_source(a: str, b: str) -> bool:
@@ -90,13 +90,9 @@ class LiveExperiment:
 def load_live_experiment(path: str, served_model: str, core: Settings) -> LiveExperiment:
     """Load the experiment and every arm's router and rules (blocking: call it off the event loop)."""
     experiment = load_experiment(path)
-    live = LiveExperiment(experiment, served_model)
+    routers = load_arm_routers(experiment, core, skip=lambda spec: _same_source(spec, served_model))
+    live = LiveExperiment(experiment, served_model, {spec: capture_embeddings(r) for spec, r in routers.items()})
     for arm in experiment.arms:
-        if arm.router is not None and not _same_source(arm.router, served_model) and arm.router not in live.routers:
-            try:
-                live.routers[arm.router] = capture_embeddings(load_router(arm.router, core))
-            except Exception as exc:
-                raise RuntimeError(f"{experiment.source}: arm {arm.name!r}: cannot load router {arm.router}: {exc}") from exc
         if arm.rules is not None:
             live.rules[arm.name] = load_rules(arm.rules)
     return live
