@@ -40,6 +40,10 @@ def serve(
     api_key: Annotated[
         Optional[list[str]], typer.Option("--api-key", help="Accepted API key (repeatable); none = auth off. Prefer $LLMROUTE_SERVE_API_KEYS.")
     ] = None,
+    admin_key: Annotated[
+        Optional[list[str]],
+        typer.Option("--admin-key", help="Admin key for /admin/* (repeatable); with client keys and no admin key, admin routes answer 403. Prefer $LLMROUTE_SERVE_ADMIN_API_KEYS."),
+    ] = None,
     base_url: Annotated[
         Optional[list[str]], typer.Option("--base-url", help="MODEL=URL: OpenAI-compatible base URL for a model (repeatable).")
     ] = None,
@@ -71,7 +75,8 @@ def serve(
     from llmroute.serving.settings import ServeSettings
 
     overrides = {
-        "model": model, "api_keys": api_key or None, "provider_base_urls": _pairs(base_url, "--base-url") or None,
+        "model": model, "api_keys": api_key or None, "admin_api_keys": admin_key or None,
+        "provider_base_urls": _pairs(base_url, "--base-url") or None,
         "default_base_url": default_base_url, "cascade_confidence": confidence, "cascade_max_attempts": max_attempts,
         "provider_timeout_s": timeout, "provider_retries": retries, "reload_poll_s": reload_poll,
         "experiment": str(experiment) if experiment is not None else None,

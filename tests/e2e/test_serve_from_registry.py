@@ -100,7 +100,7 @@ def test_train_register_serve_by_alias_cascade_and_reload(
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "LLMROUTE_"))},
             "LLMROUTE_HOME": str(home), "LLMROUTE_SERVE_DECISION_LOG_URL": f"sqlite:///{tmp / 'decisions.sqlite'}",
-            "LLMROUTE_SERVE_API_KEYS": '["k1"]', "OMP_NUM_THREADS": "1",
+            "LLMROUTE_SERVE_API_KEYS": '["k1"]', "LLMROUTE_SERVE_ADMIN_API_KEYS": '["a1"]', "OMP_NUM_THREADS": "1",
         }
         cmd = [
             sys.executable, "-m", "llmroute.cli", "serve", "--model", "models:/llmroute@champion", "--port", str(port),
@@ -146,7 +146,8 @@ def test_train_register_serve_by_alias_cascade_and_reload(
             # a new version is trained and force-promoted; /admin/reload serves it without a restart
             _cli("train", "--logs", str(train), "--embedder", "minilm", "--home", str(home), "--seed", "7", "--no-scorer")
             _cli("promote", "--logs", str(test), "--home", str(home), "--force", "--reason", "e2e reload")
-            reloaded = client.post("/admin/reload")
+            assert client.post("/admin/reload").status_code == 403  # a client key cannot reload
+            reloaded = client.post("/admin/reload", headers={"Authorization": "Bearer a1"})
             assert reloaded.status_code == 200, reloaded.text
             assert reloaded.json()["router_version"] == "llmroute/2"
             assert reloaded.json()["previous_version"] == "llmroute/1"

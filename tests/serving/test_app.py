@@ -18,10 +18,12 @@ from tests.serving.conftest import Trained
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+ADMIN_KEY = "admin-key-456"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _settings(**kw: Any) -> ServeSettings:
-    return ServeSettings(**{"model": "/nonexistent/router", "api_keys": [KEY], **kw})
+    return ServeSettings(**{"model": "/nonexistent/router", "api_keys": [KEY], "admin_api_keys": [ADMIN_KEY], **kw})
 
 
 @pytest.fixture
@@ -104,8 +106,27 @@ def test_auth(client: TestClient, router: Router) -> None:
     assert client.get("/ready").json() == {"status": "ready", "router_version": router.version}
 
 
+def test_admin_routes_need_an_admin_key(client: TestClient, router: Router, trained: Trained) -> None:
+    r = client.post("/admin/reload", headers=AUTH)  # a client key is not an admin key
+    assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden"
+    assert client.post("/admin/reload", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.post("/admin/reload", headers=ADMIN).status_code == 503  # allowed; the folder does not exist
+    assert client.post("/route", json={"prompt": "x"}, headers=ADMIN).status_code == 200  # admin is a client too
+    with TestClient(create_app(_settings(admin_api_keys=[]), router, core=trained.core)) as c:
+        r = c.post("/admin/reload", headers=AUTH)  # client keys but no admin key: admin routes are closed
+        assert r.status_code == 403 and "no admin key is configured" in r.json()["error"]["message"]
+
+
+def test_bearer_takes_precedence_over_x_api_key(client: TestClient) -> None:
+    both_ok = {"Authorization": f"Bearer {KEY}", "X-API-Key": "stale"}
+    assert client.post("/route", json={"prompt": "x"}, headers=both_ok).status_code == 200
+    stale_bearer = {"Authorization": "Bearer stale", "X-API-Key": KEY}
+    assert client.post("/route", json={"prompt": "x"}, headers=stale_bearer).status_code == 401
+    assert client.post("/route", json={"prompt": "x"}, headers={"X-API-Key": KEY}).status_code == 200
+
+
 def test_auth_off_without_keys(router: Router, trained: Trained) -> None:
-    with TestClient(create_app(_settings(api_keys=[]), router, core=trained.core)) as c:
+    with TestClient(create_app(_settings(api_keys=[], admin_api_keys=[]), router, core=trained.core)) as c:
         assert c.post("/route", json={"prompt": "x"}).status_code == 200
 
 
@@ -136,7 +157,7 @@ def test_models_lists_catalog_info(client: TestClient, router: Router) -> None:
 
 
 def test_failed_reload_keeps_current_router(client: TestClient, router: Router) -> None:
-    r = client.post("/admin/reload", headers=AUTH)
+    r = client.post("/admin/reload", headers=ADMIN)
     assert r.status_code == 503
     err = r.json()["error"]
     assert err["type"] == "reload_failed" and "/nonexistent/router" in err["message"]
@@ -164,7 +185,7 @@ def test_reload_swaps_atomically(router: Router, trained: Trained) -> None:
         t = threading.Thread(target=lambda: result.update(c.post("/route", json={"prompt": "x"}, headers=AUTH).json()))
         t.start()
         assert started.wait(30)
-        r = c.post("/admin/reload", headers=AUTH)
+        r = c.post("/admin/reload", headers=ADMIN)
         assert r.status_code == 200, r.text
         assert r.json() == {"reloaded": True, "router_version": trained.router.version, "previous_version": "old-version"}
         release.set()
@@ -212,7 +233,7 @@ def test_metrics_exposition(client: TestClient) -> None:
 
 
 def test_apps_do_not_share_metrics(router: Router, trained: Trained) -> None:
-    apps = [create_app(_settings(api_keys=[]), router, core=trained.core) for _ in range(2)]
+    apps = [create_app(_settings(api_keys=[], admin_api_keys=[]), router, core=trained.core) for _ in range(2)]
     with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
         a.post("/route", json={"prompt": "x"})
         assert 'endpoint="/route"' not in b.get("/metrics").text
@@ -236,6 +257,6 @@ def test_loaded_router_is_kept_out_of_full_garbage_collections(router: Router, t
     with TestClient(create_app(_settings(model=str(trained.folder)), router, core=trained.core)) as c:
         assert gc.get_freeze_count() > 0
         gc.unfreeze()
-        assert c.post("/admin/reload", headers=AUTH).status_code == 200
+        assert c.post("/admin/reload", headers=ADMIN).status_code == 200
         assert gc.get_freeze_count() > 0
     gc.unfreeze()

@@ -1,8 +1,8 @@
 """The routing service: ``create_app(settings)`` builds it; the lifespan loads the router and HTTP client.
 
 Endpoints: ``GET /health`` and ``GET /ready`` (no auth); ``POST /route``, ``GET /models``,
-``POST /v1/chat/completions``, ``POST /feedback``, ``POST /admin/reload``, ``GET /metrics`` (API key
-when configured). Unless ``decision_log_url`` is off, every decision, chat outcome and feedback is
+``POST /v1/chat/completions``, ``POST /feedback``, ``GET /metrics`` (API key when configured);
+``POST /admin/reload`` (admin key). Unless ``decision_log_url`` is off, every decision, chat outcome and feedback is
 written to the decision log (:mod:`llmroute.serving.decision_logging`).
 """
 

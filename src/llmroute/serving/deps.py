@@ -40,24 +40,63 @@ async def get_router(served: ServedDep) -> Router:
 RouterDep = Annotated[Router, Depends(get_router)]
 
 
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request presents. One precedence: ``Authorization: Bearer KEY`` when that header is
+    present (a stale ``X-API-Key`` never overrides it), else ``X-API-Key``."""
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return x_api_key
+
+
+def _matches(given: str | None, keys: tuple[str, ...]) -> bool:
+    if given is None:
+        return False
+    encoded = given.encode()
+    # compare against every key (no early exit), each in constant time
+    return any([secrets.compare_digest(encoded, k.encode()) for k in keys])
+
+
+_UNAUTHORIZED = "missing or invalid API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+
+
 async def require_api_key(
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> None:
-    """Accept ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` when API keys are configured."""
-    keys = services.settings.key_values()
+    """A client route: any client or admin key, when keys are configured (none configured = auth off)."""
+    settings = services.settings
+    keys = settings.key_values() + settings.admin_key_values()
     if not keys:
         return
-    given = x_api_key
-    if given is None and authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        given = token.strip() if scheme.lower() == "bearer" else None
-    if given is None or not any(secrets.compare_digest(given.encode(), k.encode()) for k in keys):
-        raise ServiceError(
-            401, "unauthorized", "missing or invalid API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-            headers={"WWW-Authenticate": "Bearer"},
+    if not _matches(presented_key(authorization, x_api_key), keys):
+        raise ServiceError(401, "unauthorized", _UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def require_admin_key(
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    """An admin route (``/admin/*``): only an admin key. With no keys of either kind configured, auth is
+    off everywhere; with client keys but no admin keys, admin routes are closed to every key (403)."""
+    settings = services.settings
+    admin_keys = settings.admin_key_values()
+    if not admin_keys and not settings.key_values():
+        return
+    given = presented_key(authorization, x_api_key)
+    if _matches(given, admin_keys):
+        return
+    if _matches(given, settings.key_values()):
+        detail = (
+            "no admin key is configured (LLMROUTE_SERVE_ADMIN_API_KEYS), so admin routes are closed"
+            if not admin_keys
+            else "this route needs an admin key (LLMROUTE_SERVE_ADMIN_API_KEYS); a client key is not enough"
         )
+        raise ServiceError(403, "forbidden", detail)
+    raise ServiceError(401, "unauthorized", _UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
 
 Authenticated = [Depends(require_api_key)]
+AdminOnly = [Depends(require_admin_key)]

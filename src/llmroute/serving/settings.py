@@ -27,7 +27,13 @@ class ServeSettings(BaseSettings):
     )
     api_keys: list[SecretStr] = Field(
         default_factory=list,
-        description="Accepted API keys ('Authorization: Bearer KEY' or 'X-API-Key: KEY'); empty = auth off.",
+        description="Accepted client API keys ('Authorization: Bearer KEY', else 'X-API-Key: KEY'); "
+        "empty, with no admin keys either = auth off.",
+    )
+    admin_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Admin keys: the only keys accepted on admin routes (/admin/*); also accepted wherever a "
+        "client key is. With client keys configured and no admin key, admin routes answer 403.",
     )
     provider_base_urls: dict[str, str] = Field(
         default_factory=dict, description="Per-model OpenAI-compatible base URL overrides (model -> base URL)."
@@ -147,3 +153,6 @@ class ServeSettings(BaseSettings):
 
     def key_values(self) -> tuple[str, ...]:
         return tuple(k.get_secret_value() for k in self.api_keys)
+
+    def admin_key_values(self) -> tuple[str, ...]:
+        return tuple(k.get_secret_value() for k in self.admin_api_keys)

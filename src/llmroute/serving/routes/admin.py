@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from llmroute.serving.deps import Authenticated, ServicesDep
+from llmroute.serving.deps import AdminOnly, ServicesDep
 from llmroute.serving.errors import ServiceError
 from llmroute.serving.reloading import reload_router
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=Authenticated)
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=AdminOnly)
 
 
 @router.post("/reload")
