@@ -2,7 +2,8 @@
 
 Endpoints: ``GET /health`` and ``GET /ready`` (no auth); ``POST /route``, ``GET /models``,
 ``POST /v1/chat/completions``, ``POST /feedback``, ``GET /metrics`` (API key when configured);
-``POST /admin/reload`` (admin key). Unless ``decision_log_url`` is off, every decision, chat outcome and feedback is
+``POST /admin/reload`` (admin key); ``GET /dashboard`` (admin or dashboard key, see
+:mod:`llmroute.serving.routes.dashboard`). Unless ``decision_log_url`` is off, every decision, chat outcome and feedback is
 written to the decision log (:mod:`llmroute.serving.decision_logging`).
 """
 
@@ -31,6 +32,7 @@ from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,
     chat,
+    dashboard,
     feedback,
     health,
     metrics,
@@ -117,7 +119,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, routing, models, chat, feedback, admin, metrics):
+    for module in (health, routing, models, chat, feedback, admin, metrics, dashboard):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)

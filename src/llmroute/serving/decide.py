@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -10,6 +12,7 @@ from llmroute.abtest.assignment import Assignment
 from llmroute.data.decision_log import DecisionRecord
 from llmroute.router.decision import Decision, NoEligibleModelError, RouteQuery
 from llmroute.router.router import Router
+from llmroute.serving.counterfactuals import counterfactual
 from llmroute.serving.decision_logging import (
     CapturingEmbedder,
     decision_record,
@@ -89,13 +92,17 @@ class Routed:
 
 
 def route_request(
-    services: Services, router: Router, prompt: str, opts: RoutingOptions, source: str
+    services: Services, router: Router, prompt: str, opts: RoutingOptions, source: str,
+    started: float | None = None,
 ) -> Routed:
     """:func:`decide`, :func:`choose`, and the decision's log record, all in the calling (compute) thread.
 
     With an experiment (``services.experiment``) the request's arm is assigned first and its policy
     routes; the arm is counted by the guardrails (at the expected cost; chat corrects it to the
-    realised cost) and logged as ``"<experiment>:<arm>"`` (see :mod:`llmroute.abtest.assignment`)."""
+    realised cost) and logged as ``"<experiment>:<arm>"`` (see :mod:`llmroute.abtest.assignment`).
+    ``started`` (``time.perf_counter()`` when the request arrived) makes the record carry the time
+    taken to decide; the record also carries the reason kind and counterfactual costs
+    (:mod:`llmroute.serving.counterfactuals`)."""
     live = services.experiment
     assignment = live.assign(opts.user, opts.tenant, opts.session) if live is not None else None
     policy = live.policy(assignment.served, router) if live is not None and assignment is not None else None
@@ -119,6 +126,12 @@ def route_request(
             embedder=embedder_spec(used) if used is not None else None,
             tenant=opts.tenant, user=opts.user, propensity=propensity, source=source,
             redact=services.settings.redact_prompts, arm=assignment.label if assignment is not None else None,
+        )
+        query = RouteQuery(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        cf = counterfactual(router, decision, query, settings.dashboard_seed_budget_usd)
+        record = dataclasses.replace(
+            record, reason_kind=cf.reason_kind, best_cost_usd=cf.best_cost_usd, seed_cost_usd=cf.seed_cost_usd,
+            latency_ms=None if started is None else (time.perf_counter() - started) * 1000.0,
         )
     routed = Routed(decision_id, decision, propensity, record, assignment)
     if live is not None and assignment is not None:

@@ -57,6 +57,11 @@ def _matches(given: str | None, keys: tuple[str, ...]) -> bool:
     return any([secrets.compare_digest(encoded, k.encode()) for k in keys])
 
 
+def key_matches(given: str | None, keys: tuple[str, ...]) -> bool:
+    """True when ``given`` is one of ``keys``; every key is compared, each in constant time."""
+    return _matches(given, keys)
+
+
 _UNAUTHORIZED = "missing or invalid API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
 
 

@@ -35,6 +35,19 @@ class ServeSettings(BaseSettings):
         description="Admin keys: the only keys accepted on admin routes (/admin/*); also accepted wherever a "
         "client key is. With client keys configured and no admin key, admin routes answer 403.",
     )
+    dashboard_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Read-only dashboard keys: accepted only by /dashboard (its login form, its data), where admin "
+        "keys are accepted too; client keys are not (the dashboard shows every tenant's spend).",
+    )
+    dashboard_session_hours: float = Field(
+        default=12.0, gt=0, description="How long a dashboard login cookie stays valid.",
+    )
+    dashboard_seed_budget_usd: float = Field(
+        default=0.05, gt=0,
+        description="Budget per request the seed budget rule is given for the dashboard's 'savings against the seed "
+        "budget rule' when a request sets no max cost (the middle of seed_rules.yaml's budgets_to_evaluate).",
+    )
     provider_base_urls: dict[str, str] = Field(
         default_factory=dict, description="Per-model OpenAI-compatible base URL overrides (model -> base URL)."
     )
@@ -156,3 +169,11 @@ class ServeSettings(BaseSettings):
 
     def admin_key_values(self) -> tuple[str, ...]:
         return tuple(k.get_secret_value() for k in self.admin_api_keys)
+
+    def dashboard_key_values(self) -> tuple[str, ...]:
+        """Keys that open the dashboard: admin keys and read-only dashboard keys."""
+        return self.admin_key_values() + tuple(k.get_secret_value() for k in self.dashboard_api_keys)
+
+    def auth_enabled(self) -> bool:
+        """False when no key of any kind is configured (every route is open)."""
+        return bool(self.api_keys or self.admin_api_keys or self.dashboard_api_keys)

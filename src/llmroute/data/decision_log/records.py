@@ -30,6 +30,13 @@ def prompt_sha256(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
 
 
+REASON_KINDS = ("router", "explored", "constraint", "fallback", "static")
+"""Why a decision served its model: the router's own pick (``router``); an exploration draw
+(``explored``); the router's pick while the request's constraints excluded a cheaper model
+(``constraint``); no model cleared the bar, so the best expected quality was served (``fallback``);
+an A/B arm's static rule (``static``)."""
+
+
 @dataclass(frozen=True)
 class LoggedCandidate:
     """One candidate model as the router scored it."""
@@ -90,10 +97,21 @@ class DecisionRecord:
     knob: float | None = None
     task_hint: str | None = None
     source: str = "route"
+    latency_ms: float | None = None
+    reason_kind: str | None = None
+    best_cost_usd: float | None = None
+    seed_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.propensity <= 1.0:
             raise ValueError(f"decision {self.decision_id}: propensity must be in (0, 1], got {self.propensity}")
+        if self.reason_kind is not None and self.reason_kind not in REASON_KINDS:
+            raise ValueError(f"decision {self.decision_id}: reason_kind must be one of {REASON_KINDS}, "
+                             f"got {self.reason_kind!r}")
+
+    def chosen_expected_cost(self) -> float | None:
+        """The served model's expected cost at decision time (None when it is not among the candidates)."""
+        return next((c.expected_cost_usd for c in self.candidates if c.model == self.chosen_model), None)
 
     def redacted(self) -> DecisionRecord:
         """The same record without the prompt text (hash and embedding stay)."""

@@ -69,6 +69,10 @@ def decision_row(r: DecisionRecord, dialect: str) -> dict[str, Any]:
         "propensity": r.propensity,
         "task_hint": r.task_hint,
         "source": r.source,
+        "latency_ms": r.latency_ms,
+        "reason_kind": r.reason_kind,
+        "best_cost_usd": r.best_cost_usd,
+        "seed_cost_usd": r.seed_cost_usd,
     }
 
 
@@ -95,6 +99,10 @@ def decision_from_row(m: Mapping[str, Any]) -> DecisionRecord:
         propensity=m["propensity"],
         task_hint=m["task_hint"],
         source=m["source"],
+        latency_ms=m.get("latency_ms"),
+        reason_kind=m.get("reason_kind"),
+        best_cost_usd=m.get("best_cost_usd"),
+        seed_cost_usd=m.get("seed_cost_usd"),
     )
 
 

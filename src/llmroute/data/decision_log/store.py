@@ -80,25 +80,47 @@ class DecisionLogStore:
         return sa.insert(table)
 
     def write_many(self, records: Iterable[LogRecord]) -> int:
-        """Write decisions, outcomes and feedback in one transaction; returns how many were given."""
-        d: list[dict[str, Any]] = []
-        o: list[dict[str, Any]] = []
-        f: list[dict[str, Any]] = []
+        """Write decisions, outcomes and feedback in one transaction; returns how many were given.
+
+        The records actually inserted (not skipped as duplicates) are added to the dashboard's
+        rollups in the same transaction (:mod:`llmroute.data.decision_log.rollup`)."""
+        from llmroute.data.decision_log.rollup import roll_up_inserted
+
+        d: list[DecisionRecord] = []
+        o: list[OutcomeRecord] = []
+        f: list[FeedbackRecord] = []
         for r in records:
             if isinstance(r, DecisionRecord):
-                d.append(rows.decision_row(r, self.dialect))
+                d.append(r)
             elif isinstance(r, OutcomeRecord):
-                o.append(rows.outcome_row(r, self.dialect))
+                o.append(r)
             elif isinstance(r, FeedbackRecord):
-                f.append(rows.feedback_row(r, self.dialect))
+                f.append(r)
             else:
                 raise TypeError(f"not a decision-log record: {type(r).__name__}")
         with self.engine.begin() as conn:
-            for table, key, batch in ((tables.decisions, "decision_id", d), (tables.outcomes, "decision_id", o),
-                                      (tables.feedback, "feedback_id", f)):
-                if batch:
-                    conn.execute(self._insert_ignoring_duplicates(table, key), batch)
+            inserted = []
+            for table, key, batch, to_row in (
+                (tables.decisions, "decision_id", d, rows.decision_row),
+                (tables.outcomes, "decision_id", o, rows.outcome_row),
+                (tables.feedback, "feedback_id", f, rows.feedback_row),
+            ):
+                inserted.append(self._insert_new(conn, table, key, batch, to_row))  # type: ignore[arg-type]
+            roll_up_inserted(conn, self.dialect, *inserted)
         return len(d) + len(o) + len(f)
+
+    def _insert_new(self, conn: sa.Connection, table: sa.Table, key: str, batch: list[Any],
+                    to_row: Any) -> list[Any]:
+        """Insert ``batch`` skipping keys already stored (or repeated in the batch); returns the records inserted."""
+        if not batch:
+            return []
+        unique: dict[str, Any] = {}
+        for r in batch:
+            unique.setdefault(getattr(r, key), r)
+        stmt = self._insert_ignoring_duplicates(table, key).returning(table.c[key])
+        result = conn.execute(stmt, [to_row(r, self.dialect) for r in unique.values()])
+        new = {row[0] for row in result}
+        return [r for k, r in unique.items() if k in new]
 
     # -- reading ---------------------------------------------------------------------------------
 

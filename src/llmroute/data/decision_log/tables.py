@@ -36,7 +36,13 @@ decisions = sa.Table(
     sa.Column("task_hint", sa.String(200)),
     # added in 0002
     sa.Column("source", sa.String(32), nullable=False, server_default="unknown"),
+    # added in 0006 (the dashboard): how long routing took, why, and what the counterfactuals would cost
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("reason_kind", sa.String(32)),
+    sa.Column("best_cost_usd", sa.Float),
+    sa.Column("seed_cost_usd", sa.Float),
     sa.Index("ix_decisions_created_at", "created_at", "decision_id"),
+    sa.Index("ix_decisions_tenant_created_at", "tenant", "created_at"),
 )
 
 outcomes = sa.Table(
@@ -62,4 +68,44 @@ feedback = sa.Table(
     sa.Column("quality", sa.Float, nullable=False),
     sa.Column("comment", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+# -- the dashboard's rollups (added in 0006; see llmroute.data.decision_log.rollup) -------------------
+
+ROLLUP_COUNTS = (
+    "decisions", "explored", "constrained", "fallback", "best_n", "seed_n",
+    "calls", "calls_failed", "escalations", "attempts", "attempt_errors", "attempt_timeouts",
+    "feedback", "met",
+)
+"""Integer measures of :data:`rollup` (sums of counts)."""
+
+ROLLUP_SUMS = (
+    "expected_cost_usd", "best_cost_usd", "best_saving_usd", "seed_cost_usd", "seed_saving_usd",
+    "cost_usd", "quality_sum",
+)
+"""Float measures of :data:`rollup` (sums of USD or of feedback quality)."""
+
+rollup = sa.Table(
+    "rollup",
+    metadata,
+    sa.Column("resolution_s", sa.Integer, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),  # epoch seconds of the bucket's start (UTC)
+    sa.Column("tenant", sa.String(200), primary_key=True),  # '' = no tenant
+    sa.Column("model", sa.String(200), primary_key=True),
+    *[sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in ROLLUP_COUNTS],
+    *[sa.Column(name, sa.Float, nullable=False, server_default="0") for name in ROLLUP_SUMS],
+    sa.Index("ix_rollup_tenant", "resolution_s", "tenant", "bucket"),
+)
+
+rollup_latency = sa.Table(
+    "rollup_latency",
+    metadata,
+    sa.Column("resolution_s", sa.Integer, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("tenant", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),  # 'route' | 'call'
+    sa.Column("slot", sa.Integer, primary_key=True),  # histogram slot (llmroute.data.decision_log.rollup.latency_slot)
+    sa.Column("n", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_rollup_latency_tenant", "resolution_s", "tenant", "bucket"),
 )

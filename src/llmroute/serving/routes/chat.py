@@ -53,6 +53,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=Authenticated)
 async def chat_completions(
     body: ChatCompletionRequest, served: ServedDep, services: ServicesDep
 ) -> JSONResponse | StreamingResponse:
+    started = time.perf_counter()
     llm_router = served.router
     opts = body.routing()
     ensemble = opts.ensemble()
@@ -62,7 +63,7 @@ async def chat_completions(
             f"got {ensemble[1]}",
         )
     prompt = messages_to_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
-    routed = await run_cpu(services, route_request, services, llm_router, prompt, opts, "chat")
+    routed = await run_cpu(services, route_request, services, llm_router, prompt, opts, "chat", started)
     decision, decision_id = routed.decision, routed.decision_id
     decision_log = services.decision_log
     if decision_log is not None and routed.record is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 
 from llmroute.router.text import messages_to_prompt
@@ -20,10 +22,11 @@ async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep
     The decision is logged (source ``route``) under the ``decision_id`` returned; send
     ``POST /feedback`` with that id to score the answer the caller got from the chosen model.
     """
+    started = time.perf_counter()
     prompt = body.prompt if body.prompt is not None else messages_to_prompt(
         [{"role": m.role, "content": m.text()} for m in body.messages or []]
     )
-    routed = await run_cpu(services, route_request, services, llm_router, prompt, body, "route")
+    routed = await run_cpu(services, route_request, services, llm_router, prompt, body, "route", started)
     if routed.record is not None and services.decision_log is not None:
         services.decision_log.submit(routed.record)
     return RouteResponse.from_decision(routed.decision_id, routed.decision, routed.experiment, routed.arm)
