@@ -76,10 +76,11 @@ function stackedBars(svg, buckets, series, colours, step, format) {
   }
   const plotW = w - left - right, plotH = h - top - bottom;
   const bw = plotW / buckets.length;
+  const tick = format === num ? (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)) : format;
   for (let k = 0; k <= 4; k++) {
     const v = (max * k) / 4, y = top + plotH - (plotH * k) / 4;
     svg.appendChild(el("svg:line", { x1: left, x2: w - right, y1: y, y2: y, stroke: "#e4e7eb" }));
-    svg.appendChild(el("svg:text", { x: left - 4, y: y + 4, "text-anchor": "end" }, format(v)));
+    svg.appendChild(el("svg:text", { x: left - 4, y: y + 4, "text-anchor": "end" }, tick(v)));
   }
   const every = Math.max(1, Math.ceil(buckets.length / 8));
   buckets.forEach((b, i) => {
@@ -103,6 +104,7 @@ function stackedBars(svg, buckets, series, colours, step, format) {
 // Horizontal bars: items = [{key, value}].
 function hbars(svg, items, format, colours) {
   clear(svg);
+  svg.classList.add("bars");
   const { w } = size(svg);
   const rowH = 24, left = 150, right = 90;
   const h = Math.max(40, items.length * rowH + 8);
@@ -124,14 +126,14 @@ function hbars(svg, items, format, colours) {
   });
 }
 
-function table(node, header, rows) {
+function table(node, header, rows, textCols) {
   clear(node);
   const head = el("tr");
-  header.forEach((h) => head.appendChild(el("th", {}, h)));
+  header.forEach((h, i) => head.appendChild(el("th", { "class": textCols && textCols.includes(i) ? "text" : "" }, h)));
   node.appendChild(head);
   for (const row of rows) {
     const tr = el("tr", { "data-key": row.key });
-    row.cells.forEach((c, i) => tr.appendChild(el("td", { "class": row.text && row.text.includes(i) ? "text" : "" }, c)));
+    row.cells.forEach((c, i) => tr.appendChild(el("td", { "class": textCols && textCols.includes(i) ? "text" : "" }, c)));
     node.appendChild(tr);
   }
 }
@@ -204,8 +206,8 @@ function renderOverview(d) {
       r.mean_quality === null ? "–" : r.mean_quality.toFixed(3), pct(r.escalation_rate)] })));
   document.getElementById("prompts-note").textContent = d.prompts_shown ? "" : "Prompts are redacted on this service: none are shown.";
   table(document.getElementById("recent"), ["time (UTC)", "tenant", "model", "reason", "expected cost", "prompt"],
-    d.recent.map((r) => ({ key: r.decision_id, text: [5], cells: [r.created_at.slice(0, 19).replace("T", " "), r.tenant || "–",
-      r.model, r.reason_kind || "–", money(r.expected_cost_usd), d.prompts_shown ? (r.prompt || "") : "(redacted)"] })));
+    d.recent.map((r) => ({ key: r.decision_id, cells: [r.created_at.slice(0, 19).replace("T", " "), r.tenant || "–",
+      r.model, r.reason_kind || "–", money(r.expected_cost_usd), d.prompts_shown ? (r.prompt || "") : "(redacted)"] })), [5]);
   document.getElementById("budgets").textContent = d.budgets.available ? "" : d.budgets.note;
 }
 
