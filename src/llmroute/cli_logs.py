@@ -76,6 +76,38 @@ def export_command(
     typer.echo(f"wrote {n} decisions to {out}")
 
 
+@logs_app.command("rollup")
+def rollup_command(
+    db: Annotated[str | None, typer.Option(
+        "--db",
+        help="Log database URL (sqlite:///path or postgresql://...); default: <LLMROUTE_HOME>/decisions.sqlite.",
+    )] = None,
+    batch_size: Annotated[int, typer.Option(help="Decisions per batch (memory bound).", min=1)] = 5000,
+) -> None:
+    """Rebuild the dashboard's rollups from the log's rows.
+
+    The service keeps the rollups up to date as it writes; run this once for decisions logged before
+    the dashboard existed (schema revision 0006), or to recompute them exactly. Stop the services that
+    write to this log first: records written during the rebuild may be counted twice or not at all.
+    """
+    from llmroute.data.decision_log.rollup import rebuild
+    from llmroute.data.decision_log.store import DecisionLogStore, mask_url
+
+    url = db or _default_db_url()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        typer.echo(f"error: no decision log at {url.removeprefix('sqlite:///')} (give --db)", err=True)
+        raise typer.Exit(2)
+    with DecisionLogStore(url) as store:
+        total = store.count_decisions()
+        typer.echo(f"rebuilding the rollups of {mask_url(url)} from {total:,} decisions", err=True)
+
+        def progress(done: int) -> None:
+            typer.echo(f"  {done:,}/{total:,} decisions", err=True)
+
+        n = rebuild(store, batch_size, progress)
+    typer.echo(f"rolled up {n:,} decisions")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``logs`` command group to the main CLI."""
     app.add_typer(logs_app, name="logs")

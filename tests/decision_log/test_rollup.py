@@ -157,3 +157,30 @@ def test_rollups_on_postgresql(pg_url: str) -> None:
         before = _rollup_rows(store)
         rebuild(store)
         assert _rollup_rows(store) == before
+
+
+def test_cli_rebuild_fills_the_rollups_of_an_older_log(tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from llmroute.cli_logs import register
+
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    with DecisionLogStore(url) as store:
+        _seed(store)
+        expected = _rollup_rows(store)
+        with store.engine.begin() as conn:  # as if the rows were logged before revision 0006
+            conn.execute(sa.delete(tables.rollup))
+            conn.execute(sa.delete(tables.rollup_latency))
+        assert read_overview(store.engine, "day", now=NOW).totals["decisions"] == 0
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    result = CliRunner().invoke(app, ["logs", "rollup", "--db", url, "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    assert "rolled up 13 decisions" in result.output and "12/13 decisions" in result.output
+    with DecisionLogStore(url) as store:
+        assert _rollup_rows(store) == expected
+        _check_day(store)
+    missing = CliRunner().invoke(app, ["logs", "rollup", "--db", f"sqlite:///{tmp_path / 'nope.sqlite'}"])
+    assert missing.exit_code == 2 and "no decision log at" in missing.output
