@@ -86,9 +86,9 @@ def rollup_command(
 ) -> None:
     """Rebuild the dashboard's rollups from the log's rows.
 
-    The service keeps the rollups up to date as it writes; run this once for decisions logged before
-    the dashboard existed (schema revision 0006), or to recompute them exactly. Stop the services that
-    write to this log first: records written during the rebuild may be counted twice or not at all.
+    The service keeps the rollups up to date as it writes; run this once for decisions logged before the dashboard existed (schema revision 0006), or to recompute them exactly.
+
+    Stop the services that write to this log first: records written during the rebuild may be counted twice or not at all.
     """
     from llmroute.data.decision_log.rollup import rebuild
     from llmroute.data.decision_log.store import DecisionLogStore, mask_url

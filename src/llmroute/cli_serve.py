@@ -44,6 +44,10 @@ def serve(
         Optional[list[str]],
         typer.Option("--admin-key", help="Admin key for /admin/* (repeatable); with client keys and no admin key, admin routes answer 403. Prefer $LLMROUTE_SERVE_ADMIN_API_KEYS."),
     ] = None,
+    dashboard_key: Annotated[
+        Optional[list[str]],
+        typer.Option("--dashboard-key", help="Read-only key for the dashboard at /dashboard (repeatable; admin keys open it too). Prefer $LLMROUTE_SERVE_DASHBOARD_API_KEYS."),
+    ] = None,
     base_url: Annotated[
         Optional[list[str]], typer.Option("--base-url", help="MODEL=URL: OpenAI-compatible base URL for a model (repeatable).")
     ] = None,
@@ -65,7 +69,8 @@ def serve(
     ] = 1,
     access_log: Annotated[bool, typer.Option(help="uvicorn's access log (one line per request; costs CPU under load).")] = False,
 ) -> None:
-    """Serve the router: /route, /v1/chat/completions (with the cascade), /models, /metrics, /health, /ready."""
+    """Serve the router: /route, /v1/chat/completions (with the cascade), /models, /metrics, /health, /ready,
+    and the operator's dashboard at /dashboard."""
     import uvicorn
 
     from llmroute.config import load_settings
@@ -76,6 +81,7 @@ def serve(
 
     overrides = {
         "model": model, "api_keys": api_key or None, "admin_api_keys": admin_key or None,
+        "dashboard_api_keys": dashboard_key or None,
         "provider_base_urls": _pairs(base_url, "--base-url") or None,
         "default_base_url": default_base_url, "cascade_confidence": confidence, "cascade_max_attempts": max_attempts,
         "provider_timeout_s": timeout, "provider_retries": retries, "reload_poll_s": reload_poll,

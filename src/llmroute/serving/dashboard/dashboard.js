@@ -31,9 +31,17 @@ function setValue(id, value, text) {
   node.setAttribute("data-value", value === null || value === undefined ? "" : String(value));
 }
 
+// A model keeps its colour across views and windows: picked from its name, not from its rank.
 function colourOf(models) {
-  const map = {};
-  models.forEach((m, i) => { map[m] = PALETTE[i % PALETTE.length]; });
+  const map = {}, used = new Set();
+  for (const m of models) {
+    let h = 0;
+    for (const ch of m) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+    let i = h % PALETTE.length;
+    for (let k = 0; k < PALETTE.length && used.has(i); k++) i = (i + 1) % PALETTE.length;
+    used.add(i);
+    map[m] = PALETTE[i];
+  }
   return map;
 }
 
@@ -66,7 +74,8 @@ function stackedBars(svg, buckets, series, colours, step, format) {
   const { w, h } = size(svg);
   const left = 64, bottom = 22, top = 8, right = 8;
   const totals = buckets.map((_, i) => Object.values(series).reduce((s, v) => s + (v[i] || 0), 0));
-  const max = Math.max(...totals, 0);
+  const top_ = Math.max(...totals, 0);
+  const max = format === num ? Math.ceil(top_ / 4) * 4 : top_;  // whole-number ticks for counts
   const grand = totals.reduce((a, b) => a + b, 0);
   svg.setAttribute("data-total", String(grand));
   svg.setAttribute("data-points", String(buckets.length));
