@@ -247,10 +247,11 @@ _MEASURES = tables.ROLLUP_COUNTS + tables.ROLLUP_SUMS
 
 
 def apply(conn: sa.Connection, dialect: str, delta: RollupDelta) -> None:
-    """Add ``delta`` to the rollup tables on ``conn`` (one upsert statement per table)."""
+    """Add ``delta`` to the rollup tables on ``conn`` (one upsert statement per table). Rows are
+    upserted in key order, so concurrent writers (PostgreSQL) lock shared rows in the same order."""
     if delta.sums:
         params = []
-        for key, measures in delta.sums.items():
+        for key, measures in sorted(delta.sums.items()):
             row: dict[str, Any] = dict(zip(_ROLLUP_KEYS, key))
             for name in tables.ROLLUP_COUNTS:
                 row[name] = int(measures.get(name, 0))
@@ -259,7 +260,7 @@ def apply(conn: sa.Connection, dialect: str, delta: RollupDelta) -> None:
             params.append(row)
         conn.execute(_upsert(dialect, tables.rollup, _ROLLUP_KEYS, _MEASURES), params)
     if delta.latency:
-        params = [{**dict(zip(_LATENCY_KEYS, key)), "n": n} for key, n in delta.latency.items()]
+        params = [{**dict(zip(_LATENCY_KEYS, key)), "n": n} for key, n in sorted(delta.latency.items())]
         conn.execute(_upsert(dialect, tables.rollup_latency, _LATENCY_KEYS, ("n",)), params)
 
 

@@ -253,27 +253,35 @@ function renderRegistry(d) {
   }
 }
 
+// Each panel renders as soon as its data arrives (the A/B analysis can be the slow one on a large log);
+// body[data-ready] turns "true" when all three have rendered.
+let generation = 0;  // a newer refresh (window or tenant changed) makes an older one's answers stale
+
 async function refresh() {
+  const mine = ++generation;
   const status = document.getElementById("status");
   status.textContent = "loading…";
+  status.classList.remove("error");
   document.body.setAttribute("data-ready", "false");
   const params = query();
-  try {
-    const [overview, ab, registry] = await Promise.all([
-      getJSON("/dashboard/api/overview", params),
-      getJSON("/dashboard/api/ab", new URLSearchParams({ window: params.get("window") })),
-      getJSON("/dashboard/api/registry", new URLSearchParams()),
-    ]);
-    renderOverview(overview);
-    renderAB(ab);
-    renderRegistry(registry);
-    status.textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
-    document.body.setAttribute("data-ready", "true");
-    document.body.setAttribute("data-view", `${params.get("window")}|${params.has("tenant") ? params.get("tenant") : "*"}`);
-  } catch (err) {
-    status.textContent = `error: ${err.message}`;
+  const failures = [];
+  const panel = (promise, render, name) => promise
+    .then((data) => { if (mine === generation) render(data); })
+    .catch((err) => { failures.push(`${name}: ${err.message}`); });
+  await Promise.all([
+    panel(getJSON("/dashboard/api/overview", params), renderOverview, "overview"),
+    panel(getJSON("/dashboard/api/ab", new URLSearchParams({ window: params.get("window") })), renderAB, "A/B"),
+    panel(getJSON("/dashboard/api/registry", new URLSearchParams()), renderRegistry, "registry"),
+  ]);
+  if (mine !== generation) return;
+  if (failures.length) {
+    status.textContent = `error: ${failures.join("; ")}`;
     status.classList.add("error");
+    return;
   }
+  status.textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+  document.body.setAttribute("data-view", `${params.get("window")}|${params.has("tenant") ? params.get("tenant") : "*"}`);
+  document.body.setAttribute("data-ready", "true");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
