@@ -11,12 +11,12 @@ so it may include up to one bucket (5 minutes, or 6 hours for 30 days) more than
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -140,23 +140,9 @@ def read_overview(engine: Engine, window: str, tenant: str | None = None, now: d
         dq = dq.where(d.c.tenant == tenant) if tenant else dq.where(sa.or_(d.c.tenant.is_(None), d.c.tenant == ""))
 
     index = {b: i for i, b in enumerate(buckets)}
-    series: dict[str, dict[str, list[float]]] = {}
-    by_model: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0.0))
-    by_tenant: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0.0))
-    totals = dict.fromkeys(MEASURES, 0.0)
     hist: dict[str, dict[int, int]] = {ROUTE: {}, CALL: {}}
     with engine.connect() as conn:
-        for m in conn.execute(q).mappings():
-            model, who = m["model"], m["tenant"]
-            s = series.setdefault(model, {k: [0.0] * len(buckets) for k in ("decisions", "cost_usd", "expected_cost_usd")})
-            i = index.get(int(m["step"]))
-            for name in MEASURES:
-                v = float(m[name] or 0)
-                by_model[model][name] += v
-                by_tenant[who][name] += v
-                totals[name] += v
-                if i is not None and name in s:
-                    s[name][i] += v
+        result = conn.execute(q).all()
         for m in conn.execute(lq).mappings():
             if m["kind"] in hist:
                 hist[m["kind"]][int(m["slot"])] = int(m["n"])
@@ -173,9 +159,26 @@ def read_overview(engine: Engine, window: str, tenant: str | None = None, now: d
                "p99_ms": percentile_from_histogram(h, 0.99)}
         for kind, h in hist.items()
     }
+    # the (step, tenant, model) sums, folded per model, per tenant, in total and per model and step
+    values = np.array([r[3:] for r in result], dtype=np.float64).reshape(len(result), len(MEASURES))
+    models = np.array([r[2] for r in result], dtype=object)
+    whos = np.array([r[1] for r in result], dtype=object)
+    steps = np.array([index.get(int(r[0]), -1) for r in result], dtype=np.int64)
+
+    def fold(keys: np.ndarray) -> dict[str, dict[str, float]]:
+        return {str(k): dict(zip(MEASURES, values[keys == k].sum(axis=0).tolist())) for k in sorted(set(keys.tolist()))}
+
+    series: dict[str, dict[str, tuple[float, ...]]] = {}
+    shown = ("decisions", "cost_usd", "expected_cost_usd")
+    cols = [MEASURES.index(n) for n in shown]
+    for model in sorted(set(models.tolist())):
+        rows_ = (models == model) & (steps >= 0)
+        grid = np.zeros((len(buckets), len(cols)))
+        np.add.at(grid, steps[rows_], values[rows_][:, cols])
+        series[str(model)] = {n: tuple(grid[:, j].tolist()) for j, n in enumerate(shown)}
+    totals = dict(zip(MEASURES, values.sum(axis=0).tolist()))
     return Overview(
         window=w, tenant=tenant, since=datetime.fromtimestamp(start, UTC), until=until, buckets=buckets,
-        series={k: {n: tuple(v) for n, v in s.items()} for k, s in sorted(series.items())},
-        by_model=dict(sorted(by_model.items())), by_tenant=dict(sorted(by_tenant.items())), totals=totals,
+        series=series, by_model=fold(models), by_tenant=fold(whos), totals=totals,
         latency=latency, tenants=tenants, recent=tuple(latest),
     )
