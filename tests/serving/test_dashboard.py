@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from llmroute.data.decision_log import DecisionLogStore
@@ -18,6 +19,7 @@ from llmroute.serving import dashboard_session
 from llmroute.serving.app import create_app
 from llmroute.serving.counterfactuals import best_single_model
 from llmroute.serving.settings import ServeSettings
+from tests.serving.conftest import Trained
 
 CLIENT, ADMIN, BOARD = "client-key-1", "admin-key-1", "board-key-1"
 PROMPTS = [
@@ -164,3 +166,34 @@ def test_page_has_a_strict_csp_and_no_inline_code(router: Router, tmp_path: Path
         assert all('src="' in tag for tag in re.findall(r"<script[^>]*>", text)), name
         assert not re.search(r"\son[a-z]+=|style=", text), name
     assert "https://" not in folder.joinpath("dashboard.js").read_text()  # nothing from elsewhere
+
+
+def test_ab_panel_reports_the_served_experiment(trained: Trained, router: Router, tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "board", "unit": "user",
+        "arms": [{"name": "learned", "control": True, "weight": 1, "router": str(trained.folder)},
+                 {"name": "gpt4", "weight": 1, "always": "gpt-4-1106-preview"}],
+        "analysis": {"min_requests_per_arm": 50, "n_boot": 100},
+    }))
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    settings = ServeSettings(model=str(trained.folder), admin_api_keys=[ADMIN], decision_log_url=url,
+                             experiment=str(path))
+    with TestClient(create_app(settings, router, core=trained.core), raise_server_exceptions=False) as c:
+        arms = []
+        for i in range(8):
+            r = c.post("/route", json={"prompt": PROMPTS[i % 3], "user": f"user-{i}"}, headers=_auth(ADMIN))
+            assert r.status_code == 200, r.text
+            arms.append(r.json()["arm"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with DecisionLogStore(url) as store:
+                if store.counts()["decisions"] >= 8:
+                    break
+            time.sleep(0.1)
+        d = c.get("/dashboard/api/ab", params={"window": "hour"}, headers=_auth(ADMIN)).json()
+    assert d["experiment"] == "board"
+    report = d["report"]
+    assert {k: v["requests"] for k, v in report["arms"].items()} == {a: arms.count(a) for a in ("learned", "gpt4")}
+    assert report["enough_data"] is False
+    assert set(report["comparisons"]) == {"gpt4"}
