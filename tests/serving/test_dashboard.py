@@ -197,3 +197,50 @@ def test_ab_panel_reports_the_served_experiment(trained: Trained, router: Router
     assert {k: v["requests"] for k, v in report["arms"].items()} == {a: arms.count(a) for a in ("learned", "gpt4")}
     assert report["enough_data"] is False
     assert set(report["comparisons"]) == {"gpt4"}
+
+
+def _registry_client(router: Router, core: Any) -> TestClient:
+    settings = ServeSettings(model="models:/llmroute@champion", admin_api_keys=[ADMIN], decision_log_url="off")
+    return TestClient(create_app(settings, router, core=core), raise_server_exceptions=False)
+
+
+@pytest.mark.slow
+def test_registry_panel_lists_versions_and_survives_an_unavailable_registry(
+    router: Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from llmroute.config import Settings
+    from llmroute.serving import dashboard_panels
+    from llmroute.serving.routes import dashboard as dashboard_routes
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    core = Settings(home=tmp_path / "home", tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(core.registered_model)
+    for v, tags in ((1, {"metric.val_aiq": "0.8447", "promotion.at": "2026-11-30T10:00:00Z", "promotion.decision": "promoted"}),
+                    (2, {"metric.val_aiq": "0.8512"})):
+        client.create_model_version(core.registered_model, source=str(tmp_path / f"v{v}"), tags=tags)
+    client.set_registered_model_alias(core.registered_model, "champion", "1")
+    client.set_registered_model_alias(core.registered_model, "challenger", "2")
+    with _registry_client(router, core) as c:
+        d = c.get("/dashboard/api/registry", headers=_auth(ADMIN)).json()
+    assert d["router_version"] == router.version and d["note"] is None
+    assert [(v["version"], v["aliases"], v["val_aiq"], v["promoted_at"]) for v in d["versions"]] == [
+        ("2", ["challenger"], 0.8512, None), ("1", ["champion"], 0.8447, "2026-11-30T10:00:00Z")]
+
+    down = Settings(home=tmp_path / "home", tracking_uri=f"sqlite:///{tmp_path / 'missing' / 'x' / 'mlflow.db'}")
+    with _registry_client(router, down) as c:
+        d = c.get("/dashboard/api/registry", headers=_auth(ADMIN)).json()
+    assert d["versions"] == [] and d["note"].startswith("the registry is unavailable")
+
+    def slow(services: object) -> list:
+        time.sleep(1.0)
+        return []
+
+    monkeypatch.setattr(dashboard_panels, "_registry_versions", slow)
+    monkeypatch.setattr(dashboard_panels, "_registry_cache", {})
+    monkeypatch.setattr(dashboard_routes, "REGISTRY_TIMEOUT_S", 0.2)
+    with _registry_client(router, core) as c:
+        d = c.get("/dashboard/api/registry", headers=_auth(ADMIN)).json()
+    assert d["note"] == "the registry did not answer within 0.2 s" and d["router_version"] == router.version

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -93,25 +94,45 @@ def ab_panel(services: Services, window: str) -> dict[str, Any]:
     return {"experiment": live.experiment.name, "report": finite(report)}
 
 
+REGISTRY_CACHE_S = 30.0
+_registry_cache: dict[tuple[str, str, str], tuple[float, list[dict[str, Any]] | str]] = {}
+_registry_lock = threading.Lock()
+
+
 def registry_panel(services: Services) -> dict[str, Any]:
-    """The served router and, when it comes from the registry, its versions (champion, challenger, ...)."""
+    """The served router and, when it comes from the registry, its versions (champion, challenger, ...).
+    One registry (tracking store and model URI) is asked at most once per ``REGISTRY_CACHE_S`` seconds."""
     served = services.holder.served
     out: dict[str, Any] = {"model": services.settings.model, "router_version": served.router.version if served else None,
                            "versions": [], "note": None}
     if not services.settings.model.startswith("models:/"):
         out["note"] = "served from a folder, not from the registry"
         return out
-    from llmroute.training.registry import RegistryError, list_models
+    key = (services.settings.model, str(services.core.tracking_uri), str(services.core.home))
+    with _registry_lock:
+        cached = _registry_cache.get(key)
+    if cached is None or time.monotonic() - cached[0] >= REGISTRY_CACHE_S:
+        cached = (time.monotonic(), _registry_versions(services))
+        with _registry_lock:
+            _registry_cache[key] = cached
+    if isinstance(cached[1], str):
+        out["note"] = cached[1]
+    else:
+        out["versions"] = cached[1]
+    return out
+
+
+def _registry_versions(services: Services) -> list[dict[str, Any]] | str:
+    """The registered versions, newest first (at most 20), or why they cannot be read."""
+    from llmroute.training.registry import list_models
 
     try:
         rows = list_models(services.core)
-    except (RegistryError, Exception) as exc:  # noqa: BLE001 - the panel says why, the page still loads
-        out["note"] = f"the registry is unavailable: {type(exc).__name__}: {exc}"
-        return out
-    out["versions"] = [
+    except Exception as exc:  # noqa: BLE001 - the panel says why, the page still loads
+        return f"the registry is unavailable: {type(exc).__name__}: {exc}"
+    return [
         {"version": r.version, "aliases": list(r.aliases), "created": r.created, "val_aiq": r.val_aiq,
          "test_aiq": r.test_aiq, "promotion_aiq": r.promotion_aiq, "promoted_at": r.tags.get("promotion.at"),
          "promotion": r.tags.get("promotion.decision")}
         for r in rows[:20]
     ]
-    return out

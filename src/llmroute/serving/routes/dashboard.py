@@ -15,6 +15,7 @@ inline script, no framing). Prompts are never sent when prompt redaction is on.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from importlib import resources
 from typing import Annotated, Any
@@ -156,7 +157,16 @@ async def ab_api(services: ServicesDep, window: WindowQ = "day") -> JSONResponse
     return _json(await run_cpu(services, ab_panel, services, _window(window)))
 
 
+REGISTRY_TIMEOUT_S = 10.0
+
+
 @router.get("/dashboard/api/registry", dependencies=Dashboard)
 async def registry_api(services: ServicesDep) -> JSONResponse:
-    """The served router version and the registry's versions (when served from the registry)."""
-    return _json(await run_cpu(services, registry_panel, services))
+    """The served router version and the registry's versions (when served from the registry). An MLflow
+    that does not answer within ``REGISTRY_TIMEOUT_S`` gets a note, not a hanging page."""
+    try:
+        return _json(await asyncio.wait_for(run_cpu(services, registry_panel, services), REGISTRY_TIMEOUT_S))
+    except TimeoutError:
+        served = services.holder.served
+        return _json({"model": services.settings.model, "router_version": served.router.version if served else None,
+                      "versions": [], "note": f"the registry did not answer within {REGISTRY_TIMEOUT_S:g} s"})
