@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from llmroute.data.decision_log import rows, tables
 from llmroute.data.decision_log.migrate import create_log_engine, upgrade_to_head
 from llmroute.data.decision_log.records import DecisionRecord, FeedbackRecord, LogRecord, OutcomeRecord
+from llmroute.data.decision_log import rollup
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -84,8 +85,6 @@ class DecisionLogStore:
 
         The records actually inserted (not skipped as duplicates) are added to the dashboard's
         rollups in the same transaction (:mod:`llmroute.data.decision_log.rollup`)."""
-        from llmroute.data.decision_log.rollup import roll_up_inserted
-
         d: list[DecisionRecord] = []
         o: list[OutcomeRecord] = []
         f: list[FeedbackRecord] = []
@@ -106,7 +105,7 @@ class DecisionLogStore:
                 (tables.feedback, "feedback_id", f, rows.feedback_row),
             ):
                 inserted.append(self._insert_new(conn, table, key, batch, to_row))  # type: ignore[arg-type]
-            roll_up_inserted(conn, self.dialect, *inserted)
+            rollup.roll_up_inserted(conn, self.dialect, *inserted)
         return len(d) + len(o) + len(f)
 
     def _insert_new(self, conn: sa.Connection, table: sa.Table, key: str, batch: list[Any],
