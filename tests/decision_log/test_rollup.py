@@ -33,7 +33,7 @@ def _seed(store: DecisionLogStore) -> None:
     for i in range(12):
         tenant = "acme" if i < 8 else "beta"
         model = ("small", "mid", "large")[i % 3]
-        kind = "explored" if i == 5 else "constraint" if i == 6 else "fallback" if i == 7 else "router"
+        kind = {5: "explored", 6: "constraint", 7: "fallback", 8: "static"}.get(i, "router")
         recs.append(decision(i, at=NOW - timedelta(minutes=30 + 60 * i), tenant=tenant, chosen_model=model,
                              candidates=CANDS, reason_kind=kind, best_cost_usd=0.02, seed_cost_usd=0.004,
                              latency_ms=2.0 + i, source="route" if i % 2 == 0 else "chat"))
@@ -54,7 +54,7 @@ def _check_day(store: DecisionLogStore) -> None:
     o = read_overview(store.engine, "day", now=NOW)
     t = o.totals
     assert t["decisions"] == 12
-    assert (t["explored"], t["constrained"], t["fallback"]) == (1, 1, 1)
+    assert (t["explored"], t["constrained"], t["fallback"], t["static"]) == (1, 1, 1, 1)
     assert t["expected_cost_usd"] == pytest.approx(4 * (0.001 + 0.004 + 0.02))
     assert t["best_n"] == t["seed_n"] == 12
     assert t["best_saving_usd"] == pytest.approx(12 * 0.02 - 4 * (0.001 + 0.004 + 0.02))

@@ -37,10 +37,11 @@ def overview_json(o: Overview, show_prompts: bool) -> dict[str, Any]:
     """The overview as the page's JSON. ``show_prompts`` False: no prompt text leaves the service."""
     reasons = [
         {"reason": "router's pick", "count": o.totals["decisions"] - o.totals["explored"] - o.totals["constrained"]
-         - o.totals["fallback"]},
+         - o.totals["fallback"] - o.totals["static"]},
         {"reason": "constraint binding", "count": o.totals["constrained"]},
         {"reason": "no model cleared the bar", "count": o.totals["fallback"]},
         {"reason": "exploration", "count": o.totals["explored"]},
+        {"reason": "A/B static rule", "count": o.totals["static"]},
         {"reason": "cascade escalation", "count": o.totals["escalations"]},
     ]
     return {

@@ -9,7 +9,7 @@ dashboard query over 30 days reads ~120 buckets per (tenant, model) however long
 Attribution:
 
 * a **decision** counts in the bucket of its ``created_at``, its tenant ('' = none) and chosen model:
-  ``decisions``, the reason kinds (``explored``, ``constrained``, ``fallback``), its expected cost, and
+  ``decisions``, the reason kinds (``explored``, ``constrained``, ``fallback``, ``static``), its expected cost, and
   where known the counterfactual costs and savings (``best_*``: the same prompt on the best single
   model; ``seed_*``: under the seed budget rule), and its routing latency (source ``route`` only);
 * an **outcome** (a proxied call) counts in its decision's bucket and tenant, under the model that
@@ -132,6 +132,8 @@ def add_decision(delta: RollupDelta, r: DecisionRecord) -> None:
         m["constrained"] = 1
     elif r.reason_kind == "fallback":
         m["fallback"] = 1
+    elif r.reason_kind == "static":
+        m["static"] = 1
     if chosen is not None and r.best_cost_usd is not None:
         m.update(best_n=1, best_cost_usd=r.best_cost_usd, best_saving_usd=r.best_cost_usd - chosen)
     if chosen is not None and r.seed_cost_usd is not None:

@@ -74,7 +74,7 @@ feedback = sa.Table(
 # -- the dashboard's rollups (added in 0006; see llmroute.data.decision_log.rollup) -------------------
 
 ROLLUP_COUNTS = (
-    "decisions", "explored", "constrained", "fallback", "best_n", "seed_n",
+    "decisions", "explored", "constrained", "fallback", "static", "best_n", "seed_n",
     "calls", "calls_failed", "escalations", "attempts", "attempt_errors", "attempt_timeouts",
     "feedback", "met",
 )

@@ -22,7 +22,7 @@ branch_labels = None
 depends_on = None
 
 _COUNTS = (
-    "decisions", "explored", "constrained", "fallback", "best_n", "seed_n",
+    "decisions", "explored", "constrained", "fallback", "static", "best_n", "seed_n",
     "calls", "calls_failed", "escalations", "attempts", "attempt_errors", "attempt_timeouts",
     "feedback", "met",
 )
