@@ -74,6 +74,25 @@ def _load_router(settings, model: str | Path | None):  # noqa: ANN001, ANN202
         raise
 
 
+def _load_router_and_scorer(settings, model: str | None):  # noqa: ANN001, ANN202
+    """The router and the answer scorer saved (or registered) with it (None when it has none)."""
+    from llmroute.router.answer_scorer import scorer_in
+
+    if isinstance(model, str) and model.startswith("models:/"):
+        from llmroute.training.registry import RegistryError, load_served_uri
+
+        try:
+            return load_served_uri(model, settings, with_scorer=True)
+        except RegistryError as exc:
+            _fail(str(exc))
+            raise
+    router = _load_router(settings, model)
+    from llmroute.training.train import latest_router_dir
+
+    folder = Path(model) if model else latest_router_dir(settings)
+    return router, scorer_in(folder, router.embedder)
+
+
 @app.command()
 def train(
     logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs in the llmroute schema (Parquet).")],
@@ -147,22 +166,26 @@ def evaluate(
 
     settings = _settings(home)
     try:
-        router = _load_router(settings, model)
+        router, scorer = _load_router_and_scorer(settings, model)
         report = run_evaluation(
-            router, logs, report_dir, settings.cache_dir / "embeddings.sqlite", train_logs, rules, bootstrap
+            router, logs, report_dir, settings.cache_dir / "embeddings.sqlite", train_logs, rules, bootstrap,
+            scorer=scorer,
         )
     except (LogValidationError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
     r = report["routers"]
     typer.echo(f"{'router':<24} {'AIQ':>7} {'x@95%':>7} {'x@best':>7}")
-    for name in ("learned", "learned_task_hint", "per_task_static", "knn", "cheapest_adequate", "random"):
+    for name in ("learned", "learned_task_hint", "per_task_static", "knn", "cheapest_adequate", "random",
+                 "cascade", "fixed_chain", "cascade_perfect_scorer"):
         if name in r:
             e = r[name]
             fmt = lambda v: "never" if v is None else f"{v:.2f}"  # noqa: E731
             typer.echo(
                 f"{name:<24} {e['aiq']:>7.4f} {fmt(e['cost_at_95_ratio']):>7} {fmt(e['cost_at_parity_ratio']):>7}"
             )
+    for name, why in report["skipped"].items():
+        typer.echo(f"skipped {name}: {why}")
     typer.echo(f"wrote {report_dir / 'report.md'}, report.json and cost_quality.png ({report['seconds']} s)")
 
 

@@ -65,9 +65,11 @@ def track_training(
     report_dir = None
     if test_logs is not None:
         from llmroute.experiments.report import run_evaluation
+        from llmroute.router.answer_scorer import scorer_in
 
         report_dir = folder / "evaluation"
-        run_evaluation(router, test_logs, report_dir, settings.cache_dir / "embeddings.sqlite", n_boot=bootstrap)
+        run_evaluation(router, test_logs, report_dir, settings.cache_dir / "embeddings.sqlite", n_boot=bootstrap,
+                       scorer=scorer_in(folder, router.embedder))
         typer.echo(f"evaluated on {test_logs}: report in {report_dir}")
     try:
         run_id, version = log_training_run(router, folder, logs, None, settings, report_dir)

@@ -25,6 +25,7 @@ from llmroute.router.router import Prepared, Router
 
 TARGETS = (0.9, 0.95, 1.0)
 REFERENCE = "per_task_static"  # paired AIQ differences are reported against this baseline
+VERSUS_LEARNED = ("cascade", "fixed_chain", "cascade_perfect_scorer")  # also paired against the router alone
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Curve:
     knobs: tuple[float, ...]
     kind: str  # "router", "single", "oracle"
     scores: np.ndarray | None = None  # (n, m) probabilities, for scored routers
+    outcome: tuple[np.ndarray, np.ndarray] | None = None  # (n, K) realised quality and cost when not the
+    # chosen model's alone (a cascade pays for every attempt)
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,20 @@ class EvalInputs:
     threshold: float
 
 
-def build_curves(inp: EvalInputs, rules: SeedRules, seed: int = 0) -> dict[str, Curve]:
-    """Every router's choices on the test prompts (see module docstring)."""
+def build_curves(
+    inp: EvalInputs, rules: SeedRules, seed: int = 0, skipped: dict[str, str] | None = None
+) -> dict[str, Curve]:
+    """Every router's choices on the test prompts (see module docstring). A baseline that cannot be
+    computed on these logs (e.g. a seed rule naming models none of which were evaluated) is left out
+    and its one-line reason put in ``skipped``."""
+    skipped = skipped if skipped is not None else {}
+
+    def attempt(name: str, make: Callable[[], Curve]) -> None:
+        try:
+            curves[name] = make()
+        except ValueError as exc:
+            skipped[name] = str(exc)
+
     r, test, train = inp.router, inp.test, inp.train
     n, m = test.quality.shape
     exp_cost = r.cost_model.predict(test.input_tokens)
@@ -71,14 +86,15 @@ def build_curves(inp: EvalInputs, rules: SeedRules, seed: int = 0) -> dict[str, 
         scored("learned_task_hint", p_hint, rule)
     scored("knn", knn(inp.train_emb, train.quality, inp.test_prepared.embeddings, inp.threshold), rule)
     scored("per_task_static", per_task_static(train.quality, train.tasks, test.tasks, inp.threshold), rule)
-    ca = CheapestAdequate(seed=seed).fit(
-        np.hstack([inp.train_emb, inp.train_feats]), train.quality, np.nanmean(train.cost, axis=0), inp.threshold
-    )
-    scored(
-        "cheapest_adequate",
-        ca.predict(np.hstack([inp.test_prepared.embeddings, inp.test_prepared.features])),
-        "threshold",
-    )
+
+    def cheapest_adequate() -> Curve:
+        ca = CheapestAdequate(seed=seed).fit(
+            np.hstack([inp.train_emb, inp.train_feats]), train.quality, np.nanmean(train.cost, axis=0), inp.threshold
+        )
+        probs = ca.predict(np.hstack([inp.test_prepared.embeddings, inp.test_prepared.features]))
+        return Curve(policy.sweep("threshold", probs, exp_cost), tuple(policy.knob_grid("threshold")), "router", probs)
+
+    attempt("cheapest_adequate", cheapest_adequate)
 
     # random mixture of the cheapest and the best single model (RouteLLM's random router)
     single_q = np.nanmean(train.quality, axis=0)
@@ -89,11 +105,18 @@ def build_curves(inp: EvalInputs, rules: SeedRules, seed: int = 0) -> dict[str, 
     curves["random"] = Curve(
         np.stack([np.where(u < s, strong, weak) for s in shares], axis=1), tuple(shares), "router"
     )
-    budget, budgets = rules.budget_choices(test.tasks, test.models)
-    curves["seed_budget_rule"] = Curve(budget, tuple(budgets), "router")
-    curves["seed_task_rule"] = Curve(rules.task_choices(test.tasks, test.models), (0.0,), "router")
-    lat, lats = rules.latency_choices(n, test.models)
-    curves["seed_latency_rule"] = Curve(lat, tuple(lats), "router")
+
+    def budget_rule() -> Curve:
+        budget, budgets = rules.budget_choices(test.tasks, test.models)
+        return Curve(budget, tuple(budgets), "router")
+
+    def latency_rule() -> Curve:
+        lat, lats = rules.latency_choices(n, test.models)
+        return Curve(lat, tuple(lats), "router")
+
+    attempt("seed_budget_rule", budget_rule)
+    attempt("seed_task_rule", lambda: Curve(rules.task_choices(test.tasks, test.models), (0.0,), "router"))
+    attempt("seed_latency_rule", latency_rule)
     for j, model in enumerate(test.models):
         curves[f"always:{model}"] = Curve(np.full((n, 1), j), (0.0,), "single")
     curves["oracle"] = Curve(_oracle(test.quality, test.cost, inp.threshold)[:, None], (0.0,), "oracle")
@@ -122,6 +145,15 @@ def curve_points(test: WideLogs, choices: np.ndarray) -> tuple[np.ndarray, np.nd
     return test.quality[rows, choices], test.cost[rows, choices]
 
 
+def outcomes(test: WideLogs, cv: Curve, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n, K) per-prompt realised quality and cost of a curve (on ``test``, which holds ``rows`` only
+    when given): its own outcome when it has one, else its choices' logged quality and cost."""
+    if cv.outcome is not None:
+        q, c = cv.outcome
+        return (q, c) if rows is None else (q[rows], c[rows])
+    return curve_points(test, cv.choices if rows is None else cv.choices[rows])
+
+
 def summarise(
     test: WideLogs,
     curves: dict[str, Curve],
@@ -147,7 +179,7 @@ def summarise(
 
     out: dict[str, Any] = {}
     for name, cv in curves.items():
-        pq, pc = curve_points(test, cv.choices)
+        pq, pc = outcomes(test, cv)
         c, q = pc.mean(axis=0), pq.mean(axis=0)
         entry: dict[str, Any] = {
             "kind": cv.kind,
@@ -166,6 +198,7 @@ def summarise(
                 ("aiq", aiq_stat),
                 ("cost_at_parity_ratio", ratio_stat(q_best)),
                 ("cost_at_95_ratio", ratio_stat(0.95 * q_best)),
+                ("quality_at_equal_cost", lambda c, q: mx.quality_at_cost(c, q, c_best + 1e-12)),
             ):
                 b = mx.bootstrap_ci(pq, pc, stat, n_boot=n_boot, seed=0)
                 ci[key] = {"lo": b.lo, "hi": b.hi, "undefined_share": b.none_share}
@@ -173,9 +206,15 @@ def summarise(
         if cv.scores is not None:
             entry.update(_two_model(test, cv.scores, router, weak, strong))
         if name != REFERENCE and REFERENCE in curves and cv.kind == "router" and len(cv.knobs) > 1:
-            rq, rc = curve_points(test, curves[REFERENCE].choices)
+            rq, rc = outcomes(test, curves[REFERENCE])
             d = mx.bootstrap_diff_ci(pq, pc, rq, rc, aiq_stat, n_boot=n_boot, seed=0)
             entry[f"aiq_minus_{REFERENCE}"] = {"diff": d.point, "lo": d.lo, "hi": d.hi}
+        if name in VERSUS_LEARNED and "learned" in curves:
+            lq, lc = outcomes(test, curves["learned"])
+            for key, stat in (("aiq", aiq_stat), ("quality_at_equal_cost",
+                                                   lambda c, q: mx.quality_at_cost(c, q, c_best + 1e-12))):
+                d = mx.bootstrap_diff_ci(pq, pc, lq, lc, stat, n_boot=n_boot, seed=0)
+                entry[f"{key}_minus_learned"] = {"diff": d.point, "lo": d.lo, "hi": d.hi}
         out[name] = entry
     return {
         "best_single_model": test.models[best],
@@ -266,7 +305,7 @@ def per_task(test: WideLogs, curves: dict[str, Curve], names: tuple[str, ...]) -
         for name in names:
             if name not in curves:
                 continue
-            pq, pc = curve_points(sub, curves[name].choices[rows])
+            pq, pc = outcomes(sub, curves[name], rows)
             entry["aiq"][name] = float(mx.aiq(pc.mean(axis=0), pq.mean(axis=0), lo, hi, q_floor=floor))
         out[t] = entry
     return out

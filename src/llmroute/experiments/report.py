@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from llmroute.data.answers import answer_matrix, value_matrix
 from llmroute.data.importers import read_logs
-from llmroute.data.wide import to_wide
+from llmroute.data.wide import WideLogs, to_wide
+from llmroute.experiments.cascade_eval import CascadeInputs, evaluate_cascades
 from llmroute.experiments.evaluate import (
+    TARGETS,
+    Curve,
     EvalInputs,
     _pair,
     build_curves,
@@ -20,13 +25,53 @@ from llmroute.experiments.evaluate import (
     target_attainment,
 )
 from llmroute.experiments.plots import plot_cost_quality
+from llmroute.router.answer_scorer import ResponseScorer
 from llmroute.router.baselines import SeedRules
 from llmroute.router.embedder import EmbeddingCache
 from llmroute.router.features import embed_and_featurize
 from llmroute.router.router import Router
 from llmroute.router.text import focus_text
 
-HEADLINE = ("learned", "learned_task_hint", "knn", "per_task_static", "cheapest_adequate")
+HEADLINE = ("learned", "learned_task_hint", "knn", "per_task_static", "cheapest_adequate", "cascade", "fixed_chain")
+CASCADE_ROWS = ("cascade", "fixed_chain", "cascade_perfect_scorer")
+
+
+def cascade_rows(
+    router: Router, scorer: ResponseScorer | None, test: WideLogs, test_df: pd.DataFrame, probs: np.ndarray,
+    cache: EmbeddingCache, threshold: float, curves: dict[str, Curve], skipped: dict[str, str],
+) -> dict[str, Any] | None:
+    """Add the cascade rows to ``curves`` and return the report's ``cascade`` section; or put the one-line
+    reason they cannot be computed in ``skipped`` and return None."""
+    reason = None
+    answers = answer_matrix(test_df, test.prompt_ids, test.models)
+    missing = int(sum(any(a is None for a in row) for row in answers))
+    if scorer is None:
+        reason = "the router has no answer scorer (train on logs with responses, without --no-scorer)"
+    elif scorer.operating_points is None or not scorer.operating_points.cascade:
+        reason = "the router's scorer has no cascade operating points (retrain with this version of llmroute)"
+    elif missing:
+        reason = (f"{missing} of {len(test)} scored test prompts lack a logged response of some model: "
+                  "the cascade cannot be replayed")
+    if reason is not None:
+        for name in CASCADE_ROWS:
+            skipped[name] = reason
+        return None
+    assert scorer is not None and scorer.operating_points is not None
+    single_q = test.quality.mean(axis=0)
+    best = int(np.argmax(single_q))
+    inp = CascadeInputs(
+        test.models, test.prompts, test.tasks, answers, test.quality, test.cost,
+        value_matrix(test_df, test.prompt_ids, test.models, "latency_ms"), probs,
+        router.cost_model.predict(test.input_tokens), threshold,
+    )
+    rows, section = evaluate_cascades(
+        inp, scorer, scorer.operating_points, cache, TARGETS, float(single_q[best]), float(test.cost[:, best].mean())
+    )
+    for row in rows:
+        r = row.replayed
+        curves[row.name] = Curve(r.delivered, tuple(float(k) for k in range(len(row.points))), "router",
+                                 outcome=(r.quality, r.cost))
+    return section
 
 
 def run_evaluation(
@@ -37,17 +82,21 @@ def run_evaluation(
     train_path: Path | None = None,
     rules_path: Path | None = None,
     n_boot: int = 1000,
+    scorer: ResponseScorer | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``router`` and its baselines on ``test_path``; baselines learn from ``train_path``
-    (default: the logs the router was trained on)."""
+    (default: the logs the router was trained on). With the router's answer ``scorer`` and the operating
+    points fitted with it, the cascade is replayed too (:mod:`llmroute.experiments.cascade_eval`);
+    otherwise the cascade rows are skipped with the reason in ``skipped``."""
     t0 = time.perf_counter()
     train_path = train_path or Path(router.info["train_logs"])
     threshold = float(router.info.get("config", {}).get("success_threshold", router.quality.params.target))
     train = to_wide(read_logs(train_path)).restrict(router.models)
-    test_all = to_wide(read_logs(test_path)).restrict(router.models)
+    test_df = read_logs(test_path)
+    test_all = to_wide(test_df).restrict(router.models)
     test, excluded = test_all.complete()
     if len(test) == 0:
-        logged = set(to_wide(read_logs(test_path)).models)
+        logged = set(to_wide(test_df).models)
         missing = [m for m in router.models if m not in logged]
         detail = f" (not in these logs: {', '.join(missing)})" if missing else ""
         raise ValueError(f"{test_path}: no prompt has a known outcome for every model of the router{detail}")
@@ -56,11 +105,13 @@ def run_evaluation(
     emb_test = cache.encode(router.embedder, [focus_text(p) for p in test.prompts])
     prepared = router.prepare(list(test.prompts), embeddings=emb_test)
     inp = EvalInputs(router, train, emb_train, feats_train, test, prepared, excluded, threshold)
-    curves = build_curves(inp, SeedRules.load(rules_path))
-    pair = _pair(np.nanmean(train.quality, axis=0), np.nanmean(train.cost, axis=0))
-    summary = summarise(test, curves, router, pair, n_boot, threshold)
+    skipped: dict[str, str] = {}
+    curves = build_curves(inp, SeedRules.load(rules_path), skipped=skipped)
     probs = curves["learned"].scores
     assert probs is not None
+    cascade = cascade_rows(router, scorer, test, test_df, probs, cache, threshold, curves, skipped)
+    pair = _pair(np.nanmean(train.quality, axis=0), np.nanmean(train.cost, axis=0))
+    summary = summarise(test, curves, router, pair, n_boot, threshold)
     report: dict[str, Any] = {
         "data": {
             "test_logs": str(test_path),
@@ -83,6 +134,8 @@ def run_evaluation(
         **summary,
         "target_attainment": target_attainment(test, router, probs, threshold),
         "per_task": per_task(test, curves, HEADLINE),
+        "cascade": cascade,
+        "skipped": skipped,
         "seconds": None,
     }
     report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -116,6 +169,76 @@ def _ratio(entry: dict[str, Any], key: str) -> str:
     if ci and ci.get("lo") is not None:
         s += f" [{ci['lo']:.2f}, {ci['hi']:.2f}]"
     return s
+
+
+def _ci(d: dict[str, Any] | None, spec: str = ".3f", signed: bool = False) -> str:
+    if not d or d.get("diff", d.get("auc")) is None:
+        return "—"
+    v = d.get("diff", d.get("auc"))
+    f = ("+" if signed else "") + spec
+    return f"{v:{f}} [{d['lo']:{f}}, {d['hi']:{f}}]" if d.get("lo") is not None else f"{v:{f}}"
+
+
+def _cascade_markdown(r: dict[str, Any]) -> list[str]:
+    c = r.get("cascade")
+    if not c:
+        return []
+    routers = r["routers"]
+    lines = [
+        "",
+        "## Cascade (offline replay of the logged answers through the served cascade)",
+        "",
+        f"{c['prompts']} prompts. Operating points fitted out-of-fold on the training logs "
+        f"({c['fitted_on'].get('validation_prompts')} prompts); the test split is only replayed. `cascade`: router + "
+        "answer scorer; `fixed_chain`: FrugalGPT-style cheapest-first chain (scorer only); "
+        "`cascade_perfect_scorer`: the router cascade with an oracle accepting exactly the answers meeting the "
+        "target (the ceiling). Paired differences against the router alone (`learned`).",
+        "",
+        "| row | AIQ − learned | quality at best's cost | − learned | cost ratio at best's quality |",
+        "|---|---|---|---|---|",
+    ]
+    for name in CASCADE_ROWS:
+        e = routers.get(name)
+        if e is None:
+            continue
+        qe = e.get("ci95", {}).get("quality_at_equal_cost")
+        q = _fmt(e["quality_at_equal_cost"]) + (f" [{qe['lo']:.3f}, {qe['hi']:.3f}]" if qe and qe.get("lo") is not None else "")
+        lines.append(
+            f"| {name} | {_ci(e.get('aiq_minus_learned'), '.4f', True)} | {q} | "
+            f"{_ci(e.get('quality_at_equal_cost_minus_learned'), '.3f', True)} | {_ratio(e, 'cost_at_parity_ratio')} |"
+        )
+    lines += [
+        "",
+        "Target attainment of the cascade (operating point chosen on validation):",
+        "",
+        "| target | realised quality | share of best | met | $ per 1,000 | cost ratio | escalation rate | "
+        "attempts | wasted spend | false-accept rate | latency (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in c["target_attainment"]:
+        lines.append(
+            f"| {t['target']} | {t['realised_quality']:.3f} | {t['realised_share_of_best']:.3f} | "
+            f"{'yes' if t['met'] else 'no'} | {t['cost_per_1k']:.3f} | {_fmt(t['cost_ratio'], '.2f')}× | "
+            f"{t['escalation_rate']:.3f} | {t['mean_attempts']:.2f} | {t['wasted_spend_share']:.1%} | "
+            f"{t['false_accept_rate']:.3f} | {_fmt(t['latency_ms'], '.0f')} |"
+        )
+    auc = c["scorer_auc"]
+    lines += [
+        "",
+        f"Answer scorer, held-out AUC with 95% bootstrap intervals over prompts ({auc['bootstrap_resamples']} "
+        "resamples): alone = every test answer scored without earlier answers; in the cascade = the attempts the "
+        "cascade's operating points made, each scored with the earlier attempts' answers.",
+        "",
+        "| scope | alone | in the cascade |",
+        "|---|---|---|",
+        f"| all | {_ci(auc['alone']['all'])} | {_ci(auc['cascade_attempts']['all'])} |",
+    ]
+    for task in auc["alone"]["per_task"]:
+        lines.append(
+            f"| {task} | {_ci(auc['alone']['per_task'][task])} | "
+            f"{_ci(auc['cascade_attempts']['per_task'].get(task))} |"
+        )
+    return lines
 
 
 def render_markdown(r: dict[str, Any], plot_name: str) -> str:
@@ -173,6 +296,10 @@ def render_markdown(r: dict[str, Any], plot_name: str) -> str:
             f"{'yes' if t['met'] else 'no'} | {t['cost_per_1k']:.3f} | {_fmt(t['cost_ratio'], '.2f')}× | "
             f"{t['false_cheap_rate']:.3f} |"
         )
+    lines += _cascade_markdown(r)
+    if r.get("skipped"):
+        lines += ["", "## Skipped", ""]
+        lines += [f"- `{name}`: {why}" for name, why in r["skipped"].items()]
     lines += ["", "## Per task (AIQ within the task)", ""]
     names = sorted({n for t in r["per_task"].values() for n in t["aiq"]})
     lines += ["| task | prompts | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]

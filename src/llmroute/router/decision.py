@@ -65,6 +65,7 @@ class RouteQuery:
     confidence: float | None = None
     task: str | None = None
     rule: str | None = None
+    knob: float | None = None  # the rule's knob itself (e.g. a cascade operating point's), instead of the target's
 
 
 class NoEligibleModelError(ValueError):

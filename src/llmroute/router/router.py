@@ -186,7 +186,10 @@ class Router:
             if rule_used not in self.knob_tables:
                 raise ValueError(f"unknown rule {rule_used!r}; this router has {sorted(self.knob_tables)}")
             target_used = q.target or self.default_target
-            knob, reachable = self.knob_tables[rule_used].knob_for(target_used)
+            if q.knob is not None:
+                knob = float(q.knob)
+            else:
+                knob, reachable = self.knob_tables[rule_used].knob_for(target_used)
         idx, cleared = policy.choose(rule_used, p[None, :], c[None, :], mask[None, :], knob)
         j = int(idx[0])
         chosen = self.models[j]

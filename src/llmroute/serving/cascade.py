@@ -1,22 +1,14 @@
 """The cascade: call the routed model, escalate on failure, timeout or low confidence.
 
-Order. The first attempt goes to the routed model. The next model is the cheapest untried eligible
-candidate that is more expensive (by the router's expected cost) **and** has a higher router
-probability than the model just tried. When a call *failed* and no such model exists, the untried
-eligible model with the highest probability is tried instead, so a request is not lost while any
-eligible model is left. At most ``max_attempts`` models are called.
-
-Confidence of an answer (:func:`combine_confidence`): the weighted mean of the signals at hand,
-
-    (p_router + w_scorer * p_scorer + w_logprob * p_logprob) / (1 + w_scorer + w_logprob)
-
-over the *available* ones only: ``p_router`` is the router's pre-call probability that the model
-meets the target (always there); ``p_scorer`` the post-call response scorer's probability
-(:mod:`llmroute.training.scorer`, when the served router folder has one); ``p_logprob`` is
-exp(mean token logprob) when the provider returns logprobs. Weights: ``scorer_weight`` (setting,
-default 2: the scorer sees the answer and out-scores the pre-call probability on held-out data) and
-1 for logprobs. Without a scorer this is the earlier rule: router probability, averaged with the
-logprob signal when present. Every attempt records each signal next to the combined confidence.
+The decisions -- order of models, how confidence combines, accept or escalate, which answer is
+delivered -- are :mod:`llmroute.router.cascade_policy`'s (:class:`~llmroute.router.cascade_policy.CascadeWalk`),
+the same code the offline evaluation replays logged answers through; this module only makes the calls.
+Confidence signals: the router's pre-call probability (always there), the post-call answer scorer's
+probability (:mod:`llmroute.router.answer_scorer`, when the served router folder has one; it sees the
+answers of the earlier attempts of the same request) and exp(mean token logprob) when the provider returns
+logprobs. Without an explicit :class:`~llmroute.router.cascade_policy.CascadeRule` the rule is one
+threshold for every attempt (``threshold``), ``max_attempts`` and the scorer weight of ``confidence``.
+Every attempt records each signal next to the combined confidence.
 
 Ensembles (:func:`run_ensemble`), asked per request: ``best_of_n`` calls the N most promising eligible
 models concurrently and keeps the answer with the highest confidence; ``majority_vote`` calls N models,
@@ -43,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -51,7 +42,9 @@ from typing import Any
 
 from llmroute.data.catalog import ModelSpec
 from llmroute.data.tokens import count_tokens
-from llmroute.router.decision import Candidate, Decision
+from llmroute.router.agreement import normalise_answer
+from llmroute.router.cascade_policy import CascadeRule, CascadeWalk, combine_confidence, next_model
+from llmroute.router.decision import Decision
 from llmroute.serving.providers import CallResult, OpenStream
 
 
@@ -87,20 +80,6 @@ class CascadeResult:
         return sum(a.cost_usd for a in self.attempts)
 
 
-def next_model(candidates: Mapping[str, Candidate], current: str, tried: set[str], failed: bool) -> str | None:
-    """The model to try after ``current`` (see module docstring), or None."""
-    cur = candidates[current]
-    open_ = [c for m, c in candidates.items() if c.eligible and m not in tried]
-    better = [
-        c for c in open_ if c.expected_cost_usd > cur.expected_cost_usd and c.probability > cur.probability
-    ]
-    if better:
-        return min(better, key=lambda c: (c.expected_cost_usd, -c.probability)).model
-    if failed and open_:
-        return max(open_, key=lambda c: (c.probability, -c.expected_cost_usd)).model
-    return None
-
-
 def logprob_signal(body: Mapping[str, Any]) -> float | None:
     """exp(mean token logprob) of the first choice, or None when the provider returned no logprobs."""
     try:
@@ -111,22 +90,6 @@ def logprob_signal(body: Mapping[str, Any]) -> float | None:
     if not lps:
         return None
     return math.exp(sum(lps) / len(lps))
-
-
-def combine_confidence(
-    router_probability: float,
-    scorer_probability: float | None = None,
-    logprob_confidence: float | None = None,
-    scorer_weight: float = 2.0,
-    logprob_weight: float = 1.0,
-) -> float:
-    """Weighted mean of the available signals (see module docstring)."""
-    num, den = router_probability, 1.0
-    if scorer_probability is not None:
-        num, den = num + scorer_weight * scorer_probability, den + scorer_weight
-    if logprob_confidence is not None:
-        num, den = num + logprob_weight * logprob_confidence, den + logprob_weight
-    return num / den
 
 
 def answer_confidence(router_probability: float, body: Mapping[str, Any]) -> float:
@@ -157,7 +120,14 @@ def attempt_cost(spec: ModelSpec | None, prompt: str, body: Mapping[str, Any]) -
 
 Call = Callable[[str], Awaitable[CallResult]]
 OpenStreamCall = Callable[[str], Awaitable["CallResult | OpenStream"]]
-Judge = Callable[[str, str], Awaitable[float | None]]  # (model, answer text) -> scorer probability
+# (model, answer text, earlier answers of the request) -> scorer probability
+Judge = Callable[[str, str, Sequence[str]], Awaitable[float | None]]
+
+__all__ = [
+    "Attempt", "CascadeResult", "Confidence", "Judge", "answer_confidence", "answer_text", "attempt_cost",
+    "combine_confidence", "ensemble_models", "logprob_signal", "next_model", "normalise_answer", "run_cascade",
+    "run_ensemble",
+]
 
 
 @dataclass(frozen=True)
@@ -167,10 +137,18 @@ class Confidence:
     scorer_weight: float = 2.0
     judge: Judge | None = None
 
-    async def __call__(self, model: str, router_probability: float, body: Mapping[str, Any]) -> tuple[float, float | None, float | None]:
+    async def signals(
+        self, model: str, body: Mapping[str, Any], earlier: Sequence[str] = ()
+    ) -> tuple[float | None, float | None]:
+        """(scorer probability, logprob signal) of an answer; ``earlier``: the request's earlier answers."""
+        scored = await self.judge(model, answer_text(body), tuple(earlier)) if self.judge is not None else None
+        return scored, logprob_signal(body)
+
+    async def __call__(
+        self, model: str, router_probability: float, body: Mapping[str, Any], earlier: Sequence[str] = ()
+    ) -> tuple[float, float | None, float | None]:
         """(combined confidence, scorer probability, logprob signal)."""
-        scored = await self.judge(model, answer_text(body)) if self.judge is not None else None
-        lp = logprob_signal(body)
+        scored, lp = await self.signals(model, body, earlier)
         return combine_confidence(router_probability, scored, lp, self.scorer_weight), scored, lp
 
 
@@ -183,71 +161,56 @@ async def run_cascade(
     max_attempts: int,
     confidence: Confidence | None = None,
     open_stream: OpenStreamCall | None = None,
+    rule: CascadeRule | None = None,
 ) -> CascadeResult:
     """Run the cascade for one request; ``call(model)`` makes one (retried) provider call,
-    ``open_stream(model)`` starts a streamed one (see module docstring)."""
+    ``open_stream(model)`` starts a streamed one (see module docstring). ``rule`` (e.g. a quality
+    target's operating point) replaces ``threshold``, ``max_attempts`` and the confidence weights."""
     confidence = confidence or Confidence()
+    rule = rule or CascadeRule((threshold,), max_attempts, confidence.scorer_weight)
     candidates = {c.model: c for c in decision.candidates}
+    walk = CascadeWalk(rule, candidates, decision.model)
     attempts: list[Attempt] = []
-    tried: set[str] = set()
-    best: tuple[float, int, str, dict[str, Any]] | None = None
-    model: str | None = decision.model
-    while model is not None and len(attempts) < max_attempts:
-        tried.add(model)
+    bodies: dict[int, dict[str, Any]] = {}
+    answers: list[str] = []  # the successful answers so far, which the scorer compares a new one with
+    while (model := walk.next()) is not None:
         prob = candidates[model].probability
-        last = len(attempts) + 1 >= max_attempts or next_model(candidates, model, tried, failed=False) is None
+        last = walk.is_last(model)
         started = await (open_stream(model) if open_stream is not None and last else call(model))
         if isinstance(started, OpenStream):
             return CascadeResult(tuple(attempts), model, None, stream=started)
         res = started
         if res.ok and res.body is not None:
-            conf, scored, lp = await confidence(model, prob, res.body)
+            scored, lp = await confidence.signals(model, res.body, answers)
+            conf = rule.confidence(prob, scored, lp)
             cost = attempt_cost(specs.get(model), prompt, res.body)
-            if best is None or conf >= best[0]:
-                best = (conf, len(attempts), model, res.body)
-            why = None if conf >= threshold else f"confidence {conf:.3f} < {threshold:.3f}"
+            why = walk.answered(model, conf)
+            bodies[len(attempts)] = res.body
+            answers.append(answer_text(res.body))
             attempts.append(
                 Attempt(
                     model, True, None, res.latency_ms, cost, conf, prob, res.tries, escalated_because=why,
                     scorer_probability=scored, logprob_confidence=lp,
                 )
             )
-            if why is None:
-                break
-            nxt = next_model(candidates, model, tried, failed=False)
         else:
+            why = walk.failed(model, res.kind)
             attempts.append(
                 Attempt(
                     model, False, res.error, res.latency_ms, 0.0, None, prob, res.tries,
-                    error_kind=res.kind, escalated_because=res.kind or "error",
+                    error_kind=res.kind, escalated_because=why,
                 )
             )
-            nxt = next_model(candidates, model, tried, failed=True)
-        model = nxt
     # only attempts followed by another one keep the reason they were escalated from
-    attempts = [a if i < len(attempts) - 1 else replace(a, escalated_because=None) for i, a in enumerate(attempts)]
+    reasons = walk.escalation_reasons()
+    attempts = [replace(a, escalated_because=why) for a, why in zip(attempts, reasons)]
+    best = walk.delivered
     if best is None:
         return CascadeResult(tuple(attempts), None, None)
-    return CascadeResult(tuple(attempts), best[2], best[3])
+    return CascadeResult(tuple(attempts), attempts[best].model, bodies[best])
 
 
 # ---- ensembles --------------------------------------------------------------------------------------
-_LETTER = re.compile(r"^\W*(?:(?:the\s+)?answer\s*(?:is)?\s*:?\s*)?\(?([a-e])\)?(?:[.):]|\s*$)", re.IGNORECASE)
-_FINAL = re.compile(r"answer\s*(?:is)?\s*:?\s*\(?([a-e])\)?\b", re.IGNORECASE)
-_NUMBER = re.compile(r"^\W*(?:(?:the\s+)?answer\s*(?:is)?\s*:?\s*)?(-?\d+(?:\.\d+)?)\W*$", re.IGNORECASE)
-
-
-def normalise_answer(text: str) -> str:
-    """A key under which equivalent short answers agree: a single choice letter ('b' for ' (B). ',
-    'Answer: B'), a single number ('42' for '42.'), else the stripped, case-folded, space-collapsed text."""
-    s = " ".join(text.strip().split())
-    for pattern in (_LETTER, _NUMBER, _FINAL):
-        m = pattern.search(s) if pattern is _FINAL else pattern.match(s)
-        if m:
-            return m.group(1).casefold()
-    return s.casefold()
-
-
 def ensemble_models(decision: Decision, n: int) -> list[str]:
     """The routed model and then the eligible models with the highest router probability (n in all)."""
     others = sorted(

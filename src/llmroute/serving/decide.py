@@ -25,7 +25,8 @@ from llmroute.serving.state import Services
 
 
 def decide(
-    services: Services, router: Router, prompt: str, opts: RoutingOptions, policy: Policy | None = None
+    services: Services, router: Router, prompt: str, opts: RoutingOptions, policy: Policy | None = None,
+    knob: float | None = None,
 ) -> Decision:
     """Route ``prompt`` (with an experiment arm's ``policy`` when given); NoEligibleModelError passes
     through, other ValueErrors become 422.
@@ -42,7 +43,9 @@ def decide(
         return decision
 
     try:
-        query = RouteQuery(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        query = RouteQuery(
+            prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule, knob
+        )
         decision = batched(router, query) if policy is None else policy.route(query, batched)
     except NoEligibleModelError:
         raise
@@ -93,7 +96,7 @@ class Routed:
 
 def route_request(
     services: Services, router: Router, prompt: str, opts: RoutingOptions, source: str,
-    started: float | None = None,
+    started: float | None = None, knob: float | None = None,
 ) -> Routed:
     """:func:`decide`, :func:`choose`, and the decision's log record, all in the calling (compute) thread.
 
@@ -102,7 +105,8 @@ def route_request(
     realised cost) and logged as ``"<experiment>:<arm>"`` (see :mod:`llmroute.abtest.assignment`).
     ``started`` (``time.perf_counter()`` when the request arrived) makes the record carry the time
     taken to decide; the record also carries the reason kind and counterfactual costs
-    (:mod:`llmroute.serving.counterfactuals`)."""
+    (:mod:`llmroute.serving.counterfactuals`). ``knob``: the rule's knob to route with instead of the
+    target's (a cascade operating point's)."""
     live = services.experiment
     assignment = live.assign(opts.user, opts.tenant, opts.session) if live is not None else None
     policy = live.policy(assignment.served, router) if live is not None and assignment is not None else None
@@ -112,7 +116,7 @@ def route_request(
         capture.forget()
     settings = services.settings
     decision, propensity = choose(
-        decide(services, router, prompt, opts, policy), settings.exploration_share_for(opts.tenant),
+        decide(services, router, prompt, opts, policy, knob), settings.exploration_share_for(opts.tenant),
         services.explorer, settings.exploration_mode_for(opts.tenant), settings.exploration_top_k,
     )
     if decision.extra.get("explored"):

@@ -72,6 +72,12 @@ class ServeSettings(BaseSettings):
     use_scorer: bool = Field(
         default=True, description="Load the router's response scorer ('<router folder>/scorer', or the one registered with a registry version) when present and use it for answer confidence."
     )
+    cascade_operating_points: bool = Field(
+        default=True,
+        description="When the served scorer comes with cascade operating points (fitted by `llmroute train`), a "
+        "chat request's quality target (or the router's default) picks the router knob, the per-attempt "
+        "thresholds and the scorer weight jointly; otherwise cascade_confidence and scorer_weight apply.",
+    )
     max_ensemble: int = Field(default=5, ge=1, description="Largest best_of_n / majority_vote a request may ask.")
     cascade_max_attempts: int = Field(default=3, ge=1, description="Most models tried for one chat request.")
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="Larger request bodies get 413.")

@@ -8,13 +8,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from llmroute.config import Settings
+from llmroute.data.answers import answer_matrix
 from llmroute.data.catalog import Catalog, load_catalog
 from llmroute.data.importers import read_logs
 from llmroute.data.wide import WideLogs, to_wide
 from llmroute.experiments.metrics import aiq
 from llmroute.router.cost import LinearCostModel
+from llmroute.router.cascade_policy import OperatingPoints
 from llmroute.router.decision import QualityTarget
 from llmroute.router.embedder import EmbeddingCache, load_embedder
 from llmroute.router.features import embed_and_featurize
@@ -22,7 +25,8 @@ from llmroute.router.knobs import KnobTable, build_knob_table
 from llmroute.router.policy import RULES
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
-from llmroute.training.scorer import SCORER_DIR, train_scorer
+from llmroute.training.cascade_fit import fit_operating_points
+from llmroute.training.scorer import SCORER_DIR, ResponseScorer, train_scorer
 
 LATEST = "LATEST"
 
@@ -155,17 +159,44 @@ def train_router(
     router.save(folder)
     if config.with_scorer and "response" in df.columns and df["response"].notna().any():
         print("training the post-call answer scorer (prompt + answer -> P(meets target)) for the cascade")
-        train_scorer(
+        cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+        scorer = train_scorer(
             df,
             embedder,  # type: ignore[arg-type]
             folder / SCORER_DIR,
             threshold=config.success_threshold,
             seed=config.seed,
-            cache=EmbeddingCache(settings.cache_dir / "embeddings.sqlite"),
+            cache=cache,
         )
+        points = cascade_operating_points(df, logs, rows, quality.oof_probs_, exp_cost, scorer, default_rule,
+                                          config.success_threshold, cache)
+        if points is not None:
+            scorer.operating_points = points
+            scorer.save(folder / SCORER_DIR)
     (settings.routers_dir / LATEST).write_text(str(folder.resolve()))
     print(f"saved router {version} to {folder} in {time.perf_counter() - t0:.1f} s")
     return router, folder
+
+
+def cascade_operating_points(
+    df: pd.DataFrame, logs: WideLogs, rows: np.ndarray, oof_probs: np.ndarray, exp_cost: np.ndarray,
+    scorer: ResponseScorer, rule: str, threshold: float, cache: EmbeddingCache,
+) -> OperatingPoints | None:
+    """The cascade's operating points fitted out-of-fold on the calibration rows whose every model has a
+    logged answer (:mod:`llmroute.training.cascade_fit`); None (with the reason printed) when fewer than
+    :data:`MIN_CALIBRATION_PROMPTS` such prompts exist."""
+    answers = answer_matrix(df, logs.prompt_ids, logs.models)
+    ok = rows[np.array([all(a is not None for a in answers[i]) for i in rows], dtype=bool)] if len(rows) else rows
+    ok = ok[~np.isnan(oof_probs[ok]).any(axis=1)]
+    if len(ok) < MIN_CALIBRATION_PROMPTS:
+        print(f"cascade operating points skipped: {len(ok)} prompts have every model's answer, quality and cost "
+              f"(need {MIN_CALIBRATION_PROMPTS})")
+        return None
+    print(f"fitting the cascade's operating points out-of-fold on {len(ok)} prompts")
+    return fit_operating_points(
+        logs.models, [logs.prompts[i] for i in ok], answers[ok], oof_probs[ok], exp_cost[ok],
+        logs.quality[ok], logs.cost[ok], scorer, rule, threshold, cache=cache,
+    )
 
 
 def _prices(catalog: Catalog, model: str) -> tuple[float | None, float | None]:

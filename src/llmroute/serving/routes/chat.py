@@ -8,6 +8,13 @@ attempt fails the status is 502 with the same ``llmroute`` field. With ``llmrout
 (see :mod:`llmroute.serving.cascade`); when the router folder has a response scorer, it judges every
 answer.
 
+Operating points: when the served scorer comes with the cascade operating points fitted by
+``llmroute train`` (:class:`llmroute.router.cascade_policy.OperatingPoints`), the request's quality target
+(``llmroute:95%``; the router's default target otherwise) picks the router knob, the per-attempt
+acceptance thresholds and the scorer weight jointly: the cheapest point whose out-of-fold validation
+quality meets the target (setting ``cascade_operating_points``; not with an explicit ``confidence``,
+another ``rule`` or a running A/B experiment). The ``llmroute`` field says which point served.
+
 ``stream: true``: the cascade reads the attempts it may still escalate whole and streams the last
 one's answer through as it arrives (:mod:`llmroute.serving.streaming`; the ``llmroute`` field comes
 in the last event, the headers are the same). An answer that was already complete (a confident
@@ -23,12 +30,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from llmroute.router.cascade_policy import OperatingPoint
 from llmroute.router.text import messages_to_prompt
 from llmroute.serving.cascade import (
     CascadeResult,
@@ -63,7 +72,9 @@ async def chat_completions(
             f"got {ensemble[1]}",
         )
     prompt = messages_to_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
-    routed = await run_cpu(services, route_request, services, llm_router, prompt, opts, "chat", started)
+    point = _operating_point(services, served, opts) if ensemble is None else None
+    knob = point.knob if point is not None else None
+    routed = await run_cpu(services, route_request, services, llm_router, prompt, opts, "chat", started, knob)
     decision, decision_id = routed.decision, routed.decision_id
     decision_log = services.decision_log
     if decision_log is not None and routed.record is not None:
@@ -93,10 +104,14 @@ async def chat_completions(
     if ensemble is not None:
         result = await run_ensemble(decision, prompt, call, llm_router.specs, ensemble[1], ensemble[0], confidence)
     else:
+        rule = None
+        if point is not None:
+            rule = replace(point.cascade_rule(),
+                           max_attempts=min(point.max_attempts, services.settings.cascade_max_attempts))
         result = await run_cascade(
             decision, prompt, call, llm_router.specs,
             services.settings.cascade_confidence, services.settings.cascade_max_attempts, confidence,
-            open_stream if body.stream else None,
+            open_stream if body.stream else None, rule,
         )
     info = {
         "decision_id": decision_id,
@@ -106,6 +121,12 @@ async def chat_completions(
         "mode": ensemble[0] if ensemble else "cascade",
         "scorer": served.scorer is not None and services.settings.scorer_weight > 0,
     }
+    if point is not None:
+        info["operating_point"] = {
+            "knob": point.knob, "rule": point.rule, "thresholds": list(point.thresholds),
+            "scorer_weight": point.scorer_weight, "validation_quality": point.validation_quality,
+            "validation_cost_usd": point.validation_cost,
+        }
     if result.stream is not None:
         model = result.stream.model
         events = relay(
@@ -133,17 +154,36 @@ def _headers(decision_id: str, attempts: int, model: str) -> dict[str, str]:
     return {"X-LLMRoute-Decision-Id": decision_id, "X-LLMRoute-Attempts": str(attempts), "X-LLMRoute-Model": model}
 
 
+def _operating_point(services: Any, served: Any, opts: Any) -> OperatingPoint | None:
+    """The cascade operating point of the request's quality target (the router's default target when
+    none is asked), or None: no operating points served, turned off, the scorer ignored, an A/B
+    experiment running, or the request asks a confidence or another rule itself."""
+    settings = services.settings
+    points = getattr(served.scorer, "operating_points", None) if served.scorer is not None else None
+    if (points is None or not points.cascade or not settings.cascade_operating_points or settings.scorer_weight <= 0
+            or services.experiment is not None or opts.confidence is not None):
+        return None
+    try:
+        target = opts.quality_target() or served.router.default_target
+    except ValueError as exc:
+        raise ServiceError(422, "invalid_request", str(exc)) from exc
+    point, _ = points.point_for(target)
+    if opts.rule is not None and opts.rule != point.rule:
+        return None
+    return point
+
+
 def _judge(services: Any, scorer: Any, prompt: str) -> Judge | None:
     """The scorer as an async judge (CPU work in the thread pool), or None without one."""
     if scorer is None or services.settings.scorer_weight <= 0:
         return None
 
-    def score(model: str, text: str) -> float:
+    def score(model: str, text: str, earlier: Sequence[str]) -> float:
         services.compute.apply()
-        return float(scorer.score([prompt], [text], [model])[0])
+        return float(scorer.score([prompt], [text], [model], [list(earlier)])[0])
 
-    async def judge(model: str, text: str) -> float | None:
-        return await run_cpu(services, score, model, text)
+    async def judge(model: str, text: str, earlier: Sequence[str] = ()) -> float | None:
+        return await run_cpu(services, score, model, text, earlier)
 
     return judge
 

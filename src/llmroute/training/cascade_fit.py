@@ -1,0 +1,201 @@
+"""Fitting the cascade's operating points out-of-fold on the training logs.
+
+Inputs are all out-of-fold: the router's quality-model probabilities (``QualityModel.oof_probs_``) and
+the answer scorer's fold predictions (:meth:`llmroute.training.scorer.ResponseScorer.score_oof`), on the
+training prompts whose every model has a known quality, cost and response. Nothing sees a test split.
+
+Router cascade. For every knob of the router's default rule, every scorer weight in
+:data:`SCORER_WEIGHTS` and every pair of acceptance thresholds (attempt 1, attempt 2) on
+:data:`llmroute.router.cascade_search.THRESHOLD_GRID`, the cascade's mean quality and cost on the
+training prompts are computed (first model = the router's pick at that knob; chain = the served order;
+confidence = the served combination of router probability and scorer probability). The cost-quality
+frontier of all those points is kept (at most :data:`MAX_POINTS`, evenly spaced along it).
+
+Fixed chain (FrugalGPT-style baseline): cheapest-first chains of 1 to ``max_attempts`` models drawn
+from the models on the single-model cost-quality frontier of the training logs; confidence = the scorer
+probability alone; per-attempt thresholds on the same grid; frontier as above.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from llmroute.router import policy
+from llmroute.router.cascade_policy import CascadeRule, OperatingPoint, OperatingPoints, pareto_frontier
+from llmroute.router.cascade_search import THRESHOLD_GRID, chain_for, sweep_thresholds
+from llmroute.router.decision import Candidate
+from llmroute.router.embedder import EmbeddingCache
+from llmroute.training.scorer import ResponseScorer
+
+SCORER_WEIGHTS = (1.0, 2.0, 4.0, 8.0)
+MAX_POINTS = 120
+MAX_CHAIN_MODELS = 5
+
+
+def thin(indices: Sequence[int], k: int = MAX_POINTS) -> list[int]:
+    """At most ``k`` of ``indices``, evenly spaced, keeping the first and the last."""
+    if len(indices) <= k:
+        return list(indices)
+    pos = np.unique(np.round(np.linspace(0, len(indices) - 1, k)).astype(int))
+    return [indices[i] for i in pos]
+
+
+class ChainScores:
+    """Out-of-fold scorer probabilities of (prompt row, model, earlier models) cells, scored in batches."""
+
+    def __init__(self, scorer: ResponseScorer, prompts: Sequence[str], responses: np.ndarray,
+                 models: Sequence[str], cache: EmbeddingCache | None) -> None:
+        self.scorer, self.prompts, self.responses, self.cache = scorer, prompts, responses, cache
+        self.col = {m: j for j, m in enumerate(models)}
+        self.values: dict[tuple[int, str, tuple[str, ...]], float] = {}
+
+    def need(self, cells: set[tuple[int, str, tuple[str, ...]]]) -> None:
+        todo = [c for c in cells if c not in self.values]
+        if not todo:
+            return
+        p = self.scorer.score_oof(
+            [self.prompts[i] for i, _, _ in todo],
+            [str(self.responses[i, self.col[m]]) for i, m, _ in todo],
+            [m for _, m, _ in todo],
+            [tuple(str(self.responses[i, self.col[e]]) for e in prev) for i, _, prev in todo],
+            self.cache,
+        )
+        self.values.update(zip(todo, p.tolist()))
+
+
+def _cells(chains: dict[int, tuple[str, ...]]) -> set[tuple[int, str, tuple[str, ...]]]:
+    return {(i, m, ch[:s]) for i, ch in chains.items() for s, m in enumerate(ch)}
+
+
+def _arrays(
+    chains: Sequence[tuple[str, ...]], col: dict[str, int], quality: np.ndarray, cost: np.ndarray, S: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(chains)
+    q, c, valid = np.zeros((n, S)), np.zeros((n, S)), np.zeros((n, S), dtype=bool)
+    for i, ch in enumerate(chains):
+        for s, m in enumerate(ch):
+            q[i, s], c[i, s], valid[i, s] = quality[i, col[m]], cost[i, col[m]], True
+    return q, c, valid
+
+
+def fit_operating_points(
+    models: Sequence[str],
+    prompts: Sequence[str],
+    responses: np.ndarray,
+    probs: np.ndarray,
+    expected_cost: np.ndarray,
+    quality: np.ndarray,
+    cost: np.ndarray,
+    scorer: ResponseScorer,
+    rule: str,
+    threshold: float,
+    max_attempts: int = 3,
+    cache: EmbeddingCache | None = None,
+) -> OperatingPoints:
+    """The router cascade's and the fixed-chain baseline's validation frontiers (see module docstring).
+    Inputs are (n, m) over complete training prompts; ``probs`` must be out-of-fold."""
+    t0 = time.perf_counter()
+    n, _ = quality.shape
+    col = {m: j for j, m in enumerate(models)}
+    scores = ChainScores(scorer, prompts, responses, models, cache)
+    success_q = quality  # delivered quality is the logged quality, as in the evaluation
+    base_rule = CascadeRule(thresholds=(1.0,), max_attempts=max_attempts)
+    grid = policy.knob_grid(rule)
+    firsts = np.stack(
+        [policy.choose(rule, probs, expected_cost, np.ones_like(probs, dtype=bool), float(k))[0] for k in grid], axis=1
+    )
+    cands = [
+        {m: Candidate(m, float(probs[i, j]), float(expected_cost[i, j]), True, None) for m, j in col.items()}
+        for i in range(n)
+    ]
+    chain_cache: dict[tuple[int, int], tuple[str, ...]] = {}
+    for i, j in {(i, int(j)) for i in range(n) for j in firsts[i]}:
+        chain_cache[(i, j)] = chain_for(base_rule, cands[i], models[j])
+    scores.need({c for (i, _), ch in chain_cache.items() for c in _cells({i: ch})})
+    print(f"cascade fit: {len(chain_cache)} router chains on {n} prompts, {len(scores.values)} answers scored "
+          f"out-of-fold ({time.perf_counter() - t0:.1f} s)", flush=True)
+
+    params: list[tuple[float, float, float, float]] = []  # (knob, weight, t0, t1)
+    qs: list[np.ndarray] = []
+    cs: list[np.ndarray] = []
+    G = len(THRESHOLD_GRID)
+    ta, tb = np.meshgrid(THRESHOLD_GRID, THRESHOLD_GRID, indexing="ij")
+    for k, knob in enumerate(grid):
+        chains = [chain_cache[(i, int(firsts[i, k]))] for i in range(n)]
+        q, c, valid = _arrays(chains, col, success_q, cost, max_attempts)
+        p_router = np.zeros((n, max_attempts))
+        p_scorer = np.zeros((n, max_attempts))
+        for i, ch in enumerate(chains):
+            for s, m in enumerate(ch):
+                p_router[i, s] = probs[i, col[m]]
+                p_scorer[i, s] = scores.values[(i, m, ch[:s])]
+        for w in SCORER_WEIGHTS:
+            conf = (p_router + w * p_scorer) / (1.0 + w)
+            Q, C = sweep_thresholds(conf[:, :3], q[:, :3], c[:, :3], valid[:, :3])
+            qs.append(Q.ravel())
+            cs.append(C.ravel())
+            params.extend(zip(itertools.repeat(float(knob)), itertools.repeat(w), ta.ravel(), tb.ravel()))
+    Qa, Ca = np.concatenate(qs), np.concatenate(cs)
+    front = thin(pareto_frontier(Ca, Qa))
+    cascade = tuple(
+        OperatingPoint(rule, params[i][0], params[i][1], 1.0, (float(params[i][2]), float(params[i][3])),
+                       max_attempts, float(Qa[i]), float(Ca[i]))
+        for i in front
+    )
+    print(f"cascade fit: {len(Qa)} router-cascade points, {len(cascade)} kept on the frontier "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+
+    # ---- fixed chains (FrugalGPT-style) --------------------------------------------------------------
+    single_q, single_c = quality.mean(axis=0), cost.mean(axis=0)
+    eff = pareto_frontier(single_c, single_q)[:MAX_CHAIN_MODELS] if max_attempts > 0 else []
+    eff_models = [models[j] for j in eff]  # cheapest first
+    fixed = [ch for r in range(1, max_attempts + 1) for ch in itertools.combinations(eff_models, r)]
+    fparams: list[tuple[tuple[str, ...], float, float]] = []
+    fq: list[np.ndarray] = []
+    fc: list[np.ndarray] = []
+    for ch in fixed:
+        scores.need({(i, m, ch[:s]) for i in range(n) for s, m in enumerate(ch)})
+        chains = [ch] * n
+        q, c, valid = _arrays(chains, col, success_q, cost, len(ch))
+        conf = np.array([[scores.values[(i, m, ch[:s])] for s, m in enumerate(ch)] for i in range(n)])
+        Q, C = sweep_thresholds(conf, q, c, valid)
+        if len(ch) == 1:  # thresholds do not matter for a single model
+            Q, C = Q[:1, :1], C[:1, :1]
+            fparams.append((ch, 0.0, 0.0))
+        elif len(ch) == 2:  # only the first threshold matters
+            Q, C = Q[:, :1], C[:, :1]
+            fparams.extend((ch, float(a), 0.0) for a in THRESHOLD_GRID)
+        else:
+            fparams.extend(zip(itertools.repeat(ch), ta.ravel().tolist(), tb.ravel().tolist()))
+        fq.append(Q.ravel())
+        fc.append(C.ravel())
+    FQ, FC = (np.concatenate(fq), np.concatenate(fc)) if fq else (np.zeros(0), np.zeros(0))
+    ffront = thin(pareto_frontier(FC, FQ)) if len(FQ) else []
+    fixed_points = tuple(
+        OperatingPoint("", 0.0, 1.0, 0.0, (fparams[i][1], fparams[i][2]), len(fparams[i][0]),
+                       float(FQ[i]), float(FC[i]), chain=fparams[i][0])
+        for i in ffront
+    )
+    best = int(np.argmax(single_q))
+    print(f"cascade fit: {len(fixed)} fixed chains over {eff_models}, {len(fixed_points)} frontier points; "
+          f"done in {time.perf_counter() - t0:.1f} s", flush=True)
+    del G
+    return OperatingPoints(
+        cascade=cascade,
+        fixed_chain=fixed_points,
+        best_single_model=models[best],
+        best_single_quality=float(single_q[best]),
+        info={
+            "validation_prompts": int(n),
+            "success_threshold": threshold,
+            "scorer_weights": list(SCORER_WEIGHTS),
+            "threshold_grid": [float(x) for x in THRESHOLD_GRID],
+            "fixed_chain_models": eff_models,
+            "points_searched": {"cascade": int(len(Qa)), "fixed_chain": int(len(FQ))},
+            "out_of_fold": "router OOF probabilities and scorer fold predictions on the training logs",
+        },
+    )
