@@ -135,6 +135,9 @@ def replay_server(
         float, typer.Option(help="Share of streamed answers cut off halfway (connection closed without [DONE]).")
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the fault injection.")] = 0,
+    report_cost: Annotated[
+        bool, typer.Option("--report-cost", help="Return each answer's logged cost_usd as usage.cost.")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve recorded benchmark answers as an OpenAI-compatible API (simulations and tests)."""
@@ -151,7 +154,7 @@ def replay_server(
             read_logs(logs), latency_ms, failure_rate, timeout_rate, seed,
             model_failure_rates=failures, model_timeout_rates=timeouts,
             timeout_s=timeout_s, unknown_prompt=unknown_prompt,  # type: ignore[arg-type]
-            chunk_delay_ms=chunk_delay_ms, stream_break_rate=stream_break_rate,
+            chunk_delay_ms=chunk_delay_ms, stream_break_rate=stream_break_rate, report_cost=report_cost,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -38,6 +38,7 @@ from llmroute.data.tokens import count_tokens_batch
 from llmroute.router.agreement import AGREEMENT_FEATURES, agreement_features
 from llmroute.router.cascade_policy import OPERATING_POINTS_FILE, OperatingPoints
 from llmroute.router.embedder import Embedder, EmbedderMismatchError, EmbeddingCache, load_embedder
+from llmroute.router.neighbours import rowwise_matmul
 from llmroute.router.text import focus_text
 
 FORMAT_VERSION = 2
@@ -141,8 +142,9 @@ Earlier = Sequence[Sequence[str]]  # per row: the answers received before it, ol
 class ResponseScorer:
     """P(answer meets the target) for (prompt, answer, model[, earlier answers]) rows.
 
-    Guarantee: :meth:`score` on the same inputs gives the same probabilities wherever it runs (the
-    service's cascade and the offline replay call this one method)."""
+    Guarantee: :meth:`score` gives a row the same probability whatever the other rows of the call
+    (without a cache; with one, as exactly as the cached embeddings), so the service's cascade (one
+    row a call) and the offline replay (batches) agree."""
 
     operating_points: OperatingPoints | None = None
 
@@ -153,8 +155,12 @@ class ResponseScorer:
 
     # ---- features -------------------------------------------------------------------------------
     def _embed(self, texts: Sequence[str], cache: EmbeddingCache | None) -> np.ndarray:
+        """Embeddings through ``cache`` when given; else each row exactly as the text alone gets it (one
+        call per text for an embedder whose rows depend on the batch, as a transformer's do)."""
         if cache is not None:
             return cache.encode(self.embedder, texts, progress=False)
+        if len(texts) > 1 and not getattr(self.embedder, "independent_rows", False):
+            return np.vstack([self.embedder.encode([t]) for t in texts])
         return self.embedder.encode(texts)
 
     def _embed_rows(
@@ -176,9 +182,9 @@ class ResponseScorer:
         """The feature matrix of the rows (see module docstring)."""
         cos = np.sum(p_emb * r_emb, axis=1, keepdims=True)
         model_idx = np.array([self.models_.index(m) if m in self.models_ else np.nan for m in models], dtype=np.float64)
-        parts = [
-            (p_emb - self.p_mean_) @ self.p_components_.T,
-            (r_emb - self.r_mean_) @ self.r_components_.T,
+        parts = [  # row by row: a row's features do not depend on the other rows of the batch
+            rowwise_matmul(p_emb - self.p_mean_, self.p_components_.T),
+            rowwise_matmul(r_emb - self.r_mean_, self.r_components_.T),
             cos,
             response_features(prompts, responses),
         ]

@@ -8,7 +8,8 @@ is answered with X's recorded ``response`` for the prompt, matched exactly again
 answer. An unknown model gets a 404 (``code: model_not_found``).
 
 ``usage`` comes from the logs' ``input_tokens`` / ``output_tokens`` (counted with the cl100k
-tokenizer when missing). The recorded quality of the answer is returned in the non-standard field
+tokenizer when missing); with ``report_cost`` it also carries the logged ``cost_usd`` as ``usage.cost``
+(as providers that report a cost do), so a replayed call costs exactly what the logs say. The recorded quality of the answer is returned in the non-standard field
 ``x_llmroute_quality`` (null for a most-common fallback): for tests and simulations only.
 
 Fault injection, decided per request with a seeded RNG: ``latency_ms`` delays every answer;
@@ -51,6 +52,7 @@ class Recorded:
     quality: float | None
     input_tokens: int | None
     output_tokens: int | None
+    cost_usd: float | None = None
 
 
 class ReplayIndex:
@@ -68,6 +70,7 @@ class ReplayIndex:
                 self.answers[key] = Recorded(
                     str(row.response), _num(getattr(row, "quality", None)),
                     _int(getattr(row, "input_tokens", None)), _int(getattr(row, "output_tokens", None)),
+                    _num(getattr(row, "cost_usd", None)),
                 )
         self.models = frozenset(str(m) for m in rows["model"].unique())
         self.most_common: dict[str, Recorded] = {}
@@ -130,6 +133,7 @@ def create_replay_app(
     unknown_prompt: Literal["error", "most_common"] = "error",
     chunk_delay_ms: float = 0.0,
     stream_break_rate: float = 0.0,
+    report_cost: bool = False,
 ) -> FastAPI:
     """Build a replay server over ``logs_df`` (llmroute long-format logs; see module docstring)."""
     for name, rate in [("failure_rate", failure_rate), ("timeout_rate", timeout_rate),
@@ -174,8 +178,10 @@ def create_replay_app(
             hit = index.most_common[body.model]
         prompt_tokens = hit.input_tokens if hit.input_tokens is not None else count_tokens(messages_to_prompt(messages))
         completion_tokens = hit.output_tokens if hit.output_tokens is not None else count_tokens(hit.response)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        if report_cost and hit.cost_usd is not None:
+            usage["cost"] = hit.cost_usd
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             broken = rng.random() < stream_break_rate
