@@ -148,3 +148,22 @@ def test_agreement_features() -> None:
     assert normalise_answer("Answer: B") == "b"
     with pytest.raises(ValueError, match="same length"):
         agreement_features(["a"], [])
+
+
+def test_jump_after_escalates_straight_to_the_most_probable_model() -> None:
+    cands = _cands({"a": 0.3, "b": 0.5, "c": 0.6, "d": 0.9}, {"a": 1.0, "b": 2.0, "c": 3.0, "d": 9.0})
+    climb = chain_for(CascadeRule((1.0,), 3), cands, "a")
+    jump1 = chain_for(CascadeRule((1.0,), 3, jump_after=1), cands, "a")
+    jump2 = chain_for(CascadeRule((1.0,), 3, jump_after=2), cands, "a")
+    assert climb == ("a", "b", "c") and jump1 == ("a", "d", "c") and jump2 == ("a", "b", "d")
+    walk = CascadeWalk(CascadeRule((1.0,), 2, jump_after=1), cands, "a")
+    assert not walk.is_last("a")
+    walk.answered("a", 0.0)
+    assert walk.next() == "d" and walk.is_last("d")
+
+
+def test_agreement_weighs_the_earlier_models_prior() -> None:
+    f = agreement_features(["B", "B"], [("B", "A"), ("A",)], [(0.9, 0.4), (float("nan"),)])
+    col = {n: k for k, n in enumerate(AGREEMENT_FEATURES)}
+    assert f[0, col["agree_prior_max"]] == pytest.approx(0.9) and f[0, col["disagree_prior_max"]] == pytest.approx(0.4)
+    assert f[1, col["agree_prior_max"]] == 0.0 and f[1, col["disagree_prior_max"]] == 0.0  # unknown prior

@@ -93,7 +93,7 @@ class ScoreBook:
             [self.inp.prompts[i] for i, _, _ in todo],
             [str(a[i, self.col[m]]) for i, m, _ in todo],
             [m for _, m, _ in todo],
-            [[str(a[i, self.col[e]]) for e in prev] for i, _, prev in todo],
+            [[(e, str(a[i, self.col[e]])) for e in prev] for i, _, prev in todo],
             self.cache,
         )
         self.values.update(zip(todo, p.tolist()))

@@ -27,6 +27,8 @@ AGREEMENT_FEATURES: tuple[str, ...] = (
     "jaccard_max",  # word-set Jaccard similarity to the most similar earlier answer
     "jaccard_mean",
     "earlier_agree_among_themselves",  # 1 when every earlier answer has the same key (2+ earlier answers)
+    "agree_prior_max",  # the highest prior success rate among the earlier models that agree (0: none agrees)
+    "disagree_prior_max",  # the highest prior success rate among the earlier models that disagree (0: none)
 )
 
 _LETTER = re.compile(r"^\W*(?:(?:the\s+)?answer\s*(?:is)?\s*:?\s*)?\(?([a-e])\)?(?:[.):]|\s*$)", re.IGNORECASE)
@@ -61,11 +63,14 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def agreement_features(answers: Sequence[str], earlier: Sequence[Sequence[str]]) -> np.ndarray:
+def agreement_features(
+    answers: Sequence[str], earlier: Sequence[Sequence[str]], priors: Sequence[Sequence[float]] | None = None
+) -> np.ndarray:
     """(n, len(AGREEMENT_FEATURES)) float32: how ``answers[i]`` agrees with ``earlier[i]`` (the answers
-    received before it, oldest first). NaN where undefined (no earlier answer; a single earlier answer
-    for ``earlier_agree_among_themselves``)."""
-    if len(answers) != len(earlier):
+    received before it, oldest first); ``priors[i][k]``: the prior success rate of the model that gave
+    ``earlier[i][k]`` (NaN or absent: unknown). NaN where undefined (no earlier answer; a single earlier
+    answer for ``earlier_agree_among_themselves``)."""
+    if len(answers) != len(earlier) or (priors is not None and len(priors) != len(earlier)):
         raise ValueError(f"answers and earlier must have the same length, got {len(answers)} and {len(earlier)}")
     out = np.full((len(answers), len(AGREEMENT_FEATURES)), np.nan, dtype=np.float32)
     for i, (a, prev) in enumerate(zip(answers, earlier)):
@@ -82,4 +87,9 @@ def agreement_features(answers: Sequence[str], earlier: Sequence[Sequence[str]])
         out[i, 4] = math.fsum(sims) / len(sims)
         if len(keys) >= 2:
             out[i, 5] = float(len(set(keys)) == 1)
+        pr = list(priors[i]) if priors is not None else [math.nan] * len(keys)
+        agree = [x for x, k in zip(pr, keys) if k == key and not math.isnan(x)]
+        differ = [x for x, k in zip(pr, keys) if k != key and not math.isnan(x)]
+        out[i, 6] = max(agree, default=0.0)
+        out[i, 7] = max(differ, default=0.0)
     return out

@@ -13,7 +13,8 @@ Features of one (prompt, answer, model, earlier answers) row, in this order:
 - cheap answer features (:data:`RESPONSE_FEATURES`): length, tokens, lines, empty, refusal markers,
   a single choice letter or number, a code block, an ``Answer:`` line, digit share;
 - (format 2) agreement with the earlier answers of the same request
-  (:data:`llmroute.router.agreement.AGREEMENT_FEATURES`; NaN when there are none);
+  (:data:`llmroute.router.agreement.AGREEMENT_FEATURES`; NaN when there are none), including the
+  prior success rate (on the training logs) of the earlier models that agree and that disagree;
 - the model, as a LightGBM categorical feature (unknown models get the missing category).
 
 Stored in a folder as LightGBM native text, JSON and a NumPy ``.npz`` (no pickles). A format-1 folder
@@ -136,7 +137,7 @@ class ScorerParams:
         }
 
 
-Earlier = Sequence[Sequence[str]]  # per row: the answers received before it, oldest first
+Earlier = Sequence[Sequence[tuple[str, str]]]  # per row: (model, answer) received before it, oldest first
 
 
 class ResponseScorer:
@@ -189,7 +190,11 @@ class ResponseScorer:
             response_features(prompts, responses),
         ]
         if self.params.agreement:
-            parts.append(agreement_features(responses, earlier if earlier is not None else [()] * len(responses)))
+            ctx = earlier if earlier is not None else [()] * len(responses)
+            prior = getattr(self, "model_prior_", {})
+            parts.append(agreement_features(
+                responses, [[a for _, a in e] for e in ctx], [[prior.get(m, np.nan) for m, _ in e] for e in ctx]
+            ))
         parts.append(model_idx[:, None])
         return np.hstack(parts).astype(np.float32)
 
@@ -227,8 +232,8 @@ class ResponseScorer:
         self, prompts: Sequence[str], responses: Sequence[str], models: Sequence[str],
         earlier: Earlier | None = None, cache: EmbeddingCache | None = None,
     ) -> np.ndarray:
-        """(n,) probabilities that each answer meets the target; ``earlier[i]``: the answers the same
-        request received before ``responses[i]`` (oldest first; ignored by a format-1 scorer)."""
+        """(n,) probabilities that each answer meets the target; ``earlier[i]``: the (model, answer) pairs
+        the same request received before ``responses[i]`` (oldest first; ignored by a format-1 scorer)."""
         self._check_lengths(prompts, responses, models, earlier)
         if len(prompts) == 0:
             return np.zeros(0)
@@ -251,6 +256,7 @@ class ResponseScorer:
             "cv_auc": self.cv_auc_,
             "n_rows": self.n_rows_,
             "n_skipped": self.n_skipped_,
+            "model_prior": getattr(self, "model_prior_", {}),
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=1))
         np.savez_compressed(
@@ -287,6 +293,7 @@ class ResponseScorer:
         obj.cv_auc_ = float(meta["cv_auc"])
         obj.n_rows_ = int(meta["n_rows"])
         obj.n_skipped_ = int(meta["n_skipped"])
+        obj.model_prior_ = {str(k): float(v) for k, v in meta.get("model_prior", {}).items()}
         with np.load(folder / ARRAYS_FILE) as z:
             obj.p_mean_, obj.p_components_ = z["p_mean"], z["p_components"]
             obj.r_mean_, obj.r_components_ = z["r_mean"], z["r_components"]

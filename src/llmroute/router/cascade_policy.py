@@ -9,8 +9,11 @@ Order. The first attempt goes to the routed model. The next model is the cheapes
 candidate that is more expensive (by the router's expected cost) **and** has a higher router
 probability than the model just tried (:func:`next_model`). When a call *failed* and no such model
 exists, the untried eligible model with the highest probability is tried instead, so a request is not
-lost while any eligible model is left. A fixed chain (``CascadeRule.chain``, the FrugalGPT-style
-baseline) replaces this order by a list. At most ``max_attempts`` models are called.
+lost while any eligible model is left. With ``jump_after = k``, from the ``k``-th attempt on the
+cascade escalates straight to the untried eligible model with the highest router probability instead
+(``k = 1``: cheap first, then the most promising model; ``k = 2``: a cheap second opinion first, whose
+agreement the scorer sees, then the most promising model). A fixed chain (``CascadeRule.chain``, the
+FrugalGPT-style baseline) replaces the order by a list. At most ``max_attempts`` models are called.
 
 Confidence of an answer (:func:`combine_confidence`): the weighted mean of the signals at hand,
 
@@ -91,6 +94,7 @@ class CascadeRule:
     logprob_weight: float = 1.0
     router_weight: float = 1.0
     chain: tuple[str, ...] | None = None
+    jump_after: int | None = None
 
     def __post_init__(self) -> None:
         if not self.thresholds:
@@ -142,20 +146,23 @@ class CascadeWalk:
             return None
         return self._next
 
-    def _following(self, model: str, failed: bool) -> str | None:
+    def _following(self, model: str, failed: bool, tried: set[str] | None = None, done: int | None = None) -> str | None:
+        """The model after ``model`` once ``done`` attempts (default: those made) have tried ``tried``."""
+        tried = self.tried if tried is None else tried
+        done = len(self.steps) if done is None else done
         if self.rule.chain is not None:
-            return next((m for m in self.rule.chain if m not in self.tried), None)
-        return next_model(self.candidates, model, self.tried, failed)
+            return next((m for m in self.rule.chain if m not in tried), None)
+        if self.rule.jump_after is not None and done >= self.rule.jump_after:
+            open_ = [c for m, c in self.candidates.items() if c.eligible and m not in tried]
+            return max(open_, key=lambda c: (c.probability, -c.expected_cost_usd)).model if open_ else None
+        return next_model(self.candidates, model, tried, failed)
 
     def is_last(self, model: str) -> bool:
         """Whether ``model`` (about to be called) cannot be escalated from on low confidence: it is the
-        ``max_attempts``-th attempt or no more expensive, more probable model is left."""
-        tried = self.tried | {model}
+        ``max_attempts``-th attempt or no model is left to escalate to."""
         if len(self.steps) + 1 >= self.rule.max_attempts:
             return True
-        if self.rule.chain is not None:
-            return all(m in tried for m in self.rule.chain)
-        return next_model(self.candidates, model, tried, failed=False) is None
+        return self._following(model, False, self.tried | {model}, len(self.steps) + 1) is None
 
     def answered(self, model: str, confidence: float) -> str | None:
         """Record a successful answer; returns why the cascade escalates (None: accepted)."""
@@ -202,10 +209,12 @@ class OperatingPoint:
     validation_quality: float
     validation_cost: float
     chain: tuple[str, ...] | None = None
+    jump_after: int | None = None
 
     def cascade_rule(self) -> CascadeRule:
         return CascadeRule(
-            tuple(self.thresholds), self.max_attempts, self.scorer_weight, 1.0, self.router_weight, self.chain
+            tuple(self.thresholds), self.max_attempts, self.scorer_weight, 1.0, self.router_weight, self.chain,
+            self.jump_after,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -120,8 +120,8 @@ def attempt_cost(spec: ModelSpec | None, prompt: str, body: Mapping[str, Any]) -
 
 Call = Callable[[str], Awaitable[CallResult]]
 OpenStreamCall = Callable[[str], Awaitable["CallResult | OpenStream"]]
-# (model, answer text, earlier answers of the request) -> scorer probability
-Judge = Callable[[str, str, Sequence[str]], Awaitable[float | None]]
+# (model, answer text, the request's earlier (model, answer) pairs) -> scorer probability
+Judge = Callable[[str, str, Sequence[tuple[str, str]]], Awaitable[float | None]]
 
 __all__ = [
     "Attempt", "CascadeResult", "Confidence", "Judge", "answer_confidence", "answer_text", "attempt_cost",
@@ -138,14 +138,15 @@ class Confidence:
     judge: Judge | None = None
 
     async def signals(
-        self, model: str, body: Mapping[str, Any], earlier: Sequence[str] = ()
+        self, model: str, body: Mapping[str, Any], earlier: Sequence[tuple[str, str]] = ()
     ) -> tuple[float | None, float | None]:
-        """(scorer probability, logprob signal) of an answer; ``earlier``: the request's earlier answers."""
+        """(scorer probability, logprob signal) of an answer; ``earlier``: the request's earlier
+        (model, answer) pairs."""
         scored = await self.judge(model, answer_text(body), tuple(earlier)) if self.judge is not None else None
         return scored, logprob_signal(body)
 
     async def __call__(
-        self, model: str, router_probability: float, body: Mapping[str, Any], earlier: Sequence[str] = ()
+        self, model: str, router_probability: float, body: Mapping[str, Any], earlier: Sequence[tuple[str, str]] = ()
     ) -> tuple[float, float | None, float | None]:
         """(combined confidence, scorer probability, logprob signal)."""
         scored, lp = await self.signals(model, body, earlier)
@@ -172,7 +173,7 @@ async def run_cascade(
     walk = CascadeWalk(rule, candidates, decision.model)
     attempts: list[Attempt] = []
     bodies: dict[int, dict[str, Any]] = {}
-    answers: list[str] = []  # the successful answers so far, which the scorer compares a new one with
+    answers: list[tuple[str, str]] = []  # (model, answer) so far, which the scorer compares a new one with
     while (model := walk.next()) is not None:
         prob = candidates[model].probability
         last = walk.is_last(model)
@@ -186,7 +187,7 @@ async def run_cascade(
             cost = attempt_cost(specs.get(model), prompt, res.body)
             why = walk.answered(model, conf)
             bodies[len(attempts)] = res.body
-            answers.append(answer_text(res.body))
+            answers.append((model, answer_text(res.body)))
             attempts.append(
                 Attempt(
                     model, True, None, res.latency_ms, cost, conf, prob, res.tries, escalated_because=why,

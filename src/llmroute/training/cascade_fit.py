@@ -4,8 +4,8 @@ Inputs are all out-of-fold: the router's quality-model probabilities (``QualityM
 the answer scorer's fold predictions (:meth:`llmroute.training.scorer.ResponseScorer.score_oof`), on the
 training prompts whose every model has a known quality, cost and response. Nothing sees a test split.
 
-Router cascade. For every knob of the router's default rule, every scorer weight in
-:data:`SCORER_WEIGHTS` and every pair of acceptance thresholds (attempt 1, attempt 2) on
+Router cascade. For every knob of the router's default rule, every escalation order in :data:`JUMPS`,
+every scorer weight in :data:`SCORER_WEIGHTS` and every pair of acceptance thresholds (attempt 1, attempt 2) on
 :data:`llmroute.router.cascade_search.THRESHOLD_GRID`, the cascade's mean quality and cost on the
 training prompts are computed (first model = the router's pick at that knob; chain = the served order;
 confidence = the served combination of router probability and scorer probability). The cost-quality
@@ -32,6 +32,7 @@ from llmroute.router.embedder import EmbeddingCache
 from llmroute.training.scorer import ResponseScorer
 
 SCORER_WEIGHTS = (1.0, 2.0, 4.0, 8.0)
+JUMPS = (None, 1, 2)  # CascadeRule.jump_after values searched (None: the climbing order throughout)
 MAX_POINTS = 120
 MAX_CHAIN_MODELS = 5
 
@@ -61,7 +62,7 @@ class ChainScores:
             [self.prompts[i] for i, _, _ in todo],
             [str(self.responses[i, self.col[m]]) for i, m, _ in todo],
             [m for _, m, _ in todo],
-            [tuple(str(self.responses[i, self.col[e]]) for e in prev) for i, _, prev in todo],
+            [tuple((e, str(self.responses[i, self.col[e]])) for e in prev) for i, _, prev in todo],
             self.cache,
         )
         self.values.update(zip(todo, p.tolist()))
@@ -103,7 +104,6 @@ def fit_operating_points(
     col = {m: j for j, m in enumerate(models)}
     scores = ChainScores(scorer, prompts, responses, models, cache)
     success_q = quality  # delivered quality is the logged quality, as in the evaluation
-    base_rule = CascadeRule(thresholds=(1.0,), max_attempts=max_attempts)
     grid = policy.knob_grid(rule)
     firsts = np.stack(
         [policy.choose(rule, probs, expected_cost, np.ones_like(probs, dtype=bool), float(k))[0] for k in grid], axis=1
@@ -112,20 +112,21 @@ def fit_operating_points(
         {m: Candidate(m, float(probs[i, j]), float(expected_cost[i, j]), True, None) for m, j in col.items()}
         for i in range(n)
     ]
-    chain_cache: dict[tuple[int, int], tuple[str, ...]] = {}
-    for i, j in {(i, int(j)) for i in range(n) for j in firsts[i]}:
-        chain_cache[(i, j)] = chain_for(base_rule, cands[i], models[j])
-    scores.need({c for (i, _), ch in chain_cache.items() for c in _cells({i: ch})})
+    chain_cache: dict[tuple[int, int, int | None], tuple[str, ...]] = {}
+    for jump in JUMPS:
+        base_rule = CascadeRule(thresholds=(1.0,), max_attempts=max_attempts, jump_after=jump)
+        for i, j in {(i, int(j)) for i in range(n) for j in firsts[i]}:
+            chain_cache[(i, j, jump)] = chain_for(base_rule, cands[i], models[j])
+    scores.need({c for (i, _, _), ch in chain_cache.items() for c in _cells({i: ch})})
     print(f"cascade fit: {len(chain_cache)} router chains on {n} prompts, {len(scores.values)} answers scored "
           f"out-of-fold ({time.perf_counter() - t0:.1f} s)", flush=True)
 
-    params: list[tuple[float, float, float, float]] = []  # (knob, weight, t0, t1)
+    params: list[tuple[float, float, float, float, int | None]] = []  # (knob, weight, t0, t1, jump_after)
     qs: list[np.ndarray] = []
     cs: list[np.ndarray] = []
-    G = len(THRESHOLD_GRID)
     ta, tb = np.meshgrid(THRESHOLD_GRID, THRESHOLD_GRID, indexing="ij")
-    for k, knob in enumerate(grid):
-        chains = [chain_cache[(i, int(firsts[i, k]))] for i in range(n)]
+    for (k, knob), jump in itertools.product(enumerate(grid), JUMPS):
+        chains = [chain_cache[(i, int(firsts[i, k]), jump)] for i in range(n)]
         q, c, valid = _arrays(chains, col, success_q, cost, max_attempts)
         p_router = np.zeros((n, max_attempts))
         p_scorer = np.zeros((n, max_attempts))
@@ -138,12 +139,13 @@ def fit_operating_points(
             Q, C = sweep_thresholds(conf[:, :3], q[:, :3], c[:, :3], valid[:, :3])
             qs.append(Q.ravel())
             cs.append(C.ravel())
-            params.extend(zip(itertools.repeat(float(knob)), itertools.repeat(w), ta.ravel(), tb.ravel()))
+            params.extend(zip(itertools.repeat(float(knob)), itertools.repeat(w), ta.ravel(), tb.ravel(),
+                              itertools.repeat(jump)))
     Qa, Ca = np.concatenate(qs), np.concatenate(cs)
     front = thin(pareto_frontier(Ca, Qa))
     cascade = tuple(
         OperatingPoint(rule, params[i][0], params[i][1], 1.0, (float(params[i][2]), float(params[i][3])),
-                       max_attempts, float(Qa[i]), float(Ca[i]))
+                       max_attempts, float(Qa[i]), float(Ca[i]), jump_after=params[i][4])
         for i in front
     )
     print(f"cascade fit: {len(Qa)} router-cascade points, {len(cascade)} kept on the frontier "
@@ -183,7 +185,6 @@ def fit_operating_points(
     best = int(np.argmax(single_q))
     print(f"cascade fit: {len(fixed)} fixed chains over {eff_models}, {len(fixed_points)} frontier points; "
           f"done in {time.perf_counter() - t0:.1f} s", flush=True)
-    del G
     return OperatingPoints(
         cascade=cascade,
         fixed_chain=fixed_points,
@@ -193,6 +194,7 @@ def fit_operating_points(
             "validation_prompts": int(n),
             "success_threshold": threshold,
             "scorer_weights": list(SCORER_WEIGHTS),
+            "jump_after": list(JUMPS),
             "threshold_grid": [float(x) for x in THRESHOLD_GRID],
             "fixed_chain_models": eff_models,
             "points_searched": {"cascade": int(len(Qa)), "fixed_chain": int(len(FQ))},

@@ -6,7 +6,8 @@ Label: ``quality >= threshold``. Features: see :mod:`llmroute.router.answer_scor
 Earlier answers. A cascade scores an answer knowing the answers of the attempts before it, which were
 cheaper models (the router's order and the fixed chains both climb in cost). So each logged
 (prompt, model) row is used twice: alone (a first attempt) and with the answers of one or two
-randomly drawn cheaper models of the same prompt (by mean logged cost), oldest = cheapest first.
+randomly drawn cheaper models of the same prompt (by mean logged cost), oldest = cheapest first. Each
+model's prior success rate (for the agreement features) is its mean label on all training rows.
 
 Protocol: LightGBM binary; the number of boosting rounds is the median of the early-stopping optima of
 a K-fold CV grouped by prompt (one prompt's rows, augmented or not, never sit on both sides), then one
@@ -50,14 +51,14 @@ __all__ = [
 
 def earlier_contexts(
     prompts: Sequence[str], models: Sequence[str], responses: Sequence[str], mean_cost: dict[str, float], seed: int
-) -> list[tuple[int, tuple[str, ...]]]:
+) -> list[tuple[int, tuple[tuple[str, str], ...]]]:
     """(row index, earlier answers) of the augmented rows: for every row whose prompt has answers of
     cheaper models, the answers of 1 or 2 of them drawn at random, cheapest first."""
     rng = np.random.default_rng(seed)
     by_prompt: dict[str, list[tuple[float, str, str]]] = {}
     for p, m, r in zip(prompts, models, responses):
         by_prompt.setdefault(p, []).append((mean_cost.get(m, np.inf), m, r))
-    out: list[tuple[int, tuple[str, ...]]] = []
+    out: list[tuple[int, tuple[tuple[str, str], ...]]] = []
     for i, (p, m) in enumerate(zip(prompts, models)):
         mine = mean_cost.get(m, np.inf)
         cheaper = [x for x in by_prompt[p] if x[0] < mine and x[1] != m]
@@ -65,7 +66,7 @@ def earlier_contexts(
             continue
         k = int(rng.integers(1, min(2, len(cheaper)) + 1))
         pick = sorted((cheaper[j] for j in rng.choice(len(cheaper), size=k, replace=False)), key=lambda x: x[0])
-        out.append((i, tuple(x[2] for x in pick)))
+        out.append((i, tuple((x[1], x[2]) for x in pick)))
     return out
 
 
@@ -97,7 +98,9 @@ class ResponseScorer(_inference.ResponseScorer):
         self.p_mean_, self.p_components_ = _pca(p_emb, p.embedding_dims, p.seed)
         self.r_mean_, self.r_components_ = _pca(r_emb, p.embedding_dims, p.seed)
         idx = np.arange(len(rows))
-        earlier: list[tuple[str, ...]] = [()] * len(rows)
+        earlier: list[tuple[tuple[str, str], ...]] = [()] * len(rows)
+        # each model's success rate on the training rows: how much an agreeing earlier answer is worth
+        self.model_prior_ = {str(m): float(v) for m, v in pd.Series(y).groupby(np.asarray(models)).mean().items()}
         if p.agreement:
             cost = rows["cost_usd"] if "cost_usd" in rows.columns else pd.Series(np.nan, index=rows.index)
             mean_cost = {str(m): float(c) for m, c in cost.groupby(rows["model"].astype(str)).mean().items()

@@ -178,11 +178,11 @@ def _judge(services: Any, scorer: Any, prompt: str) -> Judge | None:
     if scorer is None or services.settings.scorer_weight <= 0:
         return None
 
-    def score(model: str, text: str, earlier: Sequence[str]) -> float:
+    def score(model: str, text: str, earlier: Sequence[tuple[str, str]]) -> float:
         services.compute.apply()
         return float(scorer.score([prompt], [text], [model], [list(earlier)])[0])
 
-    async def judge(model: str, text: str, earlier: Sequence[str] = ()) -> float | None:
+    async def judge(model: str, text: str, earlier: Sequence[tuple[str, str]] = ()) -> float | None:
         return await run_cpu(services, score, model, text, earlier)
 
     return judge
