@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from llmroute.router import policy
 from llmroute.router.answer_scorer import ResponseScorer
-from llmroute.router.cascade_policy import CascadeWalk, OperatingPoint, OperatingPoints
+from llmroute.router.cascade_policy import CascadeRule, CascadeWalk, OperatingPoint, OperatingPoints
 from llmroute.router.cascade_search import chain_for
 from llmroute.router.decision import Candidate, QualityTarget
 from llmroute.router.embedder import EmbeddingCache
@@ -121,12 +121,15 @@ def replay(
     cands = [_candidates(inp, i) for i in range(n)]
     firsts = [first_models(inp, p.rule, p.knob) if p.chain is None else None for p in points]
     if book is not None and not oracle:
-        cells: set[Cell] = set()
+        # the chains do not depend on the thresholds: score every cell they can reach, once
+        chains: set[tuple[int, str, tuple[str, ...] | None, int | None, int]] = set()
         for p, f in zip(points, firsts):
-            rule = p.cascade_rule()
-            for i in range(n):
-                ch = chain_for(rule, cands[i], inp.models[f[i]] if f is not None else "")
-                cells.update((i, m, ch[:s]) for s, m in enumerate(ch))
+            chains.update((i, inp.models[f[i]] if f is not None else "", p.chain, p.jump_after, p.max_attempts)
+                          for i in range(n))
+        cells: set[Cell] = set()
+        for i, first, chain, jump, attempts in chains:
+            ch = chain_for(CascadeRule((1.0,), attempts, chain=chain, jump_after=jump), cands[i], first)
+            cells.update((i, m, ch[:s]) for s, m in enumerate(ch))
         book.need(cells)
     out = {k: np.zeros((n, K)) for k in ("quality", "cost", "latency", "attempts", "wasted", "delivered")}
     for k, (p, f) in enumerate(zip(points, firsts)):
@@ -160,12 +163,20 @@ def replay(
                     out["delivered"].astype(int))
 
 
-def perfect_scorer_points(rule: str, max_attempts: int) -> list[OperatingPoint]:
-    """The router cascade's ceiling: every knob of ``rule``, confidence = the oracle's (scorer only)."""
-    return [
-        OperatingPoint(rule, float(k), 1.0, 0.0, (0.5,), max_attempts, float("nan"), float("nan"))
-        for k in policy.knob_grid(rule)
-    ]
+def perfect_scorer_points(rule: str, max_attempts: int, every: int = 3) -> list[OperatingPoint]:
+    """The router cascade's ceiling: every ``every``-th knob of ``rule`` (and the last), confidence =
+    the oracle's (scorer only), the climbing order."""
+    grid = policy.knob_grid(rule)
+    knobs = [*grid[::every], *([grid[-1]] if (len(grid) - 1) % every else [])]
+    return [OperatingPoint(rule, float(k), 1.0, 0.0, (0.5,), max_attempts, float("nan"), float("nan")) for k in knobs]
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC (ties count one half): the rank-sum (Mann-Whitney) form, for the bootstrap's speed."""
+    pos = y.astype(bool)
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    ranks = rankdata(p)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def target_rows(
@@ -222,9 +233,9 @@ def scorer_auc(
         for _ in range(n_boot):
             idx = np.concatenate([by[r] for r in rng.choice(uniq, size=len(uniq), replace=True)])
             if len(np.unique(yy[idx])) > 1:
-                vals.append(roc_auc_score(yy[idx], pp[idx]))
+                vals.append(auc(yy[idx], pp[idx]))
         lo, hi = (float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))) if vals else (None, None)
-        return {"auc": float(roc_auc_score(yy, pp)), "lo": lo, "hi": hi, "answers": int(mask.sum()),
+        return {"auc": auc(yy, pp), "lo": lo, "hi": hi, "answers": int(mask.sum()),
                 "prompts": int(len(uniq))}
 
     out: dict[str, Any] = {"all": auc_ci(np.ones(len(y), dtype=bool)), "per_task": {}}

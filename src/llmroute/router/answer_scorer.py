@@ -102,6 +102,18 @@ def response_features(prompts: Sequence[str], responses: Sequence[str]) -> np.nd
     return out
 
 
+def _response_features_once(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    """:func:`response_features`, computed once per distinct (prompt, response) pair (a replay scores
+    the same answer with many different earlier answers)."""
+    keys = list(zip(prompts, responses))
+    uniq = list(dict.fromkeys(keys))
+    if len(uniq) == len(keys):
+        return response_features(prompts, responses)
+    pos = {k: i for i, k in enumerate(uniq)}
+    feats = response_features([p for p, _ in uniq], [r for _, r in uniq])
+    return feats[[pos[k] for k in keys]]
+
+
 @dataclass(frozen=True)
 class ScorerParams:
     """LightGBM settings and the CV protocol (``agreement``: use the agreement features and train on
@@ -187,7 +199,7 @@ class ResponseScorer:
             rowwise_matmul(p_emb - self.p_mean_, self.p_components_.T),
             rowwise_matmul(r_emb - self.r_mean_, self.r_components_.T),
             cos,
-            response_features(prompts, responses),
+            _response_features_once(prompts, responses),
         ]
         if self.params.agreement:
             ctx = earlier if earlier is not None else [()] * len(responses)
