@@ -10,7 +10,7 @@ attempts' logged latencies (unknown when not logged); wasted spend = the cost of
 delivered; a false accept = a delivered answer below the success threshold.
 
 Rows (curves over the operating points fitted out-of-fold on the training logs, never on the test
-split): ``cascade`` (router + scorer), ``fixed_chain`` (FrugalGPT-style cheapest-first chain with
+split; at most :data:`MAX_EVAL_POINTS` of them, evenly spaced along the frontier): ``cascade`` (router + scorer), ``fixed_chain`` (FrugalGPT-style cheapest-first chain with
 per-attempt thresholds, scorer only) and ``cascade_perfect_scorer``, the measured ceiling of the router
 cascade: the same chains with an oracle that accepts exactly the answers meeting the target.
 """
@@ -26,12 +26,13 @@ from scipy.stats import rankdata
 
 from llmroute.router import policy
 from llmroute.router.answer_scorer import ResponseScorer
-from llmroute.router.cascade_policy import CascadeRule, CascadeWalk, OperatingPoint, OperatingPoints
+from llmroute.router.cascade_policy import CascadeRule, CascadeWalk, OperatingPoint, OperatingPoints, thin
 from llmroute.router.cascade_search import chain_for
 from llmroute.router.decision import Candidate, QualityTarget
 from llmroute.router.embedder import EmbeddingCache
 
 Cell = tuple[int, str, tuple[str, ...]]  # (prompt row, model, models answered before it)
+MAX_EVAL_POINTS = 60  # operating points replayed per row (evenly spaced along the validation frontier)
 
 
 @dataclass(frozen=True)
@@ -268,10 +269,11 @@ def evaluate_cascades(
     book = ScoreBook(scorer, inp, cache)
     made: set[Cell] = set()
     curves: list[CascadeCurve] = []
-    cascade = replay(inp, ops.cascade, book, record=made)
-    curves.append(CascadeCurve("cascade", ops.cascade, cascade))
+    points = tuple(thin(ops.cascade, MAX_EVAL_POINTS))
+    curves.append(CascadeCurve("cascade", points, replay(inp, points, book, record=made)))
     if ops.fixed_chain:
-        curves.append(CascadeCurve("fixed_chain", ops.fixed_chain, replay(inp, ops.fixed_chain, book)))
+        fixed = tuple(thin(ops.fixed_chain, MAX_EVAL_POINTS))
+        curves.append(CascadeCurve("fixed_chain", fixed, replay(inp, fixed, book)))
     max_attempts = ops.cascade[0].max_attempts
     ceiling = perfect_scorer_points(ops.cascade[0].rule, max_attempts)
     curves.append(CascadeCurve("cascade_perfect_scorer", tuple(ceiling), replay(inp, ceiling, None, oracle=True)))

@@ -282,6 +282,14 @@ class OperatingPoints:
         )
 
 
+def thin(items: Sequence[Any], k: int) -> list[Any]:
+    """At most ``k`` of ``items``, evenly spaced, keeping the first and the last."""
+    if len(items) <= k:
+        return list(items)
+    pos = np.unique(np.round(np.linspace(0, len(items) - 1, k)).astype(int))
+    return [items[i] for i in pos]
+
+
 def pareto_frontier(cost: Sequence[float], quality: Sequence[float]) -> list[int]:
     """Indices of the points no other point beats (cheaper or equal with higher quality), sorted by
     cost: along the result the quality strictly rises."""

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from llmroute.router import policy
-from llmroute.router.cascade_policy import CascadeRule, OperatingPoint, OperatingPoints, pareto_frontier
+from llmroute.router.cascade_policy import CascadeRule, OperatingPoint, OperatingPoints, pareto_frontier, thin
 from llmroute.router.cascade_search import THRESHOLD_GRID, chain_for, sweep_thresholds
 from llmroute.router.decision import Candidate
 from llmroute.router.embedder import EmbeddingCache
@@ -35,14 +35,6 @@ SCORER_WEIGHTS = (1.0, 2.0, 4.0, 8.0)
 JUMPS = (None, 1, 2)  # CascadeRule.jump_after values searched (None: the climbing order throughout)
 MAX_POINTS = 120
 MAX_CHAIN_MODELS = 5
-
-
-def thin(indices: Sequence[int], k: int = MAX_POINTS) -> list[int]:
-    """At most ``k`` of ``indices``, evenly spaced, keeping the first and the last."""
-    if len(indices) <= k:
-        return list(indices)
-    pos = np.unique(np.round(np.linspace(0, len(indices) - 1, k)).astype(int))
-    return [indices[i] for i in pos]
 
 
 class ChainScores:
@@ -142,7 +134,7 @@ def fit_operating_points(
             params.extend(zip(itertools.repeat(float(knob)), itertools.repeat(w), ta.ravel(), tb.ravel(),
                               itertools.repeat(jump)))
     Qa, Ca = np.concatenate(qs), np.concatenate(cs)
-    front = thin(pareto_frontier(Ca, Qa))
+    front = thin(pareto_frontier(Ca, Qa), MAX_POINTS)
     cascade = tuple(
         OperatingPoint(rule, params[i][0], params[i][1], 1.0, (float(params[i][2]), float(params[i][3])),
                        max_attempts, float(Qa[i]), float(Ca[i]), jump_after=params[i][4])
@@ -176,7 +168,7 @@ def fit_operating_points(
         fq.append(Q.ravel())
         fc.append(C.ravel())
     FQ, FC = (np.concatenate(fq), np.concatenate(fc)) if fq else (np.zeros(0), np.zeros(0))
-    ffront = thin(pareto_frontier(FC, FQ)) if len(FQ) else []
+    ffront = thin(pareto_frontier(FC, FQ), MAX_POINTS) if len(FQ) else []
     fixed_points = tuple(
         OperatingPoint("", 0.0, 1.0, 0.0, (fparams[i][1], fparams[i][2]), len(fparams[i][0]),
                        float(FQ[i]), float(FC[i]), chain=fparams[i][0])
