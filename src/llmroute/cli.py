@@ -77,13 +77,14 @@ def _load_router(settings, model: str | Path | None):  # noqa: ANN001, ANN202
 def _load_router_and_scorer(settings, model: str | None):  # noqa: ANN001, ANN202
     """The router and the answer scorer saved (or registered) with it (None when it has none)."""
     from llmroute.router.answer_scorer import scorer_in
+    from llmroute.router.embedder import EmbedderMismatchError
 
     if isinstance(model, str) and model.startswith("models:/"):
         from llmroute.training.registry import RegistryError, load_served_uri
 
         try:
             return load_served_uri(model, settings, with_scorer=True)
-        except RegistryError as exc:
+        except (RegistryError, EmbedderMismatchError) as exc:
             _fail(str(exc))
             raise
     router = _load_router(settings, model)
@@ -160,7 +161,10 @@ def evaluate(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
     home: Home = None,
 ) -> None:
-    """Evaluate a router against every baseline, single model and the oracle on held-out logs."""
+    """Evaluate a router against every baseline, single model and the oracle on held-out logs; with the
+    router's answer scorer, also replay the logged answers through the cascade (its operating points, a
+    FrugalGPT-style fixed chain and the perfect-scorer ceiling). What cannot be computed is skipped with
+    the reason."""
     from llmroute.data.schema import LogValidationError
     from llmroute.experiments.report import run_evaluation
 

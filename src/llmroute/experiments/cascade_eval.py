@@ -266,6 +266,9 @@ def evaluate_cascades(
 ) -> tuple[list[CascadeCurve], dict[str, Any]]:
     """The cascade rows (see module docstring) and the report's ``cascade`` section: the operating points'
     test statistics, the target attainment of the cascade, and the scorer's held-out AUC."""
+    print(f"replaying the cascade on {len(inp.prompts)} prompts: {min(len(ops.cascade), MAX_EVAL_POINTS)} router-cascade "
+          f"and {min(len(ops.fixed_chain), MAX_EVAL_POINTS)} fixed-chain operating points, the perfect-scorer ceiling, "
+          "and the scorer's AUC", flush=True)
     book = ScoreBook(scorer, inp, cache)
     made: set[Cell] = set()
     curves: list[CascadeCurve] = []
