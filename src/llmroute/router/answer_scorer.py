@@ -76,10 +76,17 @@ _ANSWER_LINE = re.compile(r"\banswer\s*(?:is)?\s*:", re.IGNORECASE)
 _CHOICES = re.compile(r"^\s*\(?[A-Ea-e][\).:]\s", re.MULTILINE)
 
 
+def _tokens(texts: Sequence[str]) -> list[int]:
+    """Token counts, each distinct text counted once."""
+    uniq = list(dict.fromkeys(texts))
+    counts = dict(zip(uniq, count_tokens_batch(uniq)))
+    return [counts[t] for t in texts]
+
+
 def response_features(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
     """One row of :data:`RESPONSE_FEATURES` per (prompt, response) (float32)."""
-    r_tokens = count_tokens_batch(responses)
-    p_tokens = count_tokens_batch(prompts)
+    r_tokens = _tokens(responses)
+    p_tokens = _tokens(prompts)
     out = np.zeros((len(responses), len(RESPONSE_FEATURES)), dtype=np.float32)
     for i, (p, r) in enumerate(zip(prompts, responses)):
         s = r.strip()
