@@ -32,7 +32,7 @@ from llmroute.router.decision import Candidate, QualityTarget
 from llmroute.router.embedder import EmbeddingCache
 
 Cell = tuple[int, str, tuple[str, ...]]  # (prompt row, model, models answered before it)
-MAX_EVAL_POINTS = 60  # operating points replayed per row (evenly spaced along the validation frontier)
+MAX_EVAL_POINTS = 120  # operating points replayed per row (evenly spaced along the validation frontier)
 
 
 @dataclass(frozen=True)
