@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -20,6 +21,7 @@ from llmroute.data.wide import to_wide
 from llmroute.experiments.cascade_eval import CascadeInputs, ScoreBook, replay
 from llmroute.experiments.report import run_evaluation
 from llmroute.router.answer_scorer import ResponseScorer, scorer_in
+from llmroute.router.cascade_policy import OperatingPoint
 from llmroute.router.decision import QualityTarget
 from llmroute.router.router import Router
 from llmroute.serving.app import create_app
@@ -29,7 +31,7 @@ from tests.serving.servers import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 N_TRAIN = 150
-N_TEST = 14
+N_TEST = 20
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class WithScorer:
 @pytest.fixture(scope="module")
 def with_scorer(tmp_path_factory: pytest.TempPathFactory) -> WithScorer:
     """A router trained (with its answer scorer and cascade operating points) on 150 RouterBench
-    training prompts; 14 held-out test prompts."""
+    training prompts; 20 held-out test prompts."""
     import lightgbm  # noqa: F401  - load its OpenMP runtime so the thread limit reaches it
     from threadpoolctl import threadpool_limits
 
@@ -68,49 +70,83 @@ def with_scorer(tmp_path_factory: pytest.TempPathFactory) -> WithScorer:
     return WithScorer(folder, router, scorer, tmp / "train.parquet", tmp / "test.parquet", test, core)
 
 
-def _offline(ws: WithScorer, target: QualityTarget) -> tuple[CascadeInputs, list[list[str]], np.ndarray, np.ndarray, np.ndarray]:
-    """The offline replay at the target's operating point: per prompt the attempted models, the
-    delivered model index, the total cost and the delivered quality."""
+def _inputs(ws: WithScorer) -> CascadeInputs:
     wide, _ = to_wide(ws.test_logs).restrict(ws.router.models).complete()
     prepared = ws.router.prepare(list(wide.prompts), independent_rows=True)
     probs, exp_cost = ws.router.predict(prepared, independent_rows=True)
-    inp = CascadeInputs(
+    return CascadeInputs(
         wide.models, wide.prompts, wide.tasks, answer_matrix(ws.test_logs, wide.prompt_ids, wide.models),
         wide.quality, wide.cost, value_matrix(ws.test_logs, wide.prompt_ids, wide.models, "latency_ms"),
         probs, exp_cost, 0.5,
     )
-    assert ws.scorer.operating_points is not None
-    point, _ = ws.scorer.operating_points.point_for(target)
+
+
+def _offline(ws: WithScorer, inp: CascadeInputs, point: OperatingPoint) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """The offline replay at ``point``: per prompt the attempted models, the delivered model index and
+    the total cost."""
     made: set[tuple[int, str, tuple[str, ...]]] = set()
     r = replay(inp, [point], ScoreBook(ws.scorer, inp, None), record=made)
     paths = [[m for _, m, prev in sorted((c for c in made if c[0] == i), key=lambda c: len(c[2]))]
-             for i in range(len(wide.prompts))]
-    return inp, paths, r.delivered[:, 0], r.cost[:, 0], r.quality[:, 0]
+             for i in range(len(inp.prompts))]
+    return paths, r.delivered[:, 0], r.cost[:, 0]
 
 
-def test_live_cascade_equals_offline_replay(with_scorer: WithScorer, live: list[LiveServer]) -> None:
-    ws = with_scorer
+def _serve(ws: WithScorer, live: list[LiveServer], **settings: Any) -> httpx.Client:
     rep = LiveServer(create_replay_app(ws.test_logs, report_cost=True)).start()
     live.append(rep)
-    settings = ServeSettings(model=str(ws.folder), default_base_url=f"{rep.url}/v1", provider_timeout_s=10.0,
-                             provider_retries=0)
-    svc = LiveServer(create_app(settings, ws.router, core=ws.core, scorer=ws.scorer)).start()
+    serve = ServeSettings(model=str(ws.folder), default_base_url=f"{rep.url}/v1", provider_timeout_s=10.0,
+                          provider_retries=0, **settings)
+    svc = LiveServer(create_app(serve, ws.router, core=ws.core, scorer=ws.scorer)).start()
     live.append(svc)
-    inp, paths, delivered, cost, quality = _offline(ws, QualityTarget(0.95))
-    assert len(inp.prompts) >= 10
-    assert any(len(p) > 1 for p in paths), "the sample should escalate at least once"
-    with httpx.Client(base_url=svc.url, timeout=60) as client:
-        for i, prompt in enumerate(inp.prompts):
-            r = client.post("/v1/chat/completions",
-                            json={"model": "llmroute:95%", "messages": [{"role": "user", "content": prompt}]})
-            assert r.status_code == 200, r.text
-            info = r.json()["llmroute"]
-            assert [a["model"] for a in info["attempts"]] == paths[i], f"prompt {i}"
-            assert r.json()["model"] == inp.models[delivered[i]]
-            assert r.json()["choices"][0]["message"]["content"] == inp.answers[i, delivered[i]]
-            assert info["total_cost_usd"] == pytest.approx(cost[i], rel=1e-12, abs=1e-15)
-            assert info["operating_point"]["thresholds"] == list(ws.scorer.operating_points.point_for(QualityTarget(0.95))[0].thresholds)
-    assert quality.shape == (len(inp.prompts),)
+    return httpx.Client(base_url=svc.url, timeout=60)
+
+
+def _check_parity(client: httpx.Client, model: str, inp: CascadeInputs, paths: list[list[str]],
+                  delivered: np.ndarray, cost: np.ndarray) -> list[dict[str, Any]]:
+    infos = []
+    for i, prompt in enumerate(inp.prompts):
+        r = client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": prompt}]})
+        assert r.status_code == 200, r.text
+        info = r.json()["llmroute"]
+        assert [a["model"] for a in info["attempts"]] == paths[i], f"prompt {i}"
+        assert r.json()["model"] == inp.models[delivered[i]]
+        assert r.json()["choices"][0]["message"]["content"] == inp.answers[i, delivered[i]]
+        assert info["total_cost_usd"] == pytest.approx(cost[i], rel=1e-12, abs=1e-15)
+        infos.append(info)
+    return infos
+
+
+def test_live_cascade_equals_offline_replay_at_an_operating_point(with_scorer: WithScorer, live: list[LiveServer]) -> None:
+    """The operating point a target maps to: the one on the frontier that escalates most on the sample
+    (asked for by its validation quality as an absolute target)."""
+    ws = with_scorer
+    inp = _inputs(ws)
+    assert len(inp.prompts) >= 15 and ws.scorer.operating_points is not None
+    replays = [(p, *_offline(ws, inp, p)) for p in ws.scorer.operating_points.cascade]
+    point, paths, delivered, cost = max(replays, key=lambda r: sum(len(x) for x in r[1]))
+    target = repr(point.validation_quality)
+    assert ws.scorer.operating_points.point_for(QualityTarget.parse(target))[0] == point
+    with _serve(ws, live) as client:
+        infos = _check_parity(client, f"llmroute:{target}", inp, paths, delivered, cost)
+    assert all(i["operating_point"]["thresholds"] == list(point.thresholds) for i in infos)
+    assert all(i["decision"]["knob"] == point.knob for i in infos)
+
+
+def test_live_cascade_equals_offline_replay_when_every_answer_escalates(
+    with_scorer: WithScorer, live: list[LiveServer]
+) -> None:
+    """Without operating points and a threshold of 1: every request climbs to max_attempts, each answer
+    scored with the earlier ones; the same walk offline gives the same attempts, costs and answers."""
+    ws = with_scorer
+    inp = _inputs(ws)
+    knob, _ = ws.router.knob_tables[ws.router.default_rule].knob_for(QualityTarget(0.8))
+    point = OperatingPoint(ws.router.default_rule, knob, 2.0, 1.0, (1.0,), 3, float("nan"), float("nan"))
+    paths, delivered, cost = _offline(ws, inp, point)
+    assert sum(len(p) > 1 for p in paths) >= 3, paths
+    with _serve(ws, live, cascade_operating_points=False, cascade_confidence=1.0, scorer_weight=2.0) as client:
+        infos = _check_parity(client, "llmroute:80%", inp, paths, delivered, cost)
+    assert all("operating_point" not in i for i in infos)
+    assert any(a["scorer_probability"] is not None for i in infos for a in i["attempts"])
 
 
 def test_evaluation_reports_cascade_rows(with_scorer: WithScorer, tmp_path: Path) -> None:
