@@ -29,6 +29,8 @@ from llmroute.serving.replay import create_replay_app
 from llmroute.serving.settings import ServeSettings
 from tests.serving.servers import LiveServer
 
+pytestmark = pytest.mark.slow  # trains a router with its answer scorer and operating points
+
 REPO = Path(__file__).resolve().parents[2]
 N_TRAIN = 150
 N_TEST = 20
