@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--local-failure-rate", type=float, default=0.2)
     ap.add_argument("--local-timeout-rate", type=float, default=0.1)
-    ap.add_argument("--timeout", type=float, default=0.5, help="Provider call timeout of the service, seconds.")
+    ap.add_argument("--timeout", type=float, default=1.0, help="Provider call timeout of the service, seconds.")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="llmroute-hybrid-bench-"))
@@ -204,6 +204,7 @@ def main() -> None:
         leaks = [p for p in spy.prompts if p in secret_set]
         statuses: Counter[str] = Counter()
         fallbacks = local_answers = 0
+        failed_kinds: Counter[str] = Counter()  # the attempts of the requests that got no answer
         for secure, status, data, headers in results:
             kind = data.get("error", {}).get("type", "") if status != 200 else ""
             statuses[f"{'local_only' if secure else 'open'} {status}{' ' + kind if kind else ''}"] += 1
@@ -212,11 +213,16 @@ def main() -> None:
                 local_answers += models <= set(LOCALS)
             if not secure and headers.get("x-llmroute-fallback") == "api":
                 fallbacks += 1
+            if status != 200:
+                for a in data.get("llmroute", {}).get("attempts", []):
+                    failed_kinds[f"{'local' if a['model'] in LOCALS else 'API'} {a['error_kind']}"] += 1
         metrics = httpx.get(f"{url}/metrics").text
         blocked = sum(float(v) for v in re.findall(r"^llmroute_data_policy_blocked_total\{[^}]*\} (\S+)$", metrics, re.M))
         print(f"done in {wall:.0f} s ({len(results) / wall:.1f} req/s); load {os.getloadavg()[0]:.2f}")
         for key in sorted(statuses):
             print(f"  {key}: {statuses[key]}")
+        if failed_kinds:
+            print(f"  attempts of the unanswered requests: {dict(sorted(failed_kinds.items()))}")
         n_secure = sum(1 for s, *_ in results if s)
         print(f"local_only requests answered with only local models called: {local_answers} of "
               f"{sum(1 for s, st, *_ in results if s and st == 200)} answered")

@@ -13,12 +13,12 @@ import typer
 Host = Annotated[str, typer.Option(help="Interface to bind.")]
 
 
-def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+def _pairs(values: list[str] | None, option: str, key_name: str = "MODEL") -> dict[str, str]:
     out: dict[str, str] = {}
     for v in values or []:
         key, sep, val = v.rpartition("=")
         if not sep or not key or not val:
-            raise typer.BadParameter(f"expected MODEL=VALUE, got {v!r}", param_hint=option)
+            raise typer.BadParameter(f"expected {key_name}=VALUE, got {v!r}", param_hint=option)
         out[key] = val
     return out
 
@@ -109,7 +109,7 @@ def serve(
         "provider_timeout_s": timeout, "provider_retries": retries, "reload_poll_s": reload_poll,
         "experiment": str(experiment) if experiment is not None else None,
         "catalog": str(catalog) if catalog is not None else None, "data_policy": data_policy,
-        "data_policy_by_tenant": _pairs(tenant_policy, "--tenant-policy") or None,
+        "data_policy_by_tenant": _pairs(tenant_policy, "--tenant-policy", "TENANT") or None,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
