@@ -149,12 +149,12 @@ def main() -> None:
         from llmroute.serving.replay import create_replay_app
 
         logs = pd.read_parquet(LOGS)
-        spy = Spy(create_replay_app(logs))
+        spy = Spy(create_replay_app(logs, unknown_prompt="most_common"))
         spy_url, spy_server = serve_in_thread(spy)
         local_port = free_port()
         procs.append(start(["replay-server", "--logs", str(LOGS), "--port", str(local_port), "--timeout-s", "600",
                             "--failure-rate", str(args.local_failure_rate), "--timeout-rate",
-                            str(args.local_timeout_rate), "--seed", str(args.seed)], env))
+                            str(args.local_timeout_rate), "--seed", str(args.seed), "--unknown-prompt", "most_common"], env))
         wait_ready(procs[-1], f"http://127.0.0.1:{local_port}", "/v1/chat/completions")
         experiment = tmp / "experiment.yaml"
         experiment.write_text(yaml.safe_dump({
