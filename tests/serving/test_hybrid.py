@@ -293,3 +293,31 @@ def test_numeric_ensemble_over_http(
         assert sorted(info["ensemble"]["numbers"].values()) == got and info["ensemble"]["non_numeric"] == []
         bad = c.post("/v1/chat/completions", json=_body(prompt, ensemble={"kind": kind, "n": 2}, best_of_n=2))
         assert bad.status_code == 422 and "at most one of" in bad.text
+
+
+def test_arm_routers_get_the_deployment_catalog(
+    trained: Trained, router: Router, live: list[LiveServer], tmp_path: Path
+) -> None:
+    """An A/B arm served by another router (a copy of the served one at another path) sees the same
+    local models as the served router: local_only requests assigned to it are served locally, not refused."""
+    import shutil
+
+    copy = tmp_path / "copy-router"
+    shutil.copytree(trained.folder, copy)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({
+        "name": "arms", "unit": "user",
+        "arms": [{"name": "served", "control": True, "weight": 1, "router": str(trained.folder)},
+                 {"name": "copy", "weight": 1, "router": str(copy)}],
+    }))
+    url, spy, _ = start_hybrid(trained, router, live, tmp_path, {}, experiment=str(exp), decision_log_url="off")
+    prompt = _prompts(trained, 1)[0]
+    arms = set()
+    with httpx.Client(base_url=url, timeout=30) as c:
+        for i in range(12):
+            r = c.post("/v1/chat/completions", json=_body(prompt, tenant="secure", user=f"user-{i}"))
+            assert r.status_code == 200, r.text
+            arms.add(r.json()["llmroute"]["decision"]["arm"])
+            assert r.json()["model"] in LOCALS
+    assert arms == {"served", "copy"}
+    assert prompt not in spy.prompts

@@ -73,12 +73,14 @@ def create_app(
         decision_log = (
             await run_in_threadpool(DecisionLog.open, log_url, settings.redact_prompts) if log_url else None
         )
+        catalog = await run_in_threadpool(load_catalog, settings.catalog) if settings.catalog else None
         experiment = None
         if settings.experiment:
             from llmroute.serving.abtesting import load_live_experiment
 
-            experiment = await run_in_threadpool(load_live_experiment, settings.experiment, settings.model, core_settings)
-        catalog = await run_in_threadpool(load_catalog, settings.catalog) if settings.catalog else None
+            experiment = await run_in_threadpool(
+                load_live_experiment, settings.experiment, settings.model, core_settings, catalog
+            )
         executor = ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="llmroute-compute")
         async with contextlib.AsyncExitStack() as stack:
             if decision_log is not None:
