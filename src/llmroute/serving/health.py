@@ -57,7 +57,7 @@ def counts_as_failure(kind: str | None) -> bool | None:
 class BreakerConfig:
     """When a breaker opens and for how long (see module docstring)."""
 
-    failure_threshold: int = 5
+    failure_threshold: int = 10
     window_s: float = 60.0
     min_calls: int = 20
     error_rate: float = 0.5

@@ -158,7 +158,7 @@ class ServeSettings(BaseSettings):
         "or rate limits (rate_limit_rpm, rate_limit_tpm) for this deployment. None = the router's snapshot.",
     )
     breaker_failure_threshold: int = Field(
-        default=5, ge=1, description="Consecutive failed calls that open a model's circuit breaker."
+        default=10, ge=1, description="Consecutive failed calls that open a model's circuit breaker."
     )
     breaker_error_rate: float = Field(
         default=0.5, gt=0, le=1,
