@@ -77,7 +77,7 @@ class Hybrid:
 
 def start_hybrid(
     trained: Trained, router: Router, live: list[LiveServer], tmp: Path, local_faults: dict[str, float],
-    **serve: Any,
+    catalog_extra: dict[str, dict[str, Any]] | None = None, **serve: Any,
 ) -> tuple[str, Spy, Path]:
     local = LiveServer(create_replay_app(trained.logs, seed=7, timeout_s=5.0, **local_faults)).start()
     spy = Spy(create_replay_app(trained.logs))
@@ -87,7 +87,7 @@ def start_hybrid(
     settings = ServeSettings(**{
         "model": str(trained.folder), "default_base_url": f"{api.url}/v1",
         "provider_base_urls": {m: f"{local.url}/v1" for m in LOCALS},
-        "catalog": str(write_catalog(router, tmp / "catalog.yaml", LOCALS)),
+        "catalog": str(write_catalog(router, tmp / "catalog.yaml", LOCALS, **(catalog_extra or {}))),
         "data_policy_by_tenant": {"secure": "local_only"},
         "provider_timeout_s": 0.3, "provider_retries": 1, "retry_backoff_s": 0.01,
         "decision_log_url": f"sqlite:///{db}", **serve,
@@ -321,3 +321,24 @@ def test_arm_routers_get_the_deployment_catalog(
             assert r.json()["model"] in LOCALS
     assert arms == {"served", "copy"}
     assert prompt not in spy.prompts
+
+
+def test_rate_limit_from_the_catalog_moves_traffic(
+    trained: Trained, router: Router, live: list[LiveServer], tmp_path: Path
+) -> None:
+    """A local model limited to 2 requests a minute takes two, then is unavailable (the decision says why)
+    and the next request goes to the other local model."""
+    first_local = min(LOCALS, key=lambda m: router.specs[m].input_price_per_1m or 0.0)  # type: ignore[union-attr]
+    url, _, _ = start_hybrid(trained, router, live, tmp_path, {}, {first_local: {"rate_limit_rpm": 2}},
+                             decision_log_url="off", cascade_confidence=0.0)
+    prompt = _prompts(trained, 1)[0]
+    with httpx.Client(base_url=url, timeout=30) as c:
+        served = [c.post("/v1/chat/completions", json=_body(prompt, tenant="secure", confidence=0.0)).json()
+                  for _ in range(3)]
+        health = {m["name"]: m["health"] for m in c.get("/models").json()["models"]}
+    chosen = [d["llmroute"]["decision"]["model"] for d in served]
+    assert chosen[2] != chosen[0] and chosen[2] in LOCALS, chosen
+    assert chosen[:2] == [first_local, first_local]
+    why = next(x["excluded_by"] for x in served[2]["llmroute"]["decision"]["candidates"] if x["model"] == first_local)
+    assert why.startswith("unavailable: rate limit of 2 requests/min reached")
+    assert health[first_local]["rate_limit"]["requests_per_min"] == 2 and not health[first_local]["available"]
