@@ -17,7 +17,8 @@ see the same machine load; the no-breaker
 service is measured once, with fewer requests (each routed to the dead model takes the timeout). The
 breaker's half-open probes (one call every cooldown, 30 s by default) are part of the measured traffic.
 
-Prints per phase: requests, p50, p99, max, errors, mean attempts, and per round p99(breaker) / p99(healthy).
+Prints per phase: requests, p50, p99, max, errors, mean attempts, and p99(breaker) / p99(healthy) per
+round and over all rounds pooled.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def main() -> None:
               f"({health[down]['breaker'].get('opened_because')})", flush=True)
 
         ratios = []
+        pooled: dict[str, tuple[list[float], int, list[int]]] = {"healthy": ([], 0, []), "breaker": ([], 0, [])}
         chunk = max(1, len(bodies) // args.chunks)
         for r in range(args.rounds):
             print(f"round {r + 1} ({args.chunks} alternating chunks of {chunk} requests per service):")
@@ -190,10 +192,15 @@ def main() -> None:
                     lat, err, att = asyncio.run(closed_loop(ports[name], bodies[k:k + chunk], args.concurrency))
                     old_lat, old_err, old_att = runs[name]
                     runs[name] = (old_lat + lat, old_err + err, old_att + att)
+            for name, (lat, err, att) in runs.items():
+                pooled[name] = (pooled[name][0] + lat, pooled[name][1] + err, pooled[name][2] + att)
             p_h = report("healthy", *runs["healthy"])
             p_b = report("breaker", *runs["breaker"])
             ratios.append(p_b / p_h)
             print(f"  p99 breaker / healthy = {p_b / p_h:.2f}", flush=True)
+        print(f"all {args.rounds} rounds pooled:")
+        p_h, p_b = report("healthy", *pooled["healthy"]), report("breaker", *pooled["breaker"])
+        print(f"  p99 breaker / healthy = {p_b / p_h:.2f}")
         print("no breaker (the same outage, every request routed to the dead model waits for the timeout):")
         report("no breaker", *asyncio.run(
             closed_loop(ports["no breaker"], bodies[: args.no_breaker_requests], args.concurrency)))
