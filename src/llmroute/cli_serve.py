@@ -13,12 +13,12 @@ import typer
 Host = Annotated[str, typer.Option(help="Interface to bind.")]
 
 
-def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+def _pairs(values: list[str] | None, option: str, key_name: str = "MODEL") -> dict[str, str]:
     out: dict[str, str] = {}
     for v in values or []:
         key, sep, val = v.rpartition("=")
         if not sep or not key or not val:
-            raise typer.BadParameter(f"expected MODEL=VALUE, got {v!r}", param_hint=option)
+            raise typer.BadParameter(f"expected {key_name}=VALUE, got {v!r}", param_hint=option)
         out[key] = val
     return out
 
@@ -62,6 +62,21 @@ def serve(
     experiment: Annotated[
         Optional[Path], typer.Option(help="A/B experiment YAML to serve (see docs/ab-testing.md); default: $LLMROUTE_SERVE_EXPERIMENT.")
     ] = None,
+    catalog: Annotated[
+        Optional[Path],
+        typer.Option("--catalog", help="Catalog YAML whose entries replace the router's catalog data for the models "
+                     "they name (e.g. 'local: true' for a self-hosted endpoint, rate_limit_rpm/tpm); default: "
+                     "$LLMROUTE_SERVE_CATALOG or the router's own snapshot."),
+    ] = None,
+    data_policy: Annotated[
+        Optional[str],
+        typer.Option("--data-policy", help="Default data policy: any, prefer_local or local_only (requests and "
+                     "tenants may only make it stricter)."),
+    ] = None,
+    tenant_policy: Annotated[
+        Optional[list[str]],
+        typer.Option("--tenant-policy", help="TENANT=POLICY: a tenant's data policy (repeatable), e.g. acme=local_only."),
+    ] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     workers: Annotated[
@@ -70,13 +85,20 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="uvicorn's access log (one line per request; costs CPU under load).")] = False,
 ) -> None:
     """Serve the router: /route, /v1/chat/completions (with the cascade), /models, /metrics, /health, /ready,
-    and the operator's dashboard at /dashboard."""
+    and the operator's dashboard at /dashboard.
+
+    Hybrid deployments: mark self-hosted models 'local: true' in a --catalog file; requests (or tenants,
+    --tenant-policy) with data_policy local_only are then served only by local models and refused (503)
+    rather than sent to an API; other requests fall back to API models when a local one fails. Circuit
+    breakers (LLMROUTE_SERVE_BREAKER_*) and catalog rate limits take unhealthy models out of routing."""
     import uvicorn
 
     from llmroute.config import load_settings
     from llmroute.data.decision_log import DecisionLogStore
     from llmroute.serving.app import create_app
     from llmroute.serving.decision_logging import resolve_log_url
+    from pydantic import ValidationError
+
     from llmroute.serving.settings import ServeSettings
 
     overrides = {
@@ -86,9 +108,22 @@ def serve(
         "default_base_url": default_base_url, "cascade_confidence": confidence, "cascade_max_attempts": max_attempts,
         "provider_timeout_s": timeout, "provider_retries": retries, "reload_poll_s": reload_poll,
         "experiment": str(experiment) if experiment is not None else None,
+        "catalog": str(catalog) if catalog is not None else None, "data_policy": data_policy,
+        "data_policy_by_tenant": _pairs(tenant_policy, "--tenant-policy", "TENANT") or None,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
-    settings = ServeSettings(**given)  # type: ignore[arg-type]
+    try:
+        settings = ServeSettings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise typer.BadParameter(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    if settings.catalog is not None:
+        from llmroute.data.catalog import CatalogError, load_catalog
+
+        try:
+            load_catalog(settings.catalog)
+        except CatalogError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--catalog") from None
     missing = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is None]
     if missing:
         typer.echo(f"warning: {' and '.join(missing)} not installed; uvicorn falls back to asyncio/h11, which "

@@ -88,6 +88,8 @@ def test_custom_catalog(tmp_path: Path) -> None:
         ({"capabilities": ["chat", "telepathy"]}, "capabilities.1", "telepathy"),
         ({"context_window": "big"}, "context_window", "big"),
         ({"colour": "red"}, "colour", "Extra inputs"),
+        ({"rate_limit_rpm": 0}, "rate_limit_rpm", "greater than 0"),
+        ({"rate_limit_tpm": "lots"}, "rate_limit_tpm", "lots"),
     ],
 )
 def test_bad_entry_names_file_model_and_field(
@@ -130,3 +132,11 @@ def test_unreadable_and_malformed_catalogs(tmp_path: Path) -> None:
 def test_catalog_from_specs() -> None:
     spec = ModelSpec("m", "p", None, None, None, 1.0, 2.0, None, ("chat",), False, (), None)
     assert Catalog([spec]).estimate_cost("m", 1_000_000, 1_000_000) == pytest.approx(3.0)
+
+
+def test_rate_limits_are_optional(tmp_path: Path) -> None:
+    cat = load_catalog(write_catalog(tmp_path, [entry(name="a", aliases=[], rate_limit_rpm=60, rate_limit_tpm=90000),
+                                                entry(name="b", aliases=[])]))
+    assert (cat["a"].rate_limit_rpm, cat["a"].rate_limit_tpm) == (60.0, 90000.0)
+    assert (cat["b"].rate_limit_rpm, cat["b"].rate_limit_tpm) == (None, None)
+    assert all(load_catalog()[m].rate_limit_rpm is None for m in load_catalog())

@@ -103,7 +103,9 @@ def test_auth(client: TestClient, router: Router) -> None:
     assert client.post("/admin/reload").status_code == 401
     assert client.post("/v1/chat/completions", json={}).status_code == 401
     assert client.get("/health").status_code == 200
-    assert client.get("/ready").json() == {"status": "ready", "router_version": router.version}
+    ready = client.get("/ready").json()
+    assert ready == {"status": "ready", "router_version": router.version, "models_available": len(router.models),
+                     "unavailable": {}}
 
 
 def test_admin_routes_need_an_admin_key(client: TestClient, router: Router, trained: Trained) -> None:
@@ -199,7 +201,8 @@ def test_lifespan_loads_router_and_reports_failures(trained: Trained) -> None:
         deadline = time.monotonic() + 60
         while (r := c.get("/ready")).status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert r.json() == {"status": "ready", "router_version": trained.router.version}
+        assert r.json() == {"status": "ready", "router_version": trained.router.version,
+                            "models_available": len(trained.router.models), "unavailable": {}}
     with TestClient(create_app(_settings(), core=trained.core)) as c:
         deadline = time.monotonic() + 10
         while "nonexistent" not in (r := c.get("/ready")).text and time.monotonic() < deadline:

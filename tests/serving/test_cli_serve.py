@@ -95,6 +95,21 @@ def test_cli_rejects_bad_pairs(trained: Trained) -> None:
     assert r.exit_code == 2 and "missing.parquet" in r.output
 
 
+def test_serve_rejects_bad_data_policies_and_catalogs(tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    r = CliRunner().invoke(app, ["serve", "--tenant-policy", "acme"])
+    assert r.exit_code == 2 and "TENANT=VALUE" in r.output
+    r = CliRunner().invoke(app, ["serve", "--tenant-policy", "acme=nowhere"])
+    assert r.exit_code == 2 and "data_policy_by_tenant.acme" in r.output
+    r = CliRunner().invoke(app, ["serve", "--data-policy", "local"])
+    assert r.exit_code == 2 and "data_policy" in r.output
+    bad = tmp_path / "cat.yaml"
+    bad.write_text("models:\n  - name: x\n    local: maybe\n")
+    r = CliRunner().invoke(app, ["serve", "--catalog", str(bad)])
+    assert r.exit_code == 2 and "cat.yaml" in r.output and "model #1 ('x')" in r.output
+
+
 def test_compute_limiter_limits_the_calling_thread_only() -> None:
     from threadpoolctl import ThreadpoolController
 

@@ -42,7 +42,10 @@ class ModelSpec:
 
     ``provider`` is who serves the API (``openai``, ``anthropic``, ``nvidia``), the open-weights
     publisher when the host is not fixed, or ``self-hosted``. Prices are USD per 1M tokens;
-    ``None`` means unknown.
+    ``None`` means unknown. ``local``: the model runs on our own hardware, so a prompt sent to it
+    does not leave our machines (what the ``local_only`` data policy relies on). Rate limits
+    (optional in the file): requests and tokens per minute the model's endpoint accepts from one
+    service process; ``None`` = no limit.
     """
 
     name: str
@@ -57,6 +60,8 @@ class ModelSpec:
     local: bool
     aliases: tuple[str, ...]
     notes: str | None
+    rate_limit_rpm: float | None = None
+    rate_limit_tpm: float | None = None
 
 
 class _Entry(BaseModel):
@@ -74,6 +79,8 @@ class _Entry(BaseModel):
     local: bool
     aliases: list[str]
     notes: str | None
+    rate_limit_rpm: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    rate_limit_tpm: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 class Catalog(Mapping[str, ModelSpec]):
@@ -173,4 +180,6 @@ def _parse_entry(file: str, index: int, item: Any) -> ModelSpec:
         local=entry.local,
         aliases=tuple(entry.aliases),
         notes=entry.notes,
+        rate_limit_rpm=entry.rate_limit_rpm,
+        rate_limit_tpm=entry.rate_limit_tpm,
     )

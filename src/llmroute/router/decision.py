@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from llmroute.router.data_policy import check_policy
+
 
 @dataclass(frozen=True)
 class Constraints:
-    """Per-request limits. ``None`` means no limit."""
+    """Per-request limits. ``None`` means no limit.
+
+    ``data_policy``: where the prompt may go (:mod:`llmroute.router.data_policy`). ``unavailable``:
+    (model, reason) pairs of models that cannot take a call right now (a provider's open circuit
+    breaker, a saturated rate limit; filled in by the service), ineligible with ``unavailable: reason``.
+    """
 
     max_cost_usd: float | None = None
     max_latency_ms: float | None = None
@@ -16,6 +23,11 @@ class Constraints:
     excluded_models: tuple[str, ...] = ()
     required_capabilities: tuple[str, ...] = ()
     max_output_tokens: int = 0
+    data_policy: str = "any"
+    unavailable: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_policy(self.data_policy)  # an unknown policy must not pass as "any"
 
 
 @dataclass(frozen=True)

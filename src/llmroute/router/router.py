@@ -6,8 +6,9 @@ evaluation uses :meth:`Router.predict` on batches and sweeps the rule's knob its
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import yaml
 
 from llmroute.data.catalog import ModelSpec
 from llmroute.data.tokens import count_tokens_batch
-from llmroute.router import policy
+from llmroute.router import data_policy, policy
 from llmroute.router.cost import LinearCostModel
 from llmroute.router.decision import (
     Candidate,
@@ -196,6 +197,14 @@ class Router:
         reason = self._reason(rule_used, knob, bool(cleared[0]), reasons, chosen, p, c, mask)
         if target_used is not None and not reachable:
             reason += f"; target {target_used} was not reached on validation data, so the best knob is used"
+        is_cleared = bool(cleared[0])
+        if q.constraints.data_policy == "prefer_local":
+            bar = self._probability_bar(q, rule_used, knob)
+            j, why = data_policy.prefer_local(self.models, specs, list(p), list(c), list(mask), j, bar)
+            if self.models[j] != chosen:
+                chosen, is_cleared, reason = self.models[j], True, f"{why} ({reason})"
+            else:
+                reason += f"; {why}"
         return Decision(
             model=chosen,
             candidates=tuple(
@@ -203,13 +212,35 @@ class Router:
                 for i, m in enumerate(self.models)
             ),
             reason=reason,
-            cleared=bool(cleared[0]),
+            cleared=is_cleared,
             rule=rule_used,
             knob=knob,
             router_version=self.version,
             target=str(target_used) if target_used else None,
             task_hint=q.task,
         )
+
+    def _probability_bar(self, q: RouteQuery, rule_used: str, knob: float) -> float:
+        """The P(meets target) a model must reach to "clear the target" of ``q``: the request's
+        ``confidence``, else the threshold rule's knob for the request's target (its own knob when the
+        router has no threshold table and routed with the threshold rule; 1.0, nothing clears, without one)."""
+        if q.confidence is not None:
+            return float(q.confidence)
+        if rule_used == "threshold":
+            return knob
+        table = self.knob_tables.get("threshold")
+        if table is None:
+            return 1.0
+        return float(table.knob_for(q.target or self.default_target)[0])
+
+    def with_catalog(self, catalog: Mapping[str, ModelSpec]) -> Router:
+        """A shallow copy whose catalog data of each model is replaced by ``catalog``'s entry for it
+        (looked up by name, so aliases work when ``catalog`` is a :class:`~llmroute.data.catalog.Catalog`;
+        models ``catalog`` lacks keep theirs). Routes like this router except where the new entries
+        differ (local, context window, latency, capabilities, rate limits); learned costs are unchanged."""
+        out = copy.copy(self)
+        out.specs = {m: (catalog[m] if m in catalog else s) for m, s in self.specs.items()}
+        return out
 
     def _reason(
         self,

@@ -17,6 +17,7 @@ with several workers each one enforces the limits on the traffic it serves, and
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from llmroute.abtest.assignment import Assignment, assign, unit_value
 from llmroute.abtest.experiment import Experiment, load_experiment
 from llmroute.abtest.guardrails import GuardrailMonitor
 from llmroute.config import Settings
+from llmroute.data.catalog import ModelSpec
 from llmroute.router.baselines import SeedRules
 from llmroute.router.router import Router
 from llmroute.serving.decision_logging import capture_embeddings
@@ -87,10 +89,16 @@ class LiveExperiment:
         return out
 
 
-def load_live_experiment(path: str, served_model: str, core: Settings) -> LiveExperiment:
-    """Load the experiment and every arm's router and rules (blocking: call it off the event loop)."""
+def load_live_experiment(
+    path: str, served_model: str, core: Settings, catalog: Mapping[str, ModelSpec] | None = None
+) -> LiveExperiment:
+    """Load the experiment and every arm's router and rules (blocking: call it off the event loop);
+    ``catalog``: the deployment's catalog entries, laid over each arm router's snapshot as over the
+    served router's (``ServeSettings.catalog``), so every arm sees the same local models and endpoints."""
     experiment = load_experiment(path)
     routers = load_arm_routers(experiment, core, skip=lambda spec: _same_source(spec, served_model))
+    if catalog is not None:
+        routers = {spec: r.with_catalog(catalog) for spec, r in routers.items()}
     live = LiveExperiment(experiment, served_model, {spec: capture_embeddings(r) for spec, r in routers.items()})
     for arm in experiment.arms:
         if arm.rules is not None:

@@ -20,12 +20,14 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from llmroute.config import Settings
+from llmroute.data.catalog import load_catalog
 from llmroute.router.router import Router
 from llmroute.serving.batching import Batchers
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, resolve_log_url
 from llmroute.serving.errors import install_error_handlers
 from llmroute.serving.exploration import Explorer
+from llmroute.serving.health import ProviderHealth, breaker_config
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.middleware import BodySizeLimit, RequestMetrics
 from llmroute.serving.reloading import poll_for_new_version, reload_router
@@ -71,11 +73,14 @@ def create_app(
         decision_log = (
             await run_in_threadpool(DecisionLog.open, log_url, settings.redact_prompts) if log_url else None
         )
+        catalog = await run_in_threadpool(load_catalog, settings.catalog) if settings.catalog else None
         experiment = None
         if settings.experiment:
             from llmroute.serving.abtesting import load_live_experiment
 
-            experiment = await run_in_threadpool(load_live_experiment, settings.experiment, settings.model, core_settings)
+            experiment = await run_in_threadpool(
+                load_live_experiment, settings.experiment, settings.model, core_settings, catalog
+            )
         executor = ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="llmroute-compute")
         async with contextlib.AsyncExitStack() as stack:
             if decision_log is not None:
@@ -85,7 +90,7 @@ def create_app(
             services = Services(
                 settings=settings,
                 core=core_settings,
-                holder=RouterHolder(router, scorer),
+                holder=RouterHolder(router, scorer, catalog),
                 http=http,
                 metrics=ServiceMetrics.create(),
                 compute=ComputeLimiter(settings.compute_threads),
@@ -94,6 +99,7 @@ def create_app(
                 explorer=Explorer(settings.exploration_seed),
                 experiment=experiment,
                 batchers=Batchers(settings.route_batch_max),
+                health=ProviderHealth(breaker_config(settings)),
             )
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))

@@ -13,8 +13,12 @@ Every attempt records each signal next to the combined confidence.
 Ensembles (:func:`run_ensemble`), asked per request: ``best_of_n`` calls the N most promising eligible
 models concurrently and keeps the answer with the highest confidence; ``majority_vote`` calls N models,
 normalises the answers (:func:`normalise_answer`) and keeps the most common one (ties: the group whose
-best member has the highest confidence), answering with that group's most confident member. Every
-call's cost is counted.
+best member has the highest confidence), answering with that group's most confident member. ``mean``
+and ``median`` call N models, read each successful answer's number
+(:func:`llmroute.router.numeric_answers.parse_number`; answers without one are left out and listed),
+and answer with the mean or median of the numbers, in the body of the most confident numeric member;
+with fewer than two numbers they fall back to the majority vote (and say so in
+:attr:`CascadeResult.ensemble`). Every call's cost is counted.
 
 Streaming (``open_stream`` given, for ``stream: true`` requests). Attempts that may still be
 escalated are read whole (their confidence needs the whole answer); the attempt that cannot be
@@ -42,6 +46,7 @@ from typing import Any
 
 from llmroute.data.catalog import ModelSpec
 from llmroute.data.tokens import count_tokens
+from llmroute.router import numeric_answers
 from llmroute.router.agreement import normalise_answer
 from llmroute.router.cascade_policy import CascadeRule, CascadeWalk, combine_confidence, next_model
 from llmroute.router.decision import Decision
@@ -74,6 +79,7 @@ class CascadeResult:
     final_model: str | None
     final_body: dict[str, Any] | None
     stream: OpenStream | None = None  # the final model's answer, started but not read (its attempt is not in attempts yet)
+    ensemble: dict[str, Any] | None = None  # how a numeric ensemble combined its answers (mean / median)
 
     @property
     def total_cost_usd(self) -> float:
@@ -212,6 +218,9 @@ async def run_cascade(
 
 
 # ---- ensembles --------------------------------------------------------------------------------------
+ENSEMBLES: tuple[str, ...] = ("best_of_n", "majority_vote", *numeric_answers.KINDS)
+
+
 def ensemble_models(decision: Decision, n: int) -> list[str]:
     """The routed model and then the eligible models with the highest router probability (n in all)."""
     others = sorted(
@@ -230,9 +239,10 @@ async def run_ensemble(
     mode: str,
     confidence: Confidence | None = None,
 ) -> CascadeResult:
-    """``mode`` 'best_of_n' or 'majority_vote' over :func:`ensemble_models` (see module docstring)."""
-    if mode not in ("best_of_n", "majority_vote"):
-        raise ValueError(f"unknown ensemble mode {mode!r}")
+    """``mode`` 'best_of_n', 'majority_vote', 'mean' or 'median' over :func:`ensemble_models` (see
+    module docstring)."""
+    if mode not in ENSEMBLES:
+        raise ValueError(f"unknown ensemble mode {mode!r}; expected one of {ENSEMBLES}")
     confidence = confidence or Confidence()
     candidates = {c.model: c for c in decision.candidates}
     models = ensemble_models(decision, n)
@@ -243,7 +253,7 @@ async def run_ensemble(
         if not res.ok or res.body is None:
             return Attempt(model, False, res.error, res.latency_ms, 0.0, None, prob, res.tries, error_kind=res.kind)
         conf, scored, lp = await confidence(model, prob, res.body)
-        key = normalise_answer(answer_text(res.body)) if mode == "majority_vote" else None
+        key = normalise_answer(answer_text(res.body)) if mode != "best_of_n" else None
         return Attempt(
             model, True, None, res.latency_ms, attempt_cost(specs.get(model), prompt, res.body), conf, prob,
             res.tries, scorer_probability=scored, logprob_confidence=lp, answer_key=key,
@@ -257,6 +267,26 @@ async def run_ensemble(
     def conf(i: int) -> float:
         return attempts[i].confidence or 0.0
 
+    numeric: dict[str, Any] | None = None
+    if mode in numeric_answers.KINDS:
+        values = {i: numeric_answers.parse_number(answer_text(results[i].body or {})) for i in ok}
+        numbers = {i: v for i, v in values.items() if v is not None}
+        numeric = {
+            "kind": mode, "numbers": {models[i]: v for i, v in numbers.items()},
+            "non_numeric": [models[i] for i in ok if values[i] is None],
+        }
+        if len(numbers) >= 2:
+            value = numeric_answers.combine(list(numbers.values()), mode)
+            pick = max(numbers, key=conf)
+            body = results[pick].body
+            assert body is not None
+            text = numeric_answers.format_number(value)
+            choice = {**body["choices"][0], "message": {**body["choices"][0]["message"], "content": text}}
+            numeric["result"] = value
+            return CascadeResult(
+                tuple(attempts), models[pick], {**body, "choices": [choice, *body["choices"][1:]]}, ensemble=numeric
+            )
+        numeric["fallback"] = f"majority_vote: {len(numbers)} numeric answer(s), a {mode} needs at least 2"
     if mode == "best_of_n":
         pick = max(ok, key=conf)
     else:
@@ -267,4 +297,4 @@ async def run_ensemble(
         pick = max(winner, key=conf)
     body = results[pick].body
     assert body is not None
-    return CascadeResult(tuple(attempts), models[pick], body)
+    return CascadeResult(tuple(attempts), models[pick], body, ensemble=numeric)

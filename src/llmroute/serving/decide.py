@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from llmroute.abtest.arms import Policy
 from llmroute.abtest.assignment import Assignment
 from llmroute.data.decision_log import DecisionRecord
-from llmroute.router.decision import Decision, NoEligibleModelError, RouteQuery
+from llmroute.router.data_policy import strictest
+from llmroute.router.decision import Constraints, Decision, NoEligibleModelError, RouteQuery
 from llmroute.router.router import Router
 from llmroute.serving.counterfactuals import counterfactual
 from llmroute.serving.decision_logging import (
@@ -24,9 +25,22 @@ from llmroute.serving.schemas import RoutingOptions
 from llmroute.serving.state import Services
 
 
+def request_constraints(services: Services, router: Router, opts: RoutingOptions) -> Constraints:
+    """The constraints a request is routed under: its own, with the data policy in force (the strictest
+    of the request's and its tenant's, :func:`~llmroute.router.data_policy.strictest`) and the models
+    that are unavailable right now (open circuit breaker, spent rate limit; see
+    :mod:`llmroute.serving.health`). Computed once per request: routing, exploration, A/B arms, the
+    cascade and ensembles all draw from the eligibility these give."""
+    base = opts.constraints()
+    policy = strictest(services.settings.data_policy_for(opts.tenant), opts.data_policy)
+    down = services.health.unavailable(router.specs)
+    return dataclasses.replace(base, data_policy=policy, unavailable=tuple(sorted(down.items())))
+
+
 def decide(
     services: Services, router: Router, prompt: str, opts: RoutingOptions, policy: Policy | None = None,
     knob: float | None = None,
+    constraints: Constraints | None = None,
 ) -> Decision:
     """Route ``prompt`` (with an experiment arm's ``policy`` when given); NoEligibleModelError passes
     through, other ValueErrors become 422.
@@ -43,9 +57,8 @@ def decide(
         return decision
 
     try:
-        query = RouteQuery(
-            prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule, knob
-        )
+        cons = constraints if constraints is not None else opts.constraints()
+        query = RouteQuery(prompt, cons, opts.quality_target(), opts.confidence, opts.task, opts.rule, knob)
         decision = batched(router, query) if policy is None else policy.route(query, batched)
     except NoEligibleModelError:
         raise
@@ -80,6 +93,11 @@ class Routed:
     propensity: float
     record: DecisionRecord | None
     assignment: Assignment | None = None  # the A/B arm, when an experiment runs
+    constraints: Constraints | None = None  # what it was routed under (data policy, unavailable models)
+
+    @property
+    def data_policy(self) -> str:
+        return self.constraints.data_policy if self.constraints is not None else "any"
 
     @property
     def experiment(self) -> str | None:
@@ -115,8 +133,10 @@ def route_request(
     if capture is not None:
         capture.forget()
     settings = services.settings
+    constraints = request_constraints(services, router, opts)
+    services.metrics.data_policy_decisions.labels(constraints.data_policy).inc()
     decision, propensity = choose(
-        decide(services, router, prompt, opts, policy, knob), settings.exploration_share_for(opts.tenant),
+        decide(services, router, prompt, opts, policy, knob, constraints), settings.exploration_share_for(opts.tenant),
         services.explorer, settings.exploration_mode_for(opts.tenant), settings.exploration_top_k,
     )
     if decision.extra.get("explored"):
@@ -125,19 +145,19 @@ def route_request(
     record = None
     if services.decision_log is not None:
         record = decision_record(
-            decision, decision_id=decision_id, prompt=prompt, constraints=opts.constraints(),
+            decision, decision_id=decision_id, prompt=prompt, constraints=constraints,
             embedding=capture.last() if capture is not None else None,
             embedder=embedder_spec(used) if used is not None else None,
             tenant=opts.tenant, user=opts.user, propensity=propensity, source=source,
             redact=services.settings.redact_prompts, arm=assignment.label if assignment is not None else None,
         )
-        query = RouteQuery(prompt, opts.constraints(), opts.quality_target(), opts.confidence, opts.task, opts.rule)
+        query = RouteQuery(prompt, constraints, opts.quality_target(), opts.confidence, opts.task, opts.rule)
         cf = counterfactual(router, decision, query, settings.dashboard_seed_budget_usd)
         record = dataclasses.replace(
             record, reason_kind=cf.reason_kind, best_cost_usd=cf.best_cost_usd, seed_cost_usd=cf.seed_cost_usd,
             latency_ms=None if started is None else (time.perf_counter() - started) * 1000.0,
         )
-    routed = Routed(decision_id, decision, propensity, record, assignment)
+    routed = Routed(decision_id, decision, propensity, record, assignment, constraints)
     if live is not None and assignment is not None:
         live.monitor.observe_request(assignment.served, routed.expected_cost())
     return routed

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmroute.router.decision import NoEligibleModelError
+from llmroute.router.eligibility import only_unavailable
 
 log = logging.getLogger("llmroute.serving")
 
@@ -57,6 +58,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NoEligibleModelError)
     async def _no_eligible(request: Request, exc: NoEligibleModelError) -> JSONResponse:
+        if only_unavailable(exc.reasons):  # some model would do once it is healthy again: try later
+            return JSONResponse(
+                error_body("no_available_model", str(exc), reasons=exc.reasons), status_code=503,
+                headers={"Retry-After": "5"},
+            )
         return JSONResponse(
             error_body("no_eligible_model", str(exc), reasons=exc.reasons), status_code=422
         )

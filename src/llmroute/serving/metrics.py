@@ -42,6 +42,11 @@ class ServiceMetrics:
     escalations: Counter
     provider_errors: Counter
     decision_log: dict[str, Gauge]  # WriterStats field -> gauge, plus "enabled"
+    data_policy_blocked: Counter
+    breaker_trips: Counter
+    breaker_state: Gauge
+    model_available: Gauge
+    data_policy_decisions: Counter
 
     @classmethod
     def create(cls) -> ServiceMetrics:
@@ -72,7 +77,37 @@ class ServiceMetrics:
                 name: Gauge(f"llmroute_decision_log_{name}", help_, registry=reg)
                 for name, help_ in _LOG_GAUGES.items()
             },
+            data_policy_blocked=Counter(
+                "llmroute_data_policy_blocked", "Provider calls refused at the last gate because the request's "
+                "data policy forbids the model (should stay 0: routing excludes such models), by model.",
+                ["model"], registry=reg,
+            ),
+            breaker_trips=Counter(
+                "llmroute_circuit_breaker_trips", "Times a model's circuit breaker opened, by model.", ["model"],
+                registry=reg,
+            ),
+            breaker_state=Gauge(
+                "llmroute_circuit_breaker_state", "Circuit breaker per model: 0 closed, 1 half-open, 2 open.",
+                ["model"], registry=reg,
+            ),
+            model_available=Gauge(
+                "llmroute_model_available", "1 when the model can take a call now (breaker not open, rate "
+                "limit not spent), else 0.", ["model"], registry=reg,
+            ),
+            data_policy_decisions=Counter(
+                "llmroute_data_policy_decisions", "Routing decisions by the data policy in force.", ["policy"],
+                registry=reg,
+            ),
         )
+
+    def observe_health(self, snapshot: dict[str, dict[str, object]]) -> None:
+        """Set the per-model breaker and availability gauges from :meth:`ProviderHealth.snapshot`."""
+        codes = {"closed": 0, "half_open": 1, "open": 2}
+        for model, info in snapshot.items():
+            breaker = info.get("breaker")
+            state = breaker.get("state", "closed") if isinstance(breaker, dict) else "closed"
+            self.breaker_state.labels(model).set(codes.get(str(state), 0))
+            self.model_available.labels(model).set(1 if info.get("available") else 0)
 
     def observe_decision_log(self, stats: WriterStats | None) -> None:
         """Set the decision-log gauges from the writer's counters (None: logging is off)."""

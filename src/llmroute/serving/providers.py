@@ -47,6 +47,7 @@ class CallResult:
     status: int | None = None
     error: str | None = None
     kind: str | None = None  # timeout | http_<status> | connect | bad_response | no_endpoint
+    # (serving.dispatch adds calls never made: data_policy | circuit_open | rate_limited, with tries 0)
     tries: int = 1
 
 

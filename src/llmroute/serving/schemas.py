@@ -63,6 +63,12 @@ class RoutingOptions(BaseModel):
     user: str | None = None
     tenant: str | None = None
     session: str | None = Field(default=None, description="Session id: the unit of A/B experiments with 'unit: session'.")
+    data_policy: Literal["any", "prefer_local", "local_only"] | None = Field(
+        default=None,
+        description="Where the prompt may go: 'local_only' (only local models; refused rather than sent to an "
+        "API), 'prefer_local' (a local model when it clears the target, else API) or 'any'. Combined with "
+        "the tenant's policy, the stricter applies. None = the tenant's (or the service's) policy.",
+    )
 
     @field_validator("target")
     @classmethod
@@ -81,6 +87,7 @@ class RoutingOptions(BaseModel):
             excluded_models=tuple(self.excluded_models),
             required_capabilities=tuple(self.required_capabilities),
             max_output_tokens=self.max_output_tokens,
+            data_policy=self.data_policy or "any",
         )
 
 
@@ -145,6 +152,16 @@ class RouteResponse(BaseModel):
         )
 
 
+class EnsembleOptions(BaseModel):
+    """``{"kind": ..., "n": N}``: call N models at once and combine their answers
+    (:mod:`llmroute.serving.cascade`; ``mean`` / ``median`` for numeric answers)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["best_of_n", "majority_vote", "mean", "median"]
+    n: Annotated[int, Field(ge=1, le=16)] = 3
+
+
 class ChatOptions(RoutingOptions):
     """The ``llmroute`` object of a chat request: routing options plus at most one ensemble."""
 
@@ -155,18 +172,28 @@ class ChatOptions(RoutingOptions):
         default=None, description="Call N models at once; answer with the most common normalised answer."
     )
 
+    ensemble_: EnsembleOptions | None = Field(
+        default=None, alias="ensemble",
+        description="{'kind': 'best_of_n' | 'majority_vote' | 'mean' | 'median', 'n': N}; 'mean' and 'median' "
+        "combine numeric answers (non-numeric ones are left out and counted; fewer than two numbers: majority vote).",
+    )
+
     @model_validator(mode="after")
     def _one_ensemble(self) -> ChatOptions:
-        if self.best_of_n is not None and self.majority_vote is not None:
-            raise ValueError("give at most one of 'best_of_n' and 'majority_vote'")
+        given = [k for k, v in (("best_of_n", self.best_of_n), ("majority_vote", self.majority_vote),
+                                ("ensemble", self.ensemble_)) if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of 'best_of_n', 'majority_vote' and 'ensemble' (got {', '.join(given)})")
         return self
 
     def ensemble(self) -> tuple[str, int] | None:
-        """('best_of_n' | 'majority_vote', N), or None for the cascade."""
+        """('best_of_n' | 'majority_vote' | 'mean' | 'median', N), or None for the cascade."""
         if self.best_of_n is not None:
             return "best_of_n", self.best_of_n
         if self.majority_vote is not None:
             return "majority_vote", self.majority_vote
+        if self.ensemble_ is not None:
+            return self.ensemble_.kind, self.ensemble_.n
         return None
 
 

@@ -145,6 +145,39 @@ class ServeSettings(BaseSettings):
         default=None, description="Seed of the exploration draws (deterministic; for tests). None = OS randomness."
     )
 
+    data_policy: Literal["any", "prefer_local", "local_only"] = Field(
+        default="any",
+        description="Where prompts may be sent unless a tenant or request says stricter: 'any'; 'prefer_local' "
+        "(a local model when its P(meets target) clears the target's bar, else API); 'local_only' (only models "
+        "the catalog marks local: true; a request no local model can serve is refused, never sent to an API).",
+    )
+    data_policy_by_tenant: dict[str, Literal["any", "prefer_local", "local_only"]] = Field(
+        default_factory=dict,
+        description="Per-tenant data policy (tenant -> policy). A request's own data_policy can make it "
+        "stricter, never looser: the strictest of the default (for tenants not listed), the tenant's and the "
+        "request's applies.",
+    )
+    catalog: str | None = Field(
+        default=None,
+        description="A catalog YAML (the bundled catalog's format) whose entries replace the served router's "
+        "catalog snapshot for the models they name: mark a self-hosted model 'local: true', set its endpoint "
+        "or rate limits (rate_limit_rpm, rate_limit_tpm) for this deployment. None = the router's snapshot.",
+    )
+    breaker_failure_threshold: int = Field(
+        default=10, ge=1, description="Consecutive failed calls that open a model's circuit breaker."
+    )
+    breaker_error_rate: float = Field(
+        default=0.5, gt=0, le=1,
+        description="Share of failed calls within breaker_window_s (once breaker_min_calls have ended) that "
+        "opens the breaker.",
+    )
+    breaker_window_s: float = Field(default=60.0, gt=0, description="Window of the breaker's error rate.")
+    breaker_min_calls: int = Field(default=20, ge=1, description="Calls in the window before the error rate counts.")
+    breaker_cooldown_s: float = Field(
+        default=30.0, ge=0,
+        description="How long an open breaker keeps its model unavailable before one probe call is let through.",
+    )
+
     @field_validator("exploration_by_tenant")
     @classmethod
     def _tenant_shares(cls, shares: dict[str, float]) -> dict[str, float]:
@@ -166,6 +199,12 @@ class ServeSettings(BaseSettings):
         if tenant is not None and tenant in self.exploration_mode_by_tenant:
             return self.exploration_mode_by_tenant[tenant]
         return self.exploration_mode
+
+    def data_policy_for(self, tenant: str | None) -> str:
+        """The data policy of ``tenant`` (its own, else the default); a request may only tighten it."""
+        if tenant is not None and tenant in self.data_policy_by_tenant:
+            return self.data_policy_by_tenant[tenant]
+        return self.data_policy
 
     def decision_log_enabled(self) -> bool:
         return self.decision_log_url is None or self.decision_log_url.strip().lower() not in ("", "off")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 import httpx
 
 from llmroute.config import Settings
+from llmroute.data.catalog import ModelSpec
 from llmroute.router.router import Router
 from llmroute.serving.batching import Batchers
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, capture_embeddings
 from llmroute.serving.exploration import Explorer
+from llmroute.serving.health import ProviderHealth
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.settings import ServeSettings
 
@@ -43,10 +45,19 @@ class RouterHolder:
     Every router it holds has its embedder wrapped by :func:`capture_embeddings`, so the decision
     log gets the embedding a decision was made with without embedding the prompt again."""
 
-    def __init__(self, router: Router | None = None, scorer: ResponseScorer | None = None) -> None:
-        self.served: Served | None = Served(capture_embeddings(router), scorer) if router is not None else None
+    def __init__(
+        self, router: Router | None = None, scorer: ResponseScorer | None = None,
+        catalog: Mapping[str, ModelSpec] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.served: Served | None = Served(self._prepare(router), scorer) if router is not None else None
         self.load_error: str | None = None
         self.reload_lock = asyncio.Lock()
+
+    def _prepare(self, router: Router) -> Router:
+        """The router as served: the deployment's catalog entries over its snapshot (when a catalog is
+        set, see ``ServeSettings.catalog``), its embedder wrapped to capture embeddings."""
+        return capture_embeddings(router.with_catalog(self.catalog) if self.catalog is not None else router)
 
     @property
     def current(self) -> Router | None:
@@ -55,7 +66,7 @@ class RouterHolder:
 
     def swap(self, router: Router, scorer: ResponseScorer | None = None) -> Router | None:
         old = self.current
-        self.served = Served(capture_embeddings(router), scorer)
+        self.served = Served(self._prepare(router), scorer)
         self.load_error = None
         return old
 
@@ -76,6 +87,7 @@ class Services:
     explorer: Explorer = field(default_factory=Explorer)  # exploration draws (seeded from settings by the app)
     experiment: LiveExperiment | None = None  # the A/B experiment being served, if any
     batchers: Batchers = field(default_factory=Batchers)  # per-router micro-batching of routing
+    health: ProviderHealth = field(default_factory=ProviderHealth)  # breakers and rate limits per model
 
 
 def freeze_heap(replaced: bool = False) -> None:

@@ -71,7 +71,9 @@ class DecisionRecord:
     ``prompt`` is ``None`` when redacted; ``prompt_sha256`` and ``embedding`` are always kept.
     ``propensity`` is the probability with which the policy chose ``chosen_model`` (1.0 for a
     deterministic router; below 1 under exploration), needed for off-policy evaluation.
-    ``source`` says which endpoint made the decision (``route``, ``chat``, ...).
+    ``source`` says which endpoint made the decision (``route``, ``chat``, ...). ``reason`` is the
+    decision's own explanation (the rule, what excluded which model -- data policy, unavailable
+    providers -- and a ``prefer_local`` choice); None in rows logged before it was kept.
     ``constraints`` is the request's constraints as JSON; a decision made under targeted exploration
     adds the logging policy's exploration under the key ``"exploration"`` (mode, top_k, share and the
     models an explored draw could serve; see :mod:`llmroute.serving.exploration`), which no constraint
@@ -101,6 +103,7 @@ class DecisionRecord:
     reason_kind: str | None = None
     best_cost_usd: float | None = None
     seed_cost_usd: float | None = None
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.propensity <= 1.0:
@@ -165,6 +168,7 @@ class DecisionRecord:
             knob=decision.knob,
             task_hint=decision.task_hint,
             source=source,
+            reason=getattr(decision, "reason", None),
         )
 
 

@@ -73,6 +73,7 @@ def decision_row(r: DecisionRecord, dialect: str) -> dict[str, Any]:
         "reason_kind": r.reason_kind,
         "best_cost_usd": r.best_cost_usd,
         "seed_cost_usd": r.seed_cost_usd,
+        "reason": r.reason,
     }
 
 
@@ -103,6 +104,7 @@ def decision_from_row(m: Mapping[str, Any]) -> DecisionRecord:
         reason_kind=m.get("reason_kind"),
         best_cost_usd=m.get("best_cost_usd"),
         seed_cost_usd=m.get("seed_cost_usd"),
+        reason=m.get("reason"),
     )
 
 

@@ -41,6 +41,8 @@ decisions = sa.Table(
     sa.Column("reason_kind", sa.String(32)),
     sa.Column("best_cost_usd", sa.Float),
     sa.Column("seed_cost_usd", sa.Float),
+    # added in 0005 (after 0006)
+    sa.Column("reason", sa.Text),
     sa.Index("ix_decisions_created_at", "created_at", "decision_id"),
     sa.Index("ix_decisions_tenant_created_at", "tenant", "created_at"),
 )

@@ -15,6 +15,14 @@ acceptance thresholds and the scorer weight jointly: the cheapest point whose ou
 quality meets the target (setting ``cascade_operating_points``; not with an explicit ``confidence``,
 another ``rule`` or a running A/B experiment). The ``llmroute`` field says which point served.
 
+Data policy and health: the request is routed under its data policy (the stricter of its own
+``data_policy`` and its tenant's) and without the models whose provider is unhealthy right now
+(:func:`llmroute.serving.decide.request_constraints`); every call then passes the last gate of
+:class:`llmroute.serving.dispatch.Dispatcher`. When local models failed and an API model answered, the
+``llmroute`` field has ``fallback: {from, to}`` and the header ``X-LLMRoute-Fallback: api``. Under
+``local_only``, when every local model tried failed, the status is 503 (``local_models_failed``) and
+no API model was called.
+
 ``stream: true``: the cascade reads the attempts it may still escalate whole and streams the last
 one's answer through as it arrives (:mod:`llmroute.serving.streaming`; the ``llmroute`` field comes
 in the last event, the headers are the same). An answer that was already complete (a confident
@@ -38,6 +46,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmroute.router.cascade_policy import OperatingPoint
+from llmroute.router.data_policy import api_fallback
 from llmroute.router.text import messages_to_prompt
 from llmroute.serving.cascade import (
     CascadeResult,
@@ -50,7 +59,8 @@ from llmroute.serving.decide import route_request
 from llmroute.serving.decision_logging import outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.errors import ServiceError, error_body
-from llmroute.serving.providers import CallResult, ChatProvider, OpenStream, resolve_endpoint
+from llmroute.serving.dispatch import Dispatcher
+from llmroute.serving.providers import ChatProvider
 from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
 from llmroute.serving.state import run_cpu
 from llmroute.serving.streaming import relay
@@ -80,16 +90,11 @@ async def chat_completions(
     if decision_log is not None and routed.record is not None:
         decision_log.submit(routed.record)  # before the calls: a request cancelled mid-cascade keeps its decision
 
-    provider = ChatProvider(services.http, services.settings)
-    payload = body.provider_payload()
-
-    async def call(model: str) -> CallResult:
-        endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
-        return await provider.complete(endpoint, payload)
-
-    async def open_stream(model: str) -> CallResult | OpenStream:
-        endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
-        return await provider.open_stream(endpoint, payload)
+    calls = Dispatcher(
+        ChatProvider(services.http, services.settings), services.settings, llm_router.specs, services.health,
+        services.metrics, routed.data_policy, prompt, body.provider_payload(),
+    )
+    call, open_stream = calls.call, calls.open_stream
 
     def finish(result: CascadeResult) -> None:
         _record(services, result, cascade=ensemble is None)
@@ -120,6 +125,7 @@ async def chat_completions(
         "total_cost_usd": result.total_cost_usd,
         "mode": ensemble[0] if ensemble else "cascade",
         "scorer": served.scorer is not None and services.settings.scorer_weight > 0,
+        "data_policy": routed.data_policy,
     }
     if point is not None:
         info["operating_point"] = {
@@ -127,6 +133,12 @@ async def chat_completions(
             "scorer_weight": point.scorer_weight, "validation_quality": point.validation_quality,
             "validation_cost_usd": point.validation_cost,
         }
+    if result.ensemble is not None:
+        info["ensemble"] = result.ensemble
+    answered = result.stream.model if result.stream is not None else result.final_model
+    fallback = api_fallback(result.attempts, answered, llm_router.specs)
+    if fallback is not None:
+        info["fallback"] = fallback  # local models failed, an API model answered
     if result.stream is not None:
         model = result.stream.model
         events = relay(
@@ -134,12 +146,19 @@ async def chat_completions(
             router_probability=next(c.probability for c in decision.candidates if c.model == model),
             confidence=confidence, info=info, on_done=finish,
         )
-        headers = _headers(decision_id, len(result.attempts) + 1, model)
+        headers = _headers(decision_id, len(result.attempts) + 1, model, fallback)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     finish(result)
-    headers = _headers(decision_id, len(result.attempts), result.final_model or "")
+    headers = _headers(decision_id, len(result.attempts), result.final_model or "", fallback)
     if result.final_body is None or result.final_model is None:
         errors = "; ".join(f"{a.model}: {a.error}" for a in result.attempts)
+        if routed.data_policy == "local_only":
+            return JSONResponse(
+                {**error_body("local_models_failed", f"data_policy local_only: every local model tried failed "
+                              f"({errors or 'none could be called'}); the prompt was not sent to any API model"),
+                 "llmroute": info},
+                status_code=503, headers={**headers, "Retry-After": "5"},
+            )
         return JSONResponse(
             {**error_body("all_models_failed", f"every attempted model failed ({errors})"), "llmroute": info},
             status_code=502, headers=headers,
@@ -150,8 +169,11 @@ async def chat_completions(
     return JSONResponse(answer, headers=headers)
 
 
-def _headers(decision_id: str, attempts: int, model: str) -> dict[str, str]:
-    return {"X-LLMRoute-Decision-Id": decision_id, "X-LLMRoute-Attempts": str(attempts), "X-LLMRoute-Model": model}
+def _headers(decision_id: str, attempts: int, model: str, fallback: dict[str, Any] | None = None) -> dict[str, str]:
+    out = {"X-LLMRoute-Decision-Id": decision_id, "X-LLMRoute-Attempts": str(attempts), "X-LLMRoute-Model": model}
+    if fallback is not None:
+        out["X-LLMRoute-Fallback"] = "api"
+    return out
 
 
 def _operating_point(services: Any, served: Any, opts: Any) -> OperatingPoint | None:

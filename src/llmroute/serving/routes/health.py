@@ -20,10 +20,23 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", response_model=None)
 async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
-    """200 once a router is loaded, 503 (with the load error, if any) before."""
+    """200 once a router is loaded and at least one of its models can take a call (its circuit breaker
+    is not open and its rate limit not spent); 503 with the reason otherwise (the load error, or every
+    model's health)."""
     current = services.holder.current
     if current is None:
         return JSONResponse(
             {"status": "not_ready", "reason": services.holder.load_error or "router loading"}, status_code=503
         )
-    return {"status": "ready", "router_version": current.version}
+    down = services.health.unavailable(current.specs)
+    healthy = [m for m in current.models if m not in down]
+    if not healthy:
+        return JSONResponse(
+            {"status": "not_ready", "reason": "no model can take a call now", "unavailable": down,
+             "router_version": current.version},
+            status_code=503,
+        )
+    return {
+        "status": "ready", "router_version": current.version, "models_available": len(healthy),
+        "unavailable": down,
+    }

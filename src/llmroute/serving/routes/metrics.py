@@ -15,4 +15,7 @@ router = APIRouter(tags=["metrics"], dependencies=Authenticated)
 async def metrics(services: ServicesDep) -> Response:
     log = services.decision_log
     services.metrics.observe_decision_log(log.stats() if log is not None else None)
+    current = services.holder.current
+    if current is not None:
+        services.metrics.observe_health(services.health.snapshot(current.specs))
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
