@@ -38,7 +38,7 @@ def test_route_returns_decision(client: TestClient, router: Router) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] in router.models
-    assert uuid.UUID(body["decision_id"]).version == 4
+    assert uuid.UUID(body["decision_id"]).version == 7
     assert body["router_version"] == router.version
     assert {c["model"] for c in body["candidates"]} == set(router.models)
     assert all(0 <= c["probability"] <= 1 and c["expected_cost_usd"] >= 0 for c in body["candidates"])
@@ -105,7 +105,7 @@ def test_auth(client: TestClient, router: Router) -> None:
     assert client.get("/health").status_code == 200
     ready = client.get("/ready").json()
     assert ready == {"status": "ready", "router_version": router.version, "models_available": len(router.models),
-                     "unavailable": {}}
+                     "unavailable": {}, "decision_log": "ok"}
 
 
 def test_admin_routes_need_an_admin_key(client: TestClient, router: Router, trained: Trained) -> None:
@@ -202,7 +202,7 @@ def test_lifespan_loads_router_and_reports_failures(trained: Trained) -> None:
         while (r := c.get("/ready")).status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert r.json() == {"status": "ready", "router_version": trained.router.version,
-                            "models_available": len(trained.router.models), "unavailable": {}}
+                            "models_available": len(trained.router.models), "unavailable": {}, "decision_log": "ok"}
     with TestClient(create_app(_settings(), core=trained.core)) as c:
         deadline = time.monotonic() + 10
         while "nonexistent" not in (r := c.get("/ready")).text and time.monotonic() < deadline:

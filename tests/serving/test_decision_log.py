@@ -163,9 +163,24 @@ def test_feedback_rejects_nan_and_needs_auth(client: TestClient) -> None:
     assert client.post("/feedback", json={"decision_id": "d1", "quality": 0.5}).status_code == 401
 
 
-def test_feedback_for_unknown_decision_is_kept_but_never_joins(home: Path, router: Router) -> None:
-    with _app(router) as c:
-        assert c.post("/feedback", json={"decision_id": "no-such-id", "quality": 1.0}, headers=AUTH).status_code == 202
+def test_feedback_for_an_unknown_decision_is_404_unless_it_may_still_be_spooled(home: Path, router: Router) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from llmroute.data.decision_log.records import new_decision_id
+
+    old_unknown = new_decision_id(datetime.now(UTC) - timedelta(hours=2))
+    fresh_unknown = new_decision_id()  # issued a moment ago: may be in another worker's spool
+    with _app(router, feedback_grace_s=600) as c:
+        for unknown in ("no-such-id", old_unknown):
+            r = c.post("/feedback", json={"decision_id": unknown, "quality": 1.0}, headers=AUTH)
+            assert r.status_code == 404 and r.json()["error"]["type"] == "unknown_decision", r.text
+        assert c.post("/feedback", json={"decision_id": fresh_unknown, "quality": 1.0}, headers=AUTH).status_code == 202
+        decision_id = c.post("/route", json={"prompt": PROMPT}, headers=AUTH).json()["decision_id"]
+        # known at once (accepted by this process), before it reaches the database
+        assert c.post("/feedback", json={"decision_id": decision_id, "quality": 0.5}, headers=AUTH).status_code == 202
+    with _app(router, feedback_grace_s=0) as c:  # a new process: the decision is found in the database
+        assert c.post("/feedback", json={"decision_id": decision_id, "quality": 0.75}, headers=AUTH).status_code == 202
+        r = c.post("/feedback", json={"decision_id": fresh_unknown, "quality": 1.0}, headers=AUTH)
+        assert r.status_code == 404
     with DecisionLogStore(default_db_url(home)) as store:
-        assert store.counts() == {"decisions": 0, "outcomes": 0, "feedback": 1}
-        assert list(store.joined()) == []
+        assert store.counts() == {"decisions": 1, "outcomes": 0, "feedback": 3}

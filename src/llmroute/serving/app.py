@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -24,12 +25,12 @@ from llmroute.data.catalog import load_catalog
 from llmroute.router.router import Router
 from llmroute.serving.batching import Batchers
 from llmroute.serving.compute import ComputeLimiter
-from llmroute.serving.decision_logging import DecisionLog, resolve_log_url
+from llmroute.serving.decision_logging import DecisionLog, enforce_retention, resolve_log_url
 from llmroute.serving.errors import install_error_handlers
 from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth, breaker_config
 from llmroute.serving.metrics import ServiceMetrics
-from llmroute.serving.middleware import BodySizeLimit, RequestMetrics
+from llmroute.serving.middleware import BodySizeLimit, LoggingHealthHeader, RequestMetrics
 from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,
@@ -71,7 +72,11 @@ def create_app(
         core_settings = core or Settings()
         log_url = resolve_log_url(settings.decision_log_url, core_settings.home)
         decision_log = (
-            await run_in_threadpool(DecisionLog.open, log_url, settings.redact_prompts) if log_url else None
+            await run_in_threadpool(
+                functools.partial(DecisionLog.open, log_url, settings.redact_prompts,
+                                  settings.spool_dir(core_settings.home), feedback_grace_s=settings.feedback_grace_s)
+            )
+            if log_url else None
         )
         catalog = await run_in_threadpool(load_catalog, settings.catalog) if settings.catalog else None
         experiment = None
@@ -105,6 +110,10 @@ def create_app(
                 services.background.append(asyncio.create_task(_initial_load(services)))
             else:
                 freeze_heap()
+            if decision_log is not None and settings.decision_log_retention_days:
+                services.background.append(asyncio.create_task(
+                    enforce_retention(decision_log, settings.decision_log_retention_days)
+                ))
             if settings.reload_poll_s > 0:
                 services.background.append(
                     asyncio.create_task(poll_for_new_version(services, settings.reload_poll_s))
@@ -128,6 +137,7 @@ def create_app(
     for module in (health, routing, models, chat, feedback, admin, metrics, dashboard):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(LoggingHealthHeader)
     app.add_middleware(RequestMetrics)
     return app
 

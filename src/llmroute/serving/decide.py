@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 from dataclasses import dataclass
 
 from llmroute.abtest.arms import Policy
 from llmroute.abtest.assignment import Assignment
 from llmroute.data.decision_log import DecisionRecord
+from llmroute.data.decision_log.records import new_decision_id
 from llmroute.router.data_policy import strictest
 from llmroute.router.decision import Constraints, Decision, NoEligibleModelError, RouteQuery
 from llmroute.router.router import Router
@@ -141,7 +141,7 @@ def route_request(
     )
     if decision.extra.get("explored"):
         services.metrics.explored.labels(decision.model).inc()
-    decision_id = str(uuid.uuid4())
+    decision_id = new_decision_id()
     record = None
     if services.decision_log is not None:
         record = decision_record(

@@ -3,9 +3,10 @@
 The lifespan opens a :class:`DecisionLog` (store + background writer) off the event loop and closes
 it at shutdown, which writes everything still queued. Request handlers build records in the compute
 pool (:func:`decision_record`) or on the loop when they are trivial (:func:`outcome_record`) and
-hand them over with :meth:`DecisionLog.submit`, which never blocks; the database is written only by
-the writer's thread. Records refused because the queue is full are counted (``dropped``, see
-``/metrics``), never waited for.
+hand them over with :meth:`DecisionLog.submit`, which never blocks; records go through a local
+spool (:mod:`llmroute.data.decision_log.spool`) to the database. A refused record (the spool holds
+its memory bound while both the disk and the database refuse writes) is counted (``dropped``) and
+its request answered 503: nothing acknowledged is lost.
 
 The embedding of a routed prompt is logged without embedding it twice: :class:`CapturingEmbedder`
 wraps the served router's embedder and remembers, per thread, what the last ``encode`` returned;
@@ -14,26 +15,33 @@ the compute thread that just routed the prompt reads it back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from llmroute.data.decision_log import (
     DecisionLogStore,
-    DecisionLogWriter,
     DecisionRecord,
     LogRecord,
     OutcomeRecord,
-    WriterStats,
     default_db_url,
     mask_url,
 )
+from llmroute.data.decision_log.records import decision_id_time
+from llmroute.data.decision_log.spool import SpooledWriter, SpoolStats
 from llmroute.router.decision import Constraints, Decision
 from llmroute.router.router import Router
 from llmroute.serving.cascade import CascadeResult
+from llmroute.serving.errors import ServiceError
 
 log = logging.getLogger("llmroute.serving")
 
@@ -48,15 +56,26 @@ def resolve_log_url(configured: str | None, home: Any) -> str | None:
 
 
 class DecisionLog:
-    """The store and its background writer, opened together and closed together."""
+    """The store and its spooled writer (:class:`~llmroute.data.decision_log.spool.SpooledWriter`),
+    opened together and closed together.
 
-    def __init__(self, store: DecisionLogStore, writer: DecisionLogWriter) -> None:
+    Every accepted record reaches the database exactly once, across database outages, a full disk
+    and restarts (the spool's guarantees). :meth:`decision_known` answers whether a decision id
+    exists for ``/feedback``.
+    """
+
+    def __init__(self, store: DecisionLogStore, writer: SpooledWriter, feedback_grace_s: float = 600.0) -> None:
         self.store = store
         self.writer = writer
+        self.feedback_grace_s = feedback_grace_s
+        self._recent: OrderedDict[str, None] = OrderedDict()  # decision ids this process accepted
+        self._recent_lock = threading.Lock()
 
     @classmethod
-    def open(cls, url: str, redact: bool) -> DecisionLog:
-        """Open (and migrate) the store at ``url`` and start the writer. Blocking: call it off the loop."""
+    def open(cls, url: str, redact: bool, spool_dir: Path, *, feedback_grace_s: float = 600.0,
+             sync_interval_s: float = 0.05, max_memory_records: int = 50_000) -> DecisionLog:
+        """Open (and migrate) the store at ``url`` and start the writer on ``spool_dir``, which first
+        replays what earlier processes left there. Blocking: call it off the loop."""
         try:
             store = DecisionLogStore(url)
         except Exception as exc:
@@ -64,18 +83,57 @@ class DecisionLog:
                 f"cannot open the decision log at {mask_url(url)}: {type(exc).__name__}: {exc} "
                 "(set LLMROUTE_SERVE_DECISION_LOG_URL to another database, or to 'off' to serve without one)"
             ) from exc
-        log.info("decision log: %s%s", mask_url(url), " (prompts redacted)" if redact else "")
-        return cls(store, DecisionLogWriter(store, redact=redact).start())
+        log.info("decision log: %s%s, spool %s", mask_url(url), " (prompts redacted)" if redact else "", spool_dir)
+        writer = SpooledWriter(store, spool_dir, redact=redact, sync_interval_s=sync_interval_s,
+                               max_memory_records=max_memory_records).start()
+        return cls(store, writer, feedback_grace_s)
 
     def submit(self, record: LogRecord) -> bool:
-        """Queue ``record`` without blocking; False when it was refused (counted as dropped)."""
-        return self.writer.submit(record)
+        """Accept ``record`` without blocking; False when it was refused (it will not be stored: the
+        caller must not acknowledge it)."""
+        ok = self.writer.submit(record)
+        if ok and isinstance(record, DecisionRecord):
+            with self._recent_lock:
+                self._recent[record.decision_id] = None
+                if len(self._recent) > _RECENT_IDS:
+                    self._recent.popitem(last=False)
+        return ok
 
-    def stats(self) -> WriterStats:
+    def submit_durable(self, record: LogRecord) -> Future[None]:
+        """Accept ``record``; the future resolves once it is fsynced (see ``SpooledWriter.submit_durable``)."""
+        return self.writer.submit_durable(record)
+
+    def degraded_reason(self) -> str | None:
+        """None while the database and the spool's disk take writes; else what refuses them."""
+        return self.writer.degraded_reason()
+
+    def decision_known(self, decision_id: str) -> bool | None:
+        """True: the decision exists (or this process accepted it and it is still on its way); False: it is
+        known not to exist (not in the database, and its id is not one issued in the last
+        ``feedback_grace_s`` seconds, when it could still be in another process's spool); None: cannot
+        tell (the database is unavailable). Blocking (one primary-key read): call it off the loop."""
+        with self._recent_lock:
+            if decision_id in self._recent:
+                return True
+        if self.writer.degraded_reason() is not None:
+            return None
+        try:
+            if self.store.decision_exists(decision_id):
+                return True
+        except Exception:  # noqa: BLE001 - cannot tell; the caller keeps the feedback
+            return None
+        issued = decision_id_time(decision_id)
+        if issued is None:
+            return False
+        age = (datetime.now(UTC) - issued).total_seconds()
+        return None if -60.0 <= age <= self.feedback_grace_s else False
+
+    def stats(self) -> SpoolStats:
         return self.writer.stats()
 
-    def close(self) -> WriterStats:
-        """Write what is queued, stop the writer and release the store. Blocking: call it off the loop."""
+    def close(self) -> SpoolStats:
+        """Journal what was accepted, ship what the database takes (the rest stays in the spool for the
+        next start), stop the writer and release the store. Blocking: call it off the loop."""
         try:
             stats = self.writer.close()
         finally:
@@ -83,6 +141,31 @@ class DecisionLog:
         if stats.dropped or stats.failed or stats.pending:
             log.warning("decision log closed with %s", stats)
         return stats
+
+
+_RECENT_IDS = 200_000
+
+
+def log_refused() -> ServiceError:
+    """The 503 of a request whose decision the log refused (it would never be stored: not acknowledged)."""
+    return ServiceError(
+        503, "decision_log_unavailable",
+        "the decision log cannot take this decision now (its database and spool disk refuse writes); retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def enforce_retention(decision_log: DecisionLog, days: float, every_s: float = 3600.0) -> None:
+    """Delete log rows older than ``days`` now and every ``every_s`` seconds (a background task)."""
+    while True:
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+        try:
+            deleted = await run_in_threadpool(decision_log.store.delete_before, cutoff)
+            if any(deleted.values()):
+                log.info("decision log retention (%g days): deleted %s", days, deleted)
+        except Exception as exc:  # noqa: BLE001 - a database outage must not stop the task
+            log.warning("decision log retention: %s: %s", type(exc).__name__, exc)
+        await asyncio.sleep(every_s)
 
 
 class CapturingEmbedder:

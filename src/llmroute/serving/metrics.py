@@ -15,7 +15,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from llmroute.data.decision_log import WriterStats
+    from llmroute.data.decision_log.spool import SpoolStats
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
 
@@ -23,9 +23,14 @@ _LOG_GAUGES = {
     "enabled": "1 when decisions are logged, 0 when the decision log is off.",
     "submitted": "Records queued for the decision log since start.",
     "written": "Records written to the decision log since start.",
-    "dropped": "Records refused since start (queue full or writer closed); never written.",
-    "failed": "Records that could not be written after retries since start.",
-    "pending": "Records queued but not yet written.",
+    "dropped": "Records refused since start (memory bound reached while disk and database refused writes, or "
+    "writer closed); their requests were answered 503.",
+    "failed": "Records the database refused as bad data since start (kept in the spool's rejected.jsonl).",
+    "pending": "Records accepted but not yet in the database (spooled, or held in memory).",
+    "replayed": "Records left in the spool by earlier processes and written since start.",
+    "held_in_memory": "Records held in memory because the spool's disk refuses writes.",
+    "spool_bytes": "Spooled bytes not yet written to the database.",
+    "degraded": "1 while the database or the spool's disk refuses writes (records are kept and retried).",
 }
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -109,12 +114,13 @@ class ServiceMetrics:
             self.breaker_state.labels(model).set(codes.get(str(state), 0))
             self.model_available.labels(model).set(1 if info.get("available") else 0)
 
-    def observe_decision_log(self, stats: WriterStats | None) -> None:
+    def observe_decision_log(self, stats: SpoolStats | None) -> None:
         """Set the decision-log gauges from the writer's counters (None: logging is off)."""
         self.decision_log["enabled"].set(0 if stats is None else 1)
         if stats is not None:
             for f in fields(stats):
-                self.decision_log[f.name].set(getattr(stats, f.name))
+                if f.name in self.decision_log:
+                    self.decision_log[f.name].set(getattr(stats, f.name))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmroute.serving.errors import error_body
 
 KNOWN_ENDPOINTS = frozenset(
-    {"/route", "/v1/chat/completions", "/models", "/health", "/ready", "/admin/reload", "/metrics"}
+    {"/route", "/v1/chat/completions", "/models", "/health", "/ready", "/admin/reload", "/metrics", "/feedback",
+     "/docs", "/redoc", "/openapi.json"}
 )
 
 
@@ -67,6 +68,31 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+LOGGING_HEADER = b"x-llmroute-logging"
+
+
+class LoggingHealthHeader:
+    """Add ``X-LLMRoute-Logging: degraded`` to every response while the decision log's database or spool
+    disk refuses writes (records are kept and replayed; the header tells clients and operators)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = scope.get("state", {}).get("services") if scope["type"] == "http" else None
+        log = getattr(services, "decision_log", None)
+        if log is None or log.degraded_reason() is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (LOGGING_HEADER, b"degraded")]}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
 
 
 class RequestMetrics:

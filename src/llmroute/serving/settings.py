@@ -7,6 +7,7 @@ List and mapping fields take JSON in the environment, e.g.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -104,6 +105,24 @@ class ServeSettings(BaseSettings):
         default=None,
         description="Decision/outcome/feedback log (SQLAlchemy URL: sqlite:///... or postgresql://...). "
         "None = 'decisions.sqlite' under the llmroute home (LLMROUTE_HOME); '' or 'off' = no logging.",
+    )
+    decision_log_spool_dir: str | None = Field(
+        default=None,
+        description="Local directory of the decision log's append-only spool (records are fsynced there in batches "
+        "at most 50 ms apart before they go to the database, and replayed after a database outage, a full disk "
+        "or a restart). None = 'spool' under the llmroute home. Worker processes of one host may share it (each "
+        "locks its own file); replicas on different hosts need their own.",
+    )
+    decision_log_retention_days: float | None = Field(
+        default=None, gt=0,
+        description="Delete decisions, outcomes and feedback older than this many days (checked hourly). "
+        "None = keep everything.",
+    )
+    feedback_grace_s: float = Field(
+        default=600.0, ge=0,
+        description="/feedback for a decision id the database does not hold yet is accepted (202) while the id "
+        "was issued less than this many seconds ago (its decision may still be in a spool); older unknown ids "
+        "answer 404.",
     )
     redact_prompts: bool = Field(
         default=False, description="Log only each prompt's SHA-256 and embedding, never its text."
@@ -205,6 +224,10 @@ class ServeSettings(BaseSettings):
         if tenant is not None and tenant in self.data_policy_by_tenant:
             return self.data_policy_by_tenant[tenant]
         return self.data_policy
+
+    def spool_dir(self, home: Path) -> Path:
+        """Where this service's decision-log spool lives."""
+        return Path(self.decision_log_spool_dir).expanduser() if self.decision_log_spool_dir else Path(home) / "spool"
 
     def decision_log_enabled(self) -> bool:
         return self.decision_log_url is None or self.decision_log_url.strip().lower() not in ("", "off")

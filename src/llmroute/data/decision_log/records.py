@@ -25,9 +25,30 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_decision_id(now: datetime | None = None) -> str:
+    """A fresh decision id: a UUID version 7 string (RFC 9562) whose first 48 bits are the Unix time in
+    milliseconds, so :func:`decision_id_time` can tell when it was issued without a database read."""
+    ms = int((now or utcnow()).timestamp() * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(uuid.uuid4().bytes, "big")
+    value = (ms << 80) | (0x7 << 76) | (((rand >> 64) & 0xFFF) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def decision_id_time(decision_id: str) -> datetime | None:
+    """When a :func:`new_decision_id` id was issued; None for any other string."""
+    try:
+        u = uuid.UUID(decision_id)
+    except ValueError:
+        return None
+    if u.version != 7:
+        return None
+    return datetime.fromtimestamp((u.int >> 80) / 1000, UTC)
+
+
 def prompt_sha256(prompt: str) -> str:
-    """Hex SHA-256 of the UTF-8 prompt: the key that survives redaction."""
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+    """Hex SHA-256 of the UTF-8 prompt: the key that survives redaction (a lone surrogate, which UTF-8
+    cannot encode, is hashed as its surrogate-escaped bytes rather than failing)."""
+    return hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 REASON_KINDS = ("router", "explored", "constraint", "fallback", "static")

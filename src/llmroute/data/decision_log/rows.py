@@ -48,6 +48,37 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+NUL_REPLACEMENT = "\ufffd"
+
+
+def _safe_text(s: str, nul: bool) -> str:
+    if nul and "\x00" in s:
+        s = s.replace("\x00", NUL_REPLACEMENT)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates cannot be stored as UTF-8
+        s = s.encode("utf-8", "replace").decode("utf-8")
+    return s
+
+
+def _safe(value: Any, nul: bool) -> Any:
+    if isinstance(value, str):
+        return _safe_text(value, nul)
+    if isinstance(value, dict):
+        return {_safe_text(str(k), nul): _safe(v, nul) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_safe(v, nul) for v in value]
+    return value
+
+
+def storable(batch: list[dict[str, Any]], nul: bool) -> list[dict[str, Any]]:
+    """Rows every backend can store: text that is not valid UTF-8 (lone surrogates) has those code
+    points replaced by U+FFFD, and with ``nul`` (PostgreSQL, whose text and jsonb cannot hold it) so
+    is every NUL character. The prompt's SHA-256 is of the original text, so a replaced prompt is
+    still recognisable."""
+    return [{k: _safe(v, nul) for k, v in row.items()} for row in batch]
+
+
 def decision_row(r: DecisionRecord, dialect: str) -> dict[str, Any]:
     return {
         "decision_id": r.decision_id,

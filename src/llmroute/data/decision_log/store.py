@@ -117,11 +117,29 @@ class DecisionLogStore:
         for r in batch:
             unique.setdefault(getattr(r, key), r)
         stmt = self._insert_ignoring_duplicates(table, key).returning(table.c[key])
-        result = conn.execute(stmt, [to_row(r, self.dialect) for r in unique.values()])
+        # PostgreSQL text and jsonb cannot hold NUL; no backend stores lone surrogates (rows.storable)
+        batch_rows = rows.storable([to_row(r, self.dialect) for r in unique.values()], nul=self.dialect == "postgresql")
+        result = conn.execute(stmt, batch_rows)
         new = {row[0] for row in result}
         return [r for k, r in unique.items() if k in new]
 
+    def delete_before(self, cutoff: datetime) -> dict[str, int]:
+        """Delete decisions, outcomes and feedback created before ``cutoff`` (the retention setting);
+        returns rows deleted per table."""
+        at = rows.to_db_time(cutoff, self.dialect)
+        out: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            for t in (tables.feedback, tables.outcomes, tables.decisions):
+                out[t.name] = int(conn.execute(sa.delete(t).where(t.c.created_at < at)).rowcount or 0)
+        return out
+
     # -- reading ---------------------------------------------------------------------------------
+
+    def decision_exists(self, decision_id: str) -> bool:
+        """True when a decision with this id is stored (one primary-key lookup)."""
+        d = tables.decisions
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(d.c.decision_id).where(d.c.decision_id == decision_id)).first() is not None
 
     def _since(self, since: datetime | None) -> datetime | None:
         return None if since is None else rows.to_db_time(since, self.dialect)

@@ -56,7 +56,7 @@ from llmroute.serving.cascade import (
     run_ensemble,
 )
 from llmroute.serving.decide import route_request
-from llmroute.serving.decision_logging import outcome_record
+from llmroute.serving.decision_logging import log_refused, outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.errors import ServiceError, error_body
 from llmroute.serving.dispatch import Dispatcher
@@ -88,7 +88,10 @@ async def chat_completions(
     decision, decision_id = routed.decision, routed.decision_id
     decision_log = services.decision_log
     if decision_log is not None and routed.record is not None:
-        decision_log.submit(routed.record)  # before the calls: a request cancelled mid-cascade keeps its decision
+        # before the calls: a request cancelled mid-cascade keeps its decision; a decision that cannot be
+        # logged is not served (nothing is paid for that the log would never show)
+        if not decision_log.submit(routed.record):
+            raise log_refused()
 
     calls = Dispatcher(
         ChatProvider(services.http, services.settings), services.settings, llm_router.specs, services.health,

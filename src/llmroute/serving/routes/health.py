@@ -22,21 +22,35 @@ async def health() -> dict[str, str]:
 async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
     """200 once a router is loaded and at least one of its models can take a call (its circuit breaker
     is not open and its rate limit not spent); 503 with the reason otherwise (the load error, or every
-    model's health)."""
+    model's health), and 503 while the decision log refuses new records (requests would be answered
+    503). ``decision_log``: ``ok``, ``off`` or ``degraded: <why>`` (the database or spool disk refuses
+    writes; records are kept and replayed)."""
     current = services.holder.current
+    log = services.decision_log
+    if log is None:
+        logging_state = "off"
+    else:
+        reason = log.degraded_reason()
+        logging_state = "ok" if reason is None else f"degraded: {reason}"
     if current is None:
         return JSONResponse(
-            {"status": "not_ready", "reason": services.holder.load_error or "router loading"}, status_code=503
+            {"status": "not_ready", "reason": services.holder.load_error or "router loading",
+             "decision_log": logging_state}, status_code=503
+        )
+    if log is not None and not log.writer.accepting():
+        return JSONResponse(
+            {"status": "not_ready", "reason": "the decision log is full: its database and spool disk refuse writes",
+             "router_version": current.version, "decision_log": logging_state}, status_code=503
         )
     down = services.health.unavailable(current.specs)
     healthy = [m for m in current.models if m not in down]
     if not healthy:
         return JSONResponse(
             {"status": "not_ready", "reason": "no model can take a call now", "unavailable": down,
-             "router_version": current.version},
+             "router_version": current.version, "decision_log": logging_state},
             status_code=503,
         )
     return {
         "status": "ready", "router_version": current.version, "models_available": len(healthy),
-        "unavailable": down,
+        "unavailable": down, "decision_log": logging_state,
     }

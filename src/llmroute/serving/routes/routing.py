@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from llmroute.router.text import messages_to_prompt
 from llmroute.serving.decide import route_request
+from llmroute.serving.decision_logging import log_refused
 from llmroute.serving.deps import Authenticated, RouterDep, ServicesDep
 from llmroute.serving.schemas import RouteRequest, RouteResponse
 from llmroute.serving.state import run_cpu
@@ -28,5 +29,6 @@ async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep
     )
     routed = await run_cpu(services, route_request, services, llm_router, prompt, body, "route", started)
     if routed.record is not None and services.decision_log is not None:
-        services.decision_log.submit(routed.record)
+        if not services.decision_log.submit(routed.record):
+            raise log_refused()
     return RouteResponse.from_decision(routed.decision_id, routed.decision, routed.experiment, routed.arm)
