@@ -46,12 +46,14 @@ class ServiceMetrics:
     cost: Counter
     escalations: Counter
     provider_errors: Counter
-    decision_log: dict[str, Gauge]  # WriterStats field -> gauge, plus "enabled"
+    decision_log: dict[str, Gauge]  # SpoolStats field -> gauge, plus "enabled"
     data_policy_blocked: Counter
     breaker_trips: Counter
     breaker_state: Gauge
     model_available: Gauge
     data_policy_decisions: Counter
+    reloads: Counter
+    provider_config_errors: Counter
 
     @classmethod
     def create(cls) -> ServiceMetrics:
@@ -77,6 +79,15 @@ class ServiceMetrics:
             provider_errors=Counter(
                 "llmroute_provider_errors", "Failed provider calls, by model and kind.", ["model", "kind"],
                 registry=reg,
+            ),
+            reloads=Counter(
+                "llmroute_reloads", "Router reloads by result (ok, or rejected: the old router stayed).", ["result"],
+                registry=reg,
+            ),
+            provider_config_errors=Counter(
+                "llmroute_provider_config_errors",
+                "Provider calls refused with 401/403 (a configuration error: key or permissions), by model.",
+                ["model"], registry=reg,
             ),
             decision_log={
                 name: Gauge(f"llmroute_decision_log_{name}", help_, registry=reg)

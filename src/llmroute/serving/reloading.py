@@ -1,15 +1,27 @@
-"""Loading and atomically replacing the served router (initial load, /admin/reload, polling)."""
+"""Loading and atomically replacing the served router (initial load, /admin/reload, polling).
+
+A reload is a transaction (:mod:`llmroute.serving.candidate`): the source is pinned (a folder
+snapshot or a registry version), its checksums verified, the candidate loaded and smoke-routed in a
+child process (``reload_isolation``; a native crash kills only the child), then loaded here and
+smoke-routed again; only then is it swapped in. On any failure the served router stays and the
+outcome says why (``/admin/reload`` answers 503 with it; ``/ready`` shows the last failure; polling
+logs it once and does not retry the same candidate until it changes).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
+from llmroute.serving.candidate import check_in_child, prepare_candidate, smoke_served
 from llmroute.serving.loading import load_served, source_version
 from llmroute.serving.state import Services, freeze_heap
+from llmroute.training.loading import REGISTRY_PREFIX
 
 log = logging.getLogger("llmroute.serving")
 
@@ -20,38 +32,71 @@ class ReloadOutcome:
     router_version: str | None
     previous_version: str | None
     error: str | None = None
+    at: str = ""
+
+
+def _source_key(model: str, version: str) -> str:
+    """What identifies a candidate for polling: the version, and for a folder its files' sizes and times."""
+    if model.startswith(REGISTRY_PREFIX):
+        return version
+    folder = Path(model).expanduser()
+    stats = [p.stat() for p in sorted(folder.rglob("*")) if p.is_file()]
+    return f"{version}|{sum(s.st_size for s in stats)}|{max((s.st_mtime_ns for s in stats), default=0)}"
 
 
 async def reload_router(services: Services) -> ReloadOutcome:
-    """Load the configured model off the event loop and swap it in; on failure keep the current one."""
+    """Check, load and swap in the configured model (see the module docstring); on failure keep the
+    current one and return why."""
     holder = services.holder
+    settings = services.settings
     async with holder.reload_lock:
         previous = holder.current.version if holder.current is not None else None
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         try:
-            router, scorer = await run_in_threadpool(
-                load_served, services.settings.model, services.core, services.settings.use_scorer
-            )
+            pinned = None
+            if settings.model.startswith(REGISTRY_PREFIX):
+                pinned = await run_in_threadpool(source_version, settings.model, services.core)
+            candidate = await run_in_threadpool(prepare_candidate, settings.model, services.core, pinned)
+            try:
+                if settings.reload_isolation:
+                    await check_in_child(candidate, services.core, settings.use_scorer, settings.reload_check_timeout_s)
+                router, scorer = await run_in_threadpool(load_served, candidate.source, services.core,
+                                                         settings.use_scorer)
+                await run_in_threadpool(smoke_served, router, scorer)
+            finally:
+                await run_in_threadpool(candidate.discard)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the current router
             error = f"{type(exc).__name__}: {exc}"
             if holder.current is None:
                 holder.load_error = error
-            log.error("loading router from %s failed: %s", services.settings.model, error)
-            return ReloadOutcome(False, previous, previous, error)
+            log.error("loading router from %s failed, still serving %s: %s", settings.model, previous, error)
+            services.metrics.reloads.labels("rejected").inc()
+            outcome = ReloadOutcome(False, previous, previous, error, now)
+            holder.last_reload = outcome
+            return outcome
         replaced = holder.swap(router, scorer) is not None
         freeze_heap(replaced)
+        services.metrics.reloads.labels("ok").inc()
         log.info("serving router %s (was %s)%s", router.version, previous, " with a response scorer" if scorer else "")
-        return ReloadOutcome(True, router.version, previous)
+        outcome = ReloadOutcome(True, router.version, previous, None, now)
+        holder.last_reload = outcome
+        return outcome
 
 
 async def poll_for_new_version(services: Services, every_s: float) -> None:
-    """Reload whenever the model source points at a version other than the one served."""
+    """Reload whenever the model source points at a version other than the one served; a candidate
+    that failed is not tried again until it changes (another version, or the folder's files)."""
+    rejected: str | None = None
+    model = services.settings.model
     while True:
         await asyncio.sleep(every_s)
         try:
-            version = await run_in_threadpool(source_version, services.settings.model, services.core)
-        except Exception as exc:  # noqa: BLE001 - a flaky store must not stop polling
-            log.warning("polling %s failed: %s", services.settings.model, exc)
+            version = await run_in_threadpool(source_version, model, services.core)
+            key = await run_in_threadpool(_source_key, model, version)
+        except Exception as exc:  # noqa: BLE001 - a flaky store or a half-copied folder must not stop polling
+            log.warning("polling %s failed: %s", model, exc)
             continue
         current = services.holder.current
-        if current is None or current.version != version:
-            await reload_router(services)
+        if (current is None or current.version != version) and key != rejected:
+            outcome = await reload_router(services)
+            rejected = None if outcome.ok else key

@@ -101,6 +101,15 @@ class ServeSettings(BaseSettings):
     reload_poll_s: float = Field(
         default=0.0, ge=0, description="Poll the model source this often and reload on a new version (0 = off)."
     )
+    reload_isolation: bool = Field(
+        default=True,
+        description="Load and smoke-route every candidate router in a child process before loading it here "
+        "(a native crash on a damaged file kills only the child). Off: checksums and the in-process smoke "
+        "routing only.",
+    )
+    reload_check_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest the isolated check of a candidate router may take."
+    )
     decision_log_url: str | None = Field(
         default=None,
         description="Decision/outcome/feedback log (SQLAlchemy URL: sqlite:///... or postgresql://...). "

@@ -52,6 +52,7 @@ class RouterHolder:
         self.catalog = catalog
         self.served: Served | None = Served(self._prepare(router), scorer) if router is not None else None
         self.load_error: str | None = None
+        self.last_reload: Any = None  # the ReloadOutcome of the last reload (serving.reloading)
         self.reload_lock = asyncio.Lock()
 
     def _prepare(self, router: Router) -> Router:

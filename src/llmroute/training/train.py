@@ -26,6 +26,7 @@ from llmroute.router.policy import RULES
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
 from llmroute.training.cascade_fit import fit_operating_points
+from llmroute.training.manifest import write_manifest
 from llmroute.training.scorer import SCORER_DIR, ResponseScorer, train_scorer
 
 LATEST = "LATEST"
@@ -173,6 +174,7 @@ def train_router(
         if points is not None:
             scorer.operating_points = points
             scorer.save(folder / SCORER_DIR)
+    write_manifest(folder)  # last: the sha256 of every file, so a reload can tell a damaged copy
     (settings.routers_dir / LATEST).write_text(str(folder.resolve()))
     print(f"saved router {version} to {folder} in {time.perf_counter() - t0:.1f} s")
     return router, folder

@@ -50,7 +50,11 @@ async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
              "router_version": current.version, "decision_log": logging_state},
             status_code=503,
         )
-    return {
+    body: dict[str, Any] = {
         "status": "ready", "router_version": current.version, "models_available": len(healthy),
         "unavailable": down, "decision_log": logging_state,
     }
+    last = services.holder.last_reload
+    if last is not None and not last.ok:
+        body["last_reload_error"] = {"at": last.at, "error": last.error}
+    return body
