@@ -7,8 +7,9 @@
    the version it points at now (``models:/name/7``).
 2. **Checksums**: the folder's ``manifest.json`` (written by ``llmroute train`` and at registration)
    is verified; a missing, truncated or altered file is named.
-3. **Isolation**: a child process (``python -m llmroute.serving.candidate``) loads the candidate and
-   smoke-routes it (:func:`llmroute.router.smoke.smoke_route`: every model, both rules, a cost cap;
+3. **Isolation**: a child process (``python -m llmroute.serving.candidate``) loads the candidate (a
+   folder with a :class:`~llmroute.router.smoke.StandInEmbedder`, so no embedding weights are loaded;
+   a registry version fully, after its checksums) and smoke-routes it (:func:`llmroute.router.smoke.smoke_route`: every model, both rules, a cost cap;
    the response scorer scores an answer). A native crash there (LightGBM aborts the process on a
    truncated model file) kills only the child; its exit signal and the end of its stderr are the
    reason reported.
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from llmroute.config import Settings
-from llmroute.router.smoke import RouterSmokeError, smoke_route
+from llmroute.router.smoke import RouterSmokeError, StandInEmbedder, smoke_route
 from llmroute.training.loading import REGISTRY_PREFIX, RouterLoadError
 from llmroute.training.manifest import verify_manifest
 
@@ -129,13 +130,29 @@ async def check_in_child(candidate: Candidate, core: Settings, use_scorer: bool,
     raise CandidateRejected(f"{candidate.label}: loading it {how} in the isolated check process: {tail or 'no output'}")
 
 
+def _load_with_stand_in(folder: Path, use_scorer: bool) -> tuple[Any, Any]:
+    """The router (and scorer) in ``folder`` with a :class:`StandInEmbedder`: every file parsed by the
+    native code that will parse it in the server, without loading the embedding model."""
+    from llmroute.router.router import Router, read_router_meta
+    from llmroute.training.scorer import scorer_in
+
+    meta = read_router_meta(folder)
+    embedder = StandInEmbedder(str(meta["embedder"]["spec"]), str(meta["embedder"]["fingerprint"]))
+    router = Router.load(folder, embedder)  # type: ignore[arg-type]
+    embedder.dim = int(router.quality.index_.embeddings.shape[1])
+    return router, (scorer_in(folder, embedder) if use_scorer else None)  # type: ignore[arg-type]
+
+
 def _child() -> int:
     """The child's side: load the candidate, smoke-route it, print one JSON line. Exit 0 when it passed."""
-    from llmroute.serving.loading import load_served
-
     request = json.loads(sys.stdin.read())
     try:
-        router, scorer = load_served(request["model"], Settings(**request["core"]), request["use_scorer"])
+        if request["model"].startswith(REGISTRY_PREFIX):  # checksum-verified before parsing; real embedder
+            from llmroute.serving.loading import load_served
+
+            router, scorer = load_served(request["model"], Settings(**request["core"]), request["use_scorer"])
+        else:
+            router, scorer = _load_with_stand_in(Path(request["model"]), request["use_scorer"])
         checked = smoke_served(router, scorer)
     except Exception as exc:  # noqa: BLE001 - every failure is the candidate's finding
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
