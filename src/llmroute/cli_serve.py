@@ -6,7 +6,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -130,7 +130,7 @@ def serve(
                    "costs about a third more CPU per request", err=True)
     if workers == 1:
         app = create_app(settings, core=load_settings(home=home))
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, **_http_options())
         return
     # migrate the decision log once, here: worker processes migrating a new database at the same time race
     core = load_settings(home=home)
@@ -143,7 +143,19 @@ def serve(
     if home is not None:
         os.environ["LLMROUTE_HOME"] = str(home)
     uvicorn.run("llmroute.serving.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
-                log_level=log_level, access_log=access_log)
+                log_level=log_level, access_log=access_log, **_http_options())
+
+
+def _http_options() -> dict[str, Any]:
+    """uvicorn's HTTP protocol with bounded request headers (431 past the limit, 408 for slow headers;
+    :mod:`llmroute.serving.http_protocol`), or h11 with its own header bound when httptools is missing."""
+    if importlib.util.find_spec("httptools") is None:
+        from llmroute.serving.http_protocol import header_limits
+
+        return {"http": "h11", "h11_max_incomplete_event_size": header_limits()[0]}
+    from llmroute.serving.http_protocol import PROTOCOL_PATH
+
+    return {"http": PROTOCOL_PATH}
 
 
 def replay_server(

@@ -30,12 +30,13 @@ from llmroute.serving.errors import install_error_handlers
 from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth, breaker_config
 from llmroute.serving.metrics import ServiceMetrics
-from llmroute.serving.middleware import BodySizeLimit, LoggingHealthHeader, RequestMetrics
+from llmroute.serving.middleware import BodySizeLimit, CatchAll, LoggingHealthHeader, RequestMetrics
 from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,
     chat,
     dashboard,
+    docs,
     feedback,
     health,
     metrics,
@@ -132,13 +133,16 @@ def create_app(
         title="llmroute",
         summary="A learned LLM router: the cheapest model that will still meet a quality target.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None, openapi_url=None,  # served by routes.docs, behind a key unless open_docs
     )
     install_error_handlers(app)
     for module in (health, routing, models, chat, feedback, admin, metrics, dashboard):
         app.include_router(module.router)
+    app.include_router(docs.docs_router(settings.open_docs))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(LoggingHealthHeader)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(CatchAll)  # added last: the outermost of ours
     return app
 
 

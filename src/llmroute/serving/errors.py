@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -78,11 +77,4 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body("http_error", str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        error_id = uuid.uuid4().hex
-        log.exception("unhandled error %s on %s %s", error_id, request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal_error", f"internal error (id {error_id}); see the service log"), status_code=500
-        )
+    # unexpected exceptions: serving.middleware.CatchAll (a handler here would re-raise and drop keep-alive)

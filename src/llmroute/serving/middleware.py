@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmroute.serving.errors import error_body
+
+log = logging.getLogger("llmroute.serving")
 
 KNOWN_ENDPOINTS = frozenset(
     {"/route", "/v1/chat/completions", "/models", "/health", "/ready", "/admin/reload", "/metrics", "/feedback",
@@ -68,6 +72,36 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class CatchAll:
+    """The outermost guard: an unexpected exception becomes a JSON 500 (with an error id; the stack trace
+    goes to the log) and is not re-raised, so the server keeps the client's keep-alive connection. An
+    exception after the response started (a stream broken midway) is re-raised: that connection must close."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if started:
+                raise
+            error_id = uuid.uuid4().hex
+            log.exception("unhandled error %s on %s %s", error_id, scope.get("method"), scope.get("path"))
+            await _send_json(send, 500, error_body("internal_error", f"internal error (id {error_id}); see the service log"))
 
 
 LOGGING_HEADER = b"x-llmroute-logging"

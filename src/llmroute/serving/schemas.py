@@ -2,12 +2,68 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmroute.data.catalog import Capability
 from llmroute.router.decision import Constraints, Decision, QualityTarget
+
+
+MAX_COST_USD = 1_000.0  # a larger cap per call is a mistake, not a budget
+MAX_LATENCY_MS = 86_400_000.0  # a day
+NAME_MAX = 200  # tenant, user, task, session, model names: the decision log's column width
+
+
+def _bad_value(value: Any, path: str, depth: int = 0) -> str | None:
+    """The first value under ``value`` that JSON from a client must not carry: a non-finite number
+    (``NaN``, ``Infinity``) or a string that is not valid Unicode (a lone surrogate such as "\\ud800").
+    Returns where and what, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path or 'body'}: {value!r} is not a finite number"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"{path or 'body'}: invalid Unicode (a lone surrogate at character {exc.start})"
+        return None
+    if depth > 64:
+        return f"{path or 'body'}: nested too deeply"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else str(k)
+            bad = _bad_value(k, where, depth + 1) or _bad_value(v, where, depth + 1)
+            if bad:
+                return bad
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            bad = _bad_value(v, f"{path}[{i}]", depth + 1)
+            if bad:
+                return bad
+    return None
+
+
+class StrictInput(BaseModel):
+    """A request body: no non-finite number and no invalid Unicode anywhere in it, including fields
+    passed through untouched (422 naming the field; see :func:`_bad_value`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_and_valid_unicode(cls, data: Any) -> Any:
+        bad = _bad_value(data, "")
+        if bad:
+            raise ValueError(bad)
+        return data
+
+
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError("must be a number, not true/false")
+    return v
+
+
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
 
 
 class TextPart(BaseModel):
@@ -43,32 +99,40 @@ def parse_target(value: str | float | None) -> QualityTarget | None:
         ) from None
 
 
-class RoutingOptions(BaseModel):
-    """What a request may ask of the router (shared by /route and the `llmroute` field of chat requests)."""
+class RoutingOptions(StrictInput):
+    """What a request may ask of the router (shared by /route and the `llmroute` field of chat requests).
 
-    model_config = ConfigDict(extra="forbid")
+    Numbers must be finite numbers (not true/false); ``rule`` one of the two rules; names at most 200
+    characters; ``max_cost_usd`` at most 1000 USD and ``max_latency_ms`` at most a day."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     target: str | float | None = Field(default=None, description="'95%' (of the best model) or 0.85 (absolute).")
     confidence: Annotated[float, Field(ge=0, le=1)] | None = Field(
         default=None, description="Threshold rule with this P(meets target) bar (overrides target)."
     )
-    rule: str | None = None
-    max_cost_usd: Annotated[float, Field(ge=0)] | None = None
-    max_latency_ms: Annotated[float, Field(gt=0)] | None = None
-    max_output_tokens: Annotated[int, Field(ge=0)] = 0
-    allowed_models: list[str] | None = None
-    excluded_models: list[str] = Field(default_factory=list)
+    rule: Literal["threshold", "utility"] | None = None
+    max_cost_usd: Annotated[float, Field(ge=0, le=MAX_COST_USD)] | None = None
+    max_latency_ms: Annotated[float, Field(gt=0, le=MAX_LATENCY_MS)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    allowed_models: Annotated[list[Name], Field(max_length=1000)] | None = None
+    excluded_models: Annotated[list[Name], Field(max_length=1000)] = Field(default_factory=list)
     required_capabilities: list[Capability] = Field(default_factory=list)
-    task: str | None = None
-    user: str | None = None
-    tenant: str | None = None
-    session: str | None = Field(default=None, description="Session id: the unit of A/B experiments with 'unit: session'.")
+    task: Name | None = None
+    user: Name | None = None
+    tenant: Name | None = None
+    session: Name | None = Field(default=None, description="Session id: the unit of A/B experiments with 'unit: session'.")
     data_policy: Literal["any", "prefer_local", "local_only"] | None = Field(
         default=None,
         description="Where the prompt may go: 'local_only' (only local models; refused rather than sent to an "
         "API), 'prefer_local' (a local model when it clears the target, else API) or 'any'. Combined with "
         "the tenant's policy, the stricter applies. None = the tenant's (or the service's) policy.",
     )
+
+    @field_validator("target", "confidence", "max_cost_usd", "max_latency_ms", "max_output_tokens", mode="before")
+    @classmethod
+    def _numbers_not_bools(cls, v: Any) -> Any:
+        return _not_bool(v)
 
     @field_validator("target")
     @classmethod
@@ -197,7 +261,7 @@ class ChatOptions(RoutingOptions):
         return None
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(StrictInput):
     """OpenAI chat completion request; ``model`` is 'llmroute' or 'llmroute:<target>' (e.g. 'llmroute:95%').
 
     Other OpenAI fields (temperature, max_tokens, logprobs, ...) are passed through to the chosen model.
@@ -236,7 +300,7 @@ class ChatCompletionRequest(BaseModel):
         return body
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(StrictInput):
     """Body of ``POST /feedback``: a quality score in [0, 1] for the answer of a logged decision."""
 
     model_config = ConfigDict(extra="forbid")
@@ -246,6 +310,11 @@ class FeedbackRequest(BaseModel):
     )
     quality: float = Field(description="How good the answer was: 0 (useless) to 1 (perfect).")
     comment: Annotated[str, Field(max_length=10_000)] | None = None
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality_not_bool(cls, v: Any) -> Any:
+        return _not_bool(v)
 
     @field_validator("quality")
     @classmethod

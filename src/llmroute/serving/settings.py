@@ -49,6 +49,11 @@ class ServeSettings(BaseSettings):
         description="Budget per request the seed budget rule is given for the dashboard's 'savings against the seed "
         "budget rule' when a request sets no max cost (the middle of seed_rules.yaml's budgets_to_evaluate).",
     )
+    open_docs: bool = Field(
+        default=False,
+        description="Serve /docs, /redoc and /openapi.json without a key. Off (default): they take a client or "
+        "admin key like every other route but /health and /ready (with no keys configured, everything is open).",
+    )
     provider_base_urls: dict[str, str] = Field(
         default_factory=dict, description="Per-model OpenAI-compatible base URL overrides (model -> base URL)."
     )
@@ -82,6 +87,14 @@ class ServeSettings(BaseSettings):
     max_ensemble: int = Field(default=5, ge=1, description="Largest best_of_n / majority_vote a request may ask.")
     cascade_max_attempts: int = Field(default=3, ge=1, description="Most models tried for one chat request.")
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="Larger request bodies get 413.")
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024,
+        description="Request line + headers larger than this get 431 before they are parsed (llmroute serve's "
+        "HTTP protocol, serving.http_protocol).",
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Request headers that take longer than this to arrive get 408 (slow clients)."
+    )
     compute_threads: int | None = Field(
         default=1, ge=1,
         description="OpenMP threads per request thread for routing (None = library default); see serving.compute.",
