@@ -169,10 +169,15 @@ async def run_cascade(
     confidence: Confidence | None = None,
     open_stream: OpenStreamCall | None = None,
     rule: CascadeRule | None = None,
+    credentials: Callable[[str], object] | None = None,
 ) -> CascadeResult:
     """Run the cascade for one request; ``call(model)`` makes one (retried) provider call,
     ``open_stream(model)`` starts a streamed one (see module docstring). ``rule`` (e.g. a quality
-    target's operating point) replaces ``threshold``, ``max_attempts`` and the confidence weights."""
+    target's operating point) replaces ``threshold``, ``max_attempts`` and the confidence weights.
+
+    A provider refusing our credentials (401/403) is a configuration error, not the model failing: the
+    cascade does not escalate to any model behind the same credentials (``credentials(model)`` returns
+    what identifies them, e.g. endpoint and key; None = every model shares them, so it stops)."""
     confidence = confidence or Confidence()
     rule = rule or CascadeRule((threshold,), max_attempts, confidence.scorer_weight)
     candidates = {c.model: c for c in decision.candidates}
@@ -201,7 +206,12 @@ async def run_cascade(
                 )
             )
         else:
-            why = walk.failed(model, res.kind)
+            kind = res.kind
+            if res.status in (401, 403):  # the same credentials fail the same way for every model behind them
+                refused = credentials(model) if credentials is not None else None
+                walk.tried.update(m for m in candidates if credentials is None or credentials(m) == refused)
+                kind = "config_error"
+            why = walk.failed(model, kind)
             attempts.append(
                 Attempt(
                     model, False, res.error, res.latency_ms, 0.0, None, prob, res.tries,

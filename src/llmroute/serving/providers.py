@@ -9,13 +9,16 @@ stream (:class:`StreamBroken`). A provider that ignores ``stream`` and answers w
 whole answer.
 
 API keys are read from the environment variable the catalog names (``api_key_env``) at call time,
-sent only in the ``Authorization`` header, and never logged or returned.
+sent only in the ``Authorization`` header, and never logged or returned. A provider's error text is
+never returned or stored either: results carry the status and a generic reason
+(:mod:`llmroute.serving.provider_errors`), and the provider's words go to the log with secrets masked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +28,10 @@ from typing import Any
 import httpx
 
 from llmroute.data.catalog import ModelSpec
+from llmroute.serving.provider_errors import client_reason, is_config_error, mask_secrets
 from llmroute.serving.settings import ServeSettings
+
+log = logging.getLogger("llmroute.serving.providers")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -48,6 +54,12 @@ class CallResult:
     error: str | None = None
     kind: str | None = None  # timeout | http_<status> | connect | bad_response | no_endpoint
     # (serving.dispatch adds calls never made: data_policy | circuit_open | rate_limited, with tries 0)
+
+    @property
+    def config_error(self) -> bool:
+        """The provider refused our credentials (401/403): retrying or escalating to a model behind the
+        same credentials cannot help."""
+        return is_config_error(self.status)
     tries: int = 1
 
 
@@ -85,13 +97,14 @@ class OpenStream:
                 try:
                     event = json.loads(data)
                 except ValueError as exc:
-                    raise StreamBroken(f"stream event is not JSON: {data[:120]!r}", "bad_response") from exc
+                    raise StreamBroken("a stream event is not JSON", "bad_response") from exc
                 if not isinstance(event, dict):
-                    raise StreamBroken(f"stream event is not an object: {data[:120]!r}", "bad_response")
+                    raise StreamBroken("a stream event is not a JSON object", "bad_response")
                 if "error" in event:
                     err = event["error"]
                     msg = err.get("message", err) if isinstance(err, dict) else err
-                    raise StreamBroken(f"provider error in stream: {str(msg)[:300]}", "provider_error")
+                    log.warning("provider error in the stream of %s: %s", self.model, mask_secrets(str(msg)[:500]))
+                    raise StreamBroken("the provider reported an error in the stream", "provider_error")
                 yield event
         except httpx.TimeoutException as exc:
             raise StreamBroken(f"stream timed out ({type(exc).__name__})", "timeout") from exc
@@ -186,8 +199,14 @@ class ChatProvider:
         except httpx.TransportError as exc:
             return CallResult(False, ms(), error=f"connection error ({type(exc).__name__})", kind="connect", tries=tries)
         if resp.status_code != 200:
+            detail = mask_secrets(_error_text(resp), (endpoint.api_key,))
+            if is_config_error(resp.status_code):
+                log.error("CONFIGURATION ERROR: %s refused this service's credentials for %s (HTTP %d): %s",
+                          endpoint.base_url, endpoint.model, resp.status_code, detail)
+            else:
+                log.warning("%s answered HTTP %d for %s: %s", endpoint.base_url, resp.status_code, endpoint.model, detail)
             return CallResult(
-                False, ms(), status=resp.status_code, error=f"HTTP {resp.status_code}: {_error_text(resp)}",
+                False, ms(), status=resp.status_code, error=client_reason(resp.status_code),
                 kind=f"http_{resp.status_code}", tries=tries,
             )
         try:
@@ -196,8 +215,11 @@ class ChatProvider:
             if not isinstance(content, str):
                 raise TypeError("message.content is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
+            log.warning("%s answered %s with something that is not a chat completion: %s", endpoint.base_url,
+                        endpoint.model, mask_secrets(str(exc)[:300], (endpoint.api_key,)))
             return CallResult(
-                False, ms(), status=200, error=f"not a chat completion ({exc})", kind="bad_response", tries=tries
+                False, ms(), status=200, error="the provider's answer is not a chat completion", kind="bad_response",
+                tries=tries,
             )
         return CallResult(True, ms(), body=data, status=200, tries=tries)
 

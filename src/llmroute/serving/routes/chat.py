@@ -60,7 +60,7 @@ from llmroute.serving.decision_logging import log_refused, outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.errors import ServiceError, error_body
 from llmroute.serving.dispatch import Dispatcher
-from llmroute.serving.providers import ChatProvider
+from llmroute.serving.providers import ChatProvider, resolve_endpoint
 from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
 from llmroute.serving.state import run_cpu
 from llmroute.serving.streaming import relay
@@ -99,6 +99,10 @@ async def chat_completions(
     )
     call, open_stream = calls.call, calls.open_stream
 
+    def credentials(model: str) -> tuple[str | None, str | None]:
+        endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
+        return endpoint.base_url, endpoint.api_key
+
     def finish(result: CascadeResult) -> None:
         _record(services, result, cascade=ensemble is None)
         if services.experiment is not None and routed.arm is not None:
@@ -119,7 +123,7 @@ async def chat_completions(
         result = await run_cascade(
             decision, prompt, call, llm_router.specs,
             services.settings.cascade_confidence, services.settings.cascade_max_attempts, confidence,
-            open_stream if body.stream else None, rule,
+            open_stream if body.stream else None, rule, credentials,
         )
     info = {
         "decision_id": decision_id,
@@ -219,6 +223,8 @@ def _record(services: Any, result: CascadeResult, cascade: bool = True) -> None:
         m.cost.labels(a.model).inc(a.cost_usd)
         if not a.ok:
             m.provider_errors.labels(a.model, a.error_kind or "error").inc()
+            if a.error_kind in ("http_401", "http_403"):
+                m.provider_config_errors.labels(a.model).inc()
         if cascade and i < len(result.attempts) - 1:
             m.escalations.labels("failure" if not a.ok else "low_confidence").inc()
 
