@@ -64,3 +64,26 @@ def test_postgres_workers_migrate_and_write_concurrently(pg_url: str) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+def test_postgres_stores_nul_and_invalid_unicode_without_failing_the_batch(pg_url: str) -> None:
+    """PostgreSQL text and jsonb cannot hold NUL: such characters are replaced (U+FFFD), the prompt's
+    hash stays that of the original, and the rest of the batch is stored with it."""
+    from llmroute.data.decision_log import FeedbackRecord, OutcomeRecord, prompt_sha256
+
+    nul = "print('a\x00b')  # a NUL"
+    records = [decision(i) for i in range(5)] + [
+        decision(5, prompt=nul, tenant="t\x00", constraints={"allowed_models": ["m\x00"]}),
+        decision(6, prompt="lone \ud800 surrogate"),
+        OutcomeRecord(decision_id="d000005", model="small", ok=False, error="x\x00y", attempts=({"error": "\x00"},)),
+        FeedbackRecord(decision_id="d000005", quality=0.5, comment="bad\x00comment"),
+    ]
+    with DecisionLogStore(pg_url) as store:
+        store.write_many(records)
+        stored = {d.decision_id: d for batch in store.iter_decisions() for d in batch}
+        assert len(stored) == 7
+        assert stored["d000005"].prompt == "print('a\ufffdb')  # a NUL"
+        assert stored["d000005"].prompt_sha256 == prompt_sha256(nul)
+        assert stored["d000005"].tenant == "t\ufffd"
+        assert stored["d000006"].prompt == "lone \ufffd surrogate"
+        assert store.counts() == {"decisions": 7, "outcomes": 1, "feedback": 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from array import array
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ def _jsonable(value: Any) -> Any:
 
 
 NUL_REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _safe_text(s: str, nul: bool) -> str:
@@ -57,7 +59,7 @@ def _safe_text(s: str, nul: bool) -> str:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates cannot be stored as UTF-8
-        s = s.encode("utf-8", "replace").decode("utf-8")
+        s = _SURROGATE.sub(NUL_REPLACEMENT, s)
     return s
 
 
