@@ -16,6 +16,7 @@ the compute thread that just routed the prompt reads it back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
 from llmroute.data.decision_log import (
@@ -37,6 +39,7 @@ from llmroute.data.decision_log import (
     mask_url,
 )
 from llmroute.data.decision_log.records import decision_id_time
+from llmroute.data.decision_log.migrate import upgrade_to_head
 from llmroute.data.decision_log.spool import SpooledWriter, SpoolStats
 from llmroute.router.decision import Constraints, Decision
 from llmroute.router.router import Router
@@ -76,16 +79,24 @@ class DecisionLog:
              sync_interval_s: float = 0.05, max_memory_records: int = 50_000) -> DecisionLog:
         """Open (and migrate) the store at ``url`` and start the writer on ``spool_dir``, which first
         replays what earlier processes left there. Blocking: call it off the loop."""
+        prepare = None
         try:
             store = DecisionLogStore(url)
         except Exception as exc:
-            raise RuntimeError(
-                f"cannot open the decision log at {mask_url(url)}: {type(exc).__name__}: {exc} "
-                "(set LLMROUTE_SERVE_DECISION_LOG_URL to another database, or to 'off' to serve without one)"
-            ) from exc
+            unreachable = isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError))
+            if not unreachable or url.startswith("sqlite"):  # a local file that cannot be opened is a mistake
+                raise RuntimeError(
+                    f"cannot open the decision log at {mask_url(url)}: {type(exc).__name__}: {exc} "
+                    "(set LLMROUTE_SERVE_DECISION_LOG_URL to another database, or to 'off' to serve without one)"
+                ) from exc
+            # the database is down: serve anyway, spool records, and migrate once it is back
+            log.error("decision log at %s is unavailable (%s); records are spooled until it is back",
+                      mask_url(url), type(exc).__name__)
+            store = DecisionLogStore(url, migrate=False)
+            prepare = functools.partial(upgrade_to_head, store.engine)
         log.info("decision log: %s%s, spool %s", mask_url(url), " (prompts redacted)" if redact else "", spool_dir)
         writer = SpooledWriter(store, spool_dir, redact=redact, sync_interval_s=sync_interval_s,
-                               max_memory_records=max_memory_records).start()
+                               max_memory_records=max_memory_records, prepare=prepare).start()
         return cls(store, writer, feedback_grace_s)
 
     def submit(self, record: LogRecord) -> bool:

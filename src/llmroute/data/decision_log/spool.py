@@ -205,13 +205,16 @@ class SpooledWriter:
 
     ``redact=True`` removes prompt text from decisions at submit. ``disk_write``/``disk_fsync``
     are the seam the reliability tests use to simulate a full disk (default ``os.write``/``os.fsync``).
+    ``prepare`` runs once before the first write, retried until it succeeds (the service migrates a
+    database that was down when it started).
     """
 
     def __init__(self, store: RecordSink, directory: str | Path, *, redact: bool = False,
                  sync_interval_s: float = 0.05, batch_size: int = 500, max_memory_records: int = 50_000,
                  segment_bytes: int = 64 << 20, retry_max_s: float = 5.0,
                  disk_write: Callable[[int, bytes], int] = os.write,
-                 disk_fsync: Callable[[int], None] = os.fsync) -> None:
+                 disk_fsync: Callable[[int], None] = os.fsync,
+                 prepare: Callable[[], None] | None = None) -> None:
         if sync_interval_s <= 0 or batch_size < 1 or max_memory_records < 1:
             raise ValueError("sync_interval_s must be > 0, batch_size and max_memory_records >= 1")
         self.store = store
@@ -224,6 +227,7 @@ class SpooledWriter:
         self.retry_max_s = retry_max_s
         self.disk_write = disk_write
         self.disk_fsync = disk_fsync
+        self._prepare = prepare  # run (and retried like a write) before the first write, e.g. migrations
         self._cond = threading.Condition()
         self._incoming: list[tuple[LogRecord, Future[None] | None]] = []
         self._held: deque[bytes] = deque()  # encoded, not journaled (the disk refused them)
@@ -527,6 +531,9 @@ class SpooledWriter:
                 self._reject(line, f"undecodable spool line: {exc}")
         if not records:
             return 0
+        if self._prepare is not None:
+            self._prepare()  # a failure is retried like a failed write (the database may be down)
+            self._prepare = None
         try:
             self.store.write_many(records)
             return len(records)
