@@ -64,6 +64,7 @@ def _not_bool(v: Any) -> Any:
 
 
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
+TARGET_PATTERN = r"^(100|[1-9]?[0-9])(\.[0-9]{1,3})?%$"  # what the schema advertises; parse_target decides
 
 
 class TextPart(BaseModel):
@@ -107,7 +108,11 @@ class RoutingOptions(StrictInput):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    target: str | float | None = Field(default=None, description="'95%' (of the best model) or 0.85 (absolute).")
+    target: str | float | None = Field(
+        default=None, description="'95%' (of the best model) or 0.85 (absolute).",
+        json_schema_extra={"anyOf": [{"type": "string", "pattern": TARGET_PATTERN},
+                                     {"type": "number", "minimum": 0, "maximum": 1}, {"type": "null"}]},
+    )
     confidence: Annotated[float, Field(ge=0, le=1)] | None = Field(
         default=None, description="Threshold rule with this P(meets target) bar (overrides target)."
     )
@@ -157,6 +162,8 @@ class RoutingOptions(StrictInput):
 
 class RouteRequest(RoutingOptions):
     """Body of ``POST /route``: exactly one of ``prompt`` and ``messages``."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}]})
 
     prompt: Annotated[str, Field(min_length=1)] | None = None
     messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
@@ -270,7 +277,7 @@ class ChatCompletionRequest(StrictInput):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str
+    model: str = Field(json_schema_extra={"pattern": r"^llmroute(:(100|[1-9]?[0-9])(\.[0-9]{1,3})?%)?$"})
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     stream: bool = False
     llmroute: ChatOptions | None = None
