@@ -62,7 +62,7 @@ def train_small(home: Path) -> Path:
     df = read_logs(ROOT / "data" / "routerbench" / "train.parquet")
     ids = sorted(df["prompt_id"].unique())[:200]
     write_logs(df[df["prompt_id"].isin(ids)], home / "logs.parquet")
-    _, folder = train_router(home / "logs.parquet", Settings(home=home), TrainConfig(), out_dir=home / "router")
+    _, folder = train_router(home / "logs.parquet", Settings(home=home), TrainConfig(embedder="minilm-static"), out_dir=home / "router")
     return folder
 
 

@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -64,6 +65,13 @@ class Disk:
         os.fsync(fd)
 
 
+def _wait_for(w: SpooledWriter, cond: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not cond(st := w.stats()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return st
+
+
 def _ids(store: DecisionLogStore) -> list[str]:
     return [d.decision_id for batch in store.iter_decisions() for d in batch]
 
@@ -88,9 +96,8 @@ def test_database_outage_loses_nothing_and_stores_each_record_once(tmp_path: Pat
         sink.down = True
         for i in range(50, 300):
             assert w.submit(decision(i))
-        time.sleep(0.3)
-        st = w.stats()
-        assert st.degraded == 1 and "database" in (st.reason or "") and st.pending == 250 and st.failed == 0
+        st = _wait_for(w, lambda st: st.degraded == 1)
+        assert "database" in (st.reason or "") and st.pending == 250 and st.failed == 0
         sink.down = False
         assert w.flush(10)
         st = w.stats()
@@ -113,9 +120,8 @@ def test_full_disk_holds_records_in_memory_and_refuses_durable_ones(tmp_path: Pa
         fut = w.submit_durable(FeedbackRecord(decision_id="d000001", quality=1.0))
         with pytest.raises(SpoolUnavailable):
             fut.result(5)
-        time.sleep(0.2)
-        st = w.stats()
-        assert st.degraded == 1 and "disk" in (st.reason or "") and st.held_in_memory == 100
+        st = _wait_for(w, lambda st: "disk" in (st.reason or "") and st.held_in_memory == 100)
+        assert st.degraded == 1
         sink.down = False  # the database is back while the disk is still full: shipped from memory
         assert w.flush(10)
         disk.full = False
@@ -277,3 +283,19 @@ def test_kill_9_loses_at_most_the_last_sync_interval(tmp_path: Path, sqlite_url:
     # everything accepted up to the last progress line, minus at most ~100 ms of the child's traffic
     assert len(ids) >= accepted - max(5, 0.1 * rate), (len(ids), accepted, rate)
     store.close()
+
+
+def test_retention_deletes_rows_older_than_the_cutoff_and_ids_are_looked_up(sqlite_url: str) -> None:
+    from datetime import timedelta
+
+    from tests.decision_log.helpers import T0
+
+    with DecisionLogStore(sqlite_url) as store:
+        store.write_many([decision(i) for i in range(10)])  # created at T0 + i seconds
+        store.write_many([FeedbackRecord(decision_id="d000001", quality=1.0, created_at=T0),
+                          FeedbackRecord(decision_id="d000008", quality=1.0, created_at=T0 + timedelta(seconds=8))])
+        assert store.decision_exists("d000002") and not store.decision_exists("nope")
+        deleted = store.delete_before(T0 + timedelta(seconds=5))
+        assert deleted == {"feedback": 1, "outcomes": 0, "decisions": 5}
+        assert sorted(_ids(store)) == [f"d{i:06d}" for i in range(5, 10)]
+        assert not store.decision_exists("d000002")

@@ -47,7 +47,9 @@ def create_log_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # a database that does not answer must not hold a writer (or a /feedback lookup) for minutes
+    connect_args = {} if "connect_timeout" in url else {"connect_timeout": 5}
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _config(connection: sa.Connection):  # type: ignore[no-untyped-def]

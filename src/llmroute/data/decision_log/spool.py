@@ -468,12 +468,13 @@ class SpooledWriter:
         return None
 
     def _read_lines(self, seg: _Segment) -> tuple[list[bytes], int]:
-        size = min(seg.end - seg.done, 1 << 20)
-        chunk = os.pread(seg.fd, size, seg.done)
-        cut = chunk.rfind(b"\n") + 1
-        if cut == 0:  # a single line longer than the chunk
-            chunk = os.pread(seg.fd, seg.end - seg.done, seg.done)
+        size = 1 << 20
+        while True:  # a chunk with at least one whole line (lines longer than 1 MB double the chunk)
+            chunk = os.pread(seg.fd, min(seg.end - seg.done, size), seg.done)
             cut = chunk.rfind(b"\n") + 1
+            if cut or len(chunk) >= seg.end - seg.done:
+                break
+            size *= 2
         lines = chunk[:cut].splitlines(keepends=True)[: self.batch_size]
         return lines, sum(len(x) for x in lines)
 
