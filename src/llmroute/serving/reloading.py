@@ -2,8 +2,9 @@
 
 A reload is a transaction (:mod:`llmroute.serving.candidate`): the source is pinned (a folder
 snapshot or a registry version), its checksums verified, the candidate loaded and smoke-routed in a
-child process (``reload_isolation``; a native crash kills only the child), then loaded here and
-smoke-routed again; only then is it swapped in. On any failure the served router stays and the
+child process (``reload_isolation``; a native crash kills only the child; not at the first load,
+when there is no served router to protect), then loaded here and smoke-routed again; only then is it
+swapped in. On any failure the served router stays and the
 outcome says why (``/admin/reload`` answers 503 with it; ``/ready`` shows the last failure; polling
 logs it once and does not retry the same candidate until it changes).
 """
@@ -58,7 +59,9 @@ async def reload_router(services: Services) -> ReloadOutcome:
                 pinned = await run_in_threadpool(source_version, settings.model, services.core)
             candidate = await run_in_threadpool(prepare_candidate, settings.model, services.core, pinned)
             try:
-                if settings.reload_isolation:
+                # isolation protects a served router; at the first load there is none to keep (a crash
+                # there is a failed start), so it is skipped to keep startup fast
+                if settings.reload_isolation and holder.current is not None:
                     await check_in_child(candidate, services.core, settings.use_scorer, settings.reload_check_timeout_s)
                 router, scorer = await run_in_threadpool(load_served, candidate.source, services.core,
                                                          settings.use_scorer)
