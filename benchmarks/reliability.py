@@ -209,14 +209,15 @@ def report(name: str, acks: Acks, url: str, extra: str = "") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def postgres_cluster(base: Path) -> Iterator[tuple[str, Any, Any]]:
-    """A throwaway PostgreSQL cluster run as the ``postgres`` user; yields (URL of a fresh db, stop, start)."""
+def postgres_cluster() -> Iterator[tuple[str, Any, Any]]:
+    """A throwaway PostgreSQL cluster run as the ``postgres`` user in a world-traversable temporary
+    directory of its own; yields (URL of a fresh database, stop, start)."""
     import glob
     import pwd
 
     bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1]).parent
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="llmroute-pg-"))
     base.chmod(0o755)
     data, sock = base / "pgdata", base / "pgsock"
     sock.mkdir(exist_ok=True)
@@ -254,7 +255,7 @@ def postgres_cluster(base: Path) -> Iterator[tuple[str, Any, Any]]:
 
 def pg_outage(folder: Path, home: Path, work: Path, outage: float, before: float = 5.0,
               after: float = 10.0) -> dict[str, Any]:
-    with postgres_cluster(work / "pg") as (url, stop_pg, start_pg):
+    with postgres_cluster() as (url, stop_pg, start_pg):
         server = Server(folder, home, work, {"LLMROUTE_SERVE_DECISION_LOG_URL": url,
                                              "LLMROUTE_SERVE_DECISION_LOG_SPOOL_DIR": str(work / "spool-pg")}).start()
         ready_during: list[str] = []
