@@ -31,7 +31,7 @@ def count_tokens(text: str) -> int:
     return len(_encoding().encode_ordinary(text))
 
 
-EXACT_CHARS = 32_000  # texts up to this long are counted exactly by count_tokens_batch
+EXACT_CHARS = 16_000  # texts up to this long are counted exactly by count_tokens_batch
 
 
 def count_tokens_bounded(text: str) -> int:

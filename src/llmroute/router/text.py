@@ -16,8 +16,8 @@ _SOLVED = re.compile(r"\banswer\s*:[ \t]*\n?[ \t]*\S[^\n]{0,200}$", re.IGNORECAS
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
-FOCUS_HEAD_CHARS = 4_000
-FOCUS_TAIL_CHARS = 4_000
+FOCUS_HEAD_CHARS = 2_000
+FOCUS_TAIL_CHARS = 2_000
 _SCAN_CHARS = 8 * (FOCUS_HEAD_CHARS + FOCUS_TAIL_CHARS)  # exemplars are looked for in this much of a prompt
 _ELISION = "\n...\n"
 
@@ -31,15 +31,15 @@ def head_and_tail(text: str, head: int = FOCUS_HEAD_CHARS, tail: int = FOCUS_TAI
 
 
 def focus_text(prompt: str) -> str:
-    """Return the prompt without leading few-shot exemplars, at most ~8,000 characters of it.
+    """Return the prompt without leading few-shot exemplars, at most ~4,000 characters of it.
 
     A prompt is split into paragraphs at blank lines; if any paragraph before the last ends with an
     answer line (``Answer: X``), everything up to and including the last such paragraph is dropped.
     Prompts without exemplars are returned unchanged (stripped of surrounding white space).
 
     Bounded, so that what a prompt costs to route does not grow with its length: of a prompt over
-    64,000 characters only the first and last 32,000 are searched for exemplars, and of the focus
-    text only the first and last 4,000 characters are kept (:func:`head_and_tail`), which is what the
+    32,000 characters only the first and last 16,000 are searched for exemplars, and of the focus
+    text only the first and last 2,000 characters are kept (:func:`head_and_tail`), which is what the
     embedder and the text features see. The same function runs at training and routing time.
     """
     if len(prompt) > _SCAN_CHARS:
