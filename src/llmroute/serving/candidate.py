@@ -6,7 +6,8 @@
    loaded, even while someone is still copying files into the folder); a registry URI is pinned to
    the version it points at now (``models:/name/7``).
 2. **Checksums**: the folder's ``manifest.json`` (written by ``llmroute train`` and at registration)
-   is verified; a missing, truncated or altered file is named.
+   is verified; a missing, truncated or altered file is named. Every LightGBM model file must end
+   with LightGBM's closing sections (a truncated copy without a manifest).
 3. **Isolation**: a child process (``python -m llmroute.serving.candidate``) loads the candidate (a
    folder with a :class:`~llmroute.router.smoke.StandInEmbedder`, so no embedding weights are loaded;
    a registry version fully, after its checksums) and smoke-routes it (:func:`llmroute.router.smoke.smoke_route`: every model, both rules, a cost cap;
@@ -69,10 +70,24 @@ def prepare_candidate(model: str, core: Settings, pinned_version: str | None = N
     try:
         shutil.copytree(folder, snapshot / "router", symlinks=False)
         verify_manifest(snapshot / "router", str(folder))
+        verify_lightgbm_files(snapshot / "router", str(folder))
     except BaseException:
         shutil.rmtree(snapshot, ignore_errors=True)
         raise
     return Candidate(str(snapshot / "router"), str(folder), snapshot)
+
+
+def verify_lightgbm_files(folder: Path, label: str) -> None:
+    """Raise :class:`CandidateRejected` when a LightGBM text model in ``folder`` (or its ``scorer/``) is
+    not whole: LightGBM writes its parameters and ``pandas_categorical`` last, and may load a file cut
+    after its trees without complaint (a copy still in progress, without a manifest to catch it)."""
+    for path in sorted(folder.rglob("*lightgbm*.txt")):
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - 4096))
+            tail = fh.read()
+        if b"\nend of parameters\n" not in tail or b"\npandas_categorical:" not in tail or not tail.endswith(b"\n"):
+            raise CandidateRejected(f"{label}: {path.relative_to(folder)} is not a whole LightGBM model file "
+                                    "(it does not end with LightGBM's closing sections: truncated?)")
 
 
 def smoke_served(router: Any, scorer: Any) -> int:
