@@ -49,6 +49,7 @@ BAD_ROUTE_BODIES = [
     (b'{"prompt": "hi", "confidence": false}', "confidence"),
     (b'{"prompt": "hi \\ud800 there"}', "lone surrogate"),
     (b'{"prompt": "hi", "tenant": "' + b"t" * 201 + b'"}', "tenant"),
+    (b'{"prompt": "hi", "tenant": "acme\\u0000"}', "tenant"),
     (b'{"prompt": "hi", "allowed_models": ["' + b"m" * 201 + b'"]}', "allowed_models"),
 ]
 

@@ -63,7 +63,7 @@ def _not_bool(v: Any) -> Any:
     return v
 
 
-Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=r"^[^\x00-\x1f\x7f]+$")]  # no control characters
 TARGET_PATTERN = r"^(100|[1-9]?[0-9])(\.[0-9]{1,3})?%$"  # what the schema advertises; parse_target decides
 
 
@@ -103,8 +103,8 @@ def parse_target(value: str | float | None) -> QualityTarget | None:
 class RoutingOptions(StrictInput):
     """What a request may ask of the router (shared by /route and the `llmroute` field of chat requests).
 
-    Numbers must be finite numbers (not true/false); ``rule`` one of the two rules; names at most 200
-    characters; ``max_cost_usd`` at most 1000 USD and ``max_latency_ms`` at most a day."""
+    Numbers must be finite numbers (not true/false); ``rule`` one of the two rules; names (tenant,
+    user, task, session, models) 1 to 200 characters without control characters (NUL included); ``max_cost_usd`` at most 1000 USD and ``max_latency_ms`` at most a day."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
