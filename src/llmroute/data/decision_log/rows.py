@@ -73,6 +73,20 @@ def _safe(value: Any, nul: bool) -> Any:
     return value
 
 
+def storable_record(record: Any, nul: bool) -> Any:
+    """``record`` (a decision-log record) with its text fields made storable like :func:`storable`
+    (the same record when nothing needs it): what the rows *and* the dashboard rollups, keyed by
+    tenant and model, are built from."""
+    changes = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str):
+            safe = _safe_text(value, nul)
+            if safe != value:
+                changes[f.name] = safe
+    return dataclasses.replace(record, **changes) if changes else record
+
+
 def storable(batch: list[dict[str, Any]], nul: bool) -> list[dict[str, Any]]:
     """Rows every backend can store: text that is not valid UTF-8 (lone surrogates) has those code
     points replaced by U+FFFD, and with ``nul`` (PostgreSQL, whose text and jsonb cannot hold it) so

@@ -88,7 +88,9 @@ class DecisionLogStore:
         d: list[DecisionRecord] = []
         o: list[OutcomeRecord] = []
         f: list[FeedbackRecord] = []
+        nul = self.dialect == "postgresql"
         for r in records:
+            r = rows.storable_record(r, nul)  # rows and rollups alike (PostgreSQL cannot hold NUL)
             if isinstance(r, DecisionRecord):
                 d.append(r)
             elif isinstance(r, OutcomeRecord):
