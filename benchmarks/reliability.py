@@ -480,8 +480,9 @@ async def _loop_route(port: int, body: bytes, seconds: float, out: list[float]) 
 
 
 def long_prompt(folder: Path, home: Path, work: Path, seconds: float = 20.0, clients: int = 4,
-                rounds: int = 2) -> dict[str, Any]:
-    server = Server(folder, home, work, {"LLMROUTE_SERVE_DECISION_LOG_URL": f"sqlite:///{work / 'long.sqlite'}",
+                rounds: int = 2, log: bool = True) -> dict[str, Any]:
+    url = f"sqlite:///{work / 'long.sqlite'}" if log else "off"
+    server = Server(folder, home, work, {"LLMROUTE_SERVE_DECISION_LOG_URL": url,
                                          "LLMROUTE_SERVE_DECISION_LOG_SPOOL_DIR": str(work / "spool-long")}).start()
     normal = [json.dumps({"prompt": p}).encode() for p in prompts(clients)]
     big = json.dumps({"prompt": ("The quick brown fox jumps over the lazy dog. " * 22_300)[:999_000]}).encode()
@@ -505,7 +506,7 @@ def long_prompt(folder: Path, home: Path, work: Path, seconds: float = 20.0, cli
     def q(xs: list[float], k: int) -> float:
         return round(statistics.quantiles(xs, n=100)[k - 1], 1)
 
-    out = {"scenario": "long-prompt", "rounds": [
+    out = {"scenario": "long-prompt", "decision_log": log, "rounds": [
         {"others_p50_ms": q(b, 50), "others_p99_ms": q(b, 99), "others_p50_ms_with_999kb": q(l, 50),
          "others_p99_ms_with_999kb": q(l, 99), "p99_change": f"{(q(l, 99) / q(b, 99) - 1) * 100:+.0f}%",
          "999kb_p50_ms": q(g, 50), "999kb_p99_ms": q(g, 99), "999kb_requests": len(g)}
@@ -522,6 +523,7 @@ def main() -> None:
     ap.add_argument("--outage", type=float, default=30.0, help="pg-outage: seconds PostgreSQL is down.")
     ap.add_argument("--hold", type=float, default=90.0, help="full-disk: seconds the disk stays full.")
     ap.add_argument("--cases", type=int, default=5000, help="fuzz: requests to generate.")
+    ap.add_argument("--no-log", action="store_true", help="long-prompt: serve without a decision log (the ceiling).")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="llmroute-reliability-"))
     # a given router needs the embedders of its LLMROUTE_HOME (same fingerprint); a trained one gets a fresh home
@@ -538,7 +540,7 @@ def main() -> None:
         "corrupt": lambda: corrupt(folder, home, work),
         "fuzz": lambda: fuzz(folder, home, work, args.cases),
         "headers": lambda: headers(folder, home, work),
-        "long-prompt": lambda: long_prompt(folder, home, work),
+        "long-prompt": lambda: long_prompt(folder, home, work, log=not args.no_log),
     }
     for name in (run if args.scenario == "all" else [args.scenario]):
         run[name]()
