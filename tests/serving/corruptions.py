@@ -44,6 +44,12 @@ def _truncate(path: Path, keep: float) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
+def _tear_middle(path: Path) -> None:
+    """Keep the first half and the last 3,000 bytes: the closing sections are there, the trees are not whole."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + data[-3000:])
+
+
 def _booster(folder: Path) -> Path:
     return sorted(folder.glob("quality_lightgbm_*.txt"))[0]
 
@@ -67,6 +73,7 @@ def _dir_instead(path: Path) -> None:
 CORRUPTIONS: tuple[Corruption, ...] = (
     Corruption("lightgbm_truncated_half", lambda f: _truncate(_booster(f), 0.5)),
     Corruption("lightgbm_truncated_tail", lambda f: _truncate(_booster(f), 0.97)),
+    Corruption("lightgbm_torn_middle", lambda f: _tear_middle(_booster(f))),
     Corruption("lightgbm_empty", lambda f: _booster(f).write_bytes(b"")),
     Corruption("lightgbm_missing", lambda f: _booster(f).unlink()),
     Corruption("lightgbm_garbage", lambda f: _booster(f).write_bytes(bytes(range(256)) * 64)),

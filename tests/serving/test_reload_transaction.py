@@ -59,14 +59,15 @@ def _refused_and_kept(c: TestClient, served: Path, good: Path, corruption: Corru
     return str(error["message"])
 
 
-def test_a_truncated_lightgbm_file_is_refused_without_killing_the_server(good: Path, trained: Trained,
+def test_a_torn_lightgbm_file_is_refused_without_killing_the_server(good: Path, trained: Trained,
                                                                           tmp_path: Path) -> None:
     served = tmp_path / "served"
     shutil.copytree(good, served)
     with _app(served, trained) as c:
         version = _wait_ready(c)["router_version"]
-        [truncated] = [k for k in CORRUPTIONS if k.name == "lightgbm_truncated_half"]
-        message = _refused_and_kept(c, served, good, truncated, version)
+        # torn in the middle, its closing sections intact: only loading it tells, and LightGBM aborts
+        [torn] = [k for k in CORRUPTIONS if k.name == "lightgbm_torn_middle"]
+        message = _refused_and_kept(c, served, good, torn, version)
         assert "crashed (SIGABRT)" in message and "isolated check" in message, message
         shutil.rmtree(served)
         shutil.copytree(good, served)  # the folder is whole again: the next reload succeeds
