@@ -13,6 +13,7 @@ from llmroute.cli_data import data_app
 from llmroute.cli_registry import load_registry_router, register, track_training
 from llmroute.cli_ab import register as register_ab
 from llmroute.cli_bench import register as register_bench
+from llmroute.cli_budgets import register as register_budgets
 from llmroute.cli_logs import register as register_logs
 from llmroute.cli_retrain import register as register_retrain
 from llmroute.cli_serve import register as register_serve
@@ -34,6 +35,7 @@ register_bench(app)
 register_logs(app)
 register_ab(app)
 register_retrain(app)
+register_budgets(app, lambda settings, model: _load_router(settings, model))
 
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")

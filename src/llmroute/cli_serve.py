@@ -83,6 +83,10 @@ def serve(
         int, typer.Option(min=1, help="Server processes sharing the port (the service is stateless; each loads the router).")
     ] = 1,
     access_log: Annotated[bool, typer.Option(help="uvicorn's access log (one line per request; costs CPU under load).")] = False,
+    budgets: Annotated[
+        Optional[Path], typer.Option(help="Budget YAML file (spend limits per tenant/key/user; see the README's "
+                                     "'Budgets'); default: $LLMROUTE_SERVE_BUDGETS. A bad file stops the service.")
+    ] = None,
 ) -> None:
     """Serve the router: /route, /v1/chat/completions (with the cascade), /models, /metrics, /health, /ready,
     and the operator's dashboard at /dashboard.
@@ -110,6 +114,7 @@ def serve(
         "experiment": str(experiment) if experiment is not None else None,
         "catalog": str(catalog) if catalog is not None else None, "data_policy": data_policy,
         "data_policy_by_tenant": _pairs(tenant_policy, "--tenant-policy", "TENANT") or None,
+        "budgets": str(budgets) if budgets is not None else None,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
@@ -124,6 +129,14 @@ def serve(
             load_catalog(settings.catalog)
         except CatalogError as exc:
             raise typer.BadParameter(str(exc), param_hint="--catalog") from None
+    if settings.budgets:
+        from llmroute.budgets.spec import BudgetFileError, load_budget_file
+
+        try:
+            load_budget_file(settings.budgets)
+        except BudgetFileError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     missing = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is None]
     if missing:
         typer.echo(f"warning: {' and '.join(missing)} not installed; uvicorn falls back to asyncio/h11, which "

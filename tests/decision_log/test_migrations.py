@@ -34,7 +34,7 @@ def test_upgrade_from_0001_keeps_rows(sqlite_url: str) -> None:
         engine.dispose()
 
     with DecisionLogStore(sqlite_url) as store:  # opening migrates to head
-        assert current_revision(store.engine) == HEAD == "0005"
+        assert current_revision(store.engine) == HEAD == "0004"
         assert store.counts() == {"decisions": 40, "outcomes": 0, "feedback": 1}
         old = [r for b in store.iter_decisions(batch_size=16) for r in b]
         assert [r.decision_id for r in old] == [f"old{i}" for i in range(40)]

@@ -2,7 +2,8 @@
 
 Endpoints: ``GET /health`` and ``GET /ready`` (no auth); ``POST /route``, ``GET /models``,
 ``POST /v1/chat/completions``, ``POST /feedback``, ``GET /metrics`` (API key when configured);
-``POST /admin/reload`` (admin key); ``GET /dashboard`` (admin or dashboard key, see
+``POST /admin/reload`` and ``GET/PUT/DELETE /admin/budgets`` (admin key; budgets:
+:mod:`llmroute.serving.budget_control`); ``GET /dashboard`` (admin or dashboard key, see
 :mod:`llmroute.serving.routes.dashboard`). Unless ``decision_log_url`` is off, every decision, chat outcome and feedback is
 written to the decision log (:mod:`llmroute.serving.decision_logging`).
 """
@@ -20,10 +21,12 @@ import httpx
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from llmroute.budgets.spec import BudgetFileError
 from llmroute.config import Settings
 from llmroute.data.catalog import load_catalog
 from llmroute.router.router import Router
 from llmroute.serving.batching import Batchers
+from llmroute.serving.budget_control import open_budget_control
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, enforce_retention, resolve_log_url
 from llmroute.serving.errors import install_error_handlers
@@ -34,6 +37,7 @@ from llmroute.serving.middleware import BodySizeLimit, CatchAll, LoggingHealthHe
 from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,
+    budgets as budget_routes,
     chat,
     dashboard,
     docs,
@@ -80,6 +84,18 @@ def create_app(
             if log_url else None
         )
         catalog = await run_in_threadpool(load_catalog, settings.catalog) if settings.catalog else None
+        metrics_ = ServiceMetrics.create()
+        budgets = None
+        if decision_log is not None:
+            budgets = await run_in_threadpool(
+                open_budget_control, settings.budgets, decision_log.store.engine, metrics_.registry,
+                settings.budget_refresh_s, settings.budget_exact_share,
+            )
+        elif settings.budgets:
+            raise BudgetFileError(
+                f"{settings.budgets}: budgets need the decision log (their spend ledger lives there), but "
+                "decision_log_url is off"
+            )
         experiment = None
         if settings.experiment:
             from llmroute.serving.abtesting import load_live_experiment
@@ -98,7 +114,7 @@ def create_app(
                 core=core_settings,
                 holder=RouterHolder(router, scorer, catalog),
                 http=http,
-                metrics=ServiceMetrics.create(),
+                metrics=metrics_,
                 compute=ComputeLimiter(settings.compute_threads),
                 executor=executor,
                 decision_log=decision_log,
@@ -106,7 +122,10 @@ def create_app(
                 experiment=experiment,
                 batchers=Batchers(settings.route_batch_max),
                 health=ProviderHealth(breaker_config(settings)),
+                budgets=budgets,
             )
+            if budgets is not None:
+                services.background.append(asyncio.create_task(budgets.run()))
             if router is None:
                 services.background.append(asyncio.create_task(_initial_load(services)))
             else:
@@ -122,6 +141,8 @@ def create_app(
             try:
                 yield {"services": services}
             finally:
+                if budgets is not None:
+                    await budgets.drain()  # streamed answers' charges still being booked
                 for task in services.background:
                     task.cancel()
                 for task in services.background:
@@ -136,7 +157,7 @@ def create_app(
         docs_url=None, redoc_url=None, openapi_url=None,  # served by routes.docs, behind a key unless open_docs
     )
     install_error_handlers(app)
-    for module in (health, routing, models, chat, feedback, admin, metrics, dashboard):
+    for module in (health, routing, models, chat, feedback, admin, metrics, dashboard, budget_routes):
         app.include_router(module.router)
     app.include_router(docs.docs_router(settings.open_docs))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

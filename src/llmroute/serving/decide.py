@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmroute.abtest.arms import Policy
@@ -115,6 +116,7 @@ class Routed:
 def route_request(
     services: Services, router: Router, prompt: str, opts: RoutingOptions, source: str,
     started: float | None = None, knob: float | None = None,
+    adjust: Callable[[Decision], Decision] | None = None,
 ) -> Routed:
     """:func:`decide`, :func:`choose`, and the decision's log record, all in the calling (compute) thread.
 
@@ -124,7 +126,9 @@ def route_request(
     ``started`` (``time.perf_counter()`` when the request arrived) makes the record carry the time
     taken to decide; the record also carries the reason kind and counterfactual costs
     (:mod:`llmroute.serving.counterfactuals`). ``knob``: the rule's knob to route with instead of the
-    target's (a cascade operating point's)."""
+    target's (a cascade operating point's). ``adjust`` rewrites the router's decision before
+    exploration and logging (the budgets' explanation,
+    :meth:`llmroute.serving.budget_control.Admission.explain`)."""
     live = services.experiment
     assignment = live.assign(opts.user, opts.tenant, opts.session) if live is not None else None
     policy = live.policy(assignment.served, router) if live is not None and assignment is not None else None
@@ -135,8 +139,11 @@ def route_request(
     settings = services.settings
     constraints = request_constraints(services, router, opts)
     services.metrics.data_policy_decisions.labels(constraints.data_policy).inc()
+    decided = decide(services, router, prompt, opts, policy, knob, constraints)
+    if adjust is not None:
+        decided = adjust(decided)
     decision, propensity = choose(
-        decide(services, router, prompt, opts, policy, knob, constraints), settings.exploration_share_for(opts.tenant),
+        decided, settings.exploration_share_for(opts.tenant),
         services.explorer, settings.exploration_mode_for(opts.tenant), settings.exploration_top_k,
     )
     if decision.extra.get("explored"):

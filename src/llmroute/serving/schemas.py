@@ -317,6 +317,11 @@ class FeedbackRequest(StrictInput):
     )
     quality: float = Field(description="How good the answer was: 0 (useless) to 1 (perfect).")
     comment: Annotated[str, Field(max_length=10_000)] | None = None
+    cost_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="What the call the decision chose actually cost (USD), booked once per decision against the "
+        "budgets of its tenant, user and key (for /route users; chat requests are booked by the service).",
+    )
 
     @field_validator("quality", mode="before")
     @classmethod
@@ -334,3 +339,7 @@ class FeedbackRequest(StrictInput):
 class FeedbackResponse(BaseModel):
     decision_id: str
     feedback_id: str
+    cost_charged: bool | None = Field(
+        default=None, description="With cost_usd: true when booked now, false when this decision's cost was "
+        "booked before (never counted twice).",
+    )

@@ -217,6 +217,23 @@ class ServeSettings(BaseSettings):
     breaker_cooldown_s: float = Field(
         default=30.0, ge=0,
         description="How long an open breaker keeps its model unavailable before one probe call is let through.",
+    budgets: str | None = Field(
+        default=None,
+        description="Budget file (YAML, see llmroute.budgets.spec): spend limits per tenant, API key, user or "
+        "everything, with alert/pace/downgrade/block enforcement. Needs the decision log. A bad file stops the "
+        "service from starting; a bad edit later keeps the last good budgets. None = only budgets made with "
+        "PUT /admin/budgets/{name}.",
+    )
+    budget_refresh_s: float = Field(
+        default=1.0, gt=0,
+        description="Refresh cached budget spend from the ledger, check the budget file and fire alerts this often.",
+    )
+    budget_exact_share: float = Field(
+        default=0.0, ge=0,
+        description="A block budget whose cached spend is at or above this share of its amount is read from the "
+        "database on every check. 0 (default): always, so no process admits a request once the amount is spent "
+        "(overshoot <= the requests in flight). Higher values skip that read below the share, at the risk of "
+        "admitting requests on spend up to budget_refresh_s old from other processes.",
     )
 
     @field_validator("exploration_by_tenant")

@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from llmroute.serving.abtesting import LiveExperiment
+    from llmroute.serving.budget_control import BudgetControl
     from llmroute.training.scorer import ResponseScorer
 
 
@@ -89,6 +90,7 @@ class Services:
     experiment: LiveExperiment | None = None  # the A/B experiment being served, if any
     batchers: Batchers = field(default_factory=Batchers)  # per-router micro-batching of routing
     health: ProviderHealth = field(default_factory=ProviderHealth)  # breakers and rate limits per model
+    budgets: BudgetControl | None = None  # spend control, when budgets are configured
 
 
 def freeze_heap(replaced: bool = False) -> None:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 VERSION_TABLE = "llmroute_decision_log_version"
-HEAD = "0005"  # 0005 follows 0006 (numbers were assigned per branch)
+HEAD = "0004"  # 0004 follows 0005, which follows 0006 (numbers were assigned per branch)
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_LOCK_KEY = 0x6C6D726F757465  # "lmroute"
 

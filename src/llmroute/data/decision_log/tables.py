@@ -111,3 +111,44 @@ rollup_latency = sa.Table(
     sa.Column("n", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_rollup_latency_tenant", "resolution_s", "tenant", "bucket"),
 )
+
+# ---- budgets and the spend ledger (added in 0004; see llmroute.data.decision_log.ledger) ----------
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("spec", JSONType, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # file | api
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+budget_charges = sa.Table(
+    "budget_charges",
+    metadata,
+    sa.Column("charge_id", sa.String(80), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # chat | feedback
+    sa.Column("tenant", sa.String(200)),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("key_id", sa.String(32)),
+)
+
+budget_spend = sa.Table(
+    "budget_spend",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("bucket_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("spent_usd", sa.Float, nullable=False),
+    sa.Column("calls", sa.Integer, nullable=False),
+)
+
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column("budget", sa.String(200), primary_key=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("alert_key", sa.String(64), primary_key=True),
+    sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
+)

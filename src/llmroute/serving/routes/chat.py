@@ -28,6 +28,10 @@ one's answer through as it arrives (:mod:`llmroute.serving.streaming`; the ``llm
 in the last event, the headers are the same). An answer that was already complete (a confident
 cheaper model, or an ensemble) is sent as one content event.
 
+Budgets (:mod:`llmroute.serving.budget_control`): checked before routing (429 when a spent block
+budget applies; pacing and downgrade adjust the options), and the total cost of every attempt is
+booked in the spend ledger before the answer is returned (streamed: as the stream ends).
+
 Logging: the decision (source ``chat``) is logged before the first call, and the outcome (see
 :func:`llmroute.serving.decision_logging.outcome_record`: the answered model, every attempt, the
 total cost of all attempts) once the cascade or ensemble is done, also when every attempt failed.
@@ -48,6 +52,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from llmroute.router.cascade_policy import OperatingPoint
 from llmroute.router.data_policy import api_fallback
 from llmroute.router.text import messages_to_prompt
+from llmroute.serving.budget_control import charge_soon, route_with_budgets
 from llmroute.serving.cascade import (
     CascadeResult,
     Confidence,
@@ -55,7 +60,7 @@ from llmroute.serving.cascade import (
     run_cascade,
     run_ensemble,
 )
-from llmroute.serving.decide import route_request
+from llmroute.serving.client_key import KeyIdDep
 from llmroute.serving.decision_logging import log_refused, outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.errors import ServiceError, error_body
@@ -70,7 +75,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=Authenticated)
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, served: ServedDep, services: ServicesDep
+    body: ChatCompletionRequest, served: ServedDep, services: ServicesDep, key_id: KeyIdDep
 ) -> JSONResponse | StreamingResponse:
     started = time.perf_counter()
     llm_router = served.router
@@ -84,7 +89,8 @@ async def chat_completions(
     prompt = messages_to_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
     point = _operating_point(services, served, opts) if ensemble is None else None
     knob = point.knob if point is not None else None
-    routed = await run_cpu(services, route_request, services, llm_router, prompt, opts, "chat", started, knob)
+    admitted, routed = await run_cpu(  # the budget check (429 on a spent block budget), then routing
+        services, route_with_budgets, services, llm_router, prompt, opts, "chat", started, key_id, knob)
     decision, decision_id = routed.decision, routed.decision_id
     decision_log = services.decision_log
     if decision_log is not None and routed.record is not None:
@@ -103,8 +109,11 @@ async def chat_completions(
         endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
         return endpoint.base_url, endpoint.api_key
 
+    charged: list[Any] = []
+
     def finish(result: CascadeResult) -> None:
         _record(services, result, cascade=ensemble is None)
+        charged.append(charge_soon(services.budgets, admitted, decision_id, result.total_cost_usd))
         if services.experiment is not None and routed.arm is not None:
             services.experiment.monitor.correct_cost(
                 routed.arm, routed.expected_cost(), result.total_cost_usd, result.final_body is not None
@@ -156,6 +165,8 @@ async def chat_completions(
         headers = _headers(decision_id, len(result.attempts) + 1, model, fallback)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     finish(result)
+    if charged[0] is not None:
+        await charged[0]  # the spend is in the ledger before the answer leaves
     headers = _headers(decision_id, len(result.attempts), result.final_model or "", fallback)
     if result.final_body is None or result.final_model is None:
         errors = "; ".join(f"{a.model}: {a.error}" for a in result.attempts)

@@ -7,7 +7,8 @@ import time
 from fastapi import APIRouter
 
 from llmroute.router.text import messages_to_prompt
-from llmroute.serving.decide import route_request
+from llmroute.serving.budget_control import route_with_budgets
+from llmroute.serving.client_key import KeyIdDep
 from llmroute.serving.decision_logging import log_refused
 from llmroute.serving.deps import Authenticated, RouterDep, ServicesDep
 from llmroute.serving.schemas import RouteRequest, RouteResponse
@@ -17,17 +18,21 @@ router = APIRouter(tags=["routing"], dependencies=Authenticated)
 
 
 @router.post("/route")
-async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep) -> RouteResponse:
+async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep, key_id: KeyIdDep) -> RouteResponse:
     """Route one prompt (embedding and LightGBM run on the service's compute pool, see ``run_cpu``).
 
     The decision is logged (source ``route``) under the ``decision_id`` returned; send
-    ``POST /feedback`` with that id to score the answer the caller got from the chosen model.
+    ``POST /feedback`` with that id to score the answer the caller got from the chosen model (and
+    report its ``cost_usd`` for the budgets). 429 when a spent block budget applies.
     """
     started = time.perf_counter()
     prompt = body.prompt if body.prompt is not None else messages_to_prompt(
         [{"role": m.role, "content": m.text()} for m in body.messages or []]
     )
-    routed = await run_cpu(services, route_request, services, llm_router, prompt, body, "route", started)
+    admitted, routed = await run_cpu(  # the budget check (429 on a spent block budget), then routing
+        services, route_with_budgets, services, llm_router, prompt, body, "route", started, key_id)
+    if services.budgets is not None and admitted.admission is not None:
+        services.budgets.remember(routed.decision_id, admitted.admission.subjects)
     if routed.record is not None and services.decision_log is not None:
         if not services.decision_log.submit(routed.record):
             raise log_refused()

@@ -1,0 +1,182 @@
+"""``llmroute budgets ...``: spend control. Wire with ``register(app, load_router)`` in cli.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+budgets_app = typer.Typer(
+    help="Budgets per tenant, API key, user or everything: check a budget file, see spend, simulate policies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+LogUrl = Annotated[
+    Optional[str],
+    typer.Option("--log-url", help="Decision-log database (sqlite:///... or postgresql://...); default: "
+                 "$LLMROUTE_SERVE_DECISION_LOG_URL, else decisions.sqlite under LLMROUTE_HOME."),
+]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@budgets_app.command("validate")
+def validate(file: Annotated[Path, typer.Argument(help="Budget YAML file (see the README's 'Budgets').")]) -> None:
+    """Check a budget file: prints each budget, or the first error (file, budget and field) and exits 2."""
+    from llmroute.budgets.spec import BudgetFileError, load_budget_file
+
+    try:
+        specs = load_budget_file(file)
+    except BudgetFileError as exc:
+        _fail(str(exc))
+        return
+    for s in specs:
+        typer.echo(f"{s.name}: {s.scope} {s.subject}, ${s.amount_usd:g} per {'rolling ' if s.rolling else ''}"
+                   f"{s.window} ({s.timezone}), {s.enforcement}")
+    typer.echo(f"{file}: {len(specs)} budgets, all valid")
+
+
+def _status_rows(url: str, file: Path | None) -> list[dict[str, Any]]:
+    from llmroute.budgets import alerts
+    from llmroute.budgets.enforcement import BudgetStatus
+    from llmroute.budgets.spec import BudgetFileError, load_budget_file, parse_budget
+    from llmroute.budgets.windows import window_at
+    from llmroute.data.decision_log import DecisionLogStore
+    from llmroute.data.decision_log.ledger import BudgetLedger
+
+    with DecisionLogStore(url) as store:
+        ledger = BudgetLedger(store.engine)
+        specs, sources = {}, {}
+        for stored in ledger.list_budgets():
+            try:
+                specs[stored.name] = parse_budget(stored.spec, f"stored budget {stored.name!r}")
+                sources[stored.name] = stored.source
+            except BudgetFileError as exc:
+                typer.echo(f"warning: {exc}", err=True)
+        if file is not None:
+            for s in load_budget_file(file):
+                specs[s.name], sources[s.name] = s, "file"
+        now = datetime.now(UTC)
+        ordered = sorted(specs.values(), key=lambda s: s.name)
+        windows = [window_at(s.window, s.rolling, s.tz, now) for s in ordered]
+        spent = ledger.spend([(s.scope, s.subject, w.start, w.end) for s, w in zip(ordered, windows)])
+        rows = []
+        for s, w, (usd, calls) in zip(ordered, windows, spent):
+            st = BudgetStatus(s, w, usd, calls, now)
+            fc = alerts.forecast(st)
+            rows.append({
+                "name": s.name, "scope": s.scope, "subject": s.subject, "amount_usd": s.amount_usd,
+                "window": ("rolling " if s.rolling else "") + s.window, "timezone": s.timezone,
+                "enforcement": s.enforcement, "source": sources[s.name], "spent_usd": usd, "calls": calls,
+                "share": st.share, "window_start": w.start.isoformat(), "window_end": w.end.isoformat(),
+                "forecast_usd": fc[0] if fc else None, "exceeds_at": fc[1].isoformat() if fc and fc[1] else None,
+                "alerts_fired": sorted(ledger.fired_alerts(s.name, w.start)),
+            })
+    return rows
+
+
+@budgets_app.command("status")
+def status(
+    log_url: LogUrl = None,
+    budgets: Annotated[Optional[Path], typer.Option("--budgets", help="Also show this budget file's budgets "
+                                                    "(default: only budgets the service has stored).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Each budget's current window: spend, share of the amount, forecast at the window's end, alerts fired."""
+    import os
+
+    from llmroute.budgets.spec import BudgetFileError
+    from llmroute.config import load_settings
+    from llmroute.data.decision_log.store import default_db_url, mask_url
+
+    url = log_url or os.environ.get("LLMROUTE_SERVE_DECISION_LOG_URL") or default_db_url(load_settings().home)
+    try:
+        rows = _status_rows(url, budgets)
+    except BudgetFileError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps({"log": mask_url(url), "budgets": rows}, indent=1))
+        return
+    if not rows:
+        typer.echo(f"no budgets in {mask_url(url)}" + (" or the budget file" if budgets else ""))
+        return
+    header = ("budget", "subject", "window", "enforcement", "spent", "amount", "share", "forecast", "resets/alerts")
+    table = [header]
+    for r in rows:
+        fc = f"${r['forecast_usd']:.2f}" if r["forecast_usd"] is not None else "-"
+        tail = ("rolling" if r["window"].startswith("rolling") else r["window_end"][:16]) + (
+            f" [{', '.join(r['alerts_fired'])}]" if r["alerts_fired"] else "")
+        table.append((r["name"], f"{r['scope']} {r['subject']}", r["window"], r["enforcement"], f"${r['spent_usd']:.4f}",
+                      f"${r['amount_usd']:.2f}", f"{r['share']:.1%}", fc, tail))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def register(app: typer.Typer, load_router: Callable[[Any, Any], Any]) -> None:
+    """Add ``budgets`` (validate, status, simulate) to ``app``; ``load_router(settings, model)`` loads a router."""
+
+    @budgets_app.command("simulate")
+    def simulate(
+        logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs with every model's outcome (Parquet).")],
+        budget: Annotated[str, typer.Option(help="USD for the window (12.5) or a share of the unconstrained spend (50%).")] = "50%",
+        traffic: Annotated[Optional[str], typer.Option(
+            help="Stream: key=value pairs of requests, days, peak_ratio, burst_day, burst_hours, burst_factor, seed "
+                 "(default requests=5000,days=7,peak_ratio=3,burst_day=4,burst_hours=6,burst_factor=4,seed=0).")] = None,
+        model: Annotated[Optional[str], typer.Option(help="Router folder or registry URI (default: the latest trained).")] = None,
+        target: Annotated[Optional[str], typer.Option(help="Requests' quality target ('95%' or 0.85); default: the router's.")] = None,
+        floor: Annotated[Optional[str], typer.Option(help="Pacing's lowest target ('80%' or 0.6); default: none.")] = None,
+        out: Annotated[Optional[Path], typer.Option(help="Folder for report.json, report.md and spend.png.")] = None,
+        home: Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")] = None,
+    ) -> None:
+        """Replay the logs as one budget window of traffic (daily pattern and a burst) and compare no budget,
+        block at 100%, a static downgrade ceiling and pacing: spend over time (plot), final spend, quality, blocked."""
+        from llmroute.budgets.simulate import Traffic, markdown, plot, simulate_budget
+        from llmroute.config import load_settings
+        from llmroute.data.importers import read_logs
+        from llmroute.data.schema import LogValidationError
+        from llmroute.data.wide import to_wide
+        from llmroute.router.decision import QualityTarget
+
+        try:
+            stream = Traffic.parse(traffic)
+            goal = QualityTarget.parse(target) if target else None
+            low = QualityTarget.parse(floor) if floor else None
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+        settings = load_settings(home=home)
+        router = load_router(settings, model)
+        try:
+            wide, left_out = to_wide(read_logs(logs), router.models).complete()
+        except (LogValidationError, OSError) as exc:
+            _fail(f"{logs}: {exc}")
+            return
+        if len(wide) == 0:
+            _fail(f"{logs}: no prompt has every one of the router's models' quality and cost")
+        typer.echo(f"{logs}: {len(wide)} prompts with every outcome known ({left_out} left out)")
+        try:
+            sim = simulate_budget(router, wide, budget, stream, goal, low, progress=typer.echo)
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+        text = markdown(sim.report)
+        typer.echo(text)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.json").write_text(json.dumps(sim.report, indent=1))
+            (out / "report.md").write_text(text + "\n\n![spend](spend.png)\n")
+            plot(sim, out / "spend.png", f"{logs.name}: budget {budget} of the unconstrained spend")
+            typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'spend.png'}")
+
+    app.add_typer(budgets_app, name="budgets")

@@ -1,0 +1,190 @@
+"""The budget ledger in the decision-log database: budget definitions, charges, spend, fired alerts.
+
+Exact under concurrency, across worker processes and replicas sharing one database:
+
+* a charge is one transaction: insert the charge row keyed by its id (skipped when the id is
+  already there: a retried or repeated charge counts once), then, only if it was inserted, add its
+  cost to the (scope, subject, 15-minute bucket) rows with an atomic
+  ``INSERT ... ON CONFLICT DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd``. No
+  read-modify-write, so concurrent charges never lose or double an increment;
+* spend in a window is the sum of its buckets (:func:`llmroute.budgets.windows.bucket_start`);
+* an alert is claimed by inserting (budget, window start, key); only the process whose insert
+  went in delivers it.
+
+Every charge is booked under each subject it has: ``("global", "*")``, and the tenant, user and
+API key id when known, whether or not a budget names them yet (a budget added mid-window sees the
+spend already made).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmroute.data.decision_log import tables
+from llmroute.data.decision_log.rows import from_db_time, to_db_time
+
+BUCKET_MINUTES = 15
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Realised spend of one request: a chat request's every attempt, or a /route user's reported cost."""
+
+    charge_id: str
+    cost_usd: float
+    at: datetime
+    source: str  # chat | feedback
+    tenant: str | None = None
+    user: str | None = None
+    key_id: str | None = None
+
+    def subjects(self) -> list[tuple[str, str]]:
+        out = [("global", "*")]
+        for scope, value in (("tenant", self.tenant), ("user", self.user), ("key", self.key_id)):
+            if value:
+                out.append((scope, value))
+        return out
+
+
+@dataclass(frozen=True)
+class StoredBudget:
+    name: str
+    spec: dict[str, Any]
+    source: str
+    updated_at: datetime
+
+
+def _bucket(at: datetime) -> datetime:
+    utc = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    minute = utc.minute - utc.minute % BUCKET_MINUTES
+    return utc.replace(minute=minute, second=0, microsecond=0)
+
+
+class BudgetLedger:
+    """Budget tables of the decision-log database at ``engine`` (already migrated to head)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            raise RuntimeError(f"the budget ledger supports SQLite and PostgreSQL, not {self.dialect}")
+        return insert(table)
+
+    def _t(self, at: datetime) -> datetime:
+        return to_db_time(at, self.dialect)
+
+    # -- spend ------------------------------------------------------------------------------------
+    def charge(self, charge: Charge) -> bool:
+        """Book ``charge`` once (see module docstring); False when its id was booked before."""
+        if not charge.cost_usd >= 0:  # also NaN
+            raise ValueError(f"charge {charge.charge_id}: cost must be a number >= 0, got {charge.cost_usd}")
+        ch, sp = tables.budget_charges, tables.budget_spend
+        bucket = self._t(_bucket(charge.at))
+        with self.engine.begin() as conn:
+            res = conn.execute(self._insert(ch).values(
+                charge_id=charge.charge_id, created_at=self._t(charge.at), cost_usd=charge.cost_usd,
+                source=charge.source, tenant=charge.tenant, user_id=charge.user, key_id=charge.key_id,
+            ).on_conflict_do_nothing(index_elements=["charge_id"]).returning(ch.c.charge_id))
+            if res.first() is None:  # booked before
+                return False
+            for scope, subject in charge.subjects():
+                ins = self._insert(sp).values(scope=scope, subject=subject, bucket_start=bucket,
+                                              spent_usd=charge.cost_usd, calls=1)
+                conn.execute(ins.on_conflict_do_update(
+                    index_elements=["scope", "subject", "bucket_start"],
+                    set_={"spent_usd": sp.c.spent_usd + ins.excluded.spent_usd, "calls": sp.c.calls + ins.excluded.calls},
+                ))
+        return True
+
+    def spend(self, windows: Sequence[tuple[str, str, datetime, datetime]]) -> list[tuple[float, int]]:
+        """(USD spent, calls) of each (scope, subject, start, end) window, from the buckets in ``[start, end)``."""
+        sp = tables.budget_spend
+        out: list[tuple[float, int]] = []
+        with self.engine.connect() as conn:
+            for scope, subject, start, end in windows:
+                q = (sa.select(sa.func.coalesce(sa.func.sum(sp.c.spent_usd), 0.0), sa.func.coalesce(sa.func.sum(sp.c.calls), 0))
+                     .where(sp.c.scope == scope, sp.c.subject == subject,
+                            sp.c.bucket_start >= self._t(start), sp.c.bucket_start < self._t(end)))
+                spent, calls = conn.execute(q).one()
+                out.append((float(spent), int(calls)))
+        return out
+
+    def charges_total(self) -> tuple[float, int]:
+        """Sum and count of every charge booked (for checks: equals the global spend over all buckets)."""
+        ch = tables.budget_charges
+        with self.engine.connect() as conn:
+            total, n = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(ch.c.cost_usd), 0.0), sa.func.count())).one()
+        return float(total), int(n)
+
+    def decision_subjects(self, decision_id: str) -> tuple[str | None, str | None] | None:
+        """(tenant, user) of a logged decision, or None when the decision is not in the log (yet)."""
+        d = tables.decisions
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(d.c.tenant, d.c.user_id).where(d.c.decision_id == decision_id)).first()
+        return None if row is None else (row[0], row[1])
+
+    # -- alerts -----------------------------------------------------------------------------------
+    def claim_alert(self, budget: str, window_start: datetime, key: str, at: datetime) -> bool:
+        """True for exactly one caller per (budget, window start, key), across processes."""
+        al = tables.budget_alerts
+        with self.engine.begin() as conn:
+            res = conn.execute(self._insert(al).values(
+                budget=budget, window_start=self._t(window_start), alert_key=key, fired_at=self._t(at),
+            ).on_conflict_do_nothing().returning(al.c.alert_key))
+            return res.first() is not None
+
+    def fired_alerts(self, budget: str, window_start: datetime) -> set[str]:
+        al = tables.budget_alerts
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(al.c.alert_key).where(
+                al.c.budget == budget, al.c.window_start == self._t(window_start)))
+            return {r[0] for r in rows}
+
+    # -- budget definitions -----------------------------------------------------------------------
+    def list_budgets(self) -> list[StoredBudget]:
+        b = tables.budgets
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(b).order_by(b.c.name)).mappings().all()
+        return [StoredBudget(r["name"], dict(r["spec"]), r["source"], from_db_time(r["updated_at"]) or datetime.now(UTC))
+                for r in rows]
+
+    def put_budget(self, name: str, spec: Mapping[str, Any], source: str, at: datetime | None = None) -> None:
+        """Create or replace the budget called ``name``."""
+        b = tables.budgets
+        row = {"name": name, "spec": dict(spec), "source": source, "updated_at": self._t(at or datetime.now(UTC))}
+        ins = self._insert(b).values(**row)
+        with self.engine.begin() as conn:
+            conn.execute(ins.on_conflict_do_update(
+                index_elements=["name"], set_={"spec": ins.excluded.spec, "source": ins.excluded.source,
+                                               "updated_at": ins.excluded.updated_at}))
+
+    def delete_budget(self, name: str) -> bool:
+        b = tables.budgets
+        with self.engine.begin() as conn:
+            return conn.execute(sa.delete(b).where(b.c.name == name)).rowcount == 1
+
+    def sync_file_budgets(self, specs: Iterable[tuple[str, Mapping[str, Any]]], at: datetime | None = None) -> None:
+        """Make the file's budgets the stored ``file`` budgets: upsert each, delete file budgets no longer
+        in it (budgets made through the admin API are kept, unless the file now defines the same name)."""
+        specs = list(specs)
+        b = tables.budgets
+        names = [n for n, _ in specs]
+        for name, spec in specs:
+            self.put_budget(name, spec, "file", at)
+        with self.engine.begin() as conn:
+            q = sa.delete(b).where(b.c.source == "file")
+            if names:
+                q = q.where(b.c.name.not_in(names))
+            conn.execute(q)

@@ -1,0 +1,68 @@
+"""The spend ledger on SQLite and PostgreSQL: idempotent charges, atomic increments under threads, alerts
+claimed once, budget definitions."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from llmroute.data.decision_log import DecisionLogStore
+from llmroute.data.decision_log.ledger import BudgetLedger, Charge
+from tests.decision_log.conftest import pg_server, pg_url  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.sqlite'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_charges_are_counted_once_and_summed_per_subject_and_window(log_url: str) -> None:
+    now = datetime(2026, 6, 10, 12, 7, tzinfo=UTC)
+    with DecisionLogStore(log_url) as store:
+        ledger = BudgetLedger(store.engine)
+        assert ledger.charge(Charge("d1", 0.5, now, "chat", "acme", "bob", "k1"))
+        assert not ledger.charge(Charge("d1", 0.5, now, "feedback", "acme", "bob", "k1"))  # the same charge id
+        assert ledger.charge(Charge("d2", 0.25, now + timedelta(hours=1), "chat", "acme"))
+        assert ledger.charge(Charge("d3", 1.0, now - timedelta(days=3), "chat", "acme"))
+        with pytest.raises(ValueError, match="cost must be a number >= 0"):
+            ledger.charge(Charge("d4", float("nan"), now, "chat"))
+        day = (now.replace(hour=0, minute=0), now.replace(hour=0, minute=0) + timedelta(days=1))
+        got = ledger.spend([("tenant", "acme", *day), ("user", "bob", *day), ("key", "k1", *day),
+                            ("global", "*", now - timedelta(days=7), now + timedelta(days=1)), ("tenant", "zed", *day)])
+        assert got == [(pytest.approx(0.75), 2), (pytest.approx(0.5), 1), (pytest.approx(0.5), 1),
+                       (pytest.approx(1.75), 3), (0.0, 0)]
+        assert ledger.charges_total() == (pytest.approx(1.75), 3)
+
+
+def test_concurrent_charges_lose_nothing(log_url: str) -> None:
+    now = datetime.now(UTC)
+    with DecisionLogStore(log_url) as store:
+        ledger = BudgetLedger(store.engine)
+        with ThreadPoolExecutor(8) as pool:  # 400 charges, many twice, from 8 threads
+            booked = list(pool.map(lambda i: ledger.charge(Charge(f"c{i % 300}", 0.01, now, "chat", "t")), range(400)))
+        assert sum(booked) == 300
+        ((spent, calls),) = ledger.spend([("tenant", "t", now - timedelta(hours=1), now + timedelta(hours=1))])
+        assert calls == 300 and spent == pytest.approx(3.0, abs=1e-9)
+
+
+def test_alerts_are_claimed_once_and_budgets_stored(log_url: str) -> None:
+    now = datetime(2026, 6, 10, tzinfo=UTC)
+    with DecisionLogStore(log_url) as store:
+        ledger = BudgetLedger(store.engine)
+        with ThreadPoolExecutor(4) as pool:
+            claims = list(pool.map(lambda _: ledger.claim_alert("b", now, "threshold:0.5", now), range(8)))
+        assert sum(claims) == 1 and ledger.fired_alerts("b", now) == {"threshold:0.5"}
+        assert ledger.fired_alerts("b", now + timedelta(days=30)) == set()
+        ledger.put_budget("api-one", {"name": "api-one", "tenant": "x", "amount_usd": 1}, "api")
+        ledger.sync_file_budgets([("f1", {"name": "f1", "user": "u", "amount_usd": 2}),
+                                  ("f2", {"name": "f2", "user": "v", "amount_usd": 2})])
+        ledger.sync_file_budgets([("f2", {"name": "f2", "user": "v", "amount_usd": 3})])
+        stored = {b.name: b for b in ledger.list_budgets()}
+        assert set(stored) == {"api-one", "f2"} and stored["f2"].spec["amount_usd"] == 3
+        assert stored["api-one"].source == "api" and stored["f2"].source == "file"
+        assert ledger.delete_budget("api-one") and not ledger.delete_budget("api-one")

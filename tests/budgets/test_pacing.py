@@ -1,0 +1,87 @@
+"""The pacing controller and the enforcement registry, on a synthetic knob table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from llmroute.budgets import alerts
+from llmroute.budgets.enforcement import BudgetStatus, Context, combine, names, register
+from llmroute.budgets.pacing import GainTracker, PaceState, PacingController
+from llmroute.budgets.spec import parse_budget
+from llmroute.budgets.windows import window_at
+from llmroute.router.decision import QualityTarget
+from llmroute.router.knobs import KnobTable
+
+K = 50
+TABLE = KnobTable(
+    rule="utility", knobs=tuple(np.geomspace(1e4, 1e-2, K)), quality=tuple(np.linspace(0.5, 0.9, K)),
+    cost=tuple(np.linspace(0.001, 0.05, K)), best_single_model="m", best_single_quality=0.9, best_single_cost=0.05,
+)
+
+
+def test_allowance_follows_the_remaining_budget() -> None:
+    pc = PacingController(TABLE)
+    base = QualityTarget(1.0)
+    assert pc.step(PaceState(10, 0, 5, 0.5), base).allowance_usd is None  # too few calls to know the rate
+    assert pc.step(PaceState(10, 0, 100, 0.001), base).allowance_usd is None  # too early
+    on_plan = pc.step(PaceState(10.0, 5.0, 250, 0.5), base)  # 250 more calls expected, $5 left
+    assert on_plan.allowance_usd == pytest.approx(0.02)
+    assert on_plan.table_cost_usd <= 0.02 < pc.cost[on_plan.index + 1]
+    ahead = pc.step(PaceState(10.0, 8.0, 250, 0.5), base)
+    behind = pc.step(PaceState(10.0, 1.0, 100, 0.5), base)  # $9 for 100 more calls
+    assert ahead.index < on_plan.index < behind.index
+    assert behind.index == K - 1  # never above the request's own target
+    own = QualityTarget(0.7, "absolute")
+    assert pc.step(PaceState(10.0, 1.0, 250, 0.5), own).index == pc.index_for(own)
+    spent = pc.step(PaceState(10.0, 12.0, 250, 0.5), base)
+    assert spent.index == 0 and spent.allowance_usd == 0.0  # at or over the amount: the cheapest knob, never a block
+    floored = PacingController(TABLE, QualityTarget(0.8, "absolute")).step(PaceState(10.0, 12.0, 250, 0.5), base)
+    assert floored.target.value >= 0.8 - 1e-9
+    doubled = pc.step(PaceState(10.0, 5.0, 250, 0.5, gain=2.0), base)  # traffic costs twice the table's
+    assert doubled.table_cost_usd <= 0.01
+    rolling = pc.step(PaceState(10.0, 15.0, 250, 1.0, rolling=True), base)
+    assert rolling.allowance_usd == pytest.approx(5.0 / 250)
+
+
+def test_gain_tracker_shrinks_towards_one() -> None:
+    g = GainTracker(prior_calls=10)
+    assert g.gain == 1.0
+    g.add(0.01, 0.02)
+    assert 1.0 < g.gain < 1.2
+    for _ in range(1000):
+        g.add(0.01, 0.02)
+    assert g.gain == pytest.approx(2.0, rel=0.02)
+
+
+def _status(enforcement: str, spent: float, **kw: object) -> BudgetStatus:
+    spec = parse_budget({"name": enforcement, "tenant": "t", "amount_usd": 10, "window": "monthly",
+                         "enforcement": enforcement, **kw})
+    now = datetime(2026, 6, 16, tzinfo=UTC)
+    return BudgetStatus(spec, window_at("monthly", False, spec.tz, now), spent, 300, now)
+
+
+def test_enforcements_combine() -> None:
+    ctx = Context(QualityTarget(1.0), lambda spec: PacingController(TABLE))
+    assert combine([_status("alert", 50)], ctx).adjustments == ()
+    assert combine([_status("block", 9.99)], ctx).blocked_by is None
+    v = combine([_status("block", 10.0), _status("downgrade", 9, ceiling_usd=0.002), _status("pace", 9)], ctx)
+    assert v.blocked_by is not None and v.blocked_by.spec.name == "block"
+    assert v.max_cost_usd == 0.002 and v.target is not None and v.target.value < 0.9
+    assert len(v.notes) == 3
+    assert combine([_status("downgrade", 7, ceiling_usd=0.002)], ctx).max_cost_usd is None  # below downgrade_at
+    register("never", lambda status, ctx: None)
+    assert "never" in names()
+
+
+def test_alerts_thresholds_once_and_forecast() -> None:
+    st = _status("alert", 8.5)  # half the month gone, 85% spent: will exceed around day 18
+    due = alerts.due(st)
+    assert [a.key for a in due] == ["threshold:0.5", "threshold:0.8", "forecast"]
+    fc = next(a for a in due if a.key == "forecast")
+    assert fc.exceeds_at is not None and fc.exceeds_at.day in (17, 18) and fc.forecast_usd == pytest.approx(17.0, rel=0.05)
+    assert [a.key for a in alerts.due(st, fired={"threshold:0.5", "threshold:0.8", "forecast"})] == []
+    assert alerts.due(_status("alert", 4.0)) == []  # on plan
+    assert alerts.due(_status("alert", 1.0, forecast=False, thresholds=[0.05]))[0].key == "threshold:0.05"
