@@ -217,6 +217,7 @@ class ServeSettings(BaseSettings):
     breaker_cooldown_s: float = Field(
         default=30.0, ge=0,
         description="How long an open breaker keeps its model unavailable before one probe call is let through.",
+    )
     budgets: str | None = Field(
         default=None,
         description="Budget file (YAML, see llmroute.budgets.spec): spend limits per tenant, API key, user or "
