@@ -5,7 +5,7 @@ so a charge is counted once however often it is retried; ``budget_spend`` sums t
 (scope, subject, bucket) and is only ever incremented in the same transaction as the charge row.
 
 Revision ID: 0004
-Revises: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0004"
-down_revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
