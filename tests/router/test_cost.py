@@ -34,11 +34,14 @@ def test_unknown_cells_are_skipped() -> None:
 
 def test_model_without_costs_falls_back_to_catalog_prices() -> None:
     costs = np.column_stack([1e-6 * T, np.full(4, np.nan)])
-    cm = LinearCostModel.fit(("logged", "priced"), T, costs, {"priced": (1.0, 2.0)}, fallback_output_tokens=100)
-    assert cm.per_token[1] == pytest.approx(1.0 / 1e6)
-    assert cm.fixed[1] == pytest.approx(2.0 / 1e6 * 100)
-    default = LinearCostModel.fit(("logged", "priced"), T, costs, {"priced": (1.0, 2.0)})
-    assert default.fixed[1] == pytest.approx(2.0 / 1e6 * 256)
+    prices = {"logged": (1.0, 0.0), "priced": (1.0, 2.0)}
+    cm = LinearCostModel.fit(("logged", "priced"), T, costs, prices, fallback_output_tokens=100)
+    assert cm.per_token[1] == 0.0 and cm.fixed[1] == 0.0  # no line: the floor alone
+    np.testing.assert_allclose(cm.predict(T)[:, 1], (1.0 * T + 2.0 * 100) / 1e6)
+    default = LinearCostModel.fit(("logged", "priced"), T, costs, prices)
+    np.testing.assert_allclose(default.predict(T)[:, 1], (1.0 * T + 2.0 * 256) / 1e6)
+    # no answer lengths logged: a cap assumes a long answer
+    np.testing.assert_allclose(default.predict_cap(T)[:, 1], (1.0 * T + 2.0 * 1024) / 1e6)
 
 
 @pytest.mark.parametrize("prices", [{}, {"m": (None, None)}, {"m": (1.0, None)}, {"m": (None, 1.0)}])
@@ -68,3 +71,45 @@ def test_round_trip_through_json() -> None:
     cm = LinearCostModel.fit(("a", "b"), T, np.column_stack([1e-6 * T + 1e-4, 2e-6 * T]), {})
     again = LinearCostModel.from_dict(json.loads(json.dumps(cm.to_dict())))
     assert again == cm
+
+
+def test_cost_is_never_below_catalog_price_arithmetic() -> None:
+    """A line fitted on short prompts (flat: answers dominate the cost) must not undercut the input price
+    of a long prompt: the defect that let a 30,001-token prompt pass max_cost_usd 0.02 at $10/M."""
+    t = np.array([100.0, 200.0, 300.0, 400.0, 500.0])
+    out = np.array([[900.0], [100.0], [500.0], [300.0], [700.0]])
+    costs = 1.0e-3 - 1e-6 * t[:, None]  # noisy logs: negative slope, clamped to a flat line
+    cm = LinearCostModel.fit(("gpt",), t, costs, {"gpt": (10.0, 30.0)}, output_tokens=out)
+    assert cm.per_token[0] == 0.0
+    long = np.array([30_001.0])
+    floor = 30_001 * 10.0 / 1e6 + out.mean() * 30.0 / 1e6
+    assert cm.predict(long)[0, 0] == pytest.approx(floor)
+    assert cm.predict(long)[0, 0] >= 0.30
+    cap = cm.predict_cap(long)[0, 0]
+    assert cap == pytest.approx(30_001 * 10.0 / 1e6 + np.quantile(out, 0.95) * 30.0 / 1e6)
+    assert cap > cm.predict(long)[0, 0]
+    # a request bounding the answer bounds the cap's answer too
+    assert cm.predict_cap(long, max_output_tokens=10)[0, 0] == pytest.approx((30_001 * 10.0 + 10 * 30.0) / 1e6)
+    # a line above the floor (e.g. a minimum charge) stands
+    high = np.full((5, 1), 1.0)
+    assert LinearCostModel.fit(("gpt",), t, high, {"gpt": (10.0, 30.0)}).predict(np.array([10.0]))[0, 0] == 1.0
+
+
+def test_unknown_price_assumes_the_highest_known_and_says_so() -> None:
+    costs = np.column_stack([np.full(4, 1e-4), np.full(4, 1e-4)])
+    cm = LinearCostModel.fit(("known", "unknown"), T, costs, {"known": (10.0, 30.0), "unknown": (None, None)})
+    assert cm.floors[1] is not None and cm.floors[1].price_assumed
+    np.testing.assert_allclose(cm.predict(T)[:, 1], cm.predict(T)[:, 0])
+    assert cm.unknown_price("known") is None
+    assert cm.unknown_price("unknown") == "price unknown: assumed the highest known ($10/M input, $30/M output)"
+    alone = LinearCostModel.fit(("unknown",), T, costs[:, :1], {})
+    assert alone.floors == (None,)
+    assert alone.unknown_price("unknown") == "price unknown: expected cost from logged costs only"
+
+
+def test_floors_round_trip_and_old_artifacts_load() -> None:
+    cm = LinearCostModel.fit(("a",), T, (1e-6 * T)[:, None], {"a": (1.0, 2.0)}, output_tokens=np.full((4, 1), 50.0))
+    assert LinearCostModel.from_dict(json.loads(json.dumps(cm.to_dict()))) == cm
+    old = LinearCostModel.from_dict({"models": ["a"], "per_token": [1e-6], "fixed": [0.0]})
+    assert old.floors == () and old.unknown_price("a") is None
+    np.testing.assert_allclose(old.predict(T)[:, 0], 1e-6 * T)

@@ -6,7 +6,9 @@ import pytest
 
 from llmroute.data.catalog import ModelSpec
 from llmroute.router.decision import Constraints, NoEligibleModelError
-from llmroute.router.eligibility import exclusion_reasons
+from dataclasses import replace
+
+from llmroute.router.eligibility import LATENCY_HINT, assumed_figures, exclusion_reasons, resolve_figures
 from tests.router.helpers import make_spec as spec
 
 MODELS = ("small", "mid", "big")
@@ -29,7 +31,9 @@ def test_no_constraints_exclude_nothing() -> None:
 def test_context_window() -> None:
     r = reasons(Constraints(), tokens=500)
     assert r[0] == "context window 100 tokens < 500 prompt tokens"
-    assert r[1] is None and r[2] is None  # unknown context window: assumed to fit
+    assert r[1] is None
+    # unknown context window: the smallest known one (100) is assumed, and the reason says so
+    assert r[2] == "context window unknown, assumed 100 tokens < 500 prompt tokens"
     r = reasons(Constraints(max_output_tokens=60), tokens=50)
     assert r[0] == "context window 100 tokens < 50 prompt tokens + 60 output tokens"
     assert reasons(Constraints(max_output_tokens=50), tokens=50)[0] is None  # exactly fits
@@ -45,10 +49,15 @@ def test_max_latency_known_and_unknown() -> None:
     r = reasons(Constraints(max_latency_ms=500))
     assert r[0] is None
     assert r[1] == "typical latency 900 ms > max_latency_ms 500"
-    assert r[2] == "typical latency unknown, cannot promise max_latency_ms"
+    # unknown latency: the highest known one (900 ms) is assumed
+    assert r[2] == "typical latency unknown, assumed 900 ms > max_latency_ms 500"
     # a model missing from the catalog has unknown latency too
     r = reasons(Constraints(max_latency_ms=5000), specs=[SPECS[0], SPECS[1], None])
-    assert r == [None, None, "typical latency unknown, cannot promise max_latency_ms"]
+    assert r == [None, None, None]
+    # with no latency known at all, none can be promised
+    none_known = [replace(s, typical_latency_ms=None) for s in SPECS]
+    r = reasons(Constraints(max_latency_ms=5000), specs=none_known)
+    assert r == ["typical latency unknown, cannot promise max_latency_ms (" + LATENCY_HINT + ")"] * 3
 
 
 def test_allowed_and_excluded_models_match_names_and_aliases() -> None:
@@ -92,3 +101,25 @@ def test_no_eligible_model_error_names_every_model() -> None:
 @pytest.mark.parametrize("tokens", [0, 99, 100])
 def test_context_window_boundary(tokens: int) -> None:
     assert reasons(Constraints(), tokens=tokens)[0] is None
+
+
+def test_unknown_figures_are_reported_as_assumed() -> None:
+    figs = resolve_figures(SPECS)
+    assert [assumed_figures(f) for f in figs[:2]] == [(), ()]
+    assert assumed_figures(figs[2]) == (
+        "context_window unknown: assumed 100 tokens (the smallest known)",
+        "typical_latency_ms unknown: assumed 900 ms (the highest known)",
+    )
+    nothing = resolve_figures([SPECS[2], None])
+    assert assumed_figures(nothing[1]) == (
+        "context_window unknown and no model's is known",
+        "typical_latency_ms unknown and no model's is known",
+    )
+    # with no window known anywhere, prompts are not refused for it (nothing could be routed)
+    assert exclusion_reasons(Constraints(), ("big",), [SPECS[2]], 10**6, [0.0]) == [None]
+
+
+def test_cost_limit_checks_the_cap_not_the_mean() -> None:
+    r = exclusion_reasons(Constraints(max_cost_usd=0.05), MODELS, SPECS, 50, COSTS, cap_cost=[0.001, 0.06, 0.1])
+    assert r[0] is None
+    assert r[1] == "cost up to $0.060000 > max_cost_usd $0.050000"

@@ -78,23 +78,26 @@ def test_long_prompt_excludes_small_context_windows_of_the_catalog(router: Route
     prompt = "lorem ipsum dolor " * 7000  # ~21k tokens
     tokens = count_tokens(prompt)
     d = router.route(prompt)
+    smallest = min(s.context_window for s in router.specs.values() if s and s.context_window)
     for m, c in by_model(d).items():
         window = router.specs[m].context_window if router.specs[m] else None  # type: ignore[union-attr]
-        assert c.eligible == (window is None or window >= tokens), (m, window, tokens)
+        assert c.eligible == ((window or smallest) >= tokens), (m, window, tokens)
     assert not by_model(d)["gpt-3.5-turbo-1106"].eligible  # 16,385-token window
     assert d.model in eligible(d)
 
 
 def test_max_cost(router: Router) -> None:
-    costs = sorted(c.expected_cost_usd for c in router.route(PROMPT).candidates)
-    limit = costs[3]
+    caps = sorted(c.cost_cap_usd for c in router.route(PROMPT).candidates)  # type: ignore[type-var]
+    limit = caps[3]
     d = router.route(PROMPT, Constraints(max_cost_usd=limit))
-    assert eligible(d) == {c.model for c in d.candidates if c.expected_cost_usd <= limit}
+    assert eligible(d) == {c.model for c in d.candidates if c.cost_cap_usd <= limit}  # type: ignore[operator]
     assert len(eligible(d)) == 4
-    assert by_model(d)[d.model].expected_cost_usd <= limit
+    assert by_model(d)[d.model].cost_cap_usd <= limit
     for c in d.candidates:
+        assert c.cost_cap_usd >= c.expected_cost_usd  # type: ignore[operator]
         if not c.eligible:
-            assert c.excluded_by.startswith("expected cost $")  # type: ignore[union-attr]
+            assert c.excluded_by.startswith("cost up to $")  # type: ignore[union-attr]
+    costs = caps
     with pytest.raises(NoEligibleModelError, match="max_cost_usd"):
         router.route(PROMPT, Constraints(max_cost_usd=costs[0] / 2))
 
@@ -104,7 +107,10 @@ def test_max_latency_unknown_latency_excludes(router: Router) -> None:
     with pytest.raises(NoEligibleModelError) as exc:
         router.route(PROMPT, Constraints(max_latency_ms=10_000))
     assert set(exc.value.reasons) == set(router.models)
-    assert set(exc.value.reasons.values()) == {"typical latency unknown, cannot promise max_latency_ms"}
+    assert set(exc.value.reasons.values()) == {
+        "typical latency unknown, cannot promise max_latency_ms (give typical_latency_ms in a --catalog file, "
+        "or train on logs with latency_ms)"
+    }
 
 
 def test_max_latency_known_latency_over_limit_excludes(router: Router) -> None:
@@ -116,7 +122,9 @@ def test_max_latency_known_latency_over_limit_excludes(router: Router) -> None:
     assert eligible(d) == set(router.models[1:5])
     assert d.model in eligible(d)
     c = by_model(d)
-    assert c[router.models[0]].excluded_by == "typical latency unknown, cannot promise max_latency_ms"
+    # unknown latency: the highest known one (1,000 ms) is assumed
+    assert c[router.models[0]].excluded_by == "typical latency unknown, assumed 1000 ms > max_latency_ms 450"
+    assert "typical_latency_ms unknown: assumed 1000 ms (the highest known)" in c[router.models[0]].assumed
     assert c[router.models[5]].excluded_by == "typical latency 500 ms > max_latency_ms 450"
 
 
@@ -177,3 +185,40 @@ def test_empty_prompt_still_gets_a_decision(router: Router, prompt: str) -> None
     d = router.route(prompt)
     assert d.model in router.models
     assert all(np.isfinite(c.probability) and 0 <= c.probability <= 1 for c in d.candidates)
+
+
+def test_cost_cap_holds_for_a_long_prompt_at_catalog_prices(router: Router) -> None:
+    """Defect 1: a 30,001-token prompt under max_cost_usd 0.02 went to gpt-4-1106-preview ($10/M input,
+    so >= $0.30) with an expected cost of $0.005."""
+    prompt = "lorem ipsum dolor " * 10_000
+    tokens = count_tokens(prompt)
+    assert tokens > 30_000
+    d = router.route(prompt, Constraints(max_cost_usd=0.02))
+    for c in d.candidates:
+        spec = router.specs[c.model]
+        assert spec is not None and spec.input_price_per_1m is not None
+        arithmetic = tokens * spec.input_price_per_1m / 1e6
+        assert c.expected_cost_usd >= arithmetic and c.cost_cap_usd >= arithmetic, c  # type: ignore[operator]
+        if c.eligible:
+            assert c.cost_cap_usd <= 0.02  # type: ignore[operator]
+    gpt4 = by_model(d)["gpt-4-1106-preview"]
+    assert not gpt4.eligible and gpt4.expected_cost_usd >= 0.30
+    assert gpt4.excluded_by.startswith("cost up to $")  # type: ignore[union-attr]
+
+
+def test_unknown_context_window_is_not_assumed_to_fit(router: Router) -> None:
+    """Defect 2: a 150,001-token prompt went to claude-v1 (window unknown) while unknown latency excluded."""
+    assert router.specs["claude-v1"] is not None and router.specs["claude-v1"].context_window is None
+    with pytest.raises(NoEligibleModelError) as exc:  # beyond every window, claude-v1's unknown one too
+        router.route("lorem ipsum dolor " * 50_001)
+    assert exc.value.reasons["claude-v1"].startswith("context window unknown, assumed 4096 tokens < ")
+    prompt = "lorem ipsum dolor " * 1_700
+    assert 4096 < count_tokens(prompt) < 16_000
+    d = router.route(prompt)
+    claude = by_model(d)["claude-v1"]
+    assert not claude.eligible
+    assert claude.excluded_by.startswith("context window unknown, assumed 4096 tokens < ")  # type: ignore[union-attr]
+    assert "context_window unknown: assumed 4096 tokens (the smallest known)" in claude.assumed
+    assert d.model != "claude-v1"
+    known = by_model(d)["claude-v2"]
+    assert not any(a.startswith("context_window") for a in known.assumed)

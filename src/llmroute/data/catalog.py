@@ -7,8 +7,9 @@ The catalog is a YAML file (the bundled one is ``llmroute/catalog/models.yaml``)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -152,6 +153,48 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         raise CatalogError(file, None, "models", "expected a mapping with a 'models:' list")
     specs = [_parse_entry(file, i, item) for i, item in enumerate(raw["models"])]
     return Catalog(specs, source=file)
+
+
+CATALOG_ENV = "LLMROUTE_CATALOG"
+"""Environment variable naming a user catalog file (what ``--catalog`` gives on the command line)."""
+
+
+def load_merged_catalog(path: str | Path | None = None, *, use_env: bool = True) -> Catalog:
+    """The bundled catalog with a user catalog merged over it.
+
+    The user catalog is ``path``, else the file named by ``$LLMROUTE_CATALOG`` (when ``use_env``), else
+    none (the bundled catalog alone). It has the bundled file's format; an entry whose ``name`` is a
+    bundled model's name or alias overrides only the fields it gives (e.g. just
+    ``typical_latency_ms``), any other entry adds a model and must give every field. Raises
+    :class:`CatalogError` naming the file, the entry and the field at fault.
+    """
+    user = path if path is not None else (os.environ.get(CATALOG_ENV) or None if use_env else None)
+    bundled = load_catalog()
+    return bundled if user is None else merge_catalog(bundled, user)
+
+
+def merge_catalog(base: Catalog, path: str | Path) -> Catalog:
+    """``base`` with the catalog file at ``path`` merged over it (the rule of :func:`load_merged_catalog`)."""
+    bundled = base
+    file_path = Path(path)
+    file = str(file_path)
+    try:
+        raw = yaml.safe_load(file_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(file, None, None, f"cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise CatalogError(file, None, None, f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("models"), list):
+        raise CatalogError(file, None, "models", "expected a mapping with a 'models:' list")
+    merged = {name: bundled[name] for name in bundled}
+    for i, item in enumerate(raw["models"]):
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"] in bundled:
+            fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(bundled[item["name"]]).items()}
+            spec = _parse_entry(file, i, {**fields, **item, "name": fields["name"]})
+        else:
+            spec = _parse_entry(file, i, item)
+        merged[spec.name] = spec
+    return Catalog(merged.values(), source=f"{bundled.source} + {file}")
 
 
 def _parse_entry(file: str, index: int, item: Any) -> ModelSpec:

@@ -91,11 +91,18 @@ class NoEligibleModelError(ValueError):
 
 @dataclass(frozen=True)
 class Candidate:
+    """One model as the router scored it for a request. ``expected_cost_usd`` is the mean cost;
+    ``cost_cap_usd`` the conservative cost a ``max_cost_usd`` limit was checked against (never below
+    the catalog price of the counted prompt tokens plus a long answer); ``assumed`` names every
+    catalog figure that was unknown and what was assumed in its place."""
+
     model: str
     probability: float
     expected_cost_usd: float
     eligible: bool
     excluded_by: str | None = None
+    cost_cap_usd: float | None = None
+    assumed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from llmroute.data.catalog import ModelSpec
+from llmroute.data.catalog import Catalog, ModelSpec, merge_catalog
 from llmroute.data.tokens import count_tokens_batch
 from llmroute.router import data_policy, policy
 from llmroute.router.cost import LinearCostModel
@@ -28,7 +28,7 @@ from llmroute.router.decision import (
     QualityTarget,
     RouteQuery,
 )
-from llmroute.router.eligibility import exclusion_reasons
+from llmroute.router.eligibility import Figures, assumed_figures, exclusion_reasons, resolve_figures
 from llmroute.router.embedder import Embedder, EmbedderMismatchError
 from llmroute.router.features import text_features
 from llmroute.router.knobs import KnobTable
@@ -161,18 +161,33 @@ class Router:
         and ``input_tokens`` is query i): eligibility under each query's constraints, its rule and
         knob, the choice. A query refused with a ``ValueError`` gets that error in its place."""
         specs = [self.specs.get(m) for m in self.models]
+        figures = resolve_figures(specs)
+        notes = [
+            assumed_figures(f) + ((price,) if (price := self.cost_model.unknown_price(m)) else ())
+            for m, f in zip(self.models, figures)
+        ]
         out: list[Decision | ValueError] = []
         for i, q in enumerate(queries):
             try:
-                out.append(self._decide(q, probs[i], costs[i], int(input_tokens[i]), specs))
+                out.append(self._decide(q, probs[i], costs[i], int(input_tokens[i]), specs, figures, notes))
             except ValueError as exc:
                 out.append(exc)
         return out
 
     def _decide(
-        self, q: RouteQuery, p: np.ndarray, c: np.ndarray, input_tokens: int, specs: list[ModelSpec | None]
+        self,
+        q: RouteQuery,
+        p: np.ndarray,
+        c: np.ndarray,
+        input_tokens: int,
+        specs: list[ModelSpec | None],
+        figures: list[Figures],
+        notes: list[tuple[str, ...]],
     ) -> Decision:
-        reasons = exclusion_reasons(q.constraints, self.models, specs, input_tokens, c)
+        cap = np.maximum(
+            self.cost_model.predict_cap(np.array([input_tokens]), q.constraints.max_output_tokens)[0], c
+        )
+        reasons = exclusion_reasons(q.constraints, self.models, specs, input_tokens, c, cap, figures)
         mask = np.array([r is None for r in reasons])
         if not mask.any():
             raise NoEligibleModelError({m: r or "" for m, r in zip(self.models, reasons)})
@@ -208,7 +223,7 @@ class Router:
         return Decision(
             model=chosen,
             candidates=tuple(
-                Candidate(m, float(p[i]), float(c[i]), reasons[i] is None, reasons[i])
+                Candidate(m, float(p[i]), float(c[i]), reasons[i] is None, reasons[i], float(cap[i]), notes[i])
                 for i, m in enumerate(self.models)
             ),
             reason=reason,
@@ -269,6 +284,17 @@ class Router:
         if any(not mask[i] and c[i] < chosen_cost for i in range(len(self.models))):
             head += " (a cheaper model was excluded by the constraints)"
         return head + binding
+
+    def with_catalog(self, path: str | Path) -> Router:
+        """A copy of this router whose catalog figures have the catalog file at ``path`` merged over them
+        (rule: :func:`llmroute.data.catalog.merge_catalog`); only the router's own models are affected.
+        Raises :class:`llmroute.data.catalog.CatalogError` for a bad file."""
+
+        base = Catalog([s for s in self.specs.values() if s is not None], source="router catalog snapshot")
+        merged = merge_catalog(base, path)
+        out = copy.copy(self)
+        out.specs = {m: (merged[m] if m in merged else s) for m, s in self.specs.items()}
+        return out
 
     # ---- persistence ------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:

@@ -177,10 +177,16 @@ class RouteRequest(RoutingOptions):
 
 class CandidateOut(BaseModel):
     model: str
-    probability: float
-    expected_cost_usd: float
+    probability: float = Field(description="P(the call meets the quality target), calibrated.")
+    expected_cost_usd: float = Field(description="Mean USD cost of the call (never below catalog price arithmetic).")
     eligible: bool
-    excluded_by: str | None
+    excluded_by: str | None = Field(description="The first constraint that excludes the model (null: eligible).")
+    cost_cap_usd: float | None = Field(
+        default=None, description="The conservative USD cost max_cost_usd was checked against."
+    )
+    assumed: list[str] = Field(
+        default_factory=list, description="Catalog figures that were unknown and what was assumed instead."
+    )
 
 
 class RouteResponse(BaseModel):

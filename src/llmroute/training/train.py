@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,9 @@ import pandas as pd
 
 from llmroute.config import Settings
 from llmroute.data.answers import answer_matrix
-from llmroute.data.catalog import Catalog, load_catalog
+from llmroute.data.catalog import Catalog, ModelSpec, load_merged_catalog
 from llmroute.data.importers import read_logs
+from llmroute.data.observed import ObservedLatency, observed_latencies, output_tokens_matrix
 from llmroute.data.wide import WideLogs, to_wide
 from llmroute.experiments.metrics import aiq
 from llmroute.router.cost import LinearCostModel
@@ -102,7 +103,7 @@ def train_router(
 ) -> tuple[Router, Path]:
     """Train on the logs at ``logs_path`` and save the router; returns it and its folder."""
     t0 = time.perf_counter()
-    catalog = catalog or load_catalog()
+    catalog = catalog or load_merged_catalog()
     df = read_logs(logs_path)
     logs = to_wide(df)
     print(f"training on {len(logs)} prompts x {len(logs.models)} models from {logs_path}")
@@ -117,7 +118,10 @@ def train_router(
         + ")"
     )
     prices = {m: _prices(catalog, m) for m in logs.models}
-    cost_model = LinearCostModel.fit(logs.models, logs.input_tokens, logs.cost, prices)
+    cost_model = LinearCostModel.fit(
+        logs.models, logs.input_tokens, logs.cost, prices,
+        output_tokens=output_tokens_matrix(df, logs.prompt_ids, logs.models),
+    )
     exp_cost = cost_model.predict(logs.input_tokens)
     rows = calibration_rows(logs)
     if len(rows) < len(logs):
@@ -133,7 +137,15 @@ def train_router(
     print("validation (out-of-fold) AIQ by rule: " + ", ".join(f"{r} {v:.4f}" for r, v in rule_aiq.items()))
     fingerprint = data_fingerprint(logs_path)
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{fingerprint[:8]}"
-    specs = {m: (catalog[m] if m in catalog else None) for m in logs.models}
+    latencies = observed_latencies(df)
+    specs = specs_with_observed_latency(
+        {m: (catalog[m] if m in catalog else None) for m in logs.models}, latencies
+    )
+    learned = sorted(m for m in logs.models if m in latencies and specs[m] is not None and (
+        m not in catalog or catalog[m].typical_latency_ms is None))
+    if learned:
+        print(f"typical latency learned from latency_ms in the logs (median) for {len(learned)} models "
+              "without one in the catalog")
     router = Router(
         models=logs.models,
         specs=specs,
@@ -153,6 +165,9 @@ def train_router(
             "config": asdict(config),
             "cost_is_estimated": logs.cost_is_estimated,
             "tasks": sorted({t for t in logs.tasks if t}),
+            "catalog": catalog.source,
+            "observed_latency_ms": {m: asdict(v) for m, v in latencies.items()},
+            "typical_latency_learned_for": learned,
         },
     )
     settings.ensure_home()
@@ -199,6 +214,21 @@ def cascade_operating_points(
         logs.models, [logs.prompts[i] for i in ok], answers[ok], oof_probs[ok], exp_cost[ok],
         logs.quality[ok], logs.cost[ok], scorer, rule, threshold, cache=cache,
     )
+
+
+def specs_with_observed_latency(
+    specs: dict[str, ModelSpec | None], latencies: dict[str, ObservedLatency]
+) -> dict[str, ModelSpec | None]:
+    """The catalog's specs with ``typical_latency_ms`` filled from the logs' median latency where the
+    catalog has none (a catalog value always wins). A model missing from the catalog stays None."""
+    out: dict[str, ModelSpec | None] = {}
+    for m, spec in specs.items():
+        obs = latencies.get(m)
+        if spec is not None and spec.typical_latency_ms is None and obs is not None:
+            note = f"typical_latency_ms: median of {obs.calls} logged calls (p90 {obs.p90_ms:.0f} ms)"
+            spec = replace(spec, typical_latency_ms=obs.median_ms, notes=f"{spec.notes}; {note}" if spec.notes else note)
+        out[m] = spec
+    return out
 
 
 def _prices(catalog: Catalog, model: str) -> tuple[float | None, float | None]:
