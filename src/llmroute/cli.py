@@ -40,6 +40,17 @@ register_budgets(app, lambda settings, model: _load_router(settings, model))
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
 ]
+CatalogOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--catalog",
+        envvar="LLMROUTE_CATALOG",
+        help=(
+            "Your catalog YAML, merged over the bundled one: an entry naming a known model overrides only the "
+            "fields it gives (e.g. typical_latency_ms, prices, context_window); other entries add models."
+        ),
+    ),
+]
 
 
 def _settings(home: Path | None, embedder: str | None = None):  # noqa: ANN202
@@ -53,20 +64,30 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load_router(settings, model: str | Path | None):  # noqa: ANN001, ANN202
-    from llmroute.router.embedder import EmbedderMismatchError, load_embedder
-    from llmroute.router.router import Router, read_router_meta
-    from llmroute.training.train import latest_router_dir
+def _need_file(path: Path, option: str) -> None:
+    """Fail early (before anything slow) when a file an option names does not exist."""
+    if not path.exists():
+        _fail(f"{option}: {path} does not exist")
 
+
+def _load_router(settings, model: str | Path | None):  # noqa: ANN001, ANN202
     if isinstance(model, str) and model.startswith("models:/"):
         return load_registry_router(settings, model)
-    try:
-        folder = Path(model) if model else latest_router_dir(settings)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-        raise
+    if model:
+        folder = Path(model)
+    else:
+        from llmroute.training.train import latest_router_dir
+
+        try:
+            folder = latest_router_dir(settings)
+        except FileNotFoundError as exc:
+            _fail(str(exc))
+            raise
     if not (folder / "router.json").exists():
         _fail(f"{folder} is not a saved router (no router.json)")
+    from llmroute.router.embedder import EmbedderMismatchError, load_embedder
+    from llmroute.router.router import Router, read_router_meta
+
     meta = read_router_meta(folder)
     embedder = load_embedder(meta["embedder"]["spec"], settings.embedders_dir)
     try:
@@ -123,11 +144,28 @@ def train(
     ] = True,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the router.")] = True,
     test_logs: Annotated[Optional[Path], typer.Option(help="Held-out logs to evaluate on and log with the run.")] = None,
+    catalog: CatalogOpt = None,
 ) -> None:
-    """Train a router: embed prompts, fit calibrated LightGBM quality models and a cost model, save."""
+    """Train a router: embed prompts, fit calibrated LightGBM quality models and a cost model, save.
+
+    Progress goes to standard error (--quiet silences it); the router is registered in MLflow as
+    @challenger unless --no-track.
+    """
+    from llmroute.data.catalog import CatalogError, load_merged_catalog
+    from llmroute.router.decision import QualityTarget
+
+    _need_file(logs, "--logs")
+    if test_logs is not None:
+        _need_file(test_logs, "--test-logs")
+    if not 0.0 <= success_threshold <= 1.0:
+        _fail(f"--success-threshold must be within [0, 1], got {success_threshold}")
+    try:
+        QualityTarget.parse(target)
+        merged = load_merged_catalog(catalog)
+    except (ValueError, CatalogError) as exc:
+        _fail(str(exc))
     from llmroute.data.schema import LogValidationError
     from llmroute.training.train import TrainConfig, train_router
-
     settings = _settings(home, embedder)
     try:
         router, folder = train_router(
@@ -140,6 +178,7 @@ def train(
                 seed=seed,
                 with_scorer=scorer,
             ),
+            catalog=merged,
             out_dir=out,
         )
         if track:
@@ -167,9 +206,14 @@ def evaluate(
     router's answer scorer, also replay the logged answers through the cascade (its operating points, a
     FrugalGPT-style fixed chain and the perfect-scorer ceiling). What cannot be computed is skipped with
     the reason."""
+    _need_file(logs, "--logs")
+    for opt, path in (("--train-logs", train_logs), ("--rules", rules)):
+        if path is not None:
+            _need_file(path, opt)
+    if bootstrap < 0:
+        _fail(f"--bootstrap must be >= 0, got {bootstrap}")
     from llmroute.data.schema import LogValidationError
     from llmroute.experiments.report import run_evaluation
-
     settings = _settings(home)
     try:
         router, scorer = _load_router_and_scorer(settings, model)
@@ -211,13 +255,32 @@ def route(
     exclude: Annotated[Optional[list[str]], typer.Option(help="Never these models (repeatable).")] = None,
     capability: Annotated[Optional[list[str]], typer.Option(help="Required capability (repeatable).")] = None,
     task: Annotated[Optional[str], typer.Option(help="Optional task hint (e.g. mbpp).")] = None,
+    catalog: CatalogOpt = None,
     home: Home = None,
 ) -> None:
-    """Route one prompt and print the decision as JSON."""
+    """Route one prompt and print the decision as JSON (every candidate's probability, expected cost,
+    cost cap, exclusion reason and any catalog figure that was unknown)."""
+    from llmroute.data.catalog import CatalogError
     from llmroute.router.decision import Constraints, NoEligibleModelError, QualityTarget
 
+    try:  # argument errors first, before the router loads
+        parsed_target = QualityTarget.parse(target) if target else None
+    except ValueError as exc:
+        _fail(str(exc))
+    if confidence is not None and not 0.0 <= confidence <= 1.0:
+        _fail(f"--confidence must be within [0, 1], got {confidence}")
+    for name, value in (("--max-cost", max_cost), ("--max-latency-ms", max_latency_ms)):
+        if value is not None and not value > 0:
+            _fail(f"{name} must be a positive number, got {value}")
+    if catalog is not None:
+        _need_file(catalog, "--catalog")
     text = sys.stdin.read() if prompt == "-" else prompt
     router = _load_router(_settings(home), model)
+    if catalog is not None:
+        try:
+            router = router.with_catalog_file(catalog)
+        except CatalogError as exc:
+            _fail(str(exc))
     constraints = Constraints(
         max_cost_usd=max_cost,
         max_latency_ms=max_latency_ms,
@@ -226,9 +289,7 @@ def route(
         required_capabilities=tuple(capability or ()),
     )
     try:
-        decision = router.route(
-            text, constraints, QualityTarget.parse(target) if target else None, confidence, task
-        )
+        decision = router.route(text, constraints, parsed_target, confidence, task)
     except (NoEligibleModelError, ValueError) as exc:
         _fail(str(exc))
         return

@@ -8,10 +8,9 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from llmroute.data.catalog import CatalogError, load_catalog
-from llmroute.data.importers import run_import, write_logs
-from llmroute.data.llmrouter import DEFAULT_ASSUMED_OUTPUT_TOKENS
-from llmroute.data.schema import LogValidationError
+# the importers need pandas (a quarter of a second or more): they are imported by the command itself,
+# so that `llmroute --help` and argument errors answer at once
+DEFAULT_ASSUMED_OUTPUT_TOKENS = 256  # == llmroute.data.llmrouter.DEFAULT_ASSUMED_OUTPUT_TOKENS (tested)
 
 data_app = typer.Typer(
     help="Import and convert benchmark logs (one row per prompt x model outcome).",
@@ -70,6 +69,13 @@ def import_command(
       llmroute data import --format llmrouter train.json default_query_train.jsonl --out train.parquet
       llmroute data import --format long my_logs.jsonl --out logs.parquet
     """
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        _fail(f"input file not found: {', '.join(missing)}")
+    from llmroute.data.catalog import CatalogError, load_catalog
+    from llmroute.data.importers import run_import, write_logs
+    from llmroute.data.schema import LogValidationError
+
     options: dict[str, int] = {}
     if assumed_output_tokens is not None:
         if fmt is not ImportFormat.llmrouter:

@@ -112,10 +112,13 @@ def test_route_prints_a_json_decision(pipeline: Pipeline) -> None:
 
 @pytest.mark.slow
 def test_route_with_no_eligible_model_exits_2_without_traceback(pipeline: Pipeline) -> None:
-    result = invoke("route", "Hello there", "--allow", "nonexistent-model", "--home", str(pipeline.home))
+    result = invoke("route", "Hello there", "--capability", "vision", "--home", str(pipeline.home))
     assert result.exit_code == 2, result.output
     assert "error: no model satisfies the request's constraints" in result.stderr
-    assert "not in allowed_models" in result.stderr
+    assert "lacks required capabilities" in result.stderr
+    result = invoke("route", "Hello there", "--allow", "nonexistent-model", "--home", str(pipeline.home))
+    assert result.exit_code == 2, result.output
+    assert "error: unknown model 'nonexistent-model' in allowed_models" in result.stderr
     assert "Traceback" not in result.output
     assert isinstance(result.exception, SystemExit)  # a clean exit, not an escaped exception
 

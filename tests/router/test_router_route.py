@@ -165,7 +165,7 @@ def test_all_excluded_raises_naming_every_model_and_reason(router: Router) -> No
     for m in router.models:
         assert f"{m}: lacks required capabilities ['vision']" in msg
     with pytest.raises(NoEligibleModelError) as exc:
-        router.route(PROMPT, Constraints(allowed_models=("nonexistent-model",)))
+        router.route(PROMPT, Constraints(allowed_models=()))
     for m in router.models:
         assert f"{m}: not in allowed_models" in str(exc.value)
 
@@ -222,3 +222,26 @@ def test_unknown_context_window_is_not_assumed_to_fit(router: Router) -> None:
     assert d.model != "claude-v1"
     known = by_model(d)["claude-v2"]
     assert not any(a.startswith("context_window") for a in known.assumed)
+
+
+def test_unreachable_target_is_not_cleared(router: Router) -> None:
+    """Defect 9: --target 150% answered cleared: true although no knob reached it on validation data."""
+    d = router.route(PROMPT, target=QualityTarget.parse("150%"))
+    assert not d.cleared
+    assert "was not reached on validation data" in d.reason
+
+
+def test_unknown_model_names_and_task_hints_are_errors(router: Router) -> None:
+    with pytest.raises(ValueError, match="unknown model 'gpt-5' in allowed_models; this router's models are "):
+        router.route(PROMPT, Constraints(allowed_models=("gpt-5", "claude-v2")))
+    with pytest.raises(ValueError, match="unknown model 'nope' in excluded_models"):
+        router.route(PROMPT, Constraints(excluded_models=("nope",)))
+    with pytest.raises(ValueError, match="unknown task hint 'poetry'; this router was trained on the tasks "):
+        router.route(PROMPT, task="poetry")
+
+
+def test_target_messages_suggest_the_percent_form() -> None:
+    with pytest.raises(ValueError, match=r"quality target 95 is out of range for an absolute target .*did you mean '95%'"):
+        QualityTarget.parse("95")
+    with pytest.raises(ValueError, match="quality target 151% is out of range"):
+        QualityTarget.parse("151%")

@@ -46,7 +46,16 @@ class QualityTarget:
         if self.kind not in ("relative", "absolute"):
             raise ValueError(f"quality target kind must be 'relative' or 'absolute', got {self.kind!r}")
         if not 0.0 <= self.value <= (1.5 if self.kind == "relative" else 1.0):
-            raise ValueError(f"quality target {self.value} is out of range for a {self.kind} target")
+            if self.kind == "relative":
+                raise ValueError(
+                    f"quality target {self.value * 100:g}% is out of range: a share of the best model's quality "
+                    "must be within 0% and 150%"
+                )
+            hint = f"; did you mean '{self.value:g}%' (a share of the best model)?" if 1.0 < self.value <= 150 else ""
+            raise ValueError(
+                f"quality target {self.value:g} is out of range for an absolute target (a quality level in [0, 1])"
+                + hint
+            )
 
     @classmethod
     def parse(cls, text: str) -> QualityTarget:

@@ -18,13 +18,13 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
 
 BUNDLED = "minilm"
 BUNDLED_STATIC = "minilm-static"
@@ -137,19 +137,27 @@ def build_static_minilm(target: Path) -> Path:
     return target
 
 
-def load_embedder(spec: str, embedders_dir: Path) -> SentenceTransformerEmbedder:
-    """Resolve an embedder spec (see module docstring) to a loaded embedder."""
+def load_embedder(spec: str, embedders_dir: Path) -> Embedder:
+    """Resolve an embedder spec (see module docstring) to a loaded embedder.
+
+    A static model (``minilm-static``, or a folder holding one StaticEmbedding module) runs with NumPy
+    (:class:`llmroute.router.static_embedder.NumpyStaticEmbedder`, bit for bit what sentence-transformers
+    computes) and never imports torch or sentence-transformers; only building ``minilm-static`` the
+    first time does.
+    """
+    from llmroute.router.static_embedder import NumpyStaticEmbedder, is_static_model
+
     if spec == BUNDLED:
         return SentenceTransformerEmbedder(spec, bundled_minilm_path())
     if spec == BUNDLED_STATIC:
         target = embedders_dir / BUNDLED_STATIC
         if not (target / "modules.json").exists():
-            print(f"building the static MiniLM embedder in {target} (once, ~10 s)")
+            print(f"building the static MiniLM embedder in {target} (once, 10-100 s)", file=sys.stderr, flush=True)
             build_static_minilm(target)
-        return SentenceTransformerEmbedder(spec, target)
+        return NumpyStaticEmbedder(spec, target) if is_static_model(target) else SentenceTransformerEmbedder(spec, target)
     path = Path(spec).expanduser()
     if path.exists():
-        return SentenceTransformerEmbedder(spec, path)
+        return NumpyStaticEmbedder(spec, path) if is_static_model(path) else SentenceTransformerEmbedder(spec, path)
     try:
         from huggingface_hub import snapshot_download
 
@@ -201,6 +209,8 @@ class EmbeddingCache:
                     found[k] = np.frombuffer(v, dtype=np.float32)
             missing = [(k, t) for k, t in dict(zip(keys, texts)).items() if k not in found]
             batch = 256
+            from tqdm.auto import tqdm
+
             bar = tqdm(
                 total=len(missing),
                 desc=f"embedding ({embedder.spec})",

@@ -184,6 +184,7 @@ class Router:
         figures: list[Figures],
         notes: list[tuple[str, ...]],
     ) -> Decision:
+        self._check_names(q)
         cap = np.maximum(
             self.cost_model.predict_cap(np.array([input_tokens]), q.constraints.max_output_tokens)[0], c
         )
@@ -212,7 +213,7 @@ class Router:
         reason = self._reason(rule_used, knob, bool(cleared[0]), reasons, chosen, p, c, mask)
         if target_used is not None and not reachable:
             reason += f"; target {target_used} was not reached on validation data, so the best knob is used"
-        is_cleared = bool(cleared[0])
+        is_cleared = bool(cleared[0]) and (target_used is None or reachable)  # no knob reached it: not cleared
         if q.constraints.data_policy == "prefer_local":
             bar = self._probability_bar(q, rule_used, knob)
             j, why = data_policy.prefer_local(self.models, specs, list(p), list(c), list(mask), j, bar)
@@ -257,6 +258,24 @@ class Router:
         out.specs = {m: (catalog[m] if m in catalog else s) for m, s in self.specs.items()}
         return out
 
+    def _check_names(self, q: RouteQuery) -> None:
+        """Unknown model names in allow/deny lists and unknown task hints are errors, not silent no-ops."""
+        known = set(self.models) | {a for s in self.specs.values() if s is not None for a in s.aliases}
+        c = q.constraints
+        for field_name, names in (("allowed_models", c.allowed_models or ()), ("excluded_models", c.excluded_models)):
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(
+                    f"unknown model {', '.join(map(repr, unknown))} in {field_name}; this router's models are "
+                    + ", ".join(self.models)
+                )
+        tasks = list(getattr(self.quality, "tasks_", []))
+        if q.task and q.task not in tasks:
+            raise ValueError(
+                f"unknown task hint {q.task!r}; this router was trained on the tasks "
+                + (", ".join(tasks) if tasks else "(none: its logs had no task labels)")
+            )
+
     def _reason(
         self,
         rule: str,
@@ -285,16 +304,12 @@ class Router:
             head += " (a cheaper model was excluded by the constraints)"
         return head + binding
 
-    def with_catalog(self, path: str | Path) -> Router:
-        """A copy of this router whose catalog figures have the catalog file at ``path`` merged over them
-        (rule: :func:`llmroute.data.catalog.merge_catalog`); only the router's own models are affected.
-        Raises :class:`llmroute.data.catalog.CatalogError` for a bad file."""
-
+    def with_catalog_file(self, path: str | Path) -> Router:
+        """:meth:`with_catalog` for a user catalog file merged over this router's own catalog data (rule:
+        :func:`llmroute.data.catalog.merge_catalog`: an entry naming a model overrides only the fields it
+        gives). Raises :class:`llmroute.data.catalog.CatalogError` for a bad file."""
         base = Catalog([s for s in self.specs.values() if s is not None], source="router catalog snapshot")
-        merged = merge_catalog(base, path)
-        out = copy.copy(self)
-        out.specs = {m: (merged[m] if m in merged else s) for m, s in self.specs.items()}
-        return out
+        return self.with_catalog(merge_catalog(base, path))
 
     # ---- persistence ------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
