@@ -96,8 +96,10 @@ def test_target_in_model_name(start: Start, prompt: str) -> None:
         r = _chat(client, prompt, model="llmroute:0.9")
         assert r.status_code == 200, r.text
         assert r.json()["llmroute"]["decision"]["target"] == "quality 0.900"
-        bad = _chat(client, prompt, model="gpt-4")
-        assert bad.status_code == 422 and "'llmroute'" in bad.json()["error"]["message"]
+        bad = _chat(client, prompt, model="gpt-4")  # a catalog model this router does not serve
+        assert bad.status_code == 404, bad.text
+        err = bad.json()["error"]
+        assert err["code"] == "model_not_found" and "'llmroute'" in err["message"] and "/v1/models" in err["message"]
 
 
 def test_failing_model_escalates_and_costs_all_attempts(

@@ -45,6 +45,7 @@ from llmroute.serving.routes import (
     health,
     metrics,
     models,
+    openai_models,
     routing,
 )
 from llmroute.serving.settings import ServeSettings
@@ -157,7 +158,7 @@ def create_app(
         docs_url=None, redoc_url=None, openapi_url=None,  # served by routes.docs, behind a key unless open_docs
     )
     install_error_handlers(app)
-    for module in (health, routing, models, chat, feedback, admin, metrics, dashboard, budget_routes):
+    for module in (health, routing, models, openai_models, chat, feedback, admin, metrics, dashboard, budget_routes):
         app.include_router(module.router)
     app.include_router(docs.docs_router(settings.open_docs))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -555,12 +555,16 @@ def admit_request(budgets: BudgetControl | None, router: Router, opts: RoutingOp
 
 
 def route_with_budgets(services: Services, router: Router, prompt: str, opts: RoutingOptions, source: str,
-                       started: float | None, key_id: str | None, knob: float | None = None) -> tuple[Admitted, Routed]:
+                       started: float | None, key_id: str | None, knob: float | None = None,
+                       pinned: str | None = None) -> tuple[Admitted, Routed]:
     """:func:`admit_request` then :func:`llmroute.serving.decide.route_request` with the admitted options,
     in the calling (compute) thread: what /route and chat run on the compute pool. ``knob`` (a cascade
-    operating point's) is passed through; it takes precedence over a paced target."""
+    operating point's) is passed through; it takes precedence over a paced target. ``pinned``: the model
+    a chat request named (see :func:`~llmroute.serving.decide.route_request`), under the same budgets."""
     admitted = admit_request(services.budgets, router, opts, key_id)
-    return admitted, route_request(services, router, prompt, admitted.opts, source, started, knob, admitted.adjust)
+    return admitted, route_request(
+        services, router, prompt, admitted.opts, source, started, knob, admitted.adjust, pinned
+    )
 
 
 def charge_soon(budgets: BudgetControl | None, admitted: Admitted, charge_id: str, cost_usd: float,

@@ -116,7 +116,7 @@ class Routed:
 def route_request(
     services: Services, router: Router, prompt: str, opts: RoutingOptions, source: str,
     started: float | None = None, knob: float | None = None,
-    adjust: Callable[[Decision], Decision] | None = None,
+    adjust: Callable[[Decision], Decision] | None = None, pinned: str | None = None,
 ) -> Routed:
     """:func:`decide`, :func:`choose`, and the decision's log record, all in the calling (compute) thread.
 
@@ -128,8 +128,15 @@ def route_request(
     (:mod:`llmroute.serving.counterfactuals`). ``knob``: the rule's knob to route with instead of the
     target's (a cascade operating point's). ``adjust`` rewrites the router's decision before
     exploration and logging (the budgets' explanation,
-    :meth:`llmroute.serving.budget_control.Admission.explain`)."""
-    live = services.experiment
+    :meth:`llmroute.serving.budget_control.Admission.explain`).
+
+    ``pinned``: the request named this model of the router (its catalog name): the decision is the
+    router's under the request's constraints (budgets' included) with only that model allowed, so every
+    limit still applies and the decision is logged as usual; never explored, never part of an experiment."""
+    if pinned is not None:
+        allowed = [pinned] if opts.allowed_models is None or pinned in opts.allowed_models else []
+        opts = opts.model_copy(update={"allowed_models": allowed})
+    live = services.experiment if pinned is None else None
     assignment = live.assign(opts.user, opts.tenant, opts.session) if live is not None else None
     policy = live.policy(assignment.served, router) if live is not None and assignment is not None else None
     used = policy.embedding_router if policy is not None else router
@@ -143,9 +150,11 @@ def route_request(
     if adjust is not None:
         decided = adjust(decided)
     decision, propensity = choose(
-        decided, settings.exploration_share_for(opts.tenant),
+        decided, settings.exploration_share_for(opts.tenant) if pinned is None else 0.0,
         services.explorer, settings.exploration_mode_for(opts.tenant), settings.exploration_top_k,
     )
+    if pinned is not None:
+        decision = dataclasses.replace(decision, reason=f"pinned: the request named model {pinned}")
     if decision.extra.get("explored"):
         services.metrics.explored.labels(decision.model).inc()
     decision_id = new_decision_id()

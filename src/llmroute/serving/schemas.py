@@ -275,7 +275,9 @@ class ChatOptions(RoutingOptions):
 
 
 class ChatCompletionRequest(StrictInput):
-    """OpenAI chat completion request; ``model`` is 'llmroute' or 'llmroute:<target>' (e.g. 'llmroute:95%').
+    """OpenAI chat completion request. ``model`` is 'llmroute' or 'llmroute:<target>' (e.g.
+    'llmroute:95%') to route, or the name (or alias) of one of the served router's models to pin the
+    request to that model (no routing; checked against the router by the chat route).
 
     Other OpenAI fields (temperature, max_tokens, logprobs, ...) are passed through to the chosen model.
     Routing options go in the non-standard ``llmroute`` object.
@@ -283,7 +285,11 @@ class ChatCompletionRequest(StrictInput):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(json_schema_extra={"pattern": r"^llmroute(:(100|[1-9]?[0-9])(\.[0-9]{1,3})?%)?$"})
+    model: str = Field(
+        min_length=1,
+        description="'llmroute', 'llmroute:<target>', or a served model's name to pin the request (GET /v1/models).",
+        json_schema_extra={"pattern": r"^llmroute(:(100|[1-9]?[0-9])(\.[0-9]{1,3})?%)?$"},
+    )
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     stream: bool = False
     llmroute: ChatOptions | None = None
@@ -292,17 +298,21 @@ class ChatCompletionRequest(StrictInput):
     @classmethod
     def _check_model(cls, v: str) -> str:
         name, _, target = v.partition(":")
-        if name != "llmroute":
-            raise ValueError(f"model must be 'llmroute' or 'llmroute:<target>' (e.g. 'llmroute:95%'), got {v!r}")
-        if target:
+        if name == "llmroute" and target:
             parse_target(target)
         return v
 
+    def pinned_model(self) -> str | None:
+        """The model the request names directly, or None when it asks to be routed."""
+        return None if self.model.partition(":")[0] == "llmroute" else self.model
+
     def routing(self) -> ChatOptions:
         opts = self.llmroute or ChatOptions()
-        _, _, target = self.model.partition(":")
-        if target and opts.target is None:
+        name, _, target = self.model.partition(":")
+        if name == "llmroute" and target and opts.target is None:
             opts = opts.model_copy(update={"target": target})
+        if not opts.max_output_tokens and self.max_output_tokens():
+            opts = opts.model_copy(update={"max_output_tokens": self.max_output_tokens()})
         if opts.user is None and isinstance(self.model_extra, dict) and isinstance(self.model_extra.get("user"), str):
             opts = opts.model_copy(update={"user": self.model_extra["user"]})
         return opts
@@ -311,6 +321,16 @@ class ChatCompletionRequest(StrictInput):
         """The body sent to the chosen model (``model`` is set per attempt; streaming is done by us)."""
         body = self.model_dump(exclude={"model", "stream", "llmroute"}, exclude_none=True)
         return body
+
+    def max_output_tokens(self) -> int:
+        """The answer-length bound the request gives the model (``max_completion_tokens`` or
+        ``max_tokens``), 0 when none: it counts against the context window and bounds the cost cap."""
+        extra = self.model_extra or {}
+        for key in ("max_completion_tokens", "max_tokens"):
+            v = extra.get(key)
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                return v
+        return 0
 
 
 class FeedbackRequest(StrictInput):

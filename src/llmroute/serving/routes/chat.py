@@ -1,6 +1,9 @@
 """``POST /v1/chat/completions`` (OpenAI-compatible): route, then call the model through the cascade.
 
-``model`` is ``llmroute`` or ``llmroute:<target>``. The answer is the final model's OpenAI response
+``model`` is ``llmroute`` or ``llmroute:<target>``, or one of the router's models by catalog name or
+alias: that pins the request to the model (no routing, no exploration or experiment, no escalation to
+another model; the request's constraints still apply and the decision is logged; a model the router
+does not serve is 404 ``model_not_found``). The answer is the final model's OpenAI response
 with ``model`` set to that model and a non-standard ``llmroute`` field (decision, attempts, total
 cost); headers ``X-LLMRoute-Model``, ``X-LLMRoute-Decision-Id``, ``X-LLMRoute-Attempts``. When every
 attempt fails the status is 502 with the same ``llmroute`` field. With ``llmroute.best_of_n`` or
@@ -86,11 +89,14 @@ async def chat_completions(
             422, "invalid_request", f"llmroute.{ensemble[0]}: at most {services.settings.max_ensemble} models, "
             f"got {ensemble[1]}",
         )
+    pinned = _pinned(llm_router, body.pinned_model())
+    if pinned is not None and ensemble is not None:
+        raise ServiceError(422, "invalid_request", f"llmroute.{ensemble[0]} needs model 'llmroute', not a pinned model")
     prompt = messages_to_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
-    point = _operating_point(services, served, opts) if ensemble is None else None
+    point = _operating_point(services, served, opts) if ensemble is None and pinned is None else None
     knob = point.knob if point is not None else None
     admitted, routed = await run_cpu(  # the budget check (429 on a spent block budget), then routing
-        services, route_with_budgets, services, llm_router, prompt, opts, "chat", started, key_id, knob)
+        services, route_with_budgets, services, llm_router, prompt, opts, "chat", started, key_id, knob, pinned)
     decision, decision_id = routed.decision, routed.decision_id
     decision_log = services.decision_log
     if decision_log is not None and routed.record is not None:
@@ -185,6 +191,23 @@ async def chat_completions(
     if body.stream:
         return StreamingResponse(_sse(answer), media_type="text/event-stream", headers=headers)
     return JSONResponse(answer, headers=headers)
+
+
+def _pinned(llm_router: Any, name: str | None) -> str | None:
+    """The router model (catalog name) a request pins by name or alias; 404 ``model_not_found`` (the
+    OpenAI error) for a model the router does not serve."""
+    if name is None:
+        return None
+    for m in llm_router.models:
+        spec = llm_router.specs.get(m)
+        if name == m or (spec is not None and name in spec.aliases):
+            return m
+    raise ServiceError(
+        404, "model_not_found",
+        f"model {name!r} is not served here: use 'llmroute', 'llmroute:<target>' (e.g. 'llmroute:95%') or one of "
+        + ", ".join(llm_router.models) + " (GET /v1/models lists them)",
+        code="model_not_found",
+    )
 
 
 def _headers(decision_id: str, attempts: int, model: str, fallback: dict[str, Any] | None = None) -> dict[str, str]:
