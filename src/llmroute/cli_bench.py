@@ -50,6 +50,8 @@ def run(
     """Call each model on each prompt, score the answers, write logs, a summary table and a plot.
 
     Rerunning the same command resumes: calls already in the journal are never sent again.
+    Exit code 0 when every call was scored, 1 when some failed or the budget stopped the run (what was
+    scored is written; the failure reasons are printed), 1 with nothing written when no call succeeded.
     """
     from llmroute.benchmarking.calls import CallPolicy
     from llmroute.benchmarking.journal import Journal
@@ -71,6 +73,12 @@ def run(
     except (TaskError, CatalogError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if report.scored() == 0:
+        for line in report.lines():
+            typer.echo(line, err=True)
+        typer.echo(f"error: none of the {report.planned} calls returned a scored answer; nothing written "
+                   f"(the reasons are above and in the journal)", err=True)
+        raise typer.Exit(1)
     logs = to_logs(report.records)
     write_logs(logs, out)
     summary = summarize(report.records)
@@ -83,8 +91,8 @@ def run(
         typer.echo(line)
     typer.echo(format_summary(summary))
     typer.echo(f"wrote {len(logs)} log rows to {out}; summary {folder / (stem + '.summary.csv')} and {png}")
-    if report.stopped_reason:
-        raise typer.Exit(1)
+    if report.stopped_reason or report.failed:
+        raise typer.Exit(1)  # incomplete: a rerun resumes and sends only what is missing
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,19 @@ def _rates(values: list[str] | None, option: str) -> dict[str, float]:
         raise typer.BadParameter(f"rate must be a number: {exc}", param_hint=option) from None
 
 
+def _talk(quiet: bool = False) -> None:
+    """Send the service's own log (router loaded, load failures, missing endpoints) to standard error."""
+    import logging
+
+    logger = logging.getLogger("llmroute")
+    if not quiet and not any(getattr(h, "_llmroute_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("llmroute: %(message)s"))
+        handler._llmroute_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def serve(
     model: Annotated[
         Optional[str],
@@ -141,6 +154,12 @@ def serve(
     if missing:
         typer.echo(f"warning: {' and '.join(missing)} not installed; uvicorn falls back to asyncio/h11, which "
                    "costs about a third more CPU per request", err=True)
+    _talk()
+    typer.echo(
+        f"llmroute: loading router {settings.model} (GET /ready answers 200 once it is loaded); "
+        f"listening on http://{host}:{port} (POST /route, /v1/chat/completions, GET /v1/models, /docs)",
+        err=True,
+    )
     if workers == 1:
         app = create_app(settings, core=load_settings(home=home))
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, **_http_options())
@@ -203,6 +222,9 @@ def replay_server(
     """Serve recorded benchmark answers as an OpenAI-compatible API (simulations and tests)."""
     import uvicorn
 
+    if not logs.exists():
+        typer.echo(f"error: --logs: {logs} does not exist", err=True)
+        raise typer.Exit(2)
     from llmroute.data.importers import read_logs
     from llmroute.serving.replay import create_replay_app
 
@@ -219,6 +241,11 @@ def replay_server(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    typer.echo(
+        f"replay server: recorded answers from {logs} as an OpenAI-compatible API on http://{host}:{port}/v1 "
+        f"(unknown prompts: {'404' if unknown_prompt == 'error' else 'the most common recorded answer'})",
+        err=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

@@ -48,3 +48,23 @@ def test_bench_run_errors(fake: LiveServer, tmp_path: Path) -> None:
     assert bad_model.exit_code == 2 and "not in the catalog" in bad_model.output
     bad_url = CliRunner().invoke(_app(), [*base, "--models", "det-good", "--base-url", "det-good"])
     assert bad_url.exit_code == 2 and "MODEL=URL" in bad_url.output
+
+
+def test_bench_run_with_every_call_failing_exits_1_says_why_and_writes_nothing(tmp_path: Path) -> None:
+    """Defect 5: all 24 calls failed, yet the run exited 0 silently with an empty Parquet and a plot."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    out = tmp_path / "bench" / "logs.parquet"
+    args = [
+        "bench", "run", "--task", str(FIXTURES / "arithmetic.yaml"), "--models", "det-good,det-bad",
+        "--out", str(out), "--catalog", str(FIXTURES / "catalog.yaml"), "--no-progress",
+        "--default-base-url", f"http://127.0.0.1:{dead}/v1", "--retries", "0", "--timeout", "2",
+    ]
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 1, result.output
+    assert "none of the 6 calls returned a scored answer; nothing written" in result.output
+    assert "x det-good: " in result.output and "x det-bad: " in result.output  # the reasons, per model
+    assert not out.exists() and not (out.parent / "logs.summary.png").exists()

@@ -67,6 +67,14 @@ class RunReport:
     stopped_reason: str | None = None
     skipped_by_model: dict[str, int] = field(default_factory=dict)
 
+    def scored(self) -> int:
+        """Calls of the run with a scored answer (what the logs will hold)."""
+        return sum(r.status == "scored" for r in self.records)
+
+    def failure_reasons(self) -> Counter[tuple[str, str]]:
+        """How many calls failed, per (model, error), among the run's records."""
+        return Counter((r.model, r.error or "unknown error") for r in self.records if r.status != "scored")
+
     def lines(self) -> list[str]:
         done = sum(r.status == "scored" for r in self.records)
         out = [
@@ -76,6 +84,8 @@ class RunReport:
         ]
         if self.failed:
             out.append(f"failed after retries: {self.failed} (not in the logs; a rerun sends them again)")
+            for (model, error), n in self.failure_reasons().most_common(10):
+                out.append(f"  {n} x {model}: {error}")
         if self.skipped_budget:
             per = ", ".join(f"{m}: {n}" for m, n in sorted(self.skipped_by_model.items()))
             out.append(f"skipped by the budget guard: {self.skipped_budget} ({per})")

@@ -127,6 +127,19 @@ def resolve_endpoint(model: str, spec: ModelSpec | None, settings: ServeSettings
     return Endpoint(model, base.rstrip("/") if base else None, key or None)
 
 
+def no_endpoint_message(model: str) -> str:
+    """What a call to a model without an endpoint says: how to give it one."""
+    return (
+        f"no endpoint configured for {model}: give `llmroute serve --default-base-url URL` (e.g. a "
+        f"`llmroute replay-server`'s http://127.0.0.1:9000/v1), `--base-url {model}=URL`, or the catalog's endpoint"
+    )
+
+
+def missing_endpoints(models: list[str] | tuple[str, ...], specs: dict[str, ModelSpec | None], settings: ServeSettings) -> list[str]:
+    """The models a chat request could not call (no per-model URL, catalog endpoint or default URL)."""
+    return [m for m in models if resolve_endpoint(m, specs.get(m), settings).base_url is None]
+
+
 class ChatProvider:
     """``POST {base_url}/chat/completions`` on a shared ``httpx.AsyncClient``."""
 
@@ -141,7 +154,7 @@ class ChatProvider:
         escalates instead of waiting again)."""
         t0 = time.perf_counter()
         if endpoint.base_url is None:
-            return CallResult(False, 0.0, error=f"no endpoint configured for {endpoint.model}", kind="no_endpoint")
+            return CallResult(False, 0.0, error=no_endpoint_message(endpoint.model), kind="no_endpoint")
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         body = {**payload, "model": endpoint.model, "stream": False}
         result: CallResult | None = None
@@ -162,7 +175,7 @@ class ChatProvider:
         of :meth:`complete` (or a whole answer, when the provider ignored ``stream``)."""
         t0 = time.perf_counter()
         if endpoint.base_url is None:
-            return CallResult(False, 0.0, error=f"no endpoint configured for {endpoint.model}", kind="no_endpoint")
+            return CallResult(False, 0.0, error=no_endpoint_message(endpoint.model), kind="no_endpoint")
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         body = {**payload, "model": endpoint.model, "stream": True, "stream_options": {"include_usage": True}}
         result: CallResult | OpenStream | None = None

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmroute.serving.candidate import check_in_child, prepare_candidate, smoke_served
 from llmroute.serving.loading import load_served, source_version
+from llmroute.serving.providers import missing_endpoints
 from llmroute.serving.state import Services, freeze_heap
 from llmroute.training.loading import REGISTRY_PREFIX
 
@@ -80,7 +81,17 @@ async def reload_router(services: Services) -> ReloadOutcome:
         replaced = holder.swap(router, scorer) is not None
         freeze_heap(replaced)
         services.metrics.reloads.labels("ok").inc()
-        log.info("serving router %s (was %s)%s", router.version, previous, " with a response scorer" if scorer else "")
+        log.info(
+            "serving router %s from %s (was %s), %d models, %s",
+            router.version, services.settings.model, previous, len(router.models),
+            "with the answer scorer" if scorer else "WITHOUT an answer scorer (the cascade uses the router's probability)",
+        )
+        missing = missing_endpoints(router.models, router.specs, services.settings)
+        if missing:
+            log.warning(
+                "no endpoint for %d of %d models (%s): chat requests routed to them fail with 502; give "
+                "--default-base-url URL or --base-url MODEL=URL", len(missing), len(router.models), ", ".join(missing),
+            )
         outcome = ReloadOutcome(True, router.version, previous, None, now)
         holder.last_reload = outcome
         return outcome

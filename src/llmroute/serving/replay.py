@@ -173,7 +173,9 @@ def create_replay_app(
         hit = index.lookup(body.model, messages)
         if hit is None:
             if unknown_prompt == "error":
-                return _error(404, f"prompt not found in the replay logs for model {body.model!r}",
+                return _error(404, f"prompt not found in the replay logs for model {body.model!r} (a replay server "
+                              "answers only logged prompts; start it with --unknown-prompt most_common to answer "
+                              "any prompt with the model's most common recorded answer)",
                               "invalid_request_error", "prompt_not_in_logs")
             hit = index.most_common[body.model]
         prompt_tokens = hit.input_tokens if hit.input_tokens is not None else count_tokens(messages_to_prompt(messages))
