@@ -57,6 +57,14 @@ def retrain_cmd(
     seed: Annotated[int, typer.Option(help="Random seed for folds and LightGBM.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow, register, alias 'challenger'.")] = True,
+    scorer: Annotated[
+        bool,
+        typer.Option(
+            "--scorer/--no-scorer",
+            help="Also train the post-call answer scorer the cascade uses, from the rows' answers (as `llmroute "
+            "train` does); without it the served cascade judges answers by the router's probability alone.",
+        ),
+    ] = True,
 ) -> None:
     """Train a new router from logged production calls with feedback (plus benchmark logs) and register it
     as 'challenger' with its data lineage. Decisions read, with feedback, used and skipped are reported."""
@@ -70,7 +78,7 @@ def retrain_cmd(
     since_dt, until_dt = parse_since(since), _until(until)
     settings = load_settings(home=home, tracking_uri=tracking_uri, embedder=embedder)
     config = TrainConfig(embedder=settings.embedder, success_threshold=success_threshold, default_target=target,
-                         seed=seed, with_scorer=False)
+                         seed=seed, with_scorer=scorer)
     try:
         retrain_from_production(from_production, settings, config, since_dt, until_dt, tuple(benchmark_logs or ()),
                                 track=track, out_dir=out, echo=typer.echo)

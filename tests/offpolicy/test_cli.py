@@ -41,3 +41,21 @@ def test_promote_offpolicy_needs_the_log() -> None:
 def test_a_bad_until_is_named(tmp_path: Path) -> None:
     r = runner.invoke(app, ["retrain", "--from-production", "sqlite:///x.sqlite", "--until", "yesterday"])
     assert r.exit_code == 2 and "--until" in r.output
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-scorer"], False)])
+def test_retrain_trains_the_answer_scorer_like_train(
+    flag: list[str], expected: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 6: `llmroute retrain` registered the new router without the cascade's answer scorer."""
+    from llmroute.training import retrain
+
+    seen = {}
+
+    def fake(dsn, settings, config, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen["config"] = config
+
+    monkeypatch.setattr(retrain, "retrain_from_production", fake)
+    r = runner.invoke(app, ["retrain", "--from-production", "sqlite:///x.sqlite", "--home", str(tmp_path), *flag])
+    assert r.exit_code == 0, r.output
+    assert seen["config"].with_scorer is expected

@@ -173,7 +173,13 @@ def train_router(
     settings.ensure_home()
     folder = out_dir or settings.routers_dir / version
     router.save(folder)
-    if config.with_scorer and "response" in df.columns and df["response"].notna().any():
+    has_answers = "response" in df.columns and bool(df["response"].notna().any())
+    if config.with_scorer and not has_answers:
+        print("no answer scorer: the logs carry no responses (the cascade will judge answers by the router's "
+              "probability alone)")
+    elif not config.with_scorer:
+        print("no answer scorer (--no-scorer): the cascade will judge answers by the router's probability alone")
+    if config.with_scorer and has_answers:
         print("training the post-call answer scorer (prompt + answer -> P(meets target)) for the cascade")
         cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
         scorer = train_scorer(
