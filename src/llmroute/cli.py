@@ -37,6 +37,27 @@ register_ab(app)
 register_retrain(app)
 register_budgets(app, lambda settings, model: _load_router(settings, model))
 
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bars or progress lines on standard error (results still print).")
+]
+
+
+@app.callback()
+def _main(quiet: QuietOpt = False) -> None:
+    """llmroute: a learned LLM router (see `llmroute COMMAND --help`)."""
+    if quiet:
+        from llmroute.progress import set_quiet
+
+        set_quiet(True)
+
+
+def _quiet(quiet: bool) -> None:
+    if quiet:
+        from llmroute.progress import set_quiet
+
+        set_quiet(True)
+
+
 Home = Annotated[
     Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
 ]
@@ -145,6 +166,7 @@ def train(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the router.")] = True,
     test_logs: Annotated[Optional[Path], typer.Option(help="Held-out logs to evaluate on and log with the run.")] = None,
     catalog: CatalogOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a router: embed prompts, fit calibrated LightGBM quality models and a cost model, save.
 
@@ -154,6 +176,7 @@ def train(
     from llmroute.data.catalog import CatalogError, load_merged_catalog
     from llmroute.router.decision import QualityTarget
 
+    _quiet(quiet)
     _need_file(logs, "--logs")
     if test_logs is not None:
         _need_file(test_logs, "--test-logs")
@@ -201,11 +224,13 @@ def evaluate(
     rules: Annotated[Optional[Path], typer.Option(help="Static rules YAML (default: the seed guide's rules).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
     home: Home = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a router against every baseline, single model and the oracle on held-out logs; with the
     router's answer scorer, also replay the logged answers through the cascade (its operating points, a
     FrugalGPT-style fixed chain and the perfect-scorer ceiling). What cannot be computed is skipped with
     the reason."""
+    _quiet(quiet)
     _need_file(logs, "--logs")
     for opt, path in (("--train-logs", train_logs), ("--rules", rules)):
         if path is not None:

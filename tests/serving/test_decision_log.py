@@ -48,7 +48,7 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_route_and_feedback_are_logged_and_join(home: Path, router: Router) -> None:
-    request = {"prompt": PROMPT, "target": "95%", "user": "u1", "tenant": "t1", "task": "mmlu",
+    request = {"prompt": PROMPT, "target": "95%", "user": "u1", "tenant": "t1", "task": router.quality.tasks_[0],
                "allowed_models": list(router.models[:3]), "max_cost_usd": 1.0}
     with _app(router) as c:
         r = c.post("/route", json=request, headers=AUTH)
@@ -75,7 +75,7 @@ def test_route_and_feedback_are_logged_and_join(home: Path, router: Router) -> N
     assert row["router_version"] == router.version == routed["router_version"]
     assert row["embedder"] == router.embedder.spec
     assert row["rule"] == routed["rule"] and row["knob"] == pytest.approx(routed["knob"])
-    assert row["target"] == routed["target"] and row["task_hint"] == "mmlu"
+    assert row["target"] == routed["target"] and row["task_hint"] == router.quality.tasks_[0]
     assert [c["model"] for c in row["candidates"]] == [c["model"] for c in routed["candidates"]]
     assert [c["eligible"] for c in row["candidates"]] == [c["eligible"] for c in routed["candidates"]]
     constraints = json.loads(row["constraints"])

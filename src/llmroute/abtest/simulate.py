@@ -30,6 +30,7 @@ from llmroute.abtest.report import analyse
 from llmroute.data.importers import read_logs
 from llmroute.data.wide import to_wide
 from llmroute.experiments.metrics import bootstrap_diff_ci
+from llmroute.progress import bar
 from llmroute.router.decision import RouteQuery
 
 if TYPE_CHECKING:
@@ -64,16 +65,20 @@ def simulate(
     index = {m: j for j, m in enumerate(wide.models)}
     choice: dict[str, np.ndarray] = {}
     versions: dict[str, str] = {}
+    shown = bar(len(experiment.arms) * len(wide), "ab simulate: routing", unit="prompt")
     for arm in experiment.arms:
         policy = build_policy(arm, routers, wide.models)
         picks = np.empty(len(wide), dtype=np.int64)
+        shown.set_postfix_str(f"arm {arm.name}")
         for i, prompt in enumerate(wide.prompts):
+            shown.update(1)
             d = policy.route(RouteQuery(prompt, task=wide.tasks[i] if task_hints else None))
             if d.model not in index:
                 raise ValueError(f"arm {arm.name!r} chose {d.model!r}, which the logs do not have")
             picks[i] = index[d.model]
             versions[arm.name] = d.router_version
         choice[arm.name] = picks
+    shown.close()
 
     rows = np.arange(len(wide))
     monitor = GuardrailMonitor(experiment)

@@ -25,6 +25,7 @@ from llmroute.experiments.evaluate import (
     target_attainment,
 )
 from llmroute.experiments.plots import plot_cost_quality
+from llmroute.progress import Phases
 from llmroute.router.answer_scorer import ResponseScorer
 from llmroute.router.baselines import SeedRules
 from llmroute.router.embedder import EmbeddingCache
@@ -88,7 +89,18 @@ def run_evaluation(
     (default: the logs the router was trained on). With the router's answer ``scorer`` and the operating
     points fitted with it, the cascade is replayed too (:mod:`llmroute.experiments.cascade_eval`);
     otherwise the cascade rows are skipped with the reason in ``skipped``."""
+    weights = {"reading logs": 5, "embedding": 15, "routers and baselines": 35, "cascade replay": 10,
+               "bootstrap intervals": 30, "report and plot": 5}
+    with Phases("evaluation", weights) as phases:
+        return _evaluate(router, test_path, report_dir, cache_path, train_path, rules_path, n_boot, scorer, phases)
+
+
+def _evaluate(
+    router: Router, test_path: Path, report_dir: Path, cache_path: Path, train_path: Path | None,
+    rules_path: Path | None, n_boot: int, scorer: ResponseScorer | None, phases: Phases,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
+    phases.start("reading logs")
     train_path = train_path or Path(router.info["train_logs"])
     threshold = float(router.info.get("config", {}).get("success_threshold", router.quality.params.target))
     train = to_wide(read_logs(train_path)).restrict(router.models)
@@ -100,18 +112,23 @@ def run_evaluation(
         missing = [m for m in router.models if m not in logged]
         detail = f" (not in these logs: {', '.join(missing)})" if missing else ""
         raise ValueError(f"{test_path}: no prompt has a known outcome for every model of the router{detail}")
+    phases.start("embedding")
     cache = EmbeddingCache(cache_path)
     emb_train, feats_train = embed_and_featurize(train.prompts, train.input_tokens, router.embedder, cache)
     emb_test = cache.encode(router.embedder, [focus_text(p) for p in test.prompts])
     prepared = router.prepare(list(test.prompts), embeddings=emb_test)
+    phases.start("routers and baselines")
     inp = EvalInputs(router, train, emb_train, feats_train, test, prepared, excluded, threshold)
     skipped: dict[str, str] = {}
     curves = build_curves(inp, SeedRules.load(rules_path), skipped=skipped)
     probs = curves["learned"].scores
     assert probs is not None
+    phases.start("cascade replay")
     cascade = cascade_rows(router, scorer, test, test_df, probs, cache, threshold, curves, skipped)
     pair = _pair(np.nanmean(train.quality, axis=0), np.nanmean(train.cost, axis=0))
+    phases.start("bootstrap intervals")
     summary = summarise(test, curves, router, pair, n_boot, threshold)
+    phases.start("report and plot")
     report: dict[str, Any] = {
         "data": {
             "test_logs": str(test_path),
@@ -167,8 +184,18 @@ def _ratio(entry: dict[str, Any], key: str) -> str:
     ci = entry.get("ci95", {}).get(key)
     s = "never" if v is None else f"{v:.2f}×"
     if ci and ci.get("lo") is not None:
-        s += f" [{ci['lo']:.2f}, {ci['hi']:.2f}]"
+        s += f" [{ci['lo']:.2f}, {ci['hi']:.2f}{undefined_note(ci.get('undefined_share'))}]"
+    elif ci and ci.get("undefined_share"):
+        s += f" [{undefined_note(ci.get('undefined_share')).lstrip('; ')}]"
     return s
+
+
+def undefined_note(share: float | None) -> str:
+    """What a ratio's bracket adds when some bootstrap resamples never reach the level: the bracket is
+    over the other resamples only, and says how many were left out (``; never in 38%``)."""
+    if not share:
+        return ""
+    return f"; never in {share:.0%}"
 
 
 def _ci(d: dict[str, Any] | None, spec: str = ".3f", signed: bool = False) -> str:

@@ -26,6 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
+from llmroute.progress import quiet
+
 BUNDLED = "minilm"
 BUNDLED_STATIC = "minilm-static"
 STATIC_PCA_DIMS = 256
@@ -215,7 +217,8 @@ class EmbeddingCache:
                 total=len(missing),
                 desc=f"embedding ({embedder.spec})",
                 unit="text",
-                disable=not progress or len(missing) < batch,
+                disable=not progress or quiet() or len(missing) < batch,
+                file=sys.stderr,
             )
             for i in range(0, len(missing), batch):
                 part = missing[i : i + batch]

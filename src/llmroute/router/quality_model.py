@@ -35,6 +35,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
+from llmroute.progress import Report, no_report
 from llmroute.router.neighbours import (
     TWIN_SIMILARITY,
     NeighbourIndex,
@@ -178,10 +179,17 @@ class QualityModel:
 
     # ---- fit / predict --------------------------------------------------------------------------
     def fit(
-        self, emb: np.ndarray, feats: np.ndarray, quality: np.ndarray, tasks: np.ndarray | None = None
+        self,
+        emb: np.ndarray,
+        feats: np.ndarray,
+        quality: np.ndarray,
+        tasks: np.ndarray | None = None,
+        report: Report | None = None,
     ) -> QualityModel:
         """Fit on (n, d) embeddings, (n, f) text features, an (n, m) quality matrix (NaN = unknown)
-        and optional task labels (None entries allowed)."""
+        and optional task labels (None entries allowed). ``report(fraction, label)`` hears how far the
+        fit is (see :mod:`llmroute.progress`)."""
+        report = report or no_report()
         p = self.params
         n, m = quality.shape
         if tasks is not None:
@@ -230,7 +238,10 @@ class QualityModel:
             self.task_success_ = np.zeros((0, m))
             self.task_coef_, self.task_intercept_ = np.zeros((0, emb.shape[1])), np.zeros(0)
 
+        # progress: tasks and neighbours 10%, CV folds 40%, bagged OOF 20%, calibration 5%, final fit 25%
+        report(0.02, "task classifier")
         nb = out_of_fold_stats(emb, success, folds)
+        report(0.10, "neighbour features")
         X = self._design(emb, feats, nb, task_oof)
         y = success.reshape(-1)
         row_prompt = np.repeat(np.arange(n), m)
@@ -253,10 +264,12 @@ class QualityModel:
             )
             best_iters.append(b.best_iteration or p.max_rounds)
             boosters.append((b, ~in_tr))
+            report(0.10 + 0.40 * len(boosters) / len(folds), f"CV fold {len(boosters)}/{len(folds)}")
         self.n_rounds_ = int(np.median(best_iters))
         self.cv_best_iterations_ = [int(b) for b in best_iters]
         raw_oof = np.empty(len(y))
-        for (tr, _), (b, va_rows) in zip(folds, boosters):
+        for f_i, ((tr, _), (b, va_rows)) in enumerate(zip(folds, boosters)):
+            report(0.50 + 0.20 * f_i / len(folds), f"out-of-fold predictions {f_i + 1}/{len(folds)}")
             preds = [b.predict(X[va_rows], num_iteration=self.n_rounds_)]
             for bag in range(1, p.bags):
                 in_tr = ~va_rows
@@ -266,6 +279,7 @@ class QualityModel:
                 preds.append(extra.predict(X[va_rows]))
             raw_oof[va_rows] = np.mean(preds, axis=0)
 
+        report(0.70, "calibration")
         # calibration: the kind with the lowest cross-fitted OOF log-loss, then fitted on all OOF rows
         fold_of = np.empty(n, dtype=int)
         for f, (_, va) in enumerate(folds):
@@ -292,10 +306,13 @@ class QualityModel:
         col_mean = np.nanmean(np.where(np.isnan(self.oof_probs_), np.nan, self.oof_probs_), axis=0)
         self.oof_probs_ = np.where(np.isnan(self.oof_probs_), np.nan_to_num(col_mean, nan=0.5), self.oof_probs_)
 
-        self.boosters_ = [
-            lgb.train(p.lgb_params(bag), lgb.Dataset(X, y, categorical_feature=cats), num_boost_round=self.n_rounds_)
-            for bag in range(p.bags)
-        ]
+        report(0.75, "final model")
+        self.boosters_ = []
+        for bag in range(p.bags):
+            self.boosters_.append(
+                lgb.train(p.lgb_params(bag), lgb.Dataset(X, y, categorical_feature=cats), num_boost_round=self.n_rounds_)
+            )
+            report(0.75 + 0.25 * (bag + 1) / p.bags, f"final model {bag + 1}/{p.bags}")
         keep = np.arange(n)
         if n > p.max_reference_prompts:
             keep = np.sort(np.random.default_rng(p.seed).choice(n, p.max_reference_prompts, replace=False))

@@ -28,6 +28,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
+from llmroute.progress import Report, no_report
 from llmroute.router import answer_scorer as _inference
 from llmroute.router.answer_scorer import (
     ARRAYS_FILE,
@@ -73,9 +74,13 @@ def earlier_contexts(
 class ResponseScorer(_inference.ResponseScorer):
     """The answer scorer with :meth:`fit` (see module docstring)."""
 
-    def fit(self, df: pd.DataFrame, cache: EmbeddingCache | None = None) -> ResponseScorer:
+    def fit(
+        self, df: pd.DataFrame, cache: EmbeddingCache | None = None, report: Report | None = None
+    ) -> ResponseScorer:
         """Fit on long-format logs with the columns prompt, response, model, quality (rows with a
-        missing response or quality are skipped and counted in ``n_skipped_``)."""
+        missing response or quality are skipped and counted in ``n_skipped_``); ``report(fraction,
+        label)`` hears how far the fit is (see :mod:`llmroute.progress`)."""
+        report = report or no_report()
         missing = {"prompt", "response", "model", "quality"} - set(df.columns)
         if missing:
             raise ValueError(f"scorer training logs need the columns prompt, response, model, quality; "
@@ -94,7 +99,9 @@ class ResponseScorer(_inference.ResponseScorer):
             raise ValueError("scorer training rows are all successes or all failures: nothing to learn")
         self.models_ = sorted(set(models))
 
+        report(0.0, "embedding prompts and answers")
         p_emb, r_emb = self._embed_rows(prompts, responses, cache)
+        report(0.3, "features")
         self.p_mean_, self.p_components_ = _pca(p_emb, p.embedding_dims, p.seed)
         self.r_mean_, self.r_components_ = _pca(r_emb, p.embedding_dims, p.seed)
         idx = np.arange(len(rows))
@@ -128,6 +135,7 @@ class ResponseScorer(_inference.ResponseScorer):
             )
             best.append(int(b.best_iteration or p.max_rounds))
             oof[va] = b.predict(X[va], num_iteration=b.best_iteration)
+            report(0.35 + 0.45 * len(best) / n_folds, f"CV fold {len(best)}/{n_folds}")
             self.fold_boosters_.append(b)
             for i in va:
                 self.prompt_fold_[prompts[idx[i]]] = f
@@ -137,6 +145,7 @@ class ResponseScorer(_inference.ResponseScorer):
         self.cv_auc_ = _auc(yy[alone], oof[alone])  # first attempts: comparable with format 1
         self.cv_auc_with_earlier_ = _auc(yy[len(rows):], oof[len(rows):])
         self.n_rows_ = int(len(y))
+        report(0.8, "final model")
         self.booster_ = lgb.train(
             p.lgb_params(), lgb.Dataset(X, yy, categorical_feature=cats), num_boost_round=self.n_rounds_
         )
@@ -181,10 +190,11 @@ def train_scorer(
     threshold: float = 0.5,
     seed: int = 0,
     cache: EmbeddingCache | None = None,
+    report: Report | None = None,
 ) -> ResponseScorer:
     """Fit a :class:`ResponseScorer` on long-format logs with responses and save it to ``folder``
     (typically ``<router folder>/scorer``)."""
-    scorer = ResponseScorer(embedder, ScorerParams(threshold=threshold, seed=seed)).fit(df, cache)
+    scorer = ResponseScorer(embedder, ScorerParams(threshold=threshold, seed=seed)).fit(df, cache, report)
     scorer.save(folder)
     print(
         f"response scorer: {scorer.n_rows_} rows ({scorer.n_skipped_} skipped without response/quality), "

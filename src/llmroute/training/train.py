@@ -17,6 +17,7 @@ from llmroute.data.importers import read_logs
 from llmroute.data.observed import ObservedLatency, observed_latencies, output_tokens_matrix
 from llmroute.data.wide import WideLogs, to_wide
 from llmroute.experiments.metrics import aiq
+from llmroute.progress import Phases
 from llmroute.router.cost import LinearCostModel
 from llmroute.router.cascade_policy import OperatingPoints
 from llmroute.router.decision import QualityTarget
@@ -104,36 +105,51 @@ def train_router(
     """Train on the logs at ``logs_path`` and save the router; returns it and its folder."""
     t0 = time.perf_counter()
     catalog = catalog or load_merged_catalog()
-    df = read_logs(logs_path)
-    logs = to_wide(df)
+    weights = {"reading logs": 3, "embedding": 12, "quality model": 45, "cost model and knobs": 5, "saving": 2}
+    if config.with_scorer:
+        weights["answer scorer"] = 33
+    with Phases("training", weights) as phases:
+        return _train(logs_path, settings, config, catalog, out_dir, phases, t0)
+
+
+def _train(
+    logs_path: Path, settings: Settings, config: TrainConfig, catalog: Catalog, out_dir: Path | None,
+    phases: Phases, t0: float,
+) -> tuple[Router, Path]:
+    with phases.phase("reading logs"):
+        df = read_logs(logs_path)
+        logs = to_wide(df)
     print(f"training on {len(logs)} prompts x {len(logs.models)} models from {logs_path}")
-    emb, embedder = embed_logs(logs, config.embedder, settings)
+    with phases.phase("embedding"):
+        emb, embedder = embed_logs(logs, config.embedder, settings)
     tasks = np.asarray(logs.tasks, dtype=object)
     params = QualityModelParams(target=config.success_threshold, seed=config.seed)
-    quality = QualityModel(logs.models, params).fit(emb.embeddings, emb.features, logs.quality, tasks)
+    with phases.phase("quality model") as report:
+        quality = QualityModel(logs.models, params).fit(emb.embeddings, emb.features, logs.quality, tasks, report)
     print(
         f"quality model: {quality.n_rounds_} boosting rounds (CV best {quality.cv_best_iterations_}), "
         f"calibration '{quality.calibration_}' (OOF log-loss by calibration: "
         + ", ".join(f"{k} {v:.4f}" for k, v in quality.cv_log_loss_by_calibration_.items())
         + ")"
     )
-    prices = {m: _prices(catalog, m) for m in logs.models}
-    cost_model = LinearCostModel.fit(
-        logs.models, logs.input_tokens, logs.cost, prices,
-        output_tokens=output_tokens_matrix(df, logs.prompt_ids, logs.models),
-    )
-    exp_cost = cost_model.predict(logs.input_tokens)
-    rows = calibration_rows(logs)
-    if len(rows) < len(logs):
-        print(f"knob tables and rule choice on the {len(rows)} prompts with every model's outcome known "
-              f"({len(logs) - len(rows)} partial prompts, e.g. production rows, left out: their known outcome is "
-              "the one the logging router chose, a biased sample)")
-    cal = logs.subset(rows)
-    tables = {
-        rule: build_knob_table(rule, cal.models, quality.oof_probs_[rows], exp_cost[rows], cal.quality, cal.cost)
-        for rule in RULES
-    }
-    default_rule, rule_aiq = choose_rule(tables, cal)
+    with phases.phase("cost model and knobs"):
+        prices = {m: _prices(catalog, m) for m in logs.models}
+        cost_model = LinearCostModel.fit(
+            logs.models, logs.input_tokens, logs.cost, prices,
+            output_tokens=output_tokens_matrix(df, logs.prompt_ids, logs.models),
+        )
+        exp_cost = cost_model.predict(logs.input_tokens)
+        rows = calibration_rows(logs)
+        if len(rows) < len(logs):
+            print(f"knob tables and rule choice on the {len(rows)} prompts with every model's outcome known "
+                  f"({len(logs) - len(rows)} partial prompts, e.g. production rows, left out: their known outcome is "
+                  "the one the logging router chose, a biased sample)")
+        cal = logs.subset(rows)
+        tables = {
+            rule: build_knob_table(rule, cal.models, quality.oof_probs_[rows], exp_cost[rows], cal.quality, cal.cost)
+            for rule in RULES
+        }
+        default_rule, rule_aiq = choose_rule(tables, cal)
     print("validation (out-of-fold) AIQ by rule: " + ", ".join(f"{r} {v:.4f}" for r, v in rule_aiq.items()))
     fingerprint = data_fingerprint(logs_path)
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{fingerprint[:8]}"
@@ -172,7 +188,8 @@ def train_router(
     )
     settings.ensure_home()
     folder = out_dir or settings.routers_dir / version
-    router.save(folder)
+    with phases.phase("saving"):
+        router.save(folder)
     has_answers = "response" in df.columns and bool(df["response"].notna().any())
     if config.with_scorer and not has_answers:
         print("no answer scorer: the logs carry no responses (the cascade will judge answers by the router's "
@@ -182,19 +199,22 @@ def train_router(
     if config.with_scorer and has_answers:
         print("training the post-call answer scorer (prompt + answer -> P(meets target)) for the cascade")
         cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
-        scorer = train_scorer(
-            df,
-            embedder,  # type: ignore[arg-type]
-            folder / SCORER_DIR,
-            threshold=config.success_threshold,
-            seed=config.seed,
-            cache=cache,
-        )
-        points = cascade_operating_points(df, logs, rows, quality.oof_probs_, exp_cost, scorer, default_rule,
-                                          config.success_threshold, cache)
-        if points is not None:
-            scorer.operating_points = points
-            scorer.save(folder / SCORER_DIR)
+        with phases.phase("answer scorer") as report:
+            scorer = train_scorer(
+                df,
+                embedder,  # type: ignore[arg-type]
+                folder / SCORER_DIR,
+                threshold=config.success_threshold,
+                seed=config.seed,
+                cache=cache,
+                report=report,
+            )
+            report(0.95, "cascade operating points")
+            points = cascade_operating_points(df, logs, rows, quality.oof_probs_, exp_cost, scorer, default_rule,
+                                              config.success_threshold, cache)
+            if points is not None:
+                scorer.operating_points = points
+                scorer.save(folder / SCORER_DIR)
     write_manifest(folder)  # last: the sha256 of every file, so a reload can tell a damaged copy
     (settings.routers_dir / LATEST).write_text(str(folder.resolve()))
     print(f"saved router {version} to {folder} in {time.perf_counter() - t0:.1f} s")

@@ -1,0 +1,60 @@
+"""Progress output (defect 8: minutes of silence while training, evaluating and simulating)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmroute import progress
+from llmroute.router.quality_model import QualityModel, QualityModelParams
+
+
+@pytest.fixture(autouse=True)
+def _restore_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    monkeypatch.setattr(progress, "_quiet", None)
+
+
+def test_phases_show_each_phase_and_reach_100_percent(capsys: pytest.CaptureFixture[str]) -> None:
+    with progress.Phases("training", {"embedding": 1, "quality model": 3}) as phases:
+        with phases.phase("embedding"):
+            pass
+        assert phases.done == pytest.approx(25.0)
+        with phases.phase("quality model") as report:
+            report(0.5, "CV fold 2/4")
+            assert phases.done == pytest.approx(62.5)
+            report(0.25, "going back is ignored")
+            assert phases.done == pytest.approx(62.5)
+        assert phases.done == pytest.approx(100.0)
+    err = capsys.readouterr().err
+    assert "training" in err and "quality model: CV fold 2/4" in err and "100%" in err
+
+
+def test_quiet_silences_bars_and_lines_and_reaches_subprocesses(capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    progress.set_quiet(True)
+    assert os.environ[progress.QUIET_ENV] == "1"
+    with progress.Phases("training", {"a": 1}) as phases, phases.phase("a") as report:
+        report(0.5, "half")
+    progress.say("a line")
+    b = progress.bar(3, "simulating")
+    b.update(3)
+    b.close()
+    assert capsys.readouterr().err == ""
+    progress.set_quiet(False)
+    assert progress.QUIET_ENV not in os.environ and not progress.quiet()
+
+
+def test_quality_model_reports_its_phases_in_order() -> None:
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((120, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    quality = (rng.random((120, 2)) < 0.6).astype(float)
+    heard: list[tuple[float, str]] = []
+    params = QualityModelParams(target=0.5, folds=3, max_rounds=20, early_stopping_rounds=5, min_child_samples=5)
+    QualityModel(("a", "b"), params).fit(emb, np.zeros((120, 3), np.float32), quality, None, lambda f, s: heard.append((f, s)))
+    fractions = [f for f, _ in heard]
+    assert np.all(np.diff(fractions) >= -1e-9) and fractions[-1] == pytest.approx(1.0)
+    labels = " | ".join(s for _, s in heard)
+    assert "CV fold 3/3" in labels and "calibration" in labels and "final model" in labels
