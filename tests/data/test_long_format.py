@@ -104,3 +104,32 @@ def test_empty_jsonl_gives_empty_frame(tmp_path: Path) -> None:
     path.write_text("")
     df, report = import_long([path])
     assert df.empty and report.rows_read == 0
+
+
+@pytest.mark.parametrize("name", ["logs.csv", "logs.jsonl", "logs.parquet"])
+def test_empty_quality_is_an_unknown_outcome_skipped_and_counted(logs: pd.DataFrame, tmp_path: Path, name: str) -> None:
+    """Defect 9: an empty quality failed a long-format file though empty means unknown."""
+    frame = logs.copy()
+    frame["quality"] = frame["quality"].astype(object)
+    frame.loc[frame.index[[2, 5]], "quality"] = None
+    df, report = import_long([write(frame, tmp_path / name)])
+    assert report.rows_read == 30 and report.rows_kept == 28
+    assert report.skipped == {"quality empty: outcome unknown": 2}
+    assert len(df) == 28 and df["quality"].notna().all()
+
+
+def test_source_may_be_left_out(logs: pd.DataFrame, tmp_path: Path) -> None:
+    """Defect 9: the long format required `source` without the README saying so; it defaults now."""
+    df, report = import_long([write(logs.drop(columns=["source"]), tmp_path / "mine.csv")])
+    assert set(df["source"]) == {"mine.csv"}
+    assert report.notes == {"rows without a source column: source set to the file's name": 30}
+
+
+def test_errors_show_plain_values_not_numpy_reprs(logs: pd.DataFrame, tmp_path: Path) -> None:
+    bad = logs.copy()
+    bad.loc[bad.index[3], "quality"] = 1.5
+    with pytest.raises(LogValidationError) as exc:
+        import_long([write(bad, tmp_path / "bad.parquet")])
+    msg = str(exc.value)
+    assert "row 4" in msg and "quality" in msg and "expected a number in [0, 1], got 1.5" in msg
+    assert "np." not in msg

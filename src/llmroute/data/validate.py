@@ -118,7 +118,17 @@ def _fail(file: str, rows: Sequence[int], mask: Any, col: str, expected: str, va
     bad = np.flatnonzero(np.asarray(mask, dtype=bool))
     if len(bad):
         i = int(bad[0])
-        raise LogValidationError(file, rows[i], col, f"expected {expected}, got {values.iloc[i]!r}")
+        raise LogValidationError(file, rows[i], col, f"expected {expected}, got {shown_value(values.iloc[i])}")
+
+
+def shown_value(v: Any) -> str:
+    """A value as an error message shows it: Python's repr of the plain value (``1.5``, ``'abc'``),
+    never a NumPy or pandas repr such as ``np.float64(1.5)``."""
+    if v is None or _is_nan(v):
+        return "an empty value"
+    if isinstance(v, np.generic):
+        v = v.item()
+    return repr(v)
 
 
 def _coerce(s: pd.Series, col: str, file: str, rows: Sequence[int]) -> pd.Series:
