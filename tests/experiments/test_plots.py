@@ -47,3 +47,41 @@ def test_plot_rejects_unknown_highlight_and_empty_input(tmp_path: Path) -> None:
         plot_cost_quality(curves, points, tmp_path / "x.png", "t", highlight="nope")
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_cost_quality({}, {}, tmp_path / "x.png", "t")
+
+
+def test_point_labels_never_overlap_and_curves_differ_by_style() -> None:
+    """Defect 11: in the plot, labels overprinted and the learned, task-hint and static curves could not
+    be told apart."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from llmroute.experiments.plots import CURVE_STYLES, declutter
+
+    fig = Figure(figsize=(10, 7), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 1)
+    # eleven models crowded at nearly one point, as RouterBench's cheap models are
+    labels = [ax.annotate(f"model number {i}", (5 + 0.01 * i, 0.5 + 0.001 * i), xytext=(7, 5),
+                          textcoords="offset points", fontsize=9) for i in range(11)]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+
+    from matplotlib.text import Text
+
+    def overlaps() -> int:
+        boxes = [Text.get_window_extent(t, renderer) for t in labels]
+        return sum(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+    assert overlaps() > 0
+    declutter(fig, labels)
+    assert overlaps() == 0
+    assert len(set(CURVE_STYLES)) == len(CURVE_STYLES) >= 3  # learned, task hint, static: three looks
+
+
+def test_plot_with_crowded_points_writes_png(tmp_path: Path) -> None:
+    curves, _ = _example()
+    points = {f"m{i}": (0.0002 * (1 + 0.01 * i), 0.6 + 0.001 * i) for i in range(11)}
+    out = plot_cost_quality(curves, points, tmp_path / "crowded.png", "crowded", highlight="learned")
+    assert imread(out).shape[:2] == (700, 1000)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -105,6 +106,7 @@ def plot_cost_quality(
     handles: list[Line2D] = []
     for i, name in enumerate(prepared):
         colour = colours[i % len(colours)]
+        style, mark = CURVE_STYLES[i % len(CURVE_STYLES)]
         c, q = prepared[name]
         bold = name == highlight
         z = 4 if bold else 3
@@ -116,8 +118,9 @@ def plot_cost_quality(
             ly,
             color=colour,
             linewidth=3.0 if bold else 1.6,
+            linestyle="-" if bold else style,
             alpha=1.0 if bold or highlight is None else 0.75,
-            marker="o",
+            marker=mark,
             markevery=_vertex_marks(hc.size, 1 if not use_log else _DENSE),
             markersize=4 if bold else 3,
             label=name,
@@ -126,6 +129,7 @@ def plot_cost_quality(
         handles.append(line)
 
     has_model = False
+    labels = []
     for name, (cost, qual) in points.items():
         x = float(cost) * _PER_THOUSAND
         if "oracle" in name.lower():
@@ -133,7 +137,7 @@ def plot_cost_quality(
         else:
             has_model = True
             ax.scatter([x], [qual], marker="D", s=42, color="0.35", edgecolors="white", zorder=5)
-        ax.annotate(
+        labels.append(ax.annotate(
             name,
             (x, float(qual)),
             xytext=(7, 5),
@@ -146,8 +150,9 @@ def plot_cost_quality(
                 "edgecolor": "none",
                 "alpha": 0.75,
             },
+            arrowprops={"arrowstyle": "-", "color": "0.55", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 3},
             zorder=7,
-        )
+        ))
     if has_model:
         handles.append(
             Line2D([], [], linestyle="none", marker="D", color="0.35", label="single model")
@@ -173,7 +178,52 @@ def plot_cost_quality(
     if handles:
         fig.legend(handles=handles, loc="outside right upper", fontsize=9, frameon=False)
 
+    declutter(fig, labels)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=_DPI, format="png")
     return out
+
+
+CURVE_STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ("--", "v"), ("-.", "P"), (":", "X"))
+"""(line style, marker) per router curve, in order, so that curves differ by more than colour."""
+
+
+def declutter(fig: Any, labels: list[Any], gap_px: float = 2.0, rounds: int = 5) -> None:
+    """Move point labels (matplotlib annotations in offset points) up until no two boxes overlap:
+    labels are taken from the lowest up, and each one that overlaps a label already placed moves just
+    above it (a thin leader line keeps it tied to its point). The guarantee: after the call no two
+    label boxes overlap (checked after a fresh layout; up to ``rounds`` passes)."""
+    if len(labels) < 2:
+        return
+    from matplotlib.text import Text
+
+    for t in labels:
+        t.set_in_layout(False)  # labels never squeeze the axes
+    to_points = 72.0 / fig.dpi
+    for _ in range(rounds):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        boxes = [Text.get_window_extent(t, renderer).frozen() for t in labels]  # the text, not its leader line
+        order = sorted(range(len(labels)), key=lambda i: (boxes[i].y0, boxes[i].x0))
+        placed: list[Any] = []
+        moved = False
+        for i in order:
+            b = boxes[i]
+            shift = 0.0
+            changed = True
+            while changed:
+                changed = False
+                for o in placed:
+                    if b.x0 < o.x1 and o.x0 < b.x1 and b.y0 + shift < o.y1 and o.y0 < b.y1 + shift:
+                        shift = o.y1 - b.y0 + gap_px
+                        changed = True
+            if shift:
+                x, y = labels[i].xyann
+                labels[i].xyann = (x, y + shift * to_points)
+                b = b.translated(0, shift)
+                moved = True
+            placed.append(b)
+        if not moved:
+            return
+    fig.canvas.draw()

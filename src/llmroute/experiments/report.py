@@ -287,7 +287,8 @@ def render_markdown(r: dict[str, Any], plot_name: str) -> str:
         "## Routers",
         "",
         "Brackets: 95% bootstrap intervals over prompts. Ratios are the best single model's cost divided by the "
-        "router's lowest cost reaching that quality (higher is better; 'never': not reached).",
+        "router's lowest cost reaching that quality (higher is better; 'never': not reached). A ratio's bracket "
+        "is over the resamples in which the router reaches that quality at all; 'never in X%' says how many did not.",
         "",
         "| router | AIQ | AIQ minus per-task static (paired) | cost ratio at 95% of best | cost ratio at best's quality | quality at best's cost | APGR | CPT(50%) | CPT(80%) |",
         "|---|---|---|---|---|---|---|---|---|",
