@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up a virtualenv, train a router on the bundled RouterBench logs and evaluate it on the held-out
-# split. Local state goes to $LLMROUTE_HOME (default ~/.llmroute); the report to reports/routerbench/.
+# Set up a virtualenv, train a router on the bundled RouterBench logs, evaluate it on the held-out split
+# and promote it to @champion (so that `llmroute serve` serves it). Local state goes to $LLMROUTE_HOME
+# (default ~/.llmroute); the report to reports/routerbench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/llmroute ] || {
@@ -10,4 +11,5 @@ cd "$(dirname "$0")/.."
 }
 .venv/bin/llmroute train --logs data/routerbench/train.parquet
 .venv/bin/llmroute evaluate --logs data/routerbench/test.parquet --report-dir reports/routerbench
-echo "open reports/routerbench/report.md (and cost_quality.png)"
+.venv/bin/llmroute promote --logs data/routerbench/test.parquet
+echo "open reports/routerbench/report.md (and cost_quality.png); then: source .venv/bin/activate"

@@ -57,6 +57,12 @@ def import_command(
                      help=f"llmrouter only: answer length in tokens assumed when estimating cost "
                           f"(default {DEFAULT_ASSUMED_OUTPUT_TOKENS}).")
     ] = None,
+    prompts: Annotated[
+        int | None,
+        typer.Option("--prompts", min=1, show_default=False,
+                     help="Keep only the first N prompts (in order of appearance) with all their outcomes: a small "
+                          "set for a quick first try."),
+    ] = None,
 ) -> None:
     """Import benchmark logs, validate them, and write them as one Parquet file.
 
@@ -68,6 +74,10 @@ def import_command(
       llmroute data import --format routerbench arc_challenge_train.csv mbpp_train.csv --out train.parquet
       llmroute data import --format llmrouter train.json default_query_train.jsonl --out train.parquet
       llmroute data import --format long my_logs.jsonl --out logs.parquet
+      llmroute data import --format long data/routerbench/train.parquet --prompts 300 --out small.parquet
+
+    Long format: the columns of the schema (README); prompt_id, prompt, model and quality are required,
+    source defaults to the file's name, and an empty quality is an unknown outcome (skipped, counted).
     """
     missing = [str(f) for f in files if not f.exists()]
     if missing:
@@ -84,12 +94,16 @@ def import_command(
     try:
         cat = load_catalog(catalog) if catalog is not None else None
         df, report = run_import(fmt.value, files, catalog=cat, **options)
+        if prompts is not None:
+            keep = df["prompt_id"].drop_duplicates().head(prompts)
+            df = df[df["prompt_id"].isin(keep)].reset_index(drop=True)
         write_logs(df, out)
     except (LogValidationError, CatalogError, ValueError) as exc:
         _fail(str(exc))
     for line in report.lines():
         typer.echo(line)
-    typer.echo(f"wrote {len(df)} rows to {out}")
+    kept = f" (the first {df['prompt_id'].nunique()} prompts, --prompts)" if prompts is not None else ""
+    typer.echo(f"wrote {len(df)} rows to {out}{kept}")
 
 
 def _fail(message: str) -> NoReturn:

@@ -70,10 +70,8 @@ class Phases:
         total = sum(weights.values()) or 1.0
         self.weights = {k: 100.0 * v / total for k, v in weights.items()}
         self.done = 0.0
-        self._bar = bar(
-            100, desc, unit="%",
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
-        )
+        self.desc = desc
+        self._bar = bar(100, desc, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
 
     def __enter__(self) -> Phases:
         return self
@@ -112,11 +110,11 @@ class Phases:
         """Run the phase ``name``; the yielded :data:`Report` moves the bar within its share."""
         start = self.done
         share = self.weights.get(name, 0.0)
-        self._bar.set_postfix_str(name)
+        self._bar.set_description_str(f"{self.desc} ({name})")
 
         def report(fraction: float, label: str = "") -> None:
+            self._bar.set_description_str(f"{self.desc} ({name}: {label})" if label else f"{self.desc} ({name})", False)
             self._to(start + share * min(max(fraction, 0.0), 1.0))
-            self._bar.set_postfix_str(f"{name}: {label}" if label else name)
 
         try:
             yield report

@@ -27,7 +27,7 @@ def test_phases_show_each_phase_and_reach_100_percent(capsys: pytest.CaptureFixt
             assert phases.done == pytest.approx(62.5)
         assert phases.done == pytest.approx(100.0)
     err = capsys.readouterr().err
-    assert "training" in err and "quality model: CV fold 2/4" in err and "100%" in err
+    assert "training (embedding)" in err and "training (quality model" in err and "100%" in err
 
 
 def test_quiet_silences_bars_and_lines_and_reaches_subprocesses(capsys: pytest.CaptureFixture[str]) -> None:
