@@ -22,3 +22,14 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "llmroute-home"
     monkeypatch.setenv("LLMROUTE_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def static_embedders_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedders folder holding the distilled static MiniLM, built once per session (10-100 s, more on a
+    busy machine); tests copy it into their own LLMROUTE_HOME instead of distilling again."""
+    from llmroute.router.embedder import BUNDLED_STATIC, load_embedder
+
+    embedders = tmp_path_factory.mktemp("embedders")
+    load_embedder(BUNDLED_STATIC, embedders)
+    return embedders

@@ -13,10 +13,9 @@ TEXTS = ["Write a python function to reverse a string.", "Which gas do plants ab
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
-    """Distils the static embedder (10-100 s) once for this module."""
-    embedders = tmp_path_factory.mktemp("embedders")
-    return load_embedder(BUNDLED_STATIC, embedders), embedders
+def built(static_embedders_dir: Path) -> tuple[object, Path]:
+    """The static embedder the session distilled (10-100 s, once), loaded."""
+    return load_embedder(BUNDLED_STATIC, static_embedders_dir), static_embedders_dir
 
 
 @pytest.mark.slow
@@ -49,3 +48,37 @@ def test_static_embedder_gives_finite_vectors_for_empty_text(built: tuple[object
     emb, _ = built
     v = emb.encode(["", "   ", "hello"])  # type: ignore[attr-defined]
     assert np.isfinite(v).all()
+
+
+@pytest.mark.slow
+def test_static_model_runs_in_numpy_bit_for_bit_like_sentence_transformers(built: tuple[object, Path]) -> None:
+    """Defect 7: routing with the default static embedder imported torch and sentence-transformers."""
+    from llmroute.router.embedder import SentenceTransformerEmbedder
+    from llmroute.router.static_embedder import NumpyStaticEmbedder
+
+    emb, embedders = built
+    assert isinstance(emb, NumpyStaticEmbedder)
+    reference = SentenceTransformerEmbedder(BUNDLED_STATIC, embedders / BUNDLED_STATIC)
+    assert reference.fingerprint == emb.fingerprint  # type: ignore[attr-defined]
+    texts = [*TEXTS, "", "   ", "Zürich 東京 😀", "word " * 2000]
+    np.testing.assert_array_equal(emb.encode(texts), reference.encode(texts))  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_loading_the_static_embedder_and_a_router_never_imports_torch(built: tuple[object, Path]) -> None:
+    import json
+    import subprocess
+    import sys
+
+    _, embedders = built
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "import llmroute.cli, llmroute.router.router, llmroute.training.loading\n"
+        "from llmroute.router.embedder import load_embedder\n"
+        f"e = load_embedder('minilm-static', Path({str(embedders)!r}))\n"
+        "e.encode(['hello world'])\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
