@@ -140,3 +140,66 @@ def test_rate_limits_are_optional(tmp_path: Path) -> None:
     assert (cat["a"].rate_limit_rpm, cat["a"].rate_limit_tpm) == (60.0, 90000.0)
     assert (cat["b"].rate_limit_rpm, cat["b"].rate_limit_tpm) == (None, None)
     assert all(load_catalog()[m].rate_limit_rpm is None for m in load_catalog())
+
+
+def test_user_catalog_is_merged_over_the_bundled_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 3: train/route took no --catalog, so the only fix for a missing latency was editing the package."""
+    from llmroute.data.catalog import CATALOG_ENV, CatalogError, load_catalog, load_merged_catalog
+
+    bundled = load_catalog()
+    user = tmp_path / "mine.yaml"
+    user.write_text(
+        "models:\n"
+        "  - name: gpt-4-1106-preview\n"
+        "    typical_latency_ms: 4000\n"
+        "  - name: my-local-model\n"
+        "    provider: self-hosted\n"
+        "    endpoint: http://127.0.0.1:7000/v1\n"
+        "    api_key_env: null\n"
+        "    context_window: 8192\n"
+        "    input_price_per_1m: 0.05\n"
+        "    output_price_per_1m: 0.05\n"
+        "    typical_latency_ms: 300\n"
+        "    capabilities: [chat]\n"
+        "    local: true\n"
+        "    aliases: []\n"
+        "    notes: mine\n"
+    )
+    merged = load_merged_catalog(user)
+    gpt4 = merged["gpt-4-1106-preview"]
+    assert gpt4.typical_latency_ms == 4000
+    assert gpt4.input_price_per_1m == bundled["gpt-4-1106-preview"].input_price_per_1m  # untouched fields stay
+    assert merged["my-local-model"].local and len(merged) == len(bundled) + 1
+    monkeypatch.setenv(CATALOG_ENV, str(user))
+    assert load_merged_catalog()["gpt-4-1106-preview"].typical_latency_ms == 4000
+    monkeypatch.delenv(CATALOG_ENV)
+    assert load_merged_catalog()["gpt-4-1106-preview"].typical_latency_ms is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - name: gpt-4-1106-preview\n    typical_latency_ms: fast\n")
+    with pytest.raises(CatalogError, match=r"bad.yaml, model #1 \('gpt-4-1106-preview'\), field 'typical_latency_ms'"):
+        load_merged_catalog(bad)
+    new_but_partial = tmp_path / "partial.yaml"
+    new_but_partial.write_text("models:\n  - name: brand-new\n    typical_latency_ms: 10\n")
+    with pytest.raises(CatalogError, match="brand-new"):
+        load_merged_catalog(new_but_partial)
+
+
+def test_latency_learned_from_logs_fills_only_unknown_catalog_latencies() -> None:
+    import pandas as pd
+
+    from llmroute.data.catalog import load_catalog
+    from llmroute.data.observed import observed_latencies
+    from llmroute.training.train import specs_with_observed_latency
+
+    cat = load_catalog()
+    df = pd.DataFrame({
+        "model": ["gpt-4-1106-preview"] * 6 + ["claude-v2"] * 2,
+        "latency_ms": [100.0, 200.0, 300.0, 400.0, 500.0, None, 50.0, 60.0],
+    })
+    lat = observed_latencies(df)
+    assert set(lat) == {"gpt-4-1106-preview"}  # claude-v2: too few calls to learn from
+    assert lat["gpt-4-1106-preview"].median_ms == 300.0 and lat["gpt-4-1106-preview"].calls == 5
+    specs = specs_with_observed_latency({m: cat[m] for m in ("gpt-4-1106-preview", "claude-v2")}, lat)
+    assert specs["gpt-4-1106-preview"].typical_latency_ms == 300.0  # type: ignore[union-attr]
+    assert "median of 5 logged calls" in (specs["gpt-4-1106-preview"].notes or "")  # type: ignore[union-attr]
+    assert specs["claude-v2"].typical_latency_ms is None  # type: ignore[union-attr]

@@ -245,3 +245,17 @@ def test_target_messages_suggest_the_percent_form() -> None:
         QualityTarget.parse("95")
     with pytest.raises(ValueError, match="quality target 151% is out of range"):
         QualityTarget.parse("151%")
+
+
+def test_a_user_catalog_makes_latency_limits_usable(router: Router, tmp_path) -> None:  # noqa: ANN001
+    """Defect 3: --max-latency-ms always failed with the bundled catalog; a user catalog now gives latencies."""
+    user = tmp_path / "mine.yaml"
+    user.write_text("models:\n  - name: claude-v2\n    typical_latency_ms: 800\n"
+                    "  - name: gpt-4-1106-preview\n    typical_latency_ms: 3000\n")
+    mine = router.with_catalog_file(user)
+    assert router.specs["claude-v2"].typical_latency_ms is None  # type: ignore[union-attr]  # the original is untouched
+    d = mine.route(PROMPT, Constraints(max_latency_ms=1000))
+    assert d.model == "claude-v2" and eligible(d) == {"claude-v2"}
+    c = by_model(d)
+    assert c["gpt-4-1106-preview"].excluded_by == "typical latency 3000 ms > max_latency_ms 1000"
+    assert c["claude-v1"].excluded_by == "typical latency unknown, assumed 3000 ms > max_latency_ms 1000"
