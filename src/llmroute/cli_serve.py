@@ -205,7 +205,9 @@ def replay_server(
     ] = None,
     timeout_s: Annotated[float, typer.Option(help="How long an injected timeout holds a request.")] = 300.0,
     unknown_prompt: Annotated[
-        str, typer.Option(help="'error' (404) or 'most_common' (the model's most common recorded answer).")
+        str,
+        typer.Option(help="'error' (404) or 'most_common' (the model's most common recorded answer; use it to try "
+                     "free-text prompts that are not in the logs)."),
     ] = "error",
     chunk_delay_ms: Annotated[
         float, typer.Option(help="Pause before each word-sized chunk of a streamed answer (stream: true).")
@@ -222,15 +224,15 @@ def replay_server(
     """Serve recorded benchmark answers as an OpenAI-compatible API (simulations and tests)."""
     import uvicorn
 
+    if unknown_prompt not in ("error", "most_common"):
+        raise typer.BadParameter("must be 'error' or 'most_common'", param_hint="--unknown-prompt")
+    failures, timeouts = _rates(fail_model, "--fail-model"), _rates(timeout_model, "--timeout-model")
     if not logs.exists():
         typer.echo(f"error: --logs: {logs} does not exist", err=True)
         raise typer.Exit(2)
     from llmroute.data.importers import read_logs
     from llmroute.serving.replay import create_replay_app
 
-    if unknown_prompt not in ("error", "most_common"):
-        raise typer.BadParameter("must be 'error' or 'most_common'", param_hint="--unknown-prompt")
-    failures, timeouts = _rates(fail_model, "--fail-model"), _rates(timeout_model, "--timeout-model")
     try:
         app = create_replay_app(
             read_logs(logs), latency_ms, failure_rate, timeout_rate, seed,

@@ -63,17 +63,26 @@ def test_replay_server_and_serve_commands(
     trained.logs.to_parquet(logs)
     env = {**os.environ, "LLMROUTE_HOME": str(trained.core.home)}
     rport, sport = _port(), _port()
-    procs.append(subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "replay-server", "--logs", str(logs), "--port", str(rport),
-         "--fail-model", "gpt-4-1106-preview=1.0"], env=env,
-    ))
-    procs.append(subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "serve", "--model", str(trained.folder), "--port", str(sport),
-         "--api-key", "k", "--default-base-url", f"http://127.0.0.1:{rport}/v1", "--confidence", "0",
-         "--retries", "0", "--log-level", "warning"], env=env,
-    ))
+    replay_err, serve_err = tmp_path / "replay.err", tmp_path / "serve.err"
+    with replay_err.open("wb") as rerr, serve_err.open("wb") as serr:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, "replay-server", "--logs", str(logs), "--port", str(rport),
+             "--fail-model", "gpt-4-1106-preview=1.0"], env=env, stderr=rerr,
+        ))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, "serve", "--model", str(trained.folder), "--port", str(sport),
+             "--api-key", "k", "--default-base-url", f"http://127.0.0.1:{rport}/v1", "--confidence", "0",
+             "--retries", "0", "--log-level", "warning"], env=env, stderr=serr,
+        ))
     _wait(procs[0], f"http://127.0.0.1:{rport}/v1/models")
     _wait(procs[1], f"http://127.0.0.1:{sport}/ready")
+    # defect 8: both say what they serve and where (replay-server printed nothing, serve never said it loaded)
+    assert f"on http://127.0.0.1:{rport}/v1" in replay_err.read_text()
+    deadline = time.monotonic() + 15  # the log line follows the swap that makes /ready answer 200
+    while "serving router" not in serve_err.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    said = serve_err.read_text()
+    assert f"listening on http://127.0.0.1:{sport}" in said and "llmroute: serving router " in said
     prompt = str(trained.logs["prompt"].iloc[0])
     r = httpx.post(
         f"http://127.0.0.1:{sport}/v1/chat/completions", headers={"Authorization": "Bearer k"}, timeout=60,
