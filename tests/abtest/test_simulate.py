@@ -31,7 +31,8 @@ def test_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_simulate_replays_logged_outcomes(
-    trained: Trained, test_logs: Path, write_experiment: WriteExperiment, tmp_path: Path
+    trained: Trained, test_logs: Path, write_experiment: WriteExperiment, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = str(trained.folder)
     path = write_experiment(
@@ -45,6 +46,7 @@ def test_simulate_replays_logged_outcomes(
     )
     exp = load_experiment(path)
     result = simulate(exp, test_logs, {folder: trained.router}, seed=3)
+    assert "ab simulate: routing" in capsys.readouterr().err  # defect 8: it was silent for minutes
     obs, report = result.observations, result.report
     wide, _ = to_wide(read_logs(test_logs)).complete()
     assert len(obs) == len(wide) == report["data"]["prompts"]

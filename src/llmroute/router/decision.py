@@ -116,7 +116,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Decision:
-    """The router's answer: the chosen model, every candidate's numbers and why."""
+    """The router's answer: the chosen model, every candidate's numbers and why. ``cleared``: the
+    choice clears the rule's bar (threshold rule) and the target was reached on validation data;
+    false when the router fell back to the best expected quality."""
 
     model: str
     candidates: tuple[Candidate, ...]
