@@ -80,7 +80,7 @@ def test_first_hour_script_runs_as_written(tmp_path: Path, static_embedders_dir:
     assert out.returncode == 0, log[-6000:]
     assert "registered" in log.lower() and (work / "report" / "report.md").exists()
     # the served router is the champion, brings its answer scorer, and answers the curl calls
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{") and ln.endswith("}")]  # the curl answers
     by_key = {}
     for ln in lines:
         obj = json.loads(ln)
