@@ -68,7 +68,8 @@ def test_pyfunc_predict(registered: Registered, test_logs: Path) -> None:
     uri = resolve_tracking_uri(registered.settings)
     with mlflow_session(uri):
         model = mlflow.pyfunc.load_model("models:/llmroute@challenger")
-        frame = pd.DataFrame({"prompt": prompts, "task": ["mbpp"] * 6 + [None] * 6})
+        task = registered.router.quality.tasks_[0]  # a task the router knows (unknown hints are errors)
+        frame = pd.DataFrame({"prompt": prompts, "task": [task] * 6 + [None] * 6})
         out = model.predict(frame)
         constrained = model.predict(
             pd.DataFrame({"prompt": prompts[:2], "allowed_models": ["claude-v2,gpt-4-1106-preview", "claude-v2"]})
@@ -79,7 +80,7 @@ def test_pyfunc_predict(registered: Registered, test_logs: Path) -> None:
     assert len(out) == 12 and set(out["router_version"]) == {"llmroute/1"}
     r = registered.router
     for i, p in enumerate(prompts):
-        d = r.route(p, task="mbpp" if i < 6 else None)
+        d = r.route(p, task=task if i < 6 else None)
         assert out["model"][i] == d.model and out["reason"][i] == d.reason
         assert out["probability"][i] == next(c.probability for c in d.candidates if c.model == d.model)
     assert set(constrained["model"]) <= {"claude-v2", "gpt-4-1106-preview"}
