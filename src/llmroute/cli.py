@@ -42,20 +42,18 @@ QuietOpt = Annotated[
 ]
 
 
+def _quiet(quiet: bool) -> None:
+    """--quiet: no progress output in this process or the ones it starts (llmroute.progress)."""
+    if quiet:
+        from llmroute.progress import set_quiet
+
+        set_quiet(True)
+
+
 @app.callback()
 def _main(quiet: QuietOpt = False) -> None:
     """llmroute: a learned LLM router (see `llmroute COMMAND --help`)."""
-    if quiet:
-        from llmroute.progress import set_quiet
-
-        set_quiet(True)
-
-
-def _quiet(quiet: bool) -> None:
-    if quiet:
-        from llmroute.progress import set_quiet
-
-        set_quiet(True)
+    _quiet(quiet)
 
 
 Home = Annotated[
@@ -189,6 +187,7 @@ def train(
         _fail(str(exc))
     from llmroute.data.schema import LogValidationError
     from llmroute.training.train import TrainConfig, train_router
+
     settings = _settings(home, embedder)
     try:
         router, folder = train_router(
