@@ -113,3 +113,11 @@ def test_floors_round_trip_and_old_artifacts_load() -> None:
     old = LinearCostModel.from_dict({"models": ["a"], "per_token": [1e-6], "fixed": [0.0]})
     assert old.floors == () and old.unknown_price("a") is None
     np.testing.assert_allclose(old.predict(T)[:, 0], 1e-6 * T)
+
+
+def test_without_price_floor_the_line_alone_estimates_realised_cost() -> None:
+    t = np.array([100.0, 200.0, 300.0, 400.0])
+    costs = np.column_stack([1e-7 * t, np.full(4, np.nan)])
+    cm = LinearCostModel.fit(("a", "b"), t, costs, {"a": (10.0, 30.0), "b": (1.0, 2.0)}, price_floor=False)
+    np.testing.assert_allclose(cm.predict(t)[:, 0], 1e-7 * t)  # below the price arithmetic, as logged
+    np.testing.assert_allclose(cm.predict(t)[:, 1], (1.0 * t + 2.0 * 256) / 1e6)  # never logged: prices

@@ -103,7 +103,7 @@ def crossfit_cost(
         matrix[i, col[str(m)]] = cost[i]
     out = {name: np.full(n, np.nan) for name in query}
     for tr, va in _folds(n, folds, seed):
-        cm = LinearCostModel.fit(models, tokens[tr], matrix[tr], prices)
+        cm = LinearCostModel.fit(models, tokens[tr], matrix[tr], prices, price_floor=False)  # realised, not capped
         pred = cm.predict(tokens[va])
         for name, actions in query.items():
             for r, i in enumerate(va):

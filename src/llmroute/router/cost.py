@@ -119,13 +119,16 @@ class LinearCostModel:
         fallback_output_tokens: float = FALLBACK_OUTPUT_TOKENS,
         output_tokens: np.ndarray | None = None,
         cap_quantile: float = CAP_QUANTILE,
+        price_floor: bool = True,
     ) -> LinearCostModel:
         """Fit from a (n,) token vector and a (n, m) cost matrix (NaN = not logged).
 
         ``output_tokens``: an optional (n, m) matrix of logged answer lengths (NaN = not counted) from
         which each model's expected and capped answer length are learned; a model with none uses
         ``fallback_output_tokens`` (expected) and :data:`FALLBACK_CAP_OUTPUT_TOKENS` (cap). Unknown
-        catalog prices are completed by :func:`assume_unknown_prices`. Raises ``ValueError`` for a
+        catalog prices are completed by :func:`assume_unknown_prices`. ``price_floor=False`` fits the
+        line alone where costs are logged (an unbiased estimate of realised cost, e.g. for off-policy
+        reward models, rather than the conservative one routing needs). Raises ``ValueError`` for a
         model with neither logged costs nor a price to estimate them from.
         """
         prices, assumed = assume_unknown_prices(models, catalog_prices)
@@ -157,7 +160,7 @@ class LinearCostModel:
                 raise ValueError(f"model '{m}': no logged costs and no catalog prices to estimate them")
             per_token.append(float(a))
             fixed.append(float(b))
-            floors.append(floor)
+            floors.append(floor if price_floor or not ok.any() else None)
         return cls(models=models, per_token=tuple(per_token), fixed=tuple(fixed), floors=tuple(floors))
 
     def unknown_price(self, model: str) -> str | None:
