@@ -71,6 +71,7 @@ class Phases:
         self.weights = {k: 100.0 * v / total for k, v in weights.items()}
         self.done = 0.0
         self.desc = desc
+        self._current: float | None = None
         self._bar = bar(100, desc, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
 
     def __enter__(self) -> Phases:

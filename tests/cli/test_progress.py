@@ -58,3 +58,17 @@ def test_quality_model_reports_its_phases_in_order() -> None:
     assert np.all(np.diff(fractions) >= -1e-9) and fractions[-1] == pytest.approx(1.0)
     labels = " | ".join(s for _, s in heard)
     assert "CV fold 3/3" in labels and "calibration" in labels and "final model" in labels
+
+
+def test_phases_started_in_a_row_each_take_their_share() -> None:
+    phases = progress.Phases("evaluation", {"a": 1, "b": 1, "c": 2})
+    phases.start("a")
+    assert phases.done == 0.0
+    report = phases.start("b")
+    assert phases.done == pytest.approx(25.0)
+    report(0.5, "half")
+    assert phases.done == pytest.approx(37.5)
+    phases.start("c")
+    assert phases.done == pytest.approx(50.0)
+    phases.close()
+    assert phases.done == pytest.approx(100.0)
