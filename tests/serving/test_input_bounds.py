@@ -82,7 +82,12 @@ def test_feedback_quality_must_be_a_number_not_a_bool(client: TestClient) -> Non
 def test_a_999_kb_prompt_routes(client: TestClient) -> None:
     prompt = ("The quick brown fox jumps over the lazy dog. " * 22_200)[:999_000]
     r = client.post("/route", json={"prompt": prompt + " What is 2 + 2?"}, headers=AUTH)
-    assert r.status_code == 200, r.text[:300]
+    # routed promptly to a decision: ~222k tokens fit no model's context window (an unknown window is
+    # assumed to be the smallest known one, issue 12), so the answer is the 422 that names every window
+    assert r.status_code == 422, r.text[:300]
+    err = r.json()["error"]
+    assert err["type"] == "no_eligible_model"
+    assert all("context window" in why for why in err["reasons"].values())
 
 
 def test_unexpected_errors_are_500_json_and_not_reraised(router: Router, trained: Trained,
