@@ -97,7 +97,7 @@ def test_unexpected_errors_are_500_json_and_not_reraised(router: Router, trained
     def boom(*_: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(routing, "route_request", boom)
+    monkeypatch.setattr(routing, "route_with_budgets", boom)
     # raise_server_exceptions=True: the test fails if the app lets the exception out (which closes keep-alive)
     with TestClient(create_app(_settings(), router, core=trained.core), raise_server_exceptions=True) as c:
         r = c.post("/route", json={"prompt": "hi"}, headers=AUTH)
@@ -109,14 +109,14 @@ def test_a_500_keeps_the_keep_alive_connection(router: Router, trained: Trained,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import llmroute.serving.routes.routing as routing
 
-    real = routing.route_request
+    real = routing.route_with_budgets
 
     def sometimes(*args: Any) -> Any:
         if args[2] == "boom":
             raise RuntimeError("boom")
         return real(*args)
 
-    monkeypatch.setattr(routing, "route_request", sometimes)
+    monkeypatch.setattr(routing, "route_with_budgets", sometimes)
     server = LiveServer(create_app(_settings(), router, core=trained.core), http=PROTOCOL_PATH).start()
     try:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
