@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -46,10 +45,8 @@ def validate(file: Annotated[Path, typer.Argument(help="Budget YAML file (see th
 
 
 def _status_rows(url: str, file: Path | None) -> list[dict[str, Any]]:
-    from llmroute.budgets import alerts
-    from llmroute.budgets.enforcement import BudgetStatus
+    from llmroute.budgets.report import status_rows
     from llmroute.budgets.spec import BudgetFileError, load_budget_file, parse_budget
-    from llmroute.budgets.windows import window_at
     from llmroute.data.decision_log import DecisionLogStore
     from llmroute.data.decision_log.ledger import BudgetLedger
 
@@ -65,22 +62,7 @@ def _status_rows(url: str, file: Path | None) -> list[dict[str, Any]]:
         if file is not None:
             for s in load_budget_file(file):
                 specs[s.name], sources[s.name] = s, "file"
-        now = datetime.now(UTC)
-        ordered = sorted(specs.values(), key=lambda s: s.name)
-        windows = [window_at(s.window, s.rolling, s.tz, now) for s in ordered]
-        spent = ledger.spend([(s.scope, s.subject, w.start, w.end) for s, w in zip(ordered, windows)])
-        rows = []
-        for s, w, (usd, calls) in zip(ordered, windows, spent):
-            st = BudgetStatus(s, w, usd, calls, now)
-            fc = alerts.forecast(st)
-            rows.append({
-                "name": s.name, "scope": s.scope, "subject": s.subject, "amount_usd": s.amount_usd,
-                "window": ("rolling " if s.rolling else "") + s.window, "timezone": s.timezone,
-                "enforcement": s.enforcement, "source": sources[s.name], "spent_usd": usd, "calls": calls,
-                "share": st.share, "window_start": w.start.isoformat(), "window_end": w.end.isoformat(),
-                "forecast_usd": fc[0] if fc else None, "exceeds_at": fc[1].isoformat() if fc and fc[1] else None,
-                "alerts_fired": sorted(ledger.fired_alerts(s.name, w.start)),
-            })
+        rows = status_rows(ledger, specs.values(), sources)
     return rows
 
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from llmroute.budgets.windows import window_at
+from llmroute.cli import app as cli_app
 from llmroute.data.decision_log import DecisionLogStore
+from llmroute.data.decision_log.ledger import BudgetLedger, Charge
 from llmroute.router.router import Router
 from llmroute.serving import dashboard_session
 from llmroute.serving.app import create_app
@@ -94,6 +101,62 @@ def test_overview_shows_the_served_traffic(router: Router, tmp_path: Path) -> No
     assert d["served"]["router_version"] == router.version
     assert {x["prompt"] for x in d["recent"]} == set(PROMPTS)
     assert acme["totals"]["decisions"] == 4 and {x["tenant"] for x in acme["recent"]} == {"acme"}
+
+
+BUDGETS = [  # forecast off: whether a forecast alert is due would depend on the time of day the test runs
+    {"name": "acme-daily", "tenant": "acme", "amount_usd": 1, "window": "daily", "enforcement": "alert", "forecast": False},
+    {"name": "beta-weekly", "tenant": "beta", "amount_usd": 2, "window": "weekly", "timezone": "Europe/Berlin",
+     "enforcement": "block", "forecast": False},
+    {"name": "everything", "global": True, "amount_usd": 10, "window": "monthly", "rolling": True, "forecast": False},
+]
+
+
+def _seed_budget_spend(url: str) -> None:
+    """acme spends $0.60 (60% of its day: the 50% alert fired), beta $0.25, everything $0.85 (no alert)."""
+    now = datetime.now(UTC)
+    with DecisionLogStore(url) as store:
+        ledger = BudgetLedger(store.engine)
+        for i, (tenant, usd) in enumerate([("acme", 0.25), ("acme", 0.35), ("beta", 0.25)]):
+            assert ledger.charge(Charge(f"seed-{i}", usd, now, "chat", tenant=tenant))
+        assert ledger.claim_alert("acme-daily", window_at("daily", False, ZoneInfo("UTC"), now).start, "threshold:0.5", now)
+
+
+def test_budgets_panel_shows_the_budgets_in_force(router: Router, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    with _client(router, tmp_path) as c:  # no budget file, none stored
+        empty = c.get("/dashboard/api/overview", headers=_auth(BOARD)).json()["budgets"]
+    assert empty["rows"] == [] and empty["note"].startswith("no budgets configured")
+
+    _seed_budget_spend(url)
+    budget_file = tmp_path / "budgets.yaml"
+    budget_file.write_text(yaml.safe_dump({"budgets": BUDGETS}))
+    with _client(router, tmp_path, budgets=str(budget_file)) as c:
+        every = c.get("/dashboard/api/overview", params={"window": "hour"}, headers=_auth(BOARD)).json()["budgets"]
+        beta = c.get("/dashboard/api/overview", params={"tenant": "beta"}, headers=_auth(BOARD)).json()["budgets"]
+        nobody = c.get("/dashboard/api/overview", params={"tenant": "zeta"}, headers=_auth(BOARD)).json()["budgets"]
+    rows = {r["name"]: r for r in every["rows"]}
+    assert list(rows) == ["acme-daily", "beta-weekly", "everything"] and every["note"] is None
+    acme, weekly, total = rows["acme-daily"], rows["beta-weekly"], rows["everything"]
+    assert (acme["scope"], acme["subject"], acme["window"], acme["enforcement"]) == ("tenant", "acme", "daily", "alert")
+    assert acme["spent_usd"] == pytest.approx(0.60) and acme["amount_usd"] == 1 and acme["share"] == pytest.approx(0.60)
+    assert acme["alerts_fired"] == ["threshold:0.5"] and acme["calls"] == 2
+    assert acme["resets_at"] == acme["window_end"] and acme["resets_at"].endswith("+00:00")
+    assert weekly["spent_usd"] == pytest.approx(0.25) and weekly["timezone"] == "Europe/Berlin"
+    assert weekly["enforcement"] == "block" and weekly["alerts_fired"] == []
+    assert total["scope"] == "global" and total["window"] == "rolling monthly" and total["resets_at"] is None
+    assert total["spent_usd"] == pytest.approx(0.85) and total["share"] == pytest.approx(0.085)
+    assert total["forecast_usd"] is None  # a rolling window has no end to forecast
+    # the tenant filter leaves out other tenants' budgets, never the global one
+    assert [r["name"] for r in beta["rows"]] == ["beta-weekly", "everything"]
+    assert [r["name"] for r in nobody["rows"]] == ["everything"]
+
+    # the same rows as `llmroute budgets status` (one function computes both)
+    out = CliRunner().invoke(cli_app, ["budgets", "status", "--log-url", url, "--json"])
+    assert out.exit_code == 0, out.output
+    stable = ("name", "scope", "subject", "amount_usd", "window", "timezone", "enforcement", "source", "spent_usd",
+              "calls", "share", "window_start", "window_end", "resets_at", "alerts_fired")
+    cli_rows = json.loads(out.output)["budgets"]
+    assert [{k: r[k] for k in stable} for r in cli_rows] == [{k: r[k] for k in stable} for r in every["rows"]]
 
 
 def test_prompts_are_never_sent_when_redaction_is_on(router: Router, tmp_path: Path) -> None:

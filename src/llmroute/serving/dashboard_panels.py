@@ -12,10 +12,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from llmroute.budgets.report import status_rows
 from llmroute.data.decision_log.overview import MEASURES, WINDOWS, Overview, derived, read_overview
 from llmroute.serving.state import Services
 
-BUDGETS_NOTE = "budgets and alerts are not part of this service yet"
+NO_BUDGETS_NOTE = "no budgets configured (LLMROUTE_SERVE_BUDGETS, or PUT /admin/budgets/{name})"
 
 
 def finite(value: Any) -> Any:
@@ -64,8 +65,22 @@ def overview_json(o: Overview, show_prompts: bool) -> dict[str, Any]:
             for r in o.recent
         ],
         "prompts_shown": show_prompts,
-        "budgets": {"available": False, "note": BUDGETS_NOTE},
     }
+
+
+def budgets_json(services: Services, tenant: str | None) -> dict[str, Any]:
+    """The budgets in force with their current window (the rows of ``llmroute budgets status``, same function).
+    ``tenant`` set: per-tenant budgets of other tenants are left out (global, key and user budgets stay:
+    they are not per tenant). Blocking: reads the ledger."""
+    control = services.budgets
+    if control is None:
+        return {"available": False, "rows": [], "note": "budgets need the decision log, and this service runs without one"}
+    specs = [s for s in control.specs.values() if tenant is None or s.scope != "tenant" or s.subject == tenant]
+    rows = finite(status_rows(control.ledger, specs, control.sources))
+    note = None
+    if not rows:
+        note = NO_BUDGETS_NOTE if not control.specs else f"no budget applies to tenant {tenant!r}"
+    return {"available": True, "rows": rows, "note": note, "file_error": control.last_error}
 
 
 def overview(services: Services, window: str, tenant: str | None) -> dict[str, Any]:
@@ -77,7 +92,8 @@ def overview(services: Services, window: str, tenant: str | None) -> dict[str, A
     if log is None:
         return {"served": head, "error": "the decision log is off (LLMROUTE_SERVE_DECISION_LOG_URL=off): nothing to show"}
     o = read_overview(log.store.engine, window, tenant)
-    return {"served": head, **overview_json(o, show_prompts=not services.settings.redact_prompts)}
+    return {"served": head, **overview_json(o, show_prompts=not services.settings.redact_prompts),
+            "budgets": budgets_json(services, tenant)}
 
 
 def ab_panel(services: Services, window: str) -> dict[str, Any]:

@@ -217,7 +217,51 @@ function renderOverview(d) {
   table(document.getElementById("recent"), ["time (UTC)", "tenant", "model", "reason", "expected cost", "prompt"],
     d.recent.map((r) => ({ key: r.decision_id, cells: [r.created_at.slice(0, 19).replace("T", " "), r.tenant || "–",
       r.model, r.reason_kind || "–", money(r.expected_cost_usd), d.prompts_shown ? (r.prompt || "") : "(redacted)"] })), [5]);
-  document.getElementById("budgets").textContent = d.budgets.available ? "" : d.budgets.note;
+  renderBudgets(d.budgets);
+}
+
+// A bar of spend against the limit (capped at the full width; its colour says 80% / 100% reached).
+function budgetBar(share) {
+  const svg = el("svg:svg", { "class": "budget-bar", viewBox: "0 0 100 10", preserveAspectRatio: "none",
+    "data-share": share === null ? "" : String(share) });
+  svg.appendChild(el("svg:rect", { x: 0, y: 0, width: 100, height: 10, "class": "track" }));
+  const filled = share === null ? 100 : Math.max(0, Math.min(1, share)) * 100;  // null: share of a $0 budget = inf
+  const level = share === null || share >= 1 ? "over" : share >= 0.8 ? "near" : "ok";
+  svg.appendChild(el("svg:rect", { x: 0, y: 0, width: filled, height: 10, "class": `fill ${level}` }));
+  return svg;
+}
+
+function when(iso) { return iso ? iso.slice(0, 16).replace("T", " ") : "–"; }
+
+function renderBudgets(b) {
+  const node = clear(document.getElementById("budgets"));
+  node.setAttribute("data-count", String(b.rows.length));
+  if (b.note) node.appendChild(el("p", { "class": "muted", id: "budgets-note" }, b.note));
+  if (b.file_error) node.appendChild(el("p", { "class": "error", id: "budgets-file-error" }, `budget file: ${b.file_error}`));
+  if (!b.rows.length) return;
+  const t = el("table", { "class": "grid", id: "budgets-table" });
+  node.appendChild(t);
+  const head = el("tr");
+  for (const h of ["budget", "scope", "window", "enforcement", "spent / limit", "share", "forecast", "resets (UTC)", "alerts this window"]) {
+    head.appendChild(el("th", {}, h));
+  }
+  t.appendChild(head);
+  for (const r of b.rows) {
+    const tr = el("tr", { "data-key": r.name, "data-scope": r.scope, "data-subject": r.subject,
+      "data-enforcement": r.enforcement, "data-spent": String(r.spent_usd), "data-limit": String(r.amount_usd),
+      "data-share": r.share === null ? "" : String(r.share), "data-forecast": r.forecast_usd === null ? "" : String(r.forecast_usd),
+      "data-resets": r.resets_at || "", "data-alerts": r.alerts_fired.join(",") });
+    const share = el("td", { "class": "share" });
+    share.appendChild(budgetBar(r.share));
+    share.appendChild(el("span", {}, r.share === null ? "∞" : pct(r.share)));
+    const forecast = r.forecast_usd === null ? "too early" : money(r.forecast_usd) + (r.exceeds_at ? ` (over at ${when(r.exceeds_at)})` : "");
+    const cells = [el("td", {}, r.name), el("td", {}, `${r.scope} ${r.subject}`), el("td", {}, `${r.window} (${r.timezone})`),
+      el("td", {}, r.enforcement), el("td", {}, `${money(r.spent_usd)} / ${money(r.amount_usd)}`), share,
+      el("td", {}, forecast), el("td", {}, r.resets_at ? when(r.resets_at) : "rolling"),
+      el("td", { "class": r.alerts_fired.length ? "alerts fired" : "alerts" }, r.alerts_fired.join(", ") || "none")];
+    for (const c of cells) tr.appendChild(c);
+    t.appendChild(tr);
+  }
 }
 
 function renderAB(d) {
