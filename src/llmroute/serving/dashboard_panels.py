@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmroute.budgets.report import status_rows
-from llmroute.data.decision_log.overview import MEASURES, WINDOWS, Overview, derived, read_overview
+from llmroute.data.decision_log.overview import (
+    MEASURES,
+    WINDOWS,
+    Overview,
+    derived,
+    read_overview,
+)
 from llmroute.serving.state import Services
 
 NO_BUDGETS_NOTE = "no budgets configured (LLMROUTE_SERVE_BUDGETS, or PUT /admin/budgets/{name})"
