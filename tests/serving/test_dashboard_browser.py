@@ -9,10 +9,19 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
-from llmroute.data.decision_log import DecisionLogStore, FeedbackRecord, LoggedCandidate, OutcomeRecord
+from llmroute.budgets.windows import window_at
+from llmroute.data.decision_log import (
+    DecisionLogStore,
+    FeedbackRecord,
+    LoggedCandidate,
+    OutcomeRecord,
+)
+from llmroute.data.decision_log.ledger import BudgetLedger, Charge
 from llmroute.router.router import Router
 from llmroute.serving.app import create_app
 from llmroute.serving.settings import ServeSettings
@@ -56,6 +65,45 @@ def _seed(url: str, now: datetime) -> None:
             recs.append(FeedbackRecord(f"d{i:06d}", quality, created_at=at + timedelta(minutes=1)))
     with DecisionLogStore(url) as store:
         store.write_many(recs)
+        ledger = BudgetLedger(store.engine)
+        for i, (tenant, usd) in enumerate(SPEND):
+            assert ledger.charge(Charge(f"seed-{i}", usd, now, "chat", tenant=tenant))
+        day = window_at("daily", False, ZoneInfo("UTC"), now)
+        for key in ("threshold:0.5", "threshold:0.8", "threshold:1"):  # beta is over: every threshold fired
+            assert ledger.claim_alert("beta-daily", day.start, key, now)
+
+
+# Budgets in force (forecast alerts off: whether one is due would depend on the time of day) and their spend.
+BUDGETS = [
+    {"name": "acme-daily", "tenant": "acme", "amount_usd": 4, "window": "daily", "enforcement": "alert", "forecast": False},
+    {"name": "beta-daily", "tenant": "beta", "amount_usd": 0.5, "window": "daily", "enforcement": "block", "forecast": False},
+    {"name": "everything", "global": True, "amount_usd": 20, "window": "weekly", "rolling": True, "enforcement": "alert",
+     "forecast": False},
+]
+SPEND = [("acme", 0.40), ("acme", 0.60), ("beta", 0.55)]
+# name -> (spent, limit, alerts fired); acme is at 25%, below its first (50%) threshold
+EXPECTED_BUDGETS = {"acme-daily": (1.0, 4.0, ""), "beta-daily": (0.55, 0.5, "threshold:0.5,threshold:0.8,threshold:1"),
+                    "everything": (1.55, 20.0, "")}
+
+
+def _check_budgets(d: object, names: list[str]) -> None:
+    rows = d.find_elements("css selector", "#budgets-table tr[data-key]")  # type: ignore[attr-defined]
+    assert [r.get_attribute("data-key") for r in rows] == names
+    assert d.find_element("id", "budgets").get_attribute("data-count") == str(len(names))  # type: ignore[attr-defined]
+    for r in rows:
+        spent, limit, alerts = EXPECTED_BUDGETS[r.get_attribute("data-key")]
+        assert float(r.get_attribute("data-spent")) == pytest.approx(spent)
+        assert float(r.get_attribute("data-limit")) == pytest.approx(limit)
+        assert float(r.get_attribute("data-share")) == pytest.approx(spent / limit)
+        assert r.get_attribute("data-alerts") == alerts
+        assert ("50.0%, 80.0%, 100.0%" in r.text) == bool(alerts)  # the alerts cell names each fired threshold
+        bar = r.find_element("css selector", "svg.budget-bar rect.fill")
+        assert float(bar.get_attribute("width")) == pytest.approx(100 * min(1.0, spent / limit))
+        assert "over" in bar.get_attribute("class") if spent >= limit else "ok" in bar.get_attribute("class")
+        rolling = r.get_attribute("data-key") == "everything"
+        assert (r.get_attribute("data-resets") == "") == rolling and ("rolling" in r.text) == rolling
+        forecast = r.get_attribute("data-forecast")
+        assert forecast == "" if rolling else (forecast == "" or float(forecast) >= spent)
 
 
 def _expected(max_ago: int, tenant: str | None = None) -> dict[str, object]:
@@ -142,8 +190,10 @@ def _check(d: object, expected: dict[str, object]) -> None:
 def test_dashboard_in_headless_chromium(driver: object, router: Router, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.sqlite'}"
     _seed(url, datetime.now(UTC))
+    budget_file = tmp_path / "budgets.yaml"
+    budget_file.write_text(yaml.safe_dump({"budgets": BUDGETS}))
     settings = ServeSettings(model="/nonexistent/router", api_keys=["client-key"], dashboard_api_keys=[KEY],
-                             decision_log_url=url)
+                             decision_log_url=url, budgets=str(budget_file))
     server = LiveServer(create_app(settings, router)).start()
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -162,6 +212,7 @@ def test_dashboard_in_headless_chromium(driver: object, router: Router, tmp_path
         assert d.find_element("id", "registry-served").get_attribute("data-value") == router.version  # type: ignore[attr-defined]
         rows = d.find_elements("css selector", "#recent tr[data-key]")  # type: ignore[attr-defined]
         assert len(rows) == len(TRAFFIC) and "seeded prompt 0 about acme" in rows[0].text
+        _check_budgets(d, ["acme-daily", "beta-daily", "everything"])
         d.save_screenshot(str(shots / "day-all.png"))  # type: ignore[attr-defined]
 
         from selenium.webdriver.support.ui import Select
@@ -174,6 +225,7 @@ def test_dashboard_in_headless_chromium(driver: object, router: Router, tmp_path
         Select(d.find_element("id", "tenant")).select_by_value("beta")  # type: ignore[attr-defined]
         _wait_ready(d, "hour|beta")
         _check(d, _expected(60, "beta"))
+        _check_budgets(d, ["beta-daily", "everything"])  # the tenant filter leaves acme's budget out
         d.save_screenshot(str(shots / "hour-beta.png"))  # type: ignore[attr-defined]
 
         Select(d.find_element("id", "window")).select_by_value("30d")  # type: ignore[attr-defined]

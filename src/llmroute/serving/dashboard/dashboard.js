@@ -242,23 +242,25 @@ function renderBudgets(b) {
   const t = el("table", { "class": "grid", id: "budgets-table" });
   node.appendChild(t);
   const head = el("tr");
-  for (const h of ["budget", "scope", "window", "enforcement", "spent / limit", "share", "forecast", "resets (UTC)", "alerts this window"]) {
-    head.appendChild(el("th", {}, h));
-  }
+  ["budget", "scope", "window", "enforcement", "spent / limit", "share", "forecast at window end", "resets (UTC)", "alerts this window"]
+    .forEach((h, i) => head.appendChild(el("th", { "class": [0, 1, 2, 3, 5, 8].includes(i) ? "text" : "" }, h)));
   t.appendChild(head);
   for (const r of b.rows) {
     const tr = el("tr", { "data-key": r.name, "data-scope": r.scope, "data-subject": r.subject,
       "data-enforcement": r.enforcement, "data-spent": String(r.spent_usd), "data-limit": String(r.amount_usd),
       "data-share": r.share === null ? "" : String(r.share), "data-forecast": r.forecast_usd === null ? "" : String(r.forecast_usd),
       "data-resets": r.resets_at || "", "data-alerts": r.alerts_fired.join(",") });
-    const share = el("td", { "class": "share" });
+    const share = el("td", { "class": "text share" });
     share.appendChild(budgetBar(r.share));
     share.appendChild(el("span", {}, r.share === null ? "∞" : pct(r.share)));
-    const forecast = r.forecast_usd === null ? "too early" : money(r.forecast_usd) + (r.exceeds_at ? ` (over at ${when(r.exceeds_at)})` : "");
-    const cells = [el("td", {}, r.name), el("td", {}, `${r.scope} ${r.subject}`), el("td", {}, `${r.window} (${r.timezone})`),
-      el("td", {}, r.enforcement), el("td", {}, `${money(r.spent_usd)} / ${money(r.amount_usd)}`), share,
-      el("td", {}, forecast), el("td", {}, r.resets_at ? when(r.resets_at) : "rolling"),
-      el("td", { "class": r.alerts_fired.length ? "alerts fired" : "alerts" }, r.alerts_fired.join(", ") || "none")];
+    const rolling = r.resets_at === null;  // a rolling window never ends: nothing to forecast, nothing resets
+    const forecast = rolling ? "–" : r.forecast_usd === null ? "too early" : money(r.forecast_usd) + (r.exceeds_at ? ` (over at ${when(r.exceeds_at)})` : "");
+    const alertName = (k) => (k.startsWith("threshold:") ? pct(Number(k.slice(10))) : k);
+    const text = (v) => el("td", { "class": "text" }, v);
+    const cells = [text(r.name), text(`${r.scope} ${r.subject}`), text(`${r.window} (${r.timezone})`), text(r.enforcement),
+      el("td", {}, `${money(r.spent_usd)} / ${money(r.amount_usd)}`), share, el("td", {}, forecast),
+      el("td", {}, rolling ? "rolling" : when(r.resets_at)),
+      el("td", { "class": r.alerts_fired.length ? "text alerts fired" : "text alerts" }, r.alerts_fired.map(alertName).join(", ") || "none")];
     for (const c of cells) tr.appendChild(c);
     t.appendChild(tr);
   }
