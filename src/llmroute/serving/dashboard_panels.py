@@ -1,4 +1,5 @@
-"""The dashboard's panels as JSON-able dicts: the overview (from the decision log's rollups), the A/B
+"""The dashboard's panels as JSON-able dicts: the overview (from the decision log's rollups, with the
+budgets in force from :func:`llmroute.budgets.report.status_rows`), the A/B
 experiment (the ``llmroute ab report`` analysis over the window) and the registry (the served
 router, and the registered versions when it is served from the registry). Blocking: call from a thread.
 """

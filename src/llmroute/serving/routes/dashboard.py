@@ -147,7 +147,8 @@ def _json(data: dict[str, Any]) -> JSONResponse:
 @router.get("/dashboard/api/overview", dependencies=Dashboard)
 async def overview_api(services: ServicesDep, window: WindowQ = "day", tenant: str | None = None) -> JSONResponse:
     """Spend, savings, routing mix and reasons, quality, latency and recent decisions over ``window``
-    for ``tenant`` (absent = every tenant; empty = requests without a tenant)."""
+    for ``tenant`` (absent = every tenant; empty = requests without a tenant), and the budgets in force
+    in their current window (``budgets``: other tenants' budgets left out when ``tenant`` is given)."""
     return _json(await run_cpu(services, overview, services, _window(window), tenant))
 
 
