@@ -47,7 +47,7 @@ from llmroute.budgets.spec import BudgetFileError, BudgetSpec, check_unique, loa
 from llmroute.budgets.windows import Window, window_at
 from llmroute.data.decision_log.ledger import BudgetLedger, Charge
 from llmroute.router import policy
-from llmroute.router.decision import Decision, QualityTarget
+from llmroute.router.decision import Candidate, Decision, QualityTarget
 from llmroute.router.router import Router
 from llmroute.serving.decide import Routed, route_request
 from llmroute.serving.errors import ServiceError
@@ -140,6 +140,11 @@ class Admission:
         return dataclasses.replace(decision, reason=decision.reason + why, extra={**decision.extra, "budget": info})
 
 
+def _capped_cost(candidate: Candidate) -> float:
+    """The cost a ``max_cost_usd`` limit is checked against (see :mod:`llmroute.router.eligibility`)."""
+    return candidate.cost_cap_usd if candidate.cost_cap_usd is not None else candidate.expected_cost_usd
+
+
 def _unbudgeted_choice(decision: Decision, router: Router, original: RoutingOptions, verdict: Verdict) -> str | None:
     probs = np.array([c.probability for c in decision.candidates])
     costs = np.array([c.expected_cost_usd for c in decision.candidates])
@@ -147,7 +152,7 @@ def _unbudgeted_choice(decision: Decision, router: Router, original: RoutingOpti
     if verdict.max_cost_usd is not None:  # undo the budget's ceiling (not the request's own)
         own = original.max_cost_usd
         mask |= np.array([
-            (c.excluded_by or "").startswith("expected cost") and (own is None or c.expected_cost_usd <= own)
+            "> max_cost_usd" in (c.excluded_by or "") and (own is None or _capped_cost(c) <= own)
             for c in decision.candidates
         ])
     if not mask.any():
