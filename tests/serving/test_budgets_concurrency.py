@@ -86,15 +86,18 @@ def _serve(trained: Trained, tmp: Path, log_url: str, budgets: Path, provider: _
         procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_SECONDS
+    ready_in_a_row = 0  # each probe is a new connection, taken by any worker: all must have loaded the router
     while time.monotonic() < deadline:
         if procs[-1].poll() is not None:
             pytest.fail(f"llmroute serve exited:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return url
+            ok = httpx.get(f"{url}/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+            ok = False
+        ready_in_a_row = ready_in_a_row + 1 if ok else 0
+        if ready_in_a_row >= 12 * workers:
+            return url
+        time.sleep(0.05 if ok else 0.5)
     pytest.fail(f"llmroute serve not ready after {READY_SECONDS} s:\n{log.read_text()[-3000:]}")
     return url
 
