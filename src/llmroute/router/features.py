@@ -42,7 +42,7 @@ def text_features(prompts: Sequence[str], focus: Sequence[str], input_tokens: np
             f.count("\n") + 1,
             len(_CODE.findall(f)),
             len(_MATH.findall(f)),
-            sum(c.isdigit() for c in f) / n,
+            sum(map(str.isdigit, f)) / n,
             float(len(_CHOICE.findall(f)) >= 2),
             f.count("?"),
         )
