@@ -26,7 +26,6 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -66,16 +65,17 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its descendants, from /proc."""
+    """CPU time of ``pid`` and its descendants, in seconds: the sum over their threads of the scheduler's
+    run time (``/proc/PID/task/TID/schedstat``, nanoseconds; clock ticks, 10 ms each, are too coarse for
+    a few hundred sub-millisecond requests). A thread that ended between two readings takes its time with it."""
     total = 0
     for p in process_tree(pid):
-        try:
-            stat = Path(f"/proc/{p}/stat").read_text()
-        except FileNotFoundError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+        for task in Path(f"/proc/{p}/task").glob("*/schedstat"):
+            try:
+                total += int(task.read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass
+    return total / 1e9
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The floor: the cheapest FastAPI endpoint, served by uvicorn exactly as ``llmroute serve`` serves
 (``uvicorn.run`` defaults: uvloop and httptools when installed, access log off). ``POST /route``
-answers a constant JSON document the size of a routing decision without reading the request body;
+reads the request's JSON body into a pydantic model (a ``prompt`` string, as ``/route`` takes it) and
+answers a constant JSON document the size of a routing decision;
 ``GET /health`` answers ``{"status": "ok"}``. What ``benchmarks/route_vs_floor.py`` compares
 ``/route`` against: the cost of HTTP, ASGI and FastAPI alone.
 
@@ -13,6 +14,7 @@ import argparse
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 # the shape and size of a /route answer for an 11-model router (about 2 kB)
 DECISION = {
@@ -34,8 +36,12 @@ DECISION = {
 app = FastAPI()
 
 
+class Body(BaseModel):
+    prompt: str
+
+
 @app.post("/route")
-async def route() -> dict:
+async def route(body: Body) -> dict:
     return DECISION
 
 
