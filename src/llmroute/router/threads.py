@@ -11,10 +11,11 @@ every call of at most :data:`SMALL_BATCH` prompts inside :func:`one_thread`:
 - OpenMP (LightGBM, torch's CPU kernels): its thread count is a per-thread setting, so the calling
   thread's is set to 1 and restored on the way out; other threads are not affected;
 - BLAS (OpenBLAS, MKL, ...): its thread count is process-wide, so it is set to 1 when the first of
-  any concurrent routing calls starts and restored when the last one ends (reference counted: calls
-  in several threads never restore it under each other). While routing runs, BLAS products of other
-  threads of the process run on one thread too. :func:`set_blas_baseline` changes what is restored
-  (the service pins it to its own limit).
+  any concurrent routing calls starts and set back when the last one ends (reference counted: calls
+  in several threads never restore it under each other) to the count the process had when the router
+  first routed (OpenBLAS reports its count reliably only to the main thread, so it is read once).
+  While routing runs, BLAS products of other threads of the process run on one thread too.
+  :func:`set_blas_baseline` changes what is set back (the service pins it to its own limit).
 
 Big batches (evaluation, training) keep every thread. The libraries are found once, at the first
 call (threadpoolctl's scan of the loaded shared libraries, ~50 ms); nothing happens at import.
@@ -48,6 +49,9 @@ class _Limits:
                 controller = ThreadpoolController()
                 self._blas = list(controller.select(user_api="blas").lib_controllers)
                 self._openmp = list(controller.select(user_api="openmp").lib_controllers)
+                # OpenBLAS (0.3.31) reports its count reliably only to the main thread, while a count set
+                # from any thread applies to all: remember the one seen now and restore that one
+                self._saved = [lib.get_num_threads() for lib in self._blas]
             return self._openmp
 
     @contextmanager
@@ -64,10 +68,8 @@ class _Limits:
         with self._lock:
             self._depth += 1
             if self._depth == 1:
-                self._saved = [lib.get_num_threads() for lib in self._blas]
-                for lib, n in zip(self._blas, self._saved):
-                    if n != 1:
-                        lib.set_num_threads(1)
+                for lib in self._blas:
+                    lib.set_num_threads(1)
         try:
             yield
         finally:
@@ -75,19 +77,17 @@ class _Limits:
                 self._depth -= 1
                 if self._depth == 0:
                     for lib, n in zip(self._blas, self._saved):
-                        restore = self._baseline if self._baseline is not None else n
-                        if restore != 1:
-                            lib.set_num_threads(restore)
+                        lib.set_num_threads(self._baseline if self._baseline is not None else n)
             for lib, n in zip(openmp, before):
                 if n != 1:
                     lib.set_num_threads(n)
             self._local.inside = False
 
-    def set_blas_baseline(self, threads: int) -> None:
+    def set_blas_baseline(self, threads: int | None) -> None:
         self._libraries()
         with self._lock:
             self._baseline = threads
-            if self._depth == 0:
+            if self._depth == 0 and threads is not None:
                 for lib in self._blas:
                     lib.set_num_threads(threads)
 
@@ -102,7 +102,8 @@ def one_thread() -> Any:
     return _LIMITS.one_thread()
 
 
-def set_blas_baseline(threads: int) -> None:
+def set_blas_baseline(threads: int | None) -> None:
     """Set the process's BLAS thread count to ``threads`` now (unless a routing call is running; it is
-    then set when the last one ends) and make it the value restored after every routing call."""
+    then set when the last one ends) and make it the value restored after every routing call. None
+    goes back to restoring whatever the count was when routing began."""
     _LIMITS.set_blas_baseline(threads)

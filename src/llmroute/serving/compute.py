@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from llmroute.router.threads import set_blas_baseline
+
 
 class ComputeLimiter:
     """``apply()`` at the start of CPU work: limits the calling thread's OpenMP threads and the process's
@@ -35,5 +37,6 @@ class ComputeLimiter:
 
                 self._controller = ThreadpoolController()
         self._controller.limit(limits=self.threads, user_api="openmp")
-        self._controller.limit(limits=self.threads, user_api="blas")
+        # process-wide, and also what the router restores after its own one-thread calls (router.threads)
+        set_blas_baseline(self.threads)
         self._local.done = True
