@@ -13,6 +13,7 @@ answers with a recorded answer):
 
 - ``direct``: the replay server itself (the backend's own latency, subtracted from the others);
 - ``llmroute-1``: ``llmroute serve`` with one attempt and no answer scorer (route, call, answer);
+- ``llmroute-1-httpx`` (only with ``--targets``): the same with provider calls through httpx;
 - ``llmroute``: ``llmroute serve`` with its defaults (the cascade may call a second model);
 - ``litellm``: LiteLLM's proxy forwarding to one model (``--litellm-model``), no database, no auth.
 
@@ -85,8 +86,10 @@ def main() -> None:
                 "LLMROUTE_SERVE_DECISION_LOG_URL", f"sqlite:///{tmp / 'decisions.sqlite'}"
             ),
         }
+        one = {"LLMROUTE_SERVE_CASCADE_MAX_ATTEMPTS": "1", "LLMROUTE_SERVE_USE_SCORER": "false"}
         variants = {
-            "llmroute-1": {"LLMROUTE_SERVE_CASCADE_MAX_ATTEMPTS": "1", "LLMROUTE_SERVE_USE_SCORER": "false"},
+            "llmroute-1": one,
+            "llmroute-1-httpx": {**one, "LLMROUTE_SERVE_PROVIDER_HTTP": "httpx"},  # only when asked for
             "llmroute": {},
         }
         for name, extra in variants.items():
@@ -113,7 +116,7 @@ def main() -> None:
                 "litellm", [args.litellm, "--config", str(config), "--port", str(p), "--host", "127.0.0.1"],
                 p, lenv, ready_path="/health/liveliness",
             )
-        order = [t for t in ("direct", "llmroute-1", "llmroute", "litellm") if t in servers]
+        order = [t for t in ("direct", "llmroute-1", "llmroute-1-httpx", "llmroute", "litellm") if t in servers]
         version = "?"
         if "litellm" in servers:
             pip = Path(args.litellm).with_name("pip")

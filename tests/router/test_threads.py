@@ -93,9 +93,7 @@ def test_a_baseline_is_what_routing_restores(router: Router, blas_two: set[int])
         router.route(PROMPT)
         assert _threads("blas") == {1}
     finally:
-        set_blas_baseline(None)
-        with threadpool_limits(limits=blas_two, user_api="blas"):
-            pass
-    with threadpool_limits(limits=max(blas_two), user_api="blas"):
-        router.route(PROMPT)
+        set_blas_baseline(max(blas_two))  # sets it now ...
+        set_blas_baseline(None)  # ... and routing goes back to restoring the process's own count
+    router.route(PROMPT)
     assert _threads("blas") == blas_two
