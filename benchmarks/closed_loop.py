@@ -14,7 +14,6 @@ Not a script: imported by the scripts beside it.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import statistics
 import subprocess

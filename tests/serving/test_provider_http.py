@@ -14,7 +14,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmroute.serving.provider_errors import client_reason
 from llmroute.serving.provider_http import HTTP_CLIENTS, make_provider_http
-from llmroute.serving.providers import CallResult, ChatProvider, Endpoint, OpenStream, StreamBroken
+from llmroute.serving.providers import (
+    CallResult,
+    ChatProvider,
+    Endpoint,
+    OpenStream,
+    StreamBroken,
+)
 from llmroute.serving.settings import ServeSettings
 from tests.serving.servers import LiveServer
 

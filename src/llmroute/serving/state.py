@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-
 from llmroute.config import Settings
 from llmroute.data.catalog import ModelSpec
 from llmroute.router.router import Router
