@@ -26,6 +26,10 @@ DECISION = {
     "knob": 12.5,
     "router_version": "20261201-000000-00000000",
     "target": "95% of the best model",
+    "task_hint": None,
+    "explored": False,
+    "experiment": None,
+    "arm": None,
     "candidates": [
         {"model": f"model-{i}", "probability": 0.5 + i / 100, "expected_cost_usd": 0.0001 * i, "eligible": True,
          "excluded_by": None}
