@@ -234,7 +234,10 @@ def run_level(server: Server, path: str, bodies: Sequence[bytes], concurrency: i
     """Closed loop: ``concurrency`` connections share ``bodies`` (one request each)."""
     head = b"".join(f"{k}: {v}\r\n".encode() for k, v in (headers or {}).items())
     cpu0 = server.cpu()
-    lat, wall, errors, first = asyncio.run(_level(server.port, path.encode(), bodies, concurrency, head, ok))
+    try:
+        lat, wall, errors, first = asyncio.run(_level(server.port, path.encode(), bodies, concurrency, head, ok))
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        raise SystemExit(f"{server.name} at concurrency {concurrency}: {type(exc).__name__}: {exc}") from exc
     return LevelResult(tuple(lat), wall, errors, server.cpu() - cpu0, first)
 
 
