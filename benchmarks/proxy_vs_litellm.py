@@ -76,7 +76,8 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}/v1"
         env = {**os.environ, "LLMROUTE_HOME": home}
         servers["direct"] = Server.start(
-            "replay", [sys.executable, "-c", LAUNCH, "replay-server", "--logs", str(args.logs), "--port", str(port)],
+            "replay", [sys.executable, "-c", LAUNCH, "replay-server", "--logs", str(args.logs), "--port", str(port),
+                       "--unknown-prompt", "most_common"],  # a model without this prompt's answer still answers
             port, env, ready_path="/v1/models",
         )
         serve_env = {
