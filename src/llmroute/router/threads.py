@@ -6,7 +6,9 @@ save: OpenBLAS wakes its threads for each product and they spin against the call
 ``route()`` took ~9.5 ms of CPU with the default thread settings against ~2.7 ms with one thread
 (2-core machine; the product alone 636 vs 48 us). A library cannot ask its users to set
 ``OPENBLAS_NUM_THREADS=1`` before importing NumPy, so :class:`~llmroute.router.router.Router` runs
-every call of at most :data:`SMALL_BATCH` prompts inside :func:`one_thread`:
+every call of at most :data:`SMALL_BATCH` prompts made from the main thread inside :func:`one_thread`
+(calls from other threads are left to whoever runs those threads: the service limits its compute
+threads itself, :mod:`llmroute.serving.compute`):
 
 - OpenMP (LightGBM, torch's CPU kernels): its thread count is a per-thread setting, so the calling
   thread's is set to 1 and restored on the way out; other threads are not affected;
@@ -57,7 +59,15 @@ class _Limits:
     @contextmanager
     def one_thread(self) -> Iterator[None]:
         openmp = self._libraries()
-        if getattr(self._local, "inside", False):  # nested: the outer call holds the limits
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or self._baseline is not None
+            or getattr(self._local, "inside", False)
+        ):
+            # only on the main thread (OpenBLAS 0.3.31 applies a count set from another thread to that
+            # thread alone, and switching it on every call from the service's worker threads tripled its
+            # CPU per request: a service limits its worker threads itself, llmroute.serving.compute);
+            # not when the process pinned its own limit; nested: the outer call holds the limits
             yield
             return
         self._local.inside = True
@@ -67,7 +77,7 @@ class _Limits:
                 lib.set_num_threads(1)
         with self._lock:
             self._depth += 1
-            if self._depth == 1:
+            if self._depth == 1 and self._baseline is None:  # a pinned baseline is the process's own limit
                 for lib in self._blas:
                     lib.set_num_threads(1)
         try:
@@ -75,9 +85,9 @@ class _Limits:
         finally:
             with self._lock:
                 self._depth -= 1
-                if self._depth == 0:
+                if self._depth == 0 and self._baseline is None:
                     for lib, n in zip(self._blas, self._saved):
-                        lib.set_num_threads(self._baseline if self._baseline is not None else n)
+                        lib.set_num_threads(n)
             for lib, n in zip(openmp, before):
                 if n != 1:
                     lib.set_num_threads(n)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from llmroute.router.threads import set_blas_baseline
-
 
 class ComputeLimiter:
     """``apply()`` at the start of CPU work: limits the calling thread's OpenMP threads and the process's
@@ -37,6 +35,5 @@ class ComputeLimiter:
 
                 self._controller = ThreadpoolController()
         self._controller.limit(limits=self.threads, user_api="openmp")
-        # process-wide, and also what the router restores after its own one-thread calls (router.threads)
-        set_blas_baseline(self.threads)
+        self._controller.limit(limits=self.threads, user_api="blas")
         self._local.done = True
