@@ -1,5 +1,5 @@
-"""The router limits OpenMP and BLAS to one thread for small routing calls by itself, restores them
-afterwards (also when calls overlap in several threads), and leaves big batches alone."""
+"""The router limits OpenMP and BLAS to one thread for small routing calls from the main thread by
+itself, restores them afterwards, leaves worker threads and big batches alone."""
 
 from __future__ import annotations
 
@@ -65,8 +65,11 @@ def test_big_batch_keeps_every_thread(router: Router, blas_two: set[int]) -> Non
     assert rec.seen and all(blas == blas_two for blas, _ in rec.seen)
 
 
-def test_overlapping_calls_in_two_threads_restore_once_both_are_done(router: Router, blas_two: set[int]) -> None:
-    # (OpenBLAS reports its count reliably only to the main thread, so only the main thread checks it)
+def test_overlapping_calls_from_worker_threads_leave_the_process_setting_alone(
+    router: Router, blas_two: set[int]
+) -> None:
+    # worker threads are limited by whoever runs them (the service's ComputeLimiter), not by the router;
+    # OpenBLAS reports its count reliably only to the main thread, so only the main thread checks it
     rec = Recording(router.embedder, threading.Barrier(2))
     router.embedder = rec  # type: ignore[assignment]
     errors: list[BaseException] = []
@@ -83,10 +86,10 @@ def test_overlapping_calls_in_two_threads_restore_once_both_are_done(router: Rou
     for t in threads:
         t.join(timeout=60)
     assert not errors and len(rec.seen) == 2  # both were inside at once (the barrier)
-    assert _threads("blas") == blas_two  # set back once, when the last of them ended
+    assert _threads("blas") == blas_two
 
 
-def test_a_baseline_is_what_routing_restores(router: Router, blas_two: set[int]) -> None:
+def test_a_pinned_baseline_is_left_as_it_is(router: Router, blas_two: set[int]) -> None:
     try:
         set_blas_baseline(1)
         assert _threads("blas") == {1}
