@@ -82,14 +82,17 @@ def main() -> None:
         for _ in range(20):
             router.route(text)
         samples = []
+        cpu0 = time.process_time()
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             router.route(text)
             samples.append((time.perf_counter() - t0) * 1000)
+        cpu = (time.process_time() - cpu0) / args.repeats * 1000  # every thread of the process
         samples.sort()
         p50 = statistics.median(samples)
         p99 = samples[int(0.99 * (len(samples) - 1))]
-        print(f"route() {tokens:>3}-token prompt: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({args.repeats} calls)")
+        print(f"route() {tokens:>3}-token prompt: p50 {p50:.2f} ms, p99 {p99:.2f} ms, CPU {cpu:.2f} ms per call "
+              f"({args.repeats} calls; load {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

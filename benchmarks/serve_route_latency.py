@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,61 +32,15 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from closed_loop import Connection, cpu_seconds, free_port, process_tree, rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = (
     "import sys, typer; from llmroute.cli_serve import register; "
     "app = typer.Typer(); register(app); app(sys.argv[1:])"
 )
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (uvicorn workers are children of the supervisor)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*/children"):
-            try:
-                todo.extend(int(c) for c in task.read_text().split())
-            except FileNotFoundError:
-                pass
-    return out
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of ``pid`` and its descendants in MiB, from /proc (summed:
-    pages shared between worker processes count once per process)."""
-    now = peak = 0.0
-    for p in process_tree(pid):
-        try:
-            text = Path(f"/proc/{p}/status").read_text()
-        except FileNotFoundError:  # exited meanwhile
-            continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        if "VmRSS" in fields:  # a process on its way out has no memory left to report
-            now += float(fields["VmRSS"].split()[0]) / 1024
-            peak += float(fields["VmHWM"].split()[0]) / 1024
-    return now, peak
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its descendants, from /proc."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            stat = Path(f"/proc/{p}/stat").read_text()
-        except FileNotFoundError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def train_small(home: Path) -> Path:
@@ -109,39 +62,6 @@ def prompts(n: int) -> list[str]:
     df = pd.read_parquet(ROOT / "data" / "routerbench" / "test.parquet", columns=["prompt"])
     unique = df["prompt"].drop_duplicates().tolist()
     return [unique[i % len(unique)] for i in range(n)]
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads answers with a Content-Length."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
-        self.reader, self.writer, self.host = reader, writer, host.encode()
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer, host)
-
-    async def post(self, path: bytes, body: bytes) -> tuple[int, bytes]:
-        self.writer.write(
-            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (path, self.host, len(body), body)
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = None
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        if length is None:
-            raise RuntimeError(f"answer without Content-Length: {head!r}")
-        return status, await self.reader.readexactly(length)
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
 
 
 async def level(port: int, bodies: list[bytes], concurrency: int) -> tuple[list[float], float, int]:

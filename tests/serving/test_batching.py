@@ -226,3 +226,32 @@ def test_batchers_are_per_router_and_batch_size_one_routes_directly(router: Rout
     assert not direct._by_router
     with pytest.raises(ValueError, match="at least 1"):
         RouteBatcher(max_batch=0)
+
+
+@pytest.mark.parametrize("big_first", [True, False])
+def test_a_big_prompt_is_routed_alone_after_the_others(trained: Trained, router: Router, big_first: bool) -> None:
+    gate = threading.Event()
+    rec = _Recording(router, gate)
+    prompts = trained.logs["prompt"].drop_duplicates().tolist()[:4]
+    big = RouteQuery(prompts[3] + "\n" + "word " * 2000)  # > 8,000 characters
+    small = [RouteQuery(p) for p in prompts[1:3]]
+    queries = [big, *small] if big_first else [small[0], big, small[1]]
+    batcher = RouteBatcher(max_batch=32, big_prompt_chars=8_000)
+    holder = threading.Thread(target=batcher.route, args=(rec, RouteQuery(prompts[0])))
+    holder.start()
+    assert rec.entered.wait(30)  # the first request is held; the three below queue behind it, in order
+    got: dict[int, Any] = {}
+    threads = []
+    for i, q in enumerate(queries):
+        t = threading.Thread(target=lambda i=i, q=q: got.__setitem__(i, batcher.route(rec, q)))
+        t.start()
+        threads.append(t)
+        while len(batcher._waiting) < i + 1:
+            threading.Event().wait(0.01)
+    gate.set()
+    for t in [holder, *threads]:
+        t.join(60)
+    # the two small prompts in one batch first, then the big one alone (by its own thread when deferred)
+    assert rec.sizes == [1, 2, 1]
+    for i, q in enumerate(queries):
+        assert _same(got[i][0], _alone(router, q))

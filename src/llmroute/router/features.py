@@ -27,6 +27,22 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 _CODE = re.compile(r"```|\bdef |\breturn\b|\bfunction\b|\bclass |[{};]|\bpython\b|\bimport ", re.IGNORECASE)
 _MATH = re.compile(r"[=+\-*/^]|\\frac|\\sqrt|\$|\bsolve\b|\bcalculate\b|\bhow many\b", re.IGNORECASE)
+# The same counts, computed faster: the alternatives of _CODE and _MATH made of symbols share no
+# character with their word alternatives, so the symbols are counted with str.count and only the words
+# go through a (case-insensitive, hence slow) regular expression: 2-3x less time, equal counts.
+_CODE_WORDS = re.compile(r"\b(?:def |return\b|function\b|class |python\b|import )", re.IGNORECASE)
+_MATH_WORDS = re.compile(r"\\(?:frac|sqrt)|\b(?:solve|calculate|how many)\b", re.IGNORECASE)
+
+
+def code_markers(text: str) -> int:
+    """``len(_CODE.findall(text))``, faster."""
+    return text.count("```") + text.count("{") + text.count("}") + text.count(";") + len(_CODE_WORDS.findall(text))
+
+
+def math_markers(text: str) -> int:
+    """``len(_MATH.findall(text))``, faster."""
+    return sum(map(text.count, "=+-*/^$")) + len(_MATH_WORDS.findall(text))
+
 _CHOICE = re.compile(r"^\s*\(?[A-Ea-e][\).:]\s", re.MULTILINE)
 
 
@@ -40,9 +56,9 @@ def text_features(prompts: Sequence[str], focus: Sequence[str], input_tokens: np
             np.log1p(len(f)),
             np.log1p(float(input_tokens[i])),
             f.count("\n") + 1,
-            len(_CODE.findall(f)),
-            len(_MATH.findall(f)),
-            sum(c.isdigit() for c in f) / n,
+            code_markers(f),
+            math_markers(f),
+            sum(map(str.isdigit, f)) / n,
             float(len(_CHOICE.findall(f)) >= 2),
             f.count("?"),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from llmroute.router.features import text_features
 from llmroute.router.knobs import KnobTable
 from llmroute.router.quality_model import QualityModel
 from llmroute.router.text import focus_text
+from llmroute.router.threads import SMALL_BATCH, one_thread
 
 FORMAT_VERSION = 1
 
@@ -95,11 +97,13 @@ class Router:
         self, prompts: Sequence[str], embeddings: np.ndarray | None = None, *, independent_rows: bool = False
     ) -> Prepared:
         """Embeddings (unless given), text features and token counts of the prompts; ``independent_rows``:
-        see :meth:`_encode`."""
-        focus = [focus_text(p) for p in prompts]
-        tokens = np.asarray(count_tokens_batch(prompts), dtype=np.float64)
-        emb = self._encode(focus, independent_rows) if embeddings is None else embeddings
-        return Prepared(tuple(prompts), emb, text_features(prompts, focus, tokens), tokens)
+        see :meth:`_encode`. Up to :data:`~llmroute.router.threads.SMALL_BATCH` prompts run on one
+        thread (:func:`~llmroute.router.threads.one_thread`)."""
+        with _threads_for(len(prompts)):
+            focus = [focus_text(p) for p in prompts]
+            tokens = np.asarray(count_tokens_batch(prompts), dtype=np.float64)
+            emb = self._encode(focus, independent_rows) if embeddings is None else embeddings
+            return Prepared(tuple(prompts), emb, text_features(prompts, focus, tokens), tokens)
 
     def predict(
         self, prepared: Prepared, tasks: Sequence[str | None] | None = None, *, independent_rows: bool = False
@@ -107,8 +111,9 @@ class Router:
         """(probabilities, expected costs), both (n, m). ``tasks`` are optional hints (None entries
         allowed) that replace the task the model infers from the prompt. ``independent_rows``: see
         :meth:`QualityModel.predict`."""
-        probs = self.quality.predict(prepared.embeddings, prepared.features, tasks, independent_rows=independent_rows)
-        return probs, self.cost_model.predict(prepared.input_tokens)
+        with _threads_for(len(prepared.prompts)):
+            probs = self.quality.predict(prepared.embeddings, prepared.features, tasks, independent_rows=independent_rows)
+            return probs, self.cost_model.predict(prepared.input_tokens)
 
     # ---- single decisions -------------------------------------------------------------------------
     def route(
@@ -145,14 +150,19 @@ class Router:
         on the other rows). A query that :meth:`route` would refuse with a ``ValueError`` (no eligible
         model, unknown rule, confidence out of range) gets that error in its place; the others are
         still routed.
+
+        Up to :data:`~llmroute.router.threads.SMALL_BATCH` queries run on one thread
+        (:func:`~llmroute.router.threads.one_thread`): multi-threaded BLAS and OpenMP cost several
+        times more CPU than they save on a few rows.
         """
         if not queries:
             return []
-        if prepared is None:
-            prepared = self.prepare([q.prompt for q in queries], independent_rows=True)
-        tasks = [q.task or None for q in queries]
-        probs, costs = self.predict(prepared, tasks if any(tasks) else None, independent_rows=True)
-        return self.decide_all(queries, probs, costs, prepared.input_tokens)
+        with _threads_for(len(queries)):
+            if prepared is None:
+                prepared = self.prepare([q.prompt for q in queries], independent_rows=True)
+            tasks = [q.task or None for q in queries]
+            probs, costs = self.predict(prepared, tasks if any(tasks) else None, independent_rows=True)
+            return self.decide_all(queries, probs, costs, prepared.input_tokens)
 
     def decide_all(
         self, queries: Sequence[RouteQuery], probs: np.ndarray, costs: np.ndarray, input_tokens: np.ndarray
@@ -361,6 +371,11 @@ class Router:
             version=meta["version"],
             info=meta.get("info", {}),
         )
+
+
+def _threads_for(n: int) -> Any:
+    """One thread for a small routing call, every thread for a big batch (see :mod:`llmroute.router.threads`)."""
+    return one_thread() if n <= SMALL_BATCH else nullcontext()
 
 
 def read_router_meta(folder: Path) -> dict[str, Any]:

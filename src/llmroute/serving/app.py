@@ -34,6 +34,7 @@ from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth, breaker_config
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.middleware import BodySizeLimit, CatchAll, LoggingHealthHeader, RequestMetrics
+from llmroute.serving.provider_http import make_provider_http
 from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,
@@ -68,13 +69,13 @@ def create_app(
     ``router``: serve this router (tests); otherwise the lifespan starts loading ``settings.model``
     in the background and ``/ready`` answers 503 until it is loaded. ``core``: llmroute settings
     (embedders, registry store; default: from the environment at startup). ``transport``: the
-    transport of the provider HTTP client (tests pass ``httpx.MockTransport``). ``scorer``: the
+    transport of the provider HTTP client (tests pass ``httpx.MockTransport``; with one, provider calls go
+    through httpx whatever ``settings.provider_http`` says). ``scorer``: the
     post-call response scorer served with ``router`` (a loaded folder's ``scorer/`` is found by itself).
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         core_settings = core or Settings()
         log_url = resolve_log_url(settings.decision_log_url, core_settings.home)
         decision_log = (
@@ -109,7 +110,8 @@ def create_app(
             if decision_log is not None:
                 # registered first, so it runs last: after the HTTP client and background tasks are done
                 stack.push_async_callback(run_in_threadpool, decision_log.close)
-            http = await stack.enter_async_context(httpx.AsyncClient(transport=transport, limits=limits))
+            http = make_provider_http(settings.provider_http, transport)
+            stack.push_async_callback(http.aclose)
             services = Services(
                 settings=settings,
                 core=core_settings,

@@ -6,7 +6,8 @@ together in one :meth:`~llmroute.router.router.Router.route_many` call. :class:`
 without a timer: the first compute thread to arrive routes its own request at once (an idle service
 adds no latency); requests that arrive while it works wait, and the next of them routes all the waiting
 ones (up to ``max_batch``) in one call when the previous batch is done. The batch size thus follows
-the load.
+the load. Prompts longer than :data:`BIG_PROMPT_CHARS` are taken out of the batch and routed alone
+after the others have their answers, so a big prompt never slows the requests batched with it.
 
 A batch's decisions are those each request gets alone (``route_many`` keeps rows independent). A
 request the router refuses (no eligible model, unknown rule) gets its own error; if ``route_many``
@@ -29,6 +30,11 @@ from llmroute.router.router import Router
 from llmroute.serving.decision_logging import CapturingEmbedder
 
 
+BIG_PROMPT_CHARS = 8_000
+"""A prompt longer than this (about 2,000 tokens) is routed alone, after the rest of its batch has been
+answered, so that its long preparation (token count, text features, embedding) delays no other request."""
+
+
 class _Slot:
     """One waiting request: its query, then its outcome and embedding (or the turn to route a batch)."""
 
@@ -48,10 +54,11 @@ class RouteBatcher:
     Every call must pass the same router (:class:`Batchers` keeps one batcher per router); the batcher
     holds no reference to it, so a router that is no longer served can be freed with its batcher."""
 
-    def __init__(self, max_batch: int = 32) -> None:
+    def __init__(self, max_batch: int = 32, big_prompt_chars: int = BIG_PROMPT_CHARS) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.max_batch = max_batch
+        self.big_prompt_chars = big_prompt_chars
         self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         self._leading = False
@@ -70,28 +77,44 @@ class RouteBatcher:
             slot.ready.wait()
             lead = slot.lead  # woken either with an outcome or with the turn to route the waiting ones
         if lead:
-            self._lead(router)
+            self._lead(router, slot)
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         assert slot.outcome is not None
         return slot.outcome, slot.embedding
 
-    def _lead(self, router: Router) -> None:
+    def _lead(self, router: Router, own: _Slot) -> None:
         with self._lock:
             batch = self._waiting[: self.max_batch]
             del self._waiting[: self.max_batch]
+        # big prompts never delay others: the small ones are routed together first; the leader's own big
+        # prompt then alone; other big ones go back to the head of the queue, each for its own thread
+        small = [s for s in batch if len(s.query.prompt) <= self.big_prompt_chars]
+        groups = [small] if small else []
+        deferred = [s for s in batch if len(s.query.prompt) > self.big_prompt_chars and s is not own]
+        if own in batch and own not in small:
+            groups.append([own])
+        routed = [s for g in groups for s in g]
         try:
-            self._route(router, batch)
+            for group in groups:
+                try:
+                    self._route(router, group)
+                finally:
+                    for slot in group:
+                        if slot.outcome is None:
+                            slot.outcome = RuntimeError("the batch of this request failed before it was routed")
+                        slot.ready.set()
         finally:
-            for slot in batch:
+            for slot in routed:
                 if slot.outcome is None:
                     slot.outcome = RuntimeError("the batch of this request failed before it was routed")
             with self._lock:
-                self.batches += 1
-                self.routed += len(batch)
+                self._waiting[:0] = deferred
+                self.batches += len(groups)
+                self.routed += len(routed)
                 successor = self._waiting[0] if self._waiting else None
                 self._leading = successor is not None
-            for slot in batch:
+            for slot in routed:
                 slot.ready.set()
             if successor is not None:
                 successor.lead = True

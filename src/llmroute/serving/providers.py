@@ -29,6 +29,14 @@ import httpx
 
 from llmroute.data.catalog import ModelSpec
 from llmroute.serving.provider_errors import client_reason, is_config_error, mask_secrets
+from llmroute.serving.provider_http import (
+    ProviderConnectionError,
+    ProviderHTTP,
+    ProviderResponse,
+    ProviderTimeout,
+    Timeouts,
+    as_provider_http,
+)
 from llmroute.serving.settings import ServeSettings
 
 log = logging.getLogger("llmroute.serving.providers")
@@ -76,7 +84,7 @@ class OpenStream:
     """A provider's answer being streamed: the open HTTP response and how long it took to start."""
 
     model: str
-    response: httpx.Response = field(repr=False)
+    response: ProviderResponse = field(repr=False)
     started_ms: float  # from the first try to the response headers, retries included
     tries: int
     t0: float  # perf_counter() when the call began
@@ -88,7 +96,7 @@ class OpenStream:
         """The stream's ``data:`` events as dicts, up to ``[DONE]``; raises :class:`StreamBroken` when
         the stream breaks, times out, carries an error or something that is not JSON, or ends early."""
         try:
-            async for line in self.response.aiter_lines():
+            async for line in self.response.lines():
                 if not line.startswith("data:"):
                     continue  # blank separators, comments (": ping"), event:/id: fields
                 data = line[5:].strip()
@@ -106,10 +114,10 @@ class OpenStream:
                     log.warning("provider error in the stream of %s: %s", self.model, mask_secrets(str(msg)[:500]))
                     raise StreamBroken("the provider reported an error in the stream", "provider_error")
                 yield event
-        except httpx.TimeoutException as exc:
-            raise StreamBroken(f"stream timed out ({type(exc).__name__})", "timeout") from exc
-        except httpx.TransportError as exc:
-            raise StreamBroken(f"stream broken ({type(exc).__name__})", "broken") from exc
+        except ProviderTimeout as exc:
+            raise StreamBroken(str(exc), "timeout") from exc
+        except ProviderConnectionError as exc:
+            raise StreamBroken(str(exc), "broken") from exc
         raise StreamBroken("stream ended before data: [DONE]", "broken")
 
     async def aclose(self) -> None:
@@ -141,11 +149,12 @@ def missing_endpoints(models: list[str] | tuple[str, ...], specs: dict[str, Mode
 
 
 class ChatProvider:
-    """``POST {base_url}/chat/completions`` on a shared ``httpx.AsyncClient``."""
+    """``POST {base_url}/chat/completions`` on a shared client (:mod:`llmroute.serving.provider_http`;
+    an ``httpx.AsyncClient`` is taken as it is)."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: ServeSettings) -> None:
-        self.http = http
-        self.timeout = httpx.Timeout(settings.provider_timeout_s, connect=settings.provider_connect_timeout_s)
+    def __init__(self, http: ProviderHTTP | httpx.AsyncClient, settings: ServeSettings) -> None:
+        self.http = as_provider_http(http)
+        self.timeouts = Timeouts(settings.provider_timeout_s, settings.provider_connect_timeout_s)
         self.retries = settings.provider_retries
         self.backoff = settings.retry_backoff_s
 
@@ -156,7 +165,7 @@ class ChatProvider:
         if endpoint.base_url is None:
             return CallResult(False, 0.0, error=no_endpoint_message(endpoint.model), kind="no_endpoint")
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-        body = {**payload, "model": endpoint.model, "stream": False}
+        body = json.dumps({**payload, "model": endpoint.model, "stream": False}).encode()  # once, not per try
         result: CallResult | None = None
         for attempt in range(self.retries + 1):
             if attempt:
@@ -177,7 +186,9 @@ class ChatProvider:
         if endpoint.base_url is None:
             return CallResult(False, 0.0, error=no_endpoint_message(endpoint.model), kind="no_endpoint")
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-        body = {**payload, "model": endpoint.model, "stream": True, "stream_options": {"include_usage": True}}
+        body = json.dumps(
+            {**payload, "model": endpoint.model, "stream": True, "stream_options": {"include_usage": True}}
+        ).encode()
         result: CallResult | OpenStream | None = None
         for attempt in range(self.retries + 1):
             if attempt:
@@ -191,41 +202,37 @@ class ChatProvider:
         return result
 
     async def _once(
-        self, endpoint: Endpoint, body: dict[str, Any], headers: dict[str, str], t0: float, tries: int,
-        stream: bool = False,
+        self, endpoint: Endpoint, body: bytes, headers: dict[str, str], t0: float, tries: int, stream: bool = False,
     ) -> CallResult | OpenStream:
         url = f"{endpoint.base_url}/chat/completions"
 
         def ms() -> float:
             return (time.perf_counter() - t0) * 1000.0
 
-        request = self.http.build_request("POST", url, json=body, headers=headers, timeout=self.timeout)
         try:
-            resp = await self.http.send(request, stream=stream)
-            if stream and resp.status_code == 200 and resp.headers.get("content-type", "").startswith("text/event-stream"):
+            resp = await self.http.post(url, body, headers, self.timeouts)
+            if stream and resp.status == 200 and resp.content_type.startswith("text/event-stream"):
                 return OpenStream(endpoint.model, resp, ms(), tries, t0)
-            if stream:
-                await resp.aread()
-                await resp.aclose()
-        except httpx.TimeoutException as exc:
-            return CallResult(False, ms(), error=f"timed out ({type(exc).__name__})", kind="timeout", tries=tries)
-        except httpx.TransportError as exc:
-            return CallResult(False, ms(), error=f"connection error ({type(exc).__name__})", kind="connect", tries=tries)
-        if resp.status_code != 200:
-            detail = mask_secrets(_error_text(resp), (endpoint.api_key,))
-            if is_config_error(resp.status_code):
+            raw = await resp.read()
+        except ProviderTimeout as exc:
+            return CallResult(False, ms(), error=str(exc), kind="timeout", tries=tries)
+        except ProviderConnectionError as exc:
+            return CallResult(False, ms(), error=str(exc), kind="connect", tries=tries)
+        if resp.status != 200:
+            detail = mask_secrets(_error_text(raw), (endpoint.api_key,))
+            if is_config_error(resp.status):
                 log.error("CONFIGURATION ERROR: %s refused this service's credentials for %s (HTTP %d): %s",
-                          endpoint.base_url, endpoint.model, resp.status_code, detail)
+                          endpoint.base_url, endpoint.model, resp.status, detail)
             else:
-                log.warning("%s answered HTTP %d for %s: %s", endpoint.base_url, resp.status_code, endpoint.model, detail)
+                log.warning("%s answered HTTP %d for %s: %s", endpoint.base_url, resp.status, endpoint.model, detail)
             return CallResult(
-                False, ms(), status=resp.status_code, error=client_reason(resp.status_code),
-                kind=f"http_{resp.status_code}", tries=tries,
+                False, ms(), status=resp.status, error=client_reason(resp.status),
+                kind=f"http_{resp.status}", tries=tries,
             )
         try:
-            data = resp.json()
-            content = data["choices"][0]["message"]["content"]
-            if not isinstance(content, str):
+            data = json.loads(raw)
+            content_text = data["choices"][0]["message"]["content"]
+            if not isinstance(content_text, str):
                 raise TypeError("message.content is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             log.warning("%s answered %s with something that is not a chat completion: %s", endpoint.base_url,
@@ -237,11 +244,11 @@ class ChatProvider:
         return CallResult(True, ms(), body=data, status=200, tries=tries)
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(raw: bytes) -> str:
     try:
-        data = resp.json()
+        data = json.loads(raw)
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             return str(data["error"].get("message", ""))[:300]
     except ValueError:
         pass
-    return resp.text[:300]
+    return raw[:300].decode("utf-8", "replace")

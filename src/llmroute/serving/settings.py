@@ -63,6 +63,11 @@ class ServeSettings(BaseSettings):
     )
     provider_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one provider call.")
     provider_connect_timeout_s: float = Field(default=5.0, gt=0)
+    provider_http: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp",
+        description="HTTP client of provider calls (see llmroute.serving.provider_http): aiohttp costs 5-10x "
+        "less CPU per call than httpx.",
+    )
     provider_retries: int = Field(
         default=2, ge=0, description="Retries of one provider call on 429/5xx/connection errors (not on timeouts)."
     )

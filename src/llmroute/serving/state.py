@@ -10,8 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-import httpx
-
 from llmroute.config import Settings
 from llmroute.data.catalog import ModelSpec
 from llmroute.router.router import Router
@@ -21,6 +19,7 @@ from llmroute.serving.decision_logging import DecisionLog, capture_embeddings
 from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth
 from llmroute.serving.metrics import ServiceMetrics
+from llmroute.serving.provider_http import ProviderHTTP
 from llmroute.serving.settings import ServeSettings
 
 T = TypeVar("T")
@@ -80,7 +79,7 @@ class Services:
     settings: ServeSettings
     core: Settings
     holder: RouterHolder
-    http: httpx.AsyncClient
+    http: ProviderHTTP  # provider calls (llmroute.serving.provider_http)
     metrics: ServiceMetrics
     compute: ComputeLimiter
     executor: ThreadPoolExecutor | None = None  # CPU work (routing, scoring); None = anyio's thread pool

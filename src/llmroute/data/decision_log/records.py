@@ -163,7 +163,7 @@ class DecisionRecord:
         if constraints is None:
             cons: dict[str, Any] = {}
         elif dataclasses.is_dataclass(constraints) and not isinstance(constraints, type):
-            cons = dataclasses.asdict(constraints)
+            cons = _fields_of(constraints)
         else:
             cons = dict(constraints)
         exploration = (getattr(decision, "extra", None) or {}).get("exploration")
@@ -191,6 +191,13 @@ class DecisionRecord:
             source=source,
             reason=getattr(decision, "reason", None),
         )
+
+
+def _fields_of(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, one level deep: what ``dataclasses.asdict`` gives for a record of
+    plain values and tuples (constraints), without its recursive deep copy, which cost more than the
+    rest of building a decision record."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
 class DecisionLike(Protocol):

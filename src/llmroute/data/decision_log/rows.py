@@ -95,6 +95,15 @@ def storable(batch: list[dict[str, Any]], nul: bool) -> list[dict[str, Any]]:
     return [{k: _safe(v, nul) for k, v in row.items()} for row in batch]
 
 
+def candidate_json(c: LoggedCandidate) -> dict[str, Any]:
+    """A logged candidate as stored (a JSON object with the fields of :class:`LoggedCandidate`), built
+    field by field: ``dataclasses.asdict`` deep-copies and was the writer's costliest step."""
+    return {
+        "model": c.model, "probability": c.probability, "expected_cost_usd": c.expected_cost_usd,
+        "eligible": c.eligible, "excluded_by": c.excluded_by,
+    }
+
+
 def decision_row(r: DecisionRecord, dialect: str) -> dict[str, Any]:
     return {
         "decision_id": r.decision_id,
@@ -107,7 +116,7 @@ def decision_row(r: DecisionRecord, dialect: str) -> dict[str, Any]:
         "embedder": r.embedder,
         "router_version": r.router_version,
         "arm": r.arm,
-        "candidates": [dataclasses.asdict(c) for c in r.candidates],
+        "candidates": [candidate_json(c) for c in r.candidates],
         "constraints": _jsonable(r.constraints),
         "target": r.target,
         "rule": r.rule,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from llmroute.router.text import messages_to_prompt
 from llmroute.serving.budget_control import route_with_budgets
@@ -17,13 +18,16 @@ from llmroute.serving.state import run_cpu
 router = APIRouter(tags=["routing"], dependencies=Authenticated)
 
 
-@router.post("/route")
-async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep, key_id: KeyIdDep) -> RouteResponse:
+@router.post("/route", response_model=RouteResponse)
+async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep, key_id: KeyIdDep) -> Response:
     """Route one prompt (embedding and LightGBM run on the service's compute pool, see ``run_cpu``).
 
     The decision is logged (source ``route``) under the ``decision_id`` returned; send
     ``POST /feedback`` with that id to score the answer the caller got from the chosen model (and
     report its ``cost_usd`` for the budgets). 429 when a spent block budget applies.
+
+    The answer is validated once, when the :class:`RouteResponse` is built, and serialised by pydantic
+    straight to bytes (returning the model would make FastAPI dump, validate and encode it again).
     """
     started = time.perf_counter()
     prompt = body.prompt if body.prompt is not None else messages_to_prompt(
@@ -36,4 +40,5 @@ async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep
     if routed.record is not None and services.decision_log is not None:
         if not services.decision_log.submit(routed.record):
             raise log_refused()
-    return RouteResponse.from_decision(routed.decision_id, routed.decision, routed.experiment, routed.arm)
+    answer = RouteResponse.from_decision(routed.decision_id, routed.decision, routed.experiment, routed.arm)
+    return Response(answer.model_dump_json(), media_type="application/json")
