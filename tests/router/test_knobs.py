@@ -47,7 +47,7 @@ def test_quality_target_parse_rejects_bad_values(text: str) -> None:
 def test_quality_target_validation_and_str() -> None:
     with pytest.raises(ValueError, match="kind must be 'relative' or 'absolute'"):
         QualityTarget(0.5, "percent")
-    with pytest.raises(ValueError, match="out of range for a absolute target"):
+    with pytest.raises(ValueError, match="out of range for an absolute target"):
         QualityTarget(1.01, "absolute")
     assert str(QualityTarget(0.95)) == "95% of the best model"
     assert str(QualityTarget(0.85, "absolute")) == "quality 0.850"
