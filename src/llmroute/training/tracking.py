@@ -31,6 +31,7 @@ import pandas as pd
 
 from llmroute.config import Settings
 from llmroute.router.router import Router
+from llmroute.training.manifest import MANIFEST, write_manifest
 
 EXPERIMENT = "llmroute"
 CHALLENGER = "challenger"
@@ -249,8 +250,6 @@ def _next_version(client: Any, name: str) -> int:
 
 def _stage_router(folder: Path, staging: Path, version: str, info: dict[str, Any]) -> Path:
     """Copy the router folder, write the registry version and provenance into router.json, add checksums."""
-    from llmroute.training.manifest import write_manifest
-
     copy = staging / MODEL_NAME_IN_RUN
     shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("manifest.json"))
     _rewrite_meta(copy, version, info)
@@ -259,12 +258,16 @@ def _stage_router(folder: Path, staging: Path, version: str, info: dict[str, Any
 
 
 def _rewrite_meta(folder: Path, version: str, info: dict[str, Any]) -> None:
+    """Write the registry version and provenance into ``router.json``; a folder that has a manifest gets
+    its checksums refreshed, so the rewritten folder still verifies."""
     meta_path = folder / "router.json"
     meta = json.loads(meta_path.read_text())
     old = meta.get("info") or {}
     meta["info"] = {**old, **info, "trained_as": old.get("trained_as", meta["version"])}
     meta["version"] = version
     meta_path.write_text(json.dumps(meta, indent=1, default=str))
+    if (folder / MANIFEST).exists():
+        write_manifest(folder)
 
 
 def log_training_run(
