@@ -143,6 +143,13 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     """
     file_path = bundled_catalog_path() if path is None else Path(path)
     file = str(file_path)
+    specs = [_parse_entry(file, i, item) for i, item in enumerate(_read_entries(file_path))]
+    return Catalog(specs, source=file)
+
+
+def _read_entries(file_path: Path) -> list[Any]:
+    """The ``models:`` list of a catalog file; :class:`CatalogError` when it cannot be read or has none."""
+    file = str(file_path)
     try:
         raw = yaml.safe_load(file_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -151,8 +158,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         raise CatalogError(file, None, None, f"not valid YAML: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("models"), list):
         raise CatalogError(file, None, "models", "expected a mapping with a 'models:' list")
-    specs = [_parse_entry(file, i, item) for i, item in enumerate(raw["models"])]
-    return Catalog(specs, source=file)
+    return list(raw["models"])
 
 
 CATALOG_ENV = "LLMROUTE_CATALOG"
@@ -178,16 +184,8 @@ def merge_catalog(base: Catalog, path: str | Path) -> Catalog:
     bundled = base
     file_path = Path(path)
     file = str(file_path)
-    try:
-        raw = yaml.safe_load(file_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(file, None, None, f"cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise CatalogError(file, None, None, f"not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("models"), list):
-        raise CatalogError(file, None, "models", "expected a mapping with a 'models:' list")
     merged = {name: bundled[name] for name in bundled}
-    for i, item in enumerate(raw["models"]):
+    for i, item in enumerate(_read_entries(file_path)):
         if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"] in bundled:
             fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(bundled[item["name"]]).items()}
             spec = _parse_entry(file, i, {**fields, **item, "name": fields["name"]})
