@@ -45,7 +45,7 @@ from llmroute.budgets.enforcement import BudgetStatus, Context, Verdict, combine
 from llmroute.budgets.pacing import GainTracker, PacingController
 from llmroute.budgets.spec import BudgetFileError, BudgetSpec, check_unique, load_budget_file, parse_budget
 from llmroute.budgets.windows import Window, window_at
-from llmroute.data.decision_log.ledger import BudgetLedger, Charge
+from llmroute.data.decision_log.ledger import BudgetLedger, Charge, spend_subjects
 from llmroute.router import policy
 from llmroute.router.decision import Candidate, Decision, QualityTarget
 from llmroute.router.router import Router
@@ -102,11 +102,7 @@ class Subjects:
     key_id: str | None
 
     def keys(self) -> list[tuple[str, str]]:
-        out = [("global", "*")]
-        for scope, value in (("tenant", self.tenant), ("user", self.user), ("key", self.key_id)):
-            if value:
-                out.append((scope, value))
-        return out
+        return spend_subjects(self.tenant, self.user, self.key_id)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,16 @@ from llmroute.data.decision_log.rows import from_db_time, to_db_time
 BUCKET_MINUTES = 15
 
 
+def spend_subjects(tenant: str | None, user: str | None, key_id: str | None) -> list[tuple[str, str]]:
+    """The (scope, value) pairs whose spend a request counts toward: everything, then its tenant, user
+    and key when given."""
+    out = [("global", "*")]
+    for scope, value in (("tenant", tenant), ("user", user), ("key", key_id)):
+        if value:
+            out.append((scope, value))
+    return out
+
+
 @dataclass(frozen=True)
 class Charge:
     """Realised spend of one request: a chat request's every attempt, or a /route user's reported cost."""
@@ -45,11 +55,7 @@ class Charge:
     key_id: str | None = None
 
     def subjects(self) -> list[tuple[str, str]]:
-        out = [("global", "*")]
-        for scope, value in (("tenant", self.tenant), ("user", self.user), ("key", self.key_id)):
-            if value:
-                out.append((scope, value))
-        return out
+        return spend_subjects(self.tenant, self.user, self.key_id)
 
 
 @dataclass(frozen=True)
