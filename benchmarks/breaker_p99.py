@@ -37,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+
 from serve_route_latency import LAUNCH, Connection, free_port, train_small
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 import uvicorn
 import yaml
+
 from breaker_p99 import start, stop, wait_ready
 from serve_route_latency import free_port, train_small
 

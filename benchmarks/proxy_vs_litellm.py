@@ -82,7 +82,7 @@ def main() -> None:
         )
         serve_env = {
             **env, "LLMROUTE_SERVE_API_KEYS": "[]",
-            "LLMROUTE_SERVE_PROVIDER_BASE_URLS": json.dumps({m: base for m in models}),
+            "LLMROUTE_SERVE_PROVIDER_BASE_URLS": json.dumps(dict.fromkeys(models, base)),
             "LLMROUTE_SERVE_DECISION_LOG_URL": os.environ.get(
                 "LLMROUTE_SERVE_DECISION_LOG_URL", f"sqlite:///{tmp / 'decisions.sqlite'}"
             ),

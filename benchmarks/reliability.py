@@ -294,11 +294,10 @@ def full_disk(folder: Path, home: Path, work: Path, hold: float, before: float =
 
         def fill() -> None:
             time.sleep(before)
-            with (disk / "filler").open("wb") as fh:
-                with contextlib.suppress(OSError):
-                    while True:
-                        fh.write(b"\0" * (1 << 20))
-                        fh.flush()
+            with (disk / "filler").open("wb") as fh, contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * (1 << 20))
+                    fh.flush()
             time.sleep(hold / 2)
             with contextlib.suppress(httpx.HTTPError):
                 states.append(httpx.get(f"{server.url}/ready", timeout=5).json().get("decision_log", "?"))
@@ -507,10 +506,10 @@ def long_prompt(folder: Path, home: Path, work: Path, seconds: float = 20.0, cli
         return round(statistics.quantiles(xs, n=100)[k - 1], 1)
 
     out = {"scenario": "long-prompt", "decision_log": log, "rounds": [
-        {"others_p50_ms": q(b, 50), "others_p99_ms": q(b, 99), "others_p50_ms_with_999kb": q(l, 50),
-         "others_p99_ms_with_999kb": q(l, 99), "p99_change": f"{(q(l, 99) / q(b, 99) - 1) * 100:+.0f}%",
+        {"others_p50_ms": q(b, 50), "others_p99_ms": q(b, 99), "others_p50_ms_with_999kb": q(lg, 50),
+         "others_p99_ms_with_999kb": q(lg, 99), "p99_change": f"{(q(lg, 99) / q(b, 99) - 1) * 100:+.0f}%",
          "999kb_p50_ms": q(g, 50), "999kb_p99_ms": q(g, 99), "999kb_requests": len(g)}
-        for b, l, g in results]}
+        for b, lg, g in results]}
     print(json.dumps(out), f"({load_average()})", flush=True)
     return out
 

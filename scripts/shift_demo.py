@@ -151,7 +151,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> Server:  # noqa: PYI034 - a plain class, never subclassed
+    def __enter__(self) -> Server:
         self.thread.start()
         deadline = time.monotonic() + 120
         while not self.server.started:
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         def serve(mode: str) -> Any:
             return ServeSettings(
                 model="models:/llmroute@champion",
-                provider_base_urls={m: f"{rep.url}/v1" for m in models},
+                provider_base_urls=dict.fromkeys(models, f"{rep.url}/v1"),
                 decision_log_url=db_url,
                 exploration_share=args.exploration,
                 exploration_mode=mode,

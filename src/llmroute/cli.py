@@ -9,12 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmroute.cli_data import data_app
-from llmroute.cli_registry import load_registry_router, register, track_training
 from llmroute.cli_ab import register as register_ab
 from llmroute.cli_bench import register as register_bench
 from llmroute.cli_budgets import register as register_budgets
+from llmroute.cli_data import data_app
 from llmroute.cli_logs import register as register_logs
+from llmroute.cli_registry import load_registry_router, register, track_training
 from llmroute.cli_retrain import register as register_retrain
 from llmroute.cli_serve import register as register_serve
 
@@ -72,7 +72,7 @@ CatalogOpt = Annotated[
 ]
 
 
-def _settings(home: Path | None, embedder: str | None = None):  # noqa: ANN202
+def _settings(home: Path | None, embedder: str | None = None):
     from llmroute.config import load_settings
 
     return load_settings(home=home, embedder=embedder)
@@ -89,7 +89,7 @@ def _need_file(path: Path, option: str) -> None:
         _fail(f"{option}: {path} does not exist")
 
 
-def _load_router(settings, model: str | Path | None):  # noqa: ANN001, ANN202
+def _load_router(settings, model: str | Path | None):
     if isinstance(model, str) and model.startswith("models:/"):
         return load_registry_router(settings, model)
     if model:
@@ -116,7 +116,7 @@ def _load_router(settings, model: str | Path | None):  # noqa: ANN001, ANN202
         raise
 
 
-def _load_router_and_scorer(settings, model: str | None):  # noqa: ANN001, ANN202
+def _load_router_and_scorer(settings, model: str | None):
     """The router and the answer scorer saved (or registered) with it (None when it has none)."""
     from llmroute.router.answer_scorer import scorer_in
     from llmroute.router.embedder import EmbedderMismatchError

@@ -109,13 +109,12 @@ def serve(
     rather than sent to an API; other requests fall back to API models when a local one fails. Circuit
     breakers (LLMROUTE_SERVE_BREAKER_*) and catalog rate limits take unhealthy models out of routing."""
     import uvicorn
+    from pydantic import ValidationError
 
     from llmroute.config import load_settings
     from llmroute.data.decision_log import DecisionLogStore
     from llmroute.serving.app import create_app
     from llmroute.serving.decision_logging import resolve_log_url
-    from pydantic import ValidationError
-
     from llmroute.serving.settings import ServeSettings
 
     overrides = {

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from llmroute.data.decision_log import DecisionLogStore, FeedbackRecord, LoggedCandidate
-from llmroute.data.decision_log import tables
+from llmroute.data.decision_log import DecisionLogStore, FeedbackRecord, LoggedCandidate, tables
 from llmroute.data.decision_log.overview import read_overview
 from llmroute.data.decision_log.rollup import (
     LATENCY_GROWTH,
@@ -144,9 +143,11 @@ def test_latency_histogram_percentiles_are_within_nine_percent() -> None:
 
 
 def test_unknown_window_is_refused(tmp_path) -> None:
-    with DecisionLogStore(f"sqlite:///{tmp_path / 'log.sqlite'}") as store:
-        with pytest.raises(ValueError, match="unknown window 'week': expected one of hour, day, 30d"):
-            read_overview(store.engine, "week")
+    with (
+        DecisionLogStore(f"sqlite:///{tmp_path / 'log.sqlite'}") as store,
+        pytest.raises(ValueError, match="unknown window 'week': expected one of hour, day, 30d"),
+    ):
+        read_overview(store.engine, "week")
 
 
 def test_rollups_on_postgresql(pg_url: str) -> None:

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-
 import pytest
-
 
 
 @pytest.fixture(scope="session", autouse=True)

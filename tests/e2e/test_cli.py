@@ -18,7 +18,7 @@ runner = CliRunner()
 HEADLINE_KEYS = ("aiq", "cost_at_parity_ratio", "cost_at_95_ratio", "quality_at_equal_cost")
 
 
-def invoke(*args: str):  # noqa: ANN201
+def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 

@@ -52,7 +52,7 @@ def test_retrain_trains_the_answer_scorer_like_train(
 
     seen = {}
 
-    def fake(dsn, settings, config, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def fake(dsn, settings, config, *args, **kwargs):
         seen["config"] = config
 
     monkeypatch.setattr(retrain, "retrain_from_production", fake)

@@ -89,7 +89,7 @@ def test_a_log_without_exploration_warns_that_it_only_informs_about_agreeing_pol
 
     from llmroute.data.decision_log.export import JOINED_SCHEMA
 
-    rows = [{name: None for name in JOINED_SCHEMA.names} | {
+    rows = [dict.fromkeys(JOINED_SCHEMA.names) | {
         "decision_id": f"d{i}", "prompt": f"what is {i} + {i}?", "chosen_model": "a", "outcome_model": "a",
         "propensity": 1.0, "quality": float(i % 2), "cost_usd": 0.001, "router_version": "v1",
         "candidates": [{"model": "a", "probability": 0.9, "expected_cost_usd": 0.001, "eligible": True,
@@ -117,7 +117,7 @@ def _row(i: int, served: str, propensity: float, constraints: dict) -> dict:
     cands = [(m, p, c, e) for m, p, c, e in [("a", 0.6, 0.001, True), ("b", 0.7, 0.002, True),
                                               ("c", 0.9, 0.003, True), ("d", 0.4, 0.0001, True),
                                               ("e", 0.99, 0.0001, False)]]
-    return {name: None for name in JOINED_SCHEMA.names} | {
+    return dict.fromkeys(JOINED_SCHEMA.names) | {
         "decision_id": f"d{i}", "prompt": f"what is {i} + {i}?", "chosen_model": served, "outcome_model": served,
         "propensity": propensity, "quality": 1.0, "cost_usd": 0.001, "router_version": "v1",
         "candidates": [{"model": m, "probability": p, "expected_cost_usd": c, "eligible": e,

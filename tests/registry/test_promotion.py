@@ -15,7 +15,7 @@ from llmroute.training.tracking import log_training_run, resolve_tracking_uri
 from tests.registry.helpers import Trained, fresh_copy, store_settings
 
 
-def _aliases(settings) -> dict[str, str]:  # noqa: ANN001
+def _aliases(settings) -> dict[str, str]:
     from mlflow import MlflowClient
 
     uri = resolve_tracking_uri(settings)
@@ -23,7 +23,7 @@ def _aliases(settings) -> dict[str, str]:  # noqa: ANN001
     return {a: str(v) for a, v in rm.aliases.items()}
 
 
-def _tags(settings, version: str) -> dict[str, str]:  # noqa: ANN001
+def _tags(settings, version: str) -> dict[str, str]:
     from mlflow import MlflowClient
 
     uri = resolve_tracking_uri(settings)

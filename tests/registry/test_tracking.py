@@ -18,7 +18,6 @@ from llmroute.training.tracking import (
 from tests.registry.helpers import Trained, fresh_copy
 
 
-
 def test_uri_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings(home=tmp_path / "h")
     assert resolve_tracking_uri(s) == f"sqlite:///{(tmp_path / 'h' / 'mlflow.db').resolve()}"

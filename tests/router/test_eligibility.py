@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from llmroute.data.catalog import ModelSpec
 from llmroute.router.decision import Constraints, NoEligibleModelError
-from dataclasses import replace
-
 from llmroute.router.eligibility import LATENCY_HINT, assumed_figures, exclusion_reasons, resolve_figures
 from tests.router.helpers import make_spec as spec
 

@@ -247,7 +247,7 @@ def test_target_messages_suggest_the_percent_form() -> None:
         QualityTarget.parse("151%")
 
 
-def test_a_user_catalog_makes_latency_limits_usable(router: Router, tmp_path) -> None:  # noqa: ANN001
+def test_a_user_catalog_makes_latency_limits_usable(router: Router, tmp_path) -> None:
     """Defect 3: --max-latency-ms always failed with the bundled catalog; a user catalog now gives latencies."""
     user = tmp_path / "mine.yaml"
     user.write_text("models:\n  - name: claude-v2\n    typical_latency_ms: 800\n"

@@ -89,7 +89,7 @@ def test_no_eligible_model_is_422_naming_reasons(client: TestClient, router: Rou
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["type"] == "no_eligible_model"
-    assert err["reasons"] == {m: "in excluded_models" for m in router.models}
+    assert err["reasons"] == dict.fromkeys(router.models, "in excluded_models")
     assert "in excluded_models" in err["message"]
 
 

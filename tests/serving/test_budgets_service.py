@@ -212,7 +212,7 @@ class _Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.posts += 1
                 if outer.posts <= fail_first:
@@ -276,9 +276,11 @@ def test_bad_budget_file_refuses_to_start_and_a_bad_reload_keeps_the_last_good(
     router: Router, trained: Trained, log_url: str, tmp_path: Path
 ) -> None:
     bad = _write(tmp_path / "bad.yaml", [{"name": "x", "tenant": "a", "amount_usd": -1}])
-    with pytest.raises(BudgetFileError, match=r"bad.yaml, budget #1 \('x'\), field 'amount_usd'"):
-        with _client(router, trained, log_url, bad):
-            pass
+    with (
+        pytest.raises(BudgetFileError, match=r"bad.yaml, budget #1 \('x'\), field 'amount_usd'"),
+        _client(router, trained, log_url, bad),
+    ):
+        pass
     f = _write(tmp_path / "b.yaml", [{"name": "blk", "tenant": "a", "amount_usd": 0.005, "enforcement": "block"}])
     with _client(router, trained, log_url, f, budget_refresh_s=0.05) as c:
         assert c.post("/route", json={"prompt": "hi", "tenant": "a"}, headers=AUTH).status_code == 200

@@ -290,7 +290,6 @@ def wordy_logs(trained: Trained) -> pd.DataFrame:
     """The session's logs and one more prompt (an MBPP one: multiple-choice answers are one word)
     answered by some model with 12 to 80 words; ``attrs['wordy']`` is that (prompt, model)."""
     from llmroute.data.importers import read_logs
-
     from tests.serving.conftest import REPO
 
     df = read_logs(REPO / "data" / "routerbench" / "train.parquet")

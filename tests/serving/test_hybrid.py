@@ -86,7 +86,7 @@ def start_hybrid(
     db = tmp / "decisions.sqlite"
     settings = ServeSettings(**{
         "model": str(trained.folder), "default_base_url": f"{api.url}/v1",
-        "provider_base_urls": {m: f"{local.url}/v1" for m in LOCALS},
+        "provider_base_urls": dict.fromkeys(LOCALS, f"{local.url}/v1"),
         "catalog": str(write_catalog(router, tmp / "catalog.yaml", LOCALS, **(catalog_extra or {}))),
         "data_policy_by_tenant": {"secure": "local_only"},
         "provider_timeout_s": 0.3, "provider_retries": 1, "retry_backoff_s": 0.01,
@@ -201,7 +201,7 @@ def test_local_only_never_reaches_an_api_under_faults(
     rows = sqlite3.connect(db).execute("SELECT tenant, constraints, reason, chosen_model FROM decisions").fetchall()
     unrouted = sum(1 for _, r in results if r.status_code == 503 and r.json()["error"]["type"] == "no_available_model")
     assert len(rows) == len(results) - unrouted  # every decision is logged; a request refused by routing has none
-    for tenant, cons, reason, chosen in rows:
+    for _tenant, cons, reason, chosen in rows:
         policy = json.loads(cons)["data_policy"]
         assert policy in ("local_only", "prefer_local") and reason
         if policy == "local_only":

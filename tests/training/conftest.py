@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 import pytest
 
 from tests.router.helpers import Trained, trained_router

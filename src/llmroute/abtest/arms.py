@@ -176,7 +176,7 @@ def load_arm_routers(
             continue
         try:
             routers[arm.router] = load_router(arm.router, core)
-        except Exception as exc:  # noqa: BLE001 - registry, file and embedder errors all say the same here
+        except Exception as exc:  # registry, file and embedder errors all say the same here
             raise RuntimeError(f"{experiment.source}: arm {arm.name!r}: cannot load router {arm.router}: {exc}") from exc
     return routers
 

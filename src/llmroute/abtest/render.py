@@ -178,7 +178,10 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
 def render_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
     """One self-contained page: the Markdown report's sections with the plots inlined."""
     e = report["experiment"]
-    li = lambda items: "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
+    def li(items: Any) -> str:
+        return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
     imgs = "".join(
         f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(b).decode()}"></figure>'
         for n, b in images.items()

@@ -47,7 +47,7 @@ def summarize(records: Sequence[CallRecord]) -> pd.DataFrame:
             "agreement": agreement,
             "score_variance": variance,
         })
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).astype({c: "float64" for c in SUMMARY_COLUMNS[3:]})
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).astype(dict.fromkeys(SUMMARY_COLUMNS[3:], "float64"))
 
 
 def _consistency(ok: pd.DataFrame) -> tuple[float, float]:

@@ -195,7 +195,10 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
             cols["rule"].append(row["rule"])
             cols["knob"].append(row["knob"])
             cols["task_hint"].append(row["task_hint"])
-    obj = lambda k: np.array(cols[k], dtype=object)
+
+    def obj(k: str) -> np.ndarray:
+        return np.array(cols[k], dtype=object)
+
     return LoggedTraffic(
         decision_ids=tuple(cols["decision_id"]),
         prompts=tuple(cols["prompt"]),

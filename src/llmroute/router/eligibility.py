@@ -105,7 +105,7 @@ def exclusion_reasons(
     out: list[str | None] = []
     allowed = set(c.allowed_models) if c.allowed_models is not None else None
     excluded = set(c.excluded_models)
-    down = {m: why for m, why in c.unavailable}
+    down = dict(c.unavailable)
     for model, spec, cost, fig in zip(models, specs, caps, figs):
         names = {model, *(spec.aliases if spec else ())}
         needed = input_tokens + c.max_output_tokens

@@ -117,7 +117,6 @@ def build_static_minilm(target: Path) -> Path:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     from transformers import AutoModel, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     src = bundled_minilm_path()
@@ -165,7 +164,7 @@ def load_embedder(spec: str, embedders_dir: Path) -> Embedder:
 
         _offline()
         local = snapshot_download(spec, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - any hub failure means "not available offline"
+    except Exception as exc:  # any hub failure means "not available offline"
         raise FileNotFoundError(
             f"embedder '{spec}' is neither '{BUNDLED}', '{BUNDLED_STATIC}', a local folder, "
             "nor a sentence-transformers model in the offline Hugging Face cache"

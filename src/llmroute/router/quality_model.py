@@ -251,7 +251,7 @@ class QualityModel:
         cats = [X.shape[1] - 1]
 
         best_iters, boosters = [], []
-        for tr, va in folds:
+        for tr, _ in folds:
             in_tr = np.isin(row_prompt, tr)
             dtr = lgb.Dataset(X[in_tr], y[in_tr], categorical_feature=cats, free_raw_data=False)
             dva = lgb.Dataset(X[~in_tr], y[~in_tr], categorical_feature=cats, reference=dtr)
@@ -268,7 +268,7 @@ class QualityModel:
         self.n_rounds_ = int(np.median(best_iters))
         self.cv_best_iterations_ = [int(b) for b in best_iters]
         raw_oof = np.empty(len(y))
-        for f_i, ((tr, _), (b, va_rows)) in enumerate(zip(folds, boosters)):
+        for f_i, (_, (b, va_rows)) in enumerate(zip(folds, boosters)):
             report(0.50 + 0.20 * f_i / len(folds), f"out-of-fold predictions {f_i + 1}/{len(folds)}")
             preds = [b.predict(X[va_rows], num_iteration=self.n_rounds_)]
             for bag in range(1, p.bags):

@@ -265,7 +265,7 @@ class Router:
         models ``catalog`` lacks keep theirs). Routes like this router except where the new entries
         differ (local, context window, latency, capabilities, rate limits); learned costs are unchanged."""
         out = copy.copy(self)
-        out.specs = {m: (catalog[m] if m in catalog else s) for m, s in self.specs.items()}
+        out.specs = {m: catalog.get(m, s) for m, s in self.specs.items()}
         return out
 
     def _check_names(self, q: RouteQuery) -> None:

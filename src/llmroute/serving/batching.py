@@ -29,7 +29,6 @@ from llmroute.router.decision import Decision, RouteQuery
 from llmroute.router.router import Router
 from llmroute.serving.decision_logging import CapturingEmbedder
 
-
 BIG_PROMPT_CHARS = 8_000
 """A prompt longer than this (about 2,000 tokens) is routed alone, after the rest of its batch has been
 answered, so that its long preparation (token count, text features, embedding) delays no other request."""

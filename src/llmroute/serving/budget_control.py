@@ -322,7 +322,7 @@ class BudgetControl:
     # -- status -----------------------------------------------------------------------------------
     def applicable(self, subjects: Subjects) -> list[BudgetSpec]:
         out: list[BudgetSpec] = []
-        for k in subjects.keys():
+        for k in subjects.keys():  # noqa: SIM118 - Subjects is not a dict: keys() lists its scopes
             out.extend(self._by_subject.get(k, ()))
         return out
 

@@ -96,7 +96,7 @@ def smoke_served(router: Any, scorer: Any) -> int:
     if scorer is not None:
         try:
             p = float(scorer.score(["What is 2 + 2?"], ["4"], [router.models[0]])[0])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise RouterSmokeError(f"the response scorer cannot score an answer: {type(exc).__name__}: {exc}") from exc
         if not (math.isfinite(p) and 0.0 <= p <= 1.0):
             raise RouterSmokeError(f"the response scorer gave {p!r} (not a probability)")

@@ -38,8 +38,8 @@ from llmroute.data.decision_log import (
     default_db_url,
     mask_url,
 )
-from llmroute.data.decision_log.records import decision_id_time
 from llmroute.data.decision_log.migrate import upgrade_to_head
+from llmroute.data.decision_log.records import decision_id_time
 from llmroute.data.decision_log.spool import SpooledWriter, SpoolStats
 from llmroute.router.decision import Constraints, Decision
 from llmroute.router.router import Router

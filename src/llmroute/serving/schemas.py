@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from llmroute.data.catalog import Capability
 from llmroute.router.decision import Constraints, Decision, QualityTarget
 
-
 MAX_COST_USD = 1_000.0  # a larger cap per call is a mistake, not a budget
 MAX_LATENCY_MS = 86_400_000.0  # a day
 NAME_MAX = 200  # tenant, user, task, session, model names: the decision log's column width

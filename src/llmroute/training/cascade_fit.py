@@ -107,7 +107,7 @@ def fit_operating_points(
     chain_cache: dict[tuple[int, int, int | None], tuple[str, ...]] = {}
     for jump in JUMPS:
         base_rule = CascadeRule(thresholds=(1.0,), max_attempts=max_attempts, jump_after=jump)
-        for i, j in {(i, int(j)) for i in range(n) for j in firsts[i]}:
+        for i, j in {(p, int(f)) for p in range(n) for f in firsts[p]}:
             chain_cache[(i, j, jump)] = chain_for(base_rule, cands[i], models[j])
     scores.need({c for (i, _, _), ch in chain_cache.items() for c in _cells({i: ch})})
     print(f"cascade fit: {len(chain_cache)} router chains on {n} prompts, {len(scores.values)} answers scored "

@@ -81,7 +81,7 @@ def load_verified_router(folder: Path, embedders_dir: Path, label: str) -> Route
         return Router.load(folder, embedder)
     except EmbedderMismatchError as exc:
         raise EmbedderMismatchError(f"{label}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and YAML each raise their own errors
+    except Exception as exc:  # LightGBM, NumPy and YAML each raise their own errors
         raise DamagedArtifactError(
             f"{label}: the router artifact is damaged or was written by an incompatible llmroute version: "
             f"{type(exc).__name__}: {exc}"

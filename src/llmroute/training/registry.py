@@ -197,7 +197,7 @@ def _registered_scorer(folder: Path, router: Router, label: str) -> ResponseScor
 
     try:
         return scorer_in(folder, router.embedder)
-    except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and JSON each raise their own errors
+    except Exception as exc:  # LightGBM, NumPy and JSON each raise their own errors
         raise RegistryError(f"{label}: the response scorer in the artifact cannot be loaded: {type(exc).__name__}: {exc}") from exc
 
 
@@ -264,10 +264,10 @@ def _benchmark_gate(settings: Settings, challenger: Router, champion: Router | N
 
 def _offpolicy_gate(settings: Settings, challenger: Router, champion: Router | None, opts: OffPolicyGateOptions,
                     labels: tuple[str, str], echo: Callable[[str], None]) -> tuple[bool, str, dict[str, str], Any]:
+    from llmroute.data.decision_log.store import mask_url
     from llmroute.offpolicy.evaluate import evaluate_offpolicy
     from llmroute.offpolicy.gate import offpolicy_verdict
     from llmroute.offpolicy.logged import logged_traffic
-    from llmroute.data.decision_log.store import mask_url
     from llmroute.training.retrain import open_decision_log
 
     store = open_decision_log(opts.production)

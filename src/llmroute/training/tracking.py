@@ -100,7 +100,7 @@ def mlflow_session(uri: str) -> Iterator[None]:
     with warnings.catch_warnings():
         # MLflow's own request types warn about their `Any` hints while mlflow.pyfunc is first imported
         warnings.filterwarnings("ignore", message=r".*Any type hint is inferred as AnyType", category=UserWarning)
-        import mlflow.pyfunc  # noqa: F401
+        import mlflow.pyfunc
     names = (*QUICK_HTTP, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     saved_env = {k: os.environ.get(k) for k in names}
     saved_tracking = getattr(tracking_utils, "_tracking_uri", None)

@@ -18,8 +18,8 @@ from llmroute.data.observed import ObservedLatency, observed_latencies, output_t
 from llmroute.data.wide import WideLogs, to_wide
 from llmroute.experiments.metrics import aiq
 from llmroute.progress import Phases
-from llmroute.router.cost import LinearCostModel
 from llmroute.router.cascade_policy import OperatingPoints
+from llmroute.router.cost import LinearCostModel
 from llmroute.router.decision import QualityTarget
 from llmroute.router.embedder import EmbeddingCache, load_embedder
 from llmroute.router.features import embed_and_featurize
@@ -155,7 +155,7 @@ def _train(
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{fingerprint[:8]}"
     latencies = observed_latencies(df)
     specs = specs_with_observed_latency(
-        {m: (catalog[m] if m in catalog else None) for m in logs.models}, latencies
+        {m: catalog.get(m) for m in logs.models}, latencies
     )
     learned = sorted(m for m in logs.models if m in latencies and specs[m] is not None and (
         m not in catalog or catalog[m].typical_latency_ms is None))

@@ -538,7 +538,7 @@ class SpooledWriter:
         try:
             self.store.write_many(records)
             return len(records)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_transient(exc):
                 raise
         stored = 0
@@ -546,7 +546,7 @@ class SpooledWriter:
             try:
                 self.store.write_many([record])
                 stored += 1
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if is_transient(exc):
                     raise
                 self._reject(line, f"{type(exc).__name__}: {exc}")

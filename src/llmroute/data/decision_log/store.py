@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from llmroute.data.decision_log import rows, tables
+from llmroute.data.decision_log import rollup, rows, tables
 from llmroute.data.decision_log.migrate import create_log_engine, upgrade_to_head
 from llmroute.data.decision_log.records import DecisionRecord, FeedbackRecord, LogRecord, OutcomeRecord
-from llmroute.data.decision_log import rollup
 
 if TYPE_CHECKING:
     import pyarrow as pa

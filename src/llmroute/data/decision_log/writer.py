@@ -180,7 +180,7 @@ class DecisionLogWriter:
         for attempt in range(self.max_retries + 1):
             try:
                 self.store.write_many(batch)
-            except Exception:
+            except Exception:  # noqa: BLE001 - whatever the store raised: retry, then write one record at a time
                 if attempt == self.max_retries:
                     self._write_one_by_one(batch)
                     break

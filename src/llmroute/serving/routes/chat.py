@@ -66,8 +66,8 @@ from llmroute.serving.cascade import (
 from llmroute.serving.client_key import KeyIdDep
 from llmroute.serving.decision_logging import log_refused, outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
-from llmroute.serving.errors import ServiceError, error_body
 from llmroute.serving.dispatch import Dispatcher
+from llmroute.serving.errors import ServiceError, error_body
 from llmroute.serving.providers import ChatProvider, resolve_endpoint
 from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
 from llmroute.serving.state import run_cpu
@@ -99,11 +99,10 @@ async def chat_completions(
         services, route_with_budgets, services, llm_router, prompt, opts, "chat", started, key_id, knob, pinned)
     decision, decision_id = routed.decision, routed.decision_id
     decision_log = services.decision_log
-    if decision_log is not None and routed.record is not None:
-        # before the calls: a request cancelled mid-cascade keeps its decision; a decision that cannot be
-        # logged is not served (nothing is paid for that the log would never show)
-        if not decision_log.submit(routed.record):
-            raise log_refused()
+    # before the calls: a request cancelled mid-cascade keeps its decision; a decision that cannot be
+    # logged is not served (nothing is paid for that the log would never show)
+    if decision_log is not None and routed.record is not None and not decision_log.submit(routed.record):
+        raise log_refused()
 
     calls = Dispatcher(
         ChatProvider(services.http, services.settings), services.settings, llm_router.specs, services.health,

@@ -37,8 +37,7 @@ async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep
         services, route_with_budgets, services, llm_router, prompt, body, "route", started, key_id)
     if services.budgets is not None and admitted.admission is not None:
         services.budgets.remember(routed.decision_id, admitted.admission.subjects)
-    if routed.record is not None and services.decision_log is not None:
-        if not services.decision_log.submit(routed.record):
-            raise log_refused()
+    if routed.record is not None and services.decision_log is not None and not services.decision_log.submit(routed.record):
+        raise log_refused()
     answer = RouteResponse.from_decision(routed.decision_id, routed.decision, routed.experiment, routed.arm)
     return Response(answer.model_dump_json(), media_type="application/json")
