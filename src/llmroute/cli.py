@@ -254,7 +254,7 @@ def evaluate(
                  "cascade", "fixed_chain", "cascade_perfect_scorer"):
         if name in r:
             e = r[name]
-            fmt = lambda v: "never" if v is None else f"{v:.2f}"  # noqa: E731
+            fmt = lambda v: "never" if v is None else f"{v:.2f}"  # noqa: E731 - a one-line formatter
             typer.echo(
                 f"{name:<24} {e['aiq']:>7.4f} {fmt(e['cost_at_95_ratio']):>7} {fmt(e['cost_at_parity_ratio']):>7}"
             )

@@ -38,7 +38,7 @@ def _talk(quiet: bool = False) -> None:
     if not quiet and not any(getattr(h, "_llmroute_cli", False) for h in logger.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("llmroute: %(message)s"))
-        handler._llmroute_cli = True  # type: ignore[attr-defined]
+        handler._llmroute_cli = True  # type: ignore[attr-defined]  # our mark on a stdlib handler
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 
@@ -128,9 +128,9 @@ def serve(
         "data_policy_by_tenant": _pairs(tenant_policy, "--tenant-policy", "TENANT") or None,
         "budgets": str(budgets) if budgets is not None else None,
     }
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
-        settings = ServeSettings(**given)  # type: ignore[arg-type]
+        settings = ServeSettings(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise typer.BadParameter(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
@@ -236,7 +236,7 @@ def replay_server(
         app = create_replay_app(
             read_logs(logs), latency_ms, failure_rate, timeout_rate, seed,
             model_failure_rates=failures, model_timeout_rates=timeouts,
-            timeout_s=timeout_s, unknown_prompt=unknown_prompt,  # type: ignore[arg-type]
+            timeout_s=timeout_s, unknown_prompt=unknown_prompt,  # type: ignore[arg-type]  # one of the two, checked above
             chunk_delay_ms=chunk_delay_ms, stream_break_rate=stream_break_rate, report_cost=report_cost,
         )
     except ValueError as exc:

@@ -84,7 +84,7 @@ def simulate(
     monitor = GuardrailMonitor(experiment)
     control = experiment.control.name
     records = []
-    for i in rows:
+    for i in range(len(rows)):
         assigned = arm_for_bucket(experiment, bucket(experiment.name, f"sim{seed}-{i}"))
         served = control if assigned in monitor.stopped else assigned
         j = choice[served][i]

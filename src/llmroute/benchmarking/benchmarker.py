@@ -158,7 +158,9 @@ class ModelBenchmarker:
 
 
 def _cases(task_name: str, data: Sequence[str | Mapping[str, Any]], truth: Sequence[Any] | None) -> tuple[TestCase, ...]:
-    prompts, refs, ids = [], [], []
+    prompts: list[str] = []
+    refs: list[Any] = []
+    ids: list[str | None] = []
     for item in data:
         if isinstance(item, str):
             prompts.append(item)

@@ -98,7 +98,9 @@ class ModelCaller:
         self, model: str, messages: list[dict[str, str]], body: dict[str, Any], latency_ms: float, tries: int
     ) -> Answer:
         text = str(body["choices"][0]["message"]["content"])
-        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
         tin = _int(usage.get("prompt_tokens"))
         tout = _int(usage.get("completion_tokens"))
         if tin is None:
@@ -106,6 +108,7 @@ class ModelCaller:
         if tout is None:
             tout = count_tokens(text)
         reported = usage.get("cost")
+        cost: float | None
         if isinstance(reported, (int, float)) and not isinstance(reported, bool):
             cost, estimated = float(reported), False
         else:

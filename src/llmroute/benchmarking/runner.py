@@ -107,7 +107,7 @@ def resolve_models(models: Sequence[str], catalog: Catalog) -> tuple[str, ...]:
 async def score_answer(scorer: Scorer, response: str, case: TestCase) -> Score:
     """Run a scorer: coroutine functions on the loop, plain callables in a worker thread."""
     if inspect.iscoroutinefunction(scorer) or inspect.iscoroutinefunction(type(scorer).__call__):
-        result = await scorer(response, case)  # type: ignore[misc]
+        result = await scorer(response, case)  # type: ignore[misc]  # a coroutine function, checked above
     else:
         result = await asyncio.to_thread(scorer, response, case)
         if inspect.isawaitable(result):

@@ -89,7 +89,7 @@ def run_evaluation(
     (default: the logs the router was trained on). With the router's answer ``scorer`` and the operating
     points fitted with it, the cascade is replayed too (:mod:`llmroute.experiments.cascade_eval`);
     otherwise the cascade rows are skipped with the reason in ``skipped``."""
-    weights = {"reading logs": 5, "embedding": 15, "routers and baselines": 35, "cascade replay": 10,
+    weights: dict[str, float] = {"reading logs": 5, "embedding": 15, "routers and baselines": 35, "cascade replay": 10,
                "bootstrap intervals": 30, "report and plot": 5}
     with Phases("evaluation", weights) as phases:
         return _evaluate(router, test_path, report_dir, cache_path, train_path, rules_path, n_boot, scorer, phases)

@@ -145,12 +145,12 @@ def evaluate_offpolicy(
                          + "; ".join(f"{k}: {v}" for k, v in traffic.skipped.items()))
     ch_pred = router_picks(challenger, traffic, cache_path)
     logged = traffic.logged_model
+    champ_pred: RouterPredictions | None = None
     if champion is not None:
-        champ_pred: RouterPredictions | None = router_picks(champion, traffic, cache_path)
+        champ_pred = router_picks(champion, traffic, cache_path)
         champ_picks = _fill(champ_pred.picks, logged)
         champ_version = champion.version
     else:
-        champ_pred = None
         champ_picks = _fill(traffic.router_pick, logged)
         versions = sorted(set(traffic.router_version))
         champ_version = versions[0] if len(versions) == 1 else "the logging routers (" + ", ".join(versions) + ")"

@@ -176,7 +176,7 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
             chosen_from, share = _exploration(cons, pick, eligible)
             if share is None:
                 share = _share(served, pick, p, eligible - {pick} if pick is not None else eligible)
-            elif served != pick and served not in chosen_from:
+            elif served != pick and served not in (chosen_from or frozenset()):  # a share comes with its set
                 share = float("nan")  # served a model outside the logged set: the record is inconsistent
             cols["decision_id"].append(str(row["decision_id"]))
             cols["prompt"].append(str(row["prompt"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def parse_logged_target(text: str | None) -> QualityTarget | None:
 
 def logged_constraints(raw: dict) -> Constraints:
     """The request's :class:`Constraints` from its logged JSON (unknown keys ignored)."""
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in _FIELDS}
+    kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in _FIELDS}
     return Constraints(**kw)
 
 

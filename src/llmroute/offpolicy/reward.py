@@ -16,7 +16,7 @@ and its probabilities are P(quality >= threshold), not expected quality.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -50,7 +50,7 @@ def crossfit_quality(
     input_tokens: np.ndarray,
     logged: Sequence[str],
     reward: np.ndarray,
-    query: dict[str, Sequence[str | None]],
+    query: Mapping[str, Sequence[str | None]],
     models: Sequence[str],
     folds: int = 5,
     seed: int = 0,
@@ -87,7 +87,7 @@ def crossfit_cost(
     input_tokens: np.ndarray,
     logged: Sequence[str],
     cost: np.ndarray,
-    query: dict[str, Sequence[str | None]],
+    query: Mapping[str, Sequence[str | None]],
     models: Sequence[str],
     prices: dict[str, tuple[float | None, float | None]],
     folds: int = 5,

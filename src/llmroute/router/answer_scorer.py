@@ -167,6 +167,19 @@ class ResponseScorer:
     row a call) and the offline replay (batches) agree."""
 
     operating_points: OperatingPoints | None = None
+    # the fitted state: set by fitting (llmroute.training.scorer) or by :meth:`load`
+    booster_: lgb.Booster
+    models_: list[str]
+    n_rounds_: int
+    cv_best_iterations_: list[int]
+    cv_auc_: float
+    n_rows_: int
+    n_skipped_: int
+    model_prior_: dict[str, float]
+    p_mean_: np.ndarray
+    p_components_: np.ndarray
+    r_mean_: np.ndarray
+    r_components_: np.ndarray
 
     def __init__(self, embedder: Embedder, params: ScorerParams | None = None) -> None:
         self.embedder = embedder

@@ -29,7 +29,7 @@ def per_task_static(
 ) -> np.ndarray:
     """Each model's success rate on the training prompts of the test prompt's task (told the task)."""
     s = success(train_quality, threshold)
-    overall = np.nanmean(s, axis=0)
+    overall: np.ndarray = np.nanmean(s, axis=0)
     table: dict[str | None, np.ndarray] = {}
     tasks = np.asarray(train_tasks, dtype=object)
     for t in set(train_tasks):

@@ -290,7 +290,7 @@ def thin(items: Sequence[Any], k: int) -> list[Any]:
     return [items[i] for i in pos]
 
 
-def pareto_frontier(cost: Sequence[float], quality: Sequence[float]) -> list[int]:
+def pareto_frontier(cost: Sequence[float] | np.ndarray, quality: Sequence[float] | np.ndarray) -> list[int]:
     """Indices of the points no other point beats (cheaper or equal with higher quality), sorted by
     cost: along the result the quality strictly rises."""
     c, q = np.asarray(cost, dtype=float), np.asarray(quality, dtype=float)

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llmroute.data.catalog import ModelSpec
 from llmroute.router.data_policy import policy_exclusion
 from llmroute.router.decision import Constraints
+
+if TYPE_CHECKING:
+    import numpy as np
 
 UNAVAILABLE_PREFIX = "unavailable:"
 LATENCY_HINT = "give typical_latency_ms in a --catalog file, or train on logs with latency_ms"
@@ -84,8 +88,8 @@ def exclusion_reasons(
     models: Sequence[str],
     specs: Sequence[ModelSpec | None],
     input_tokens: int,
-    expected_cost: Sequence[float],
-    cap_cost: Sequence[float] | None = None,
+    expected_cost: Sequence[float] | np.ndarray,
+    cap_cost: Sequence[float] | np.ndarray | None = None,
     figures: Sequence[Figures] | None = None,
 ) -> list[str | None]:
     """Per model, why the request's constraints exclude it (None: eligible).

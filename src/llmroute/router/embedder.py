@@ -127,7 +127,8 @@ def build_static_minilm(target: Path) -> Path:
         model = AutoModel.from_pretrained(str(src))
     finally:
         hf_logging.set_verbosity(level)
-    static = distill_from_model(model=model, tokenizer=tokenizer, pca_dims=STATIC_PCA_DIMS)
+    # MiniLM's tokenizer is a fast (tokenizers-backed) one; the stubs also allow a SentencePiece one
+    static = distill_from_model(model=model, tokenizer=tokenizer, pca_dims=STATIC_PCA_DIMS)  # type: ignore[arg-type]
     tmp = target.with_name(target.name + ".tmp")
     static.save_pretrained(str(tmp / "m2v"))
     st = SentenceTransformer(modules=[StaticEmbedding.from_model2vec(str(tmp / "m2v"))], device="cpu").float()

@@ -9,6 +9,7 @@ from cheap to expensive behaviour), so a higher target never maps to a cheaper k
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,8 @@ class KnobTable:
 
     @classmethod
     def from_dict(cls, d: dict) -> KnobTable:
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**fields)
 
 
 def realised(quality: np.ndarray, cost: np.ndarray, choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -212,10 +212,10 @@ class QualityModel:
 
         # tasks: a classifier from embedding to task, and per-task success rates
         labelled = np.array([t is not None for t in tasks]) if tasks is not None else np.zeros(n, dtype=bool)
-        self.tasks_: list[str] = sorted({str(t) for t in tasks[labelled]}) if labelled.any() else []  # type: ignore[index]
+        self.tasks_: list[str] = sorted({str(t) for t in tasks[labelled]}) if labelled.any() else []  # type: ignore[index]  # tasks is set when a row is labelled
         task_oof = np.zeros((n, len(self.tasks_)))
         if self.tasks_:
-            t_idx = np.array([self.tasks_.index(str(t)) if ok else -1 for t, ok in zip(tasks, labelled)])  # type: ignore[arg-type]
+            t_idx = np.array([self.tasks_.index(str(t)) if ok else -1 for t, ok in zip(tasks, labelled)])  # type: ignore[arg-type]  # (as above)
             prior = np.nanmean(success, axis=0)
             self.task_success_ = np.stack(
                 [

@@ -355,10 +355,10 @@ class Router:
                 f"{embedder.fingerprint})"
             )
         raw_specs = yaml.safe_load((folder / "catalog_snapshot.yaml").read_text()) or {}
-        specs = {
-            m: (ModelSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in s.items()}) if s else None)
-            for m, s in raw_specs.items()
-        }
+        specs: dict[str, ModelSpec | None] = {}
+        for m, s in raw_specs.items():
+            fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (s or {}).items()}
+            specs[m] = ModelSpec(**fields) if s else None
         return cls(
             models=tuple(meta["models"]),
             specs=specs,

@@ -53,7 +53,7 @@ from llmroute.serving.settings import ServeSettings
 from llmroute.serving.state import AppState, RouterHolder, Services, freeze_heap
 
 if TYPE_CHECKING:
-    from llmroute.training.scorer import ResponseScorer
+    from llmroute.router.answer_scorer import ResponseScorer
 
 
 def create_app(

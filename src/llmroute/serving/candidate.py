@@ -153,9 +153,9 @@ def _load_with_stand_in(folder: Path, use_scorer: bool) -> tuple[Any, Any]:
 
     meta = read_router_meta(folder)
     embedder = StandInEmbedder(str(meta["embedder"]["spec"]), str(meta["embedder"]["fingerprint"]))
-    router = Router.load(folder, embedder)  # type: ignore[arg-type]
+    router = Router.load(folder, embedder)
     embedder.dim = int(router.quality.index_.embeddings.shape[1])
-    return router, (scorer_in(folder, embedder) if use_scorer else None)  # type: ignore[arg-type]
+    return router, (scorer_in(folder, embedder) if use_scorer else None)
 
 
 def _child() -> int:

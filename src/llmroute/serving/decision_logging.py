@@ -210,7 +210,7 @@ class CapturingEmbedder:
 def capture_embeddings(router: Router) -> Router:
     """Wrap ``router``'s embedder in a :class:`CapturingEmbedder` (once); returns ``router``."""
     if not isinstance(router.embedder, CapturingEmbedder):
-        router.embedder = CapturingEmbedder(router.embedder)  # type: ignore[assignment]
+        router.embedder = CapturingEmbedder(router.embedder)
     return router
 
 

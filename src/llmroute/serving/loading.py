@@ -11,7 +11,7 @@ from llmroute.router.router import Router
 from llmroute.training.loading import REGISTRY_PREFIX, load_router
 
 if TYPE_CHECKING:
-    from llmroute.training.scorer import ResponseScorer
+    from llmroute.router.answer_scorer import ResponseScorer
 
 
 def source_version(model: str, core: Settings) -> str:

@@ -25,9 +25,9 @@ from llmroute.serving.settings import ServeSettings
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from llmroute.router.answer_scorer import ResponseScorer
     from llmroute.serving.abtesting import LiveExperiment
     from llmroute.serving.budget_control import BudgetControl
-    from llmroute.training.scorer import ResponseScorer
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,9 @@ class _Received:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                delta = {}
             if isinstance(delta.get("content"), str):
                 self.parts.append(delta["content"])
             lp = choice.get("logprobs")

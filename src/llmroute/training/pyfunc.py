@@ -22,7 +22,7 @@ import pandas as pd
 with warnings.catch_warnings():
     # MLflow's own request types warn about their `Any` hints while mlflow.pyfunc is first imported
     warnings.filterwarnings("ignore", message=r".*Any type hint is inferred as AnyType", category=UserWarning)
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
@@ -140,7 +140,7 @@ def decide_frame(router: Router, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=list(OUTPUT_COLUMNS))
 
 
-class RouterPyfunc(mlflow.pyfunc.PythonModel):
+class RouterPyfunc(PythonModel):
     """Loads the router folder artifact (checksums and embedder fingerprint checked) and routes rows."""
 
     def __init__(self) -> None:

@@ -42,7 +42,7 @@ from llmroute.training.manifest import DamagedArtifactError, load_verified_route
 from llmroute.training.tracking import CHALLENGER, CHAMPION, mlflow_session, resolve_tracking_uri
 
 if TYPE_CHECKING:
-    from llmroute.training.scorer import ResponseScorer
+    from llmroute.router.answer_scorer import ResponseScorer
 
 PREVIOUS_CHAMPION = "previous_champion"
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))/?$")

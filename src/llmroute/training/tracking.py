@@ -116,13 +116,14 @@ def mlflow_session(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(saved_tracking)
+        # None (nothing was set before) puts MLflow back on its default; the stubs only allow a URI
+        mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
         mlflow.set_registry_uri(saved_registry)  # type: ignore[arg-type]
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
+        for name, saved in saved_env.items():
+            if saved is None:
+                os.environ.pop(name, None)
             else:
-                os.environ[k] = v
+                os.environ[name] = saved
 
 
 def ensure_experiment(uri: str) -> str:

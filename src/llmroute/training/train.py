@@ -21,7 +21,7 @@ from llmroute.progress import Phases
 from llmroute.router.cascade_policy import OperatingPoints
 from llmroute.router.cost import LinearCostModel
 from llmroute.router.decision import QualityTarget
-from llmroute.router.embedder import EmbeddingCache, load_embedder
+from llmroute.router.embedder import Embedder, EmbeddingCache, load_embedder
 from llmroute.router.features import embed_and_featurize
 from llmroute.router.knobs import KnobTable, build_knob_table
 from llmroute.router.policy import RULES
@@ -54,7 +54,7 @@ class Embedded:
     features: np.ndarray
 
 
-def embed_logs(logs: WideLogs, embedder_spec: str, settings: Settings) -> tuple[Embedded, object]:
+def embed_logs(logs: WideLogs, embedder_spec: str, settings: Settings) -> tuple[Embedded, Embedder]:
     """Embed a log's prompts through the on-disk cache (retraining never re-embeds)."""
     settings.ensure_home()
     embedder = load_embedder(embedder_spec, settings.embedders_dir)
@@ -105,7 +105,7 @@ def train_router(
     """Train on the logs at ``logs_path`` and save the router; returns it and its folder."""
     t0 = time.perf_counter()
     catalog = catalog or load_merged_catalog()
-    weights = {"reading logs": 3, "embedding": 12, "quality model": 45, "cost model and knobs": 5, "saving": 2}
+    weights: dict[str, float] = {"reading logs": 3, "embedding": 12, "quality model": 45, "cost model and knobs": 5, "saving": 2}
     if config.with_scorer:
         weights["answer scorer"] = 33
     with Phases("training", weights) as phases:
@@ -165,7 +165,7 @@ def _train(
     router = Router(
         models=logs.models,
         specs=specs,
-        embedder=embedder,  # type: ignore[arg-type]
+        embedder=embedder,
         quality=quality,
         cost_model=cost_model,
         knob_tables=tables,
@@ -202,7 +202,7 @@ def _train(
         with phases.phase("answer scorer") as report:
             scorer = train_scorer(
                 df,
-                embedder,  # type: ignore[arg-type]
+                embedder,
                 folder / SCORER_DIR,
                 threshold=config.success_threshold,
                 seed=config.seed,

@@ -83,7 +83,7 @@ class BudgetLedger:
         if self.dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
         elif self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]  # same call, own Insert type
         else:
             raise RuntimeError(f"the budget ledger supports SQLite and PostgreSQL, not {self.dialect}")
         return insert(table)

@@ -39,7 +39,7 @@ def create_log_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _pragmas(dbapi_conn, _record):
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -52,7 +52,7 @@ def create_log_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
-def _config(connection: sa.Connection):  # type: ignore[no-untyped-def]
+def _config(connection: sa.Connection):
     from alembic.config import Config
 
     cfg = Config()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -75,7 +75,7 @@ class LoggedCandidate:
             return c
         if type(c).__name__ == "Candidate":  # router.decision.Candidate, the common case (data never imports router)
             return cls(str(c.model), float(c.probability), float(c.expected_cost_usd), bool(c.eligible), c.excluded_by)
-        get = c.get if isinstance(c, Mapping) else (lambda k, d=None: getattr(c, k, d))
+        get: Callable[..., Any] = c.get if isinstance(c, Mapping) else (lambda k, d=None: getattr(c, k, d))
         return cls(
             model=str(get("model")),
             probability=float(get("probability")),
@@ -201,15 +201,22 @@ def _fields_of(obj: Any) -> dict[str, Any]:
 
 
 class DecisionLike(Protocol):
-    """The attributes of ``router.decision.Decision`` the log reads."""
+    """The attributes of ``router.decision.Decision`` the log reads (read-only: a decision is frozen)."""
 
-    model: str
-    candidates: Sequence[Any]
-    rule: str
-    knob: float
-    router_version: str
-    target: str | None
-    task_hint: str | None
+    @property
+    def model(self) -> str: ...
+    @property
+    def candidates(self) -> Sequence[Any]: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def knob(self) -> float: ...
+    @property
+    def router_version(self) -> str: ...
+    @property
+    def target(self) -> str | None: ...
+    @property
+    def task_hint(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

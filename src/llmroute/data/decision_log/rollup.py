@@ -235,7 +235,7 @@ def _upsert(dialect: str, table: sa.Table, keys: Sequence[str], measures: Sequen
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]  # same call, own Insert type
     else:  # pragma: no cover - the store supports these two
         raise RuntimeError(f"rollups need SQLite or PostgreSQL, not {dialect}")
     stmt = insert(table)
@@ -300,14 +300,14 @@ def rebuild(store: DecisionLogStore, batch_size: int = 5000,
     orphan = ~sa.exists().where(d.c.decision_id == o.c.decision_id)
     delta = RollupDelta()
     with store.engine.connect() as conn:
-        for m in conn.execute(sa.select(o).where(orphan)).mappings():
-            add_outcome(delta, rows.outcome_from_row(m), None)
+        for row in conn.execute(sa.select(o).where(orphan)).mappings():
+            add_outcome(delta, rows.outcome_from_row(row), None)
         latest: dict[str, FeedbackRecord] = {}
         q = sa.select(fb).where(~sa.exists().where(d.c.decision_id == fb.c.decision_id))
-        for m in conn.execute(q).mappings():
-            f = rows.feedback_from_row(m)
+        for row in conn.execute(q).mappings():
+            f = rows.feedback_from_row(row)
             prev = latest.get(f.decision_id)
-            latest[f.decision_id] = f if prev is None else _latest([prev, f])  # type: ignore[assignment]
+            latest[f.decision_id] = f if prev is None else _latest([prev, f])  # type: ignore[assignment]  # of two: never None
         for f in latest.values():
             add_feedback_change(delta, None, f, None)
     if delta:

@@ -133,7 +133,7 @@ def decision_row(r: DecisionRecord, dialect: str) -> dict[str, Any]:
     }
 
 
-def decision_from_row(m: Mapping[str, Any]) -> DecisionRecord:
+def decision_from_row(m: Mapping[Any, Any]) -> DecisionRecord:
     created = from_db_time(m["created_at"])
     assert created is not None
     return DecisionRecord(
@@ -179,7 +179,7 @@ def outcome_row(r: OutcomeRecord, dialect: str) -> dict[str, Any]:
     }
 
 
-def outcome_from_row(m: Mapping[str, Any]) -> OutcomeRecord:
+def outcome_from_row(m: Mapping[Any, Any]) -> OutcomeRecord:
     return OutcomeRecord(
         decision_id=m["decision_id"],
         model=m["model"],
@@ -190,7 +190,7 @@ def outcome_from_row(m: Mapping[str, Any]) -> OutcomeRecord:
         cost_usd=m["cost_usd"],
         latency_ms=m["latency_ms"],
         attempts=tuple(m["attempts"] or ()),
-        created_at=from_db_time(m["created_at"]),  # type: ignore[arg-type]
+        created_at=from_db_time(m["created_at"]),  # type: ignore[arg-type]  # a NOT NULL column
     )
 
 
@@ -204,11 +204,11 @@ def feedback_row(r: FeedbackRecord, dialect: str) -> dict[str, Any]:
     }
 
 
-def feedback_from_row(m: Mapping[str, Any]) -> FeedbackRecord:
+def feedback_from_row(m: Mapping[Any, Any]) -> FeedbackRecord:
     return FeedbackRecord(
         feedback_id=m["feedback_id"],
         decision_id=m["decision_id"],
         quality=m["quality"],
         comment=m["comment"],
-        created_at=from_db_time(m["created_at"]),  # type: ignore[arg-type]
+        created_at=from_db_time(m["created_at"]),  # type: ignore[arg-type]  # a NOT NULL column
     )

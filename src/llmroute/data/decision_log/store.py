@@ -105,7 +105,7 @@ class DecisionLogStore:
                 (tables.outcomes, "decision_id", o, rows.outcome_row),
                 (tables.feedback, "feedback_id", f, rows.feedback_row),
             ):
-                inserted.append(self._insert_new(conn, table, key, batch, to_row))  # type: ignore[arg-type]
+                inserted.append(self._insert_new(conn, table, key, batch, to_row))
             rollup.roll_up_inserted(conn, self.dialect, *inserted)
         return len(d) + len(o) + len(f)
 

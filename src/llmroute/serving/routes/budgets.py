@@ -48,7 +48,7 @@ async def get_budget(name: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.put("/budgets/{name}")
-async def put_budget(name: str, services: ServicesDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+async def put_budget(name: str, services: ServicesDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     control = _control(services)
     if "name" in body and body["name"] != name:
         raise ServiceError(422, "invalid_budget", f"request body, field 'name': {body['name']!r} differs from the path's {name!r}")

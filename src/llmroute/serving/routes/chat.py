@@ -273,7 +273,7 @@ async def _sse(answer: dict[str, Any]) -> AsyncIterator[str]:
     content = choice["message"].get("content") or ""
     first = {"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": None}
     yield f"data: {json.dumps({**base, 'choices': [first]})}\n\n"
-    last = {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
+    last: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
     tail = {**base, "choices": [last], "usage": answer.get("usage"), "llmroute": answer["llmroute"]}
     yield f"data: {json.dumps(tail)}\n\n"
     yield "data: [DONE]\n\n"

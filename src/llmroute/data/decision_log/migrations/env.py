@@ -10,7 +10,7 @@ from llmroute.data.decision_log.migrate import VERSION_TABLE
 config = context.config
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=None,
