@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.router.helpers import one_openmp_thread
+from tests.tiers import mark_slow_fixture_users, slow_fixture
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_slow_fixture_users(items)  # the test tiers: see tests/tiers.py
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,6 +30,7 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+@slow_fixture("distils the static MiniLM")
 def static_embedders_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An embedders folder holding the distilled static MiniLM, built once per session (10-100 s, more on a
     busy machine); tests copy it into their own LLMROUTE_HOME instead of distilling again."""

@@ -50,7 +50,7 @@ def test_bootstrap_interval_covers_the_true_difference() -> None:
     assert b.lo > 0 and b.significant
 
 
-@pytest.mark.parametrize("test", ["welch", "bootstrap", "two_proportions"])
+@pytest.mark.parametrize("test", ["welch", pytest.param("bootstrap", marks=pytest.mark.slow), "two_proportions"])
 def test_false_positive_rate_without_an_effect_is_about_five_percent(test: str) -> None:
     rng = np.random.default_rng({"welch": 10, "bootstrap": 11, "two_proportions": 12}[test])
     hits = 0

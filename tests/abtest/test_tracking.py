@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from llmroute.cli import app
@@ -11,6 +12,7 @@ from tests.abtest.conftest import WriteExperiment
 from tests.abtest.test_report import _log
 
 
+@pytest.mark.slow  # an MLflow run
 def test_report_is_logged_to_mlflow(tmp_path: Path, write_experiment: WriteExperiment, _home: Path) -> None:
     from mlflow import MlflowClient
 

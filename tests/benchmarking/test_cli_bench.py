@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -20,6 +21,7 @@ def _app() -> typer.Typer:
     return app
 
 
+@pytest.mark.slow  # a whole run, resumed (3 s on a busy machine)
 def test_bench_run_writes_logs_summary_and_plot_and_resumes(fake: LiveServer, tmp_path: Path) -> None:
     out = tmp_path / "bench" / "logs.parquet"
     args = [

@@ -14,7 +14,7 @@ from llmroute.data.decision_log.ledger import BudgetLedger, Charge
 from tests.decision_log.conftest import pg_server, pg_url  # noqa: F401  (fixtures)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # PostgreSQL: a server
 def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'log.sqlite'}"

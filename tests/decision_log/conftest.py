@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiers import slow_fixture
+
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
@@ -33,6 +35,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+@slow_fixture("starts PostgreSQL")
 def pg_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's binaries, run as the ``postgres`` user).
 

@@ -19,6 +19,7 @@ from llmroute.data.decision_log import (
     OutcomeRecord,
 )
 from tests.router.helpers import ROUTERBENCH, Trained, trained_router
+from tests.tiers import slow_fixture
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SHARE = 0.3
@@ -41,6 +42,7 @@ class ProductionLog:
 
 
 @pytest.fixture(scope="session")
+@slow_fixture("trains a router with the MiniLM transformer and logs its decisions")
 def production_log(tmp_path_factory: pytest.TempPathFactory) -> ProductionLog:
     from llmroute.serving.exploration import Explorer, explore
 

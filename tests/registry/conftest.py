@@ -16,6 +16,7 @@ import pytest
 
 from llmroute.config import Settings
 from tests.registry.helpers import Trained
+from tests.tiers import slow_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTERBENCH = REPO / "data" / "routerbench"
@@ -81,11 +82,13 @@ def _train(logs: Path, home: Path, out: Path) -> Trained:
 
 
 @pytest.fixture(scope="session")
+@slow_fixture("trains a router with the MiniLM transformer")
 def good(train_logs: Path, reg_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return _train(train_logs, reg_home, tmp_path_factory.mktemp("good") / "router")
 
 
 @pytest.fixture(scope="session")
+@slow_fixture("trains a router with the MiniLM transformer")
 def bad(data_dir: Path, reg_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     logs = _slice(ROUTERBENCH / "train.parquet", data_dir / "inverted80.parquet", 80, invert=True)
     return _train(logs, reg_home, tmp_path_factory.mktemp("bad") / "router")

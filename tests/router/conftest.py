@@ -6,14 +6,17 @@ import pytest
 
 from llmroute.router.router import Router
 from tests.router.helpers import MemoEmbedder, Trained, minilm, trained_router
+from tests.tiers import slow_fixture
 
 
 @pytest.fixture(scope="session")
+@slow_fixture("loads the MiniLM transformer")
 def minilm_embedder() -> object:
     return minilm()
 
 
 @pytest.fixture(scope="session")
+@slow_fixture("trains a router with the MiniLM transformer")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A router trained once per session on 250 RouterBench prompts with the bundled MiniLM."""
     return trained_router(tmp_path_factory.mktemp("small-router"))

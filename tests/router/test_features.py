@@ -22,6 +22,7 @@ def test_edge_cases(text: str) -> None:
     assert math_markers(text) == len(_MATH.findall(text))
 
 
+@pytest.mark.slow  # every prompt of the bundled logs (8 s on a busy machine)
 def test_every_bundled_prompt() -> None:
     prompts = pd.concat(
         [pd.read_parquet(folder / f, columns=["prompt"]) for folder in (ROUTERBENCH, ROUTERBENCH.parent / "llmrouter")

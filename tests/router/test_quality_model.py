@@ -78,6 +78,7 @@ def test_save_and_load_give_identical_predictions(
     np.testing.assert_array_equal(again.predict(emb, feats), qm.predict(emb, feats))
 
 
+@pytest.mark.slow  # fits a quality model with a task classifier (4 s on a busy machine)
 def test_task_labels_and_hints() -> None:
     emb, feats, quality, _ = synthetic(240, seed=3)
     tasks = np.asarray(["pos" if x > 0 else "neg" for x in emb[:, 0]], dtype=object)

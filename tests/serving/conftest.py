@@ -13,6 +13,7 @@ import pytest
 from llmroute.config import Settings
 from llmroute.router.router import Router
 from tests.serving.servers import LiveServer
+from tests.tiers import slow_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 N_PROMPTS = 200
@@ -27,6 +28,7 @@ class Trained:
 
 
 @pytest.fixture(scope="session")
+@slow_fixture("trains a router with the MiniLM transformer")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A router trained once on the first 200 RouterBench prompts with the bundled MiniLM."""
     import lightgbm  # noqa: F401  - load its OpenMP runtime so the thread limit reaches it
@@ -55,6 +57,7 @@ def router(trained: Trained) -> Router:
 
 
 @pytest.fixture
+@slow_fixture("starts the service on a real port")
 def live() -> Iterator[list[LiveServer]]:
     """Servers started by a test; all are stopped in teardown."""
     servers: list[LiveServer] = []

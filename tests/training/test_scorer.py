@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from llmroute.data.importers import read_logs
 from llmroute.router.embedder import Embedder, load_embedder
 from llmroute.training.scorer import ResponseScorer, response_features, train_scorer
+from tests.tiers import slow_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,6 +27,7 @@ class Fitted:
 
 
 @pytest.fixture(scope="module")
+@slow_fixture("trains a scorer with the MiniLM transformer")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> Fitted:
     """A scorer trained on 40 RouterBench prompts (x 11 models); the next 20 prompts are held out."""
     tmp = tmp_path_factory.mktemp("scorer")

@@ -88,6 +88,7 @@ def test_missing_or_bad_logs_raise(tmp_path: Path) -> None:
         train_router(bad, settings, TrainConfig(embedder="minilm"))
 
 
+@pytest.mark.slow  # trains two routers with the MiniLM transformer
 def test_train_writes_the_answer_scorer_only_when_responses_were_logged(tmp_path: Path) -> None:
     from llmroute.data.importers import write_logs
 
