@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -120,15 +120,14 @@ def build_static_minilm(target: Path) -> Path:
     from transformers.utils import logging as hf_logging
 
     src = bundled_minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    tokenizer: Any = AutoTokenizer.from_pretrained(str(src))  # a fast one; its declared type varies by version
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the weight-load report lists an unused buffer; it is harmless
     try:
         model = AutoModel.from_pretrained(str(src))
     finally:
         hf_logging.set_verbosity(level)
-    # MiniLM's tokenizer is a fast (tokenizers-backed) one; the stubs also allow a SentencePiece one
-    static = distill_from_model(model=model, tokenizer=tokenizer, pca_dims=STATIC_PCA_DIMS)  # type: ignore[arg-type]
+    static = distill_from_model(model=model, tokenizer=tokenizer, pca_dims=STATIC_PCA_DIMS)
     tmp = target.with_name(target.name + ".tmp")
     static.save_pretrained(str(tmp / "m2v"))
     st = SentenceTransformer(modules=[StaticEmbedding.from_model2vec(str(tmp / "m2v"))], device="cpu").float()

@@ -103,8 +103,9 @@ def mlflow_session(uri: str) -> Iterator[None]:
         import mlflow.pyfunc
     names = (*QUICK_HTTP, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     saved_env = {k: os.environ.get(k) for k in names}
-    saved_tracking = getattr(tracking_utils, "_tracking_uri", None)
-    saved_registry = getattr(registry_utils, "_registry_uri", None)
+    # what MLflow held (None: nothing set, so restoring None puts it back on its default)
+    saved_tracking: Any = getattr(tracking_utils, "_tracking_uri", None)
+    saved_registry: Any = getattr(registry_utils, "_registry_uri", None)
     for k, v in QUICK_HTTP.items():
         os.environ.setdefault(k, v)  # a value the user set wins
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
@@ -116,9 +117,8 @@ def mlflow_session(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        # None (nothing was set before) puts MLflow back on its default; the stubs only allow a URI
-        mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
-        mlflow.set_registry_uri(saved_registry)  # type: ignore[arg-type]
+        mlflow.set_tracking_uri(saved_tracking)
+        mlflow.set_registry_uri(saved_registry)
         for name, saved in saved_env.items():
             if saved is None:
                 os.environ.pop(name, None)
