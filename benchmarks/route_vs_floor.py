@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from closed_loop import ROOT, LevelResult, Server, free_port, run_level, spread
 
 LAUNCH = (
-    "import sys, typer; from llmroute.cli_serve import register; "
+    "import sys, typer; from llmroute.cli.serve import register; "
     "app = typer.Typer(); register(app); app(sys.argv[1:])"
 )
 

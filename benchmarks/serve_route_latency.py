@@ -38,7 +38,7 @@ from closed_loop import Connection, cpu_seconds, free_port, process_tree, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = (
-    "import sys, typer; from llmroute.cli_serve import register; "
+    "import sys, typer; from llmroute.cli.serve import register; "
     "app = typer.Typer(); register(app); app(sys.argv[1:])"
 )
 

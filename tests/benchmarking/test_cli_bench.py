@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from llmroute.cli_bench import register
+from llmroute.cli.bench import register
 from llmroute.data.importers import read_logs
 from tests.benchmarking.conftest import FIXTURES, counts
 from tests.serving.servers import LiveServer

@@ -62,7 +62,7 @@ def test_help_and_argument_errors_import_nothing_heavy(args: list[str], message:
 
 
 def test_data_help_default_matches_the_importer() -> None:
-    from llmroute.cli_data import DEFAULT_ASSUMED_OUTPUT_TOKENS
+    from llmroute.cli.data import DEFAULT_ASSUMED_OUTPUT_TOKENS
     from llmroute.data.llmrouter import DEFAULT_ASSUMED_OUTPUT_TOKENS as IMPORTER
 
     assert DEFAULT_ASSUMED_OUTPUT_TOKENS == IMPORTER

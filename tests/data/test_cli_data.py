@@ -4,7 +4,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from llmroute.cli_data import data_app
+from llmroute.cli.data import data_app
 from llmroute.data.importers import read_logs
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import typer
 from typer.testing import CliRunner
 
-from llmroute.cli_logs import register
+from llmroute.cli.logs import register
 from llmroute.data.decision_log import DecisionLogStore, default_db_url
 from llmroute.data.decision_log.export import JOINED_SCHEMA
 from tests.decision_log.helpers import T0, decision, feedback, outcome

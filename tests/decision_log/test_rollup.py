@@ -164,7 +164,7 @@ def test_cli_rebuild_fills_the_rollups_of_an_older_log(tmp_path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from llmroute.cli_logs import register
+    from llmroute.cli.logs import register
 
     url = f"sqlite:///{tmp_path / 'log.sqlite'}"
     with DecisionLogStore(url) as store:

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from llmroute.cli_budgets import register
+from llmroute.cli.budgets import register
 from llmroute.data.decision_log import DecisionLogStore
 from llmroute.data.decision_log.ledger import BudgetLedger, Charge
 from llmroute.data.importers import read_logs, write_logs

@@ -17,11 +17,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from llmroute.cli_serve import register
+from llmroute.cli.serve import register
 from llmroute.serving.compute import ComputeLimiter
 from tests.serving.conftest import Trained
 
-LAUNCH = "import sys, typer; from llmroute.cli_serve import register; app = typer.Typer(); register(app); app(sys.argv[1:])"
+LAUNCH = "import sys, typer; from llmroute.cli.serve import register; app = typer.Typer(); register(app); app(sys.argv[1:])"
 
 
 def _port() -> int:

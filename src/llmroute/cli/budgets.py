@@ -1,4 +1,4 @@
-"""``llmroute budgets ...``: spend control. Wire with ``register(app, load_router)`` in cli.py."""
+"""``llmroute budgets ...``: spend control. Wire with ``register(app, load_router)`` in cli/root.py."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def promote_cmd(
     must be at least -tolerance, the challenger must be better in DR quality or cheaper in DR cost, and at
     least --min-matches logged decisions must have served the challenger's choice.
     """
-    from llmroute.cli_logs import parse_since
+    from llmroute.cli.logs import parse_since
     from llmroute.data.schema import LogValidationError
     from llmroute.router.embedder import EmbedderMismatchError
     from llmroute.training.registry import GATES, OffPolicyGateOptions, RegistryError, promote

@@ -1,4 +1,4 @@
-"""``llmroute ab ...``: A/B tests of routers against static rules. Wire with ``register(app)`` in cli.py."""
+"""``llmroute ab ...``: A/B tests of routers against static rules. Wire with ``register(app)`` in cli/root.py."""
 
 from __future__ import annotations
 

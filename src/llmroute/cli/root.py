@@ -9,14 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmroute.cli_ab import register as register_ab
-from llmroute.cli_bench import register as register_bench
-from llmroute.cli_budgets import register as register_budgets
-from llmroute.cli_data import data_app
-from llmroute.cli_logs import register as register_logs
-from llmroute.cli_registry import load_registry_router, register, track_training
-from llmroute.cli_retrain import register as register_retrain
-from llmroute.cli_serve import register as register_serve
+from llmroute.cli.ab import register as register_ab
+from llmroute.cli.bench import register as register_bench
+from llmroute.cli.budgets import register as register_budgets
+from llmroute.cli.data import data_app
+from llmroute.cli.logs import register as register_logs
+from llmroute.cli.registry import load_registry_router, register, track_training
+from llmroute.cli.retrain import register as register_retrain
+from llmroute.cli.serve import register as register_serve
 
 app = typer.Typer(
     help=(

@@ -1,5 +1,5 @@
 """``llmroute retrain`` (train from the production decision log) and ``llmroute offpolicy`` (evaluate a
-router on it). Wire with ``register(app)`` in cli.py. MLflow and the models load inside the commands."""
+router on it). Wire with ``register(app)`` in cli/root.py. MLflow and the models load inside the commands."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmroute.cli_logs import parse_since
+from llmroute.cli.logs import parse_since
 
 if TYPE_CHECKING:
     from llmroute.config import Settings

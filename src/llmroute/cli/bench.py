@@ -1,4 +1,4 @@
-"""`llmroute bench run`: benchmark catalog models on a task file. Wire with ``register(app)`` in cli.py."""
+"""`llmroute bench run`: benchmark catalog models on a task file. Wire with ``register(app)`` in cli/root.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`llmroute serve` and `llmroute replay-server`. Wire them with ``register(app)`` in cli.py."""
+"""`llmroute serve` and `llmroute replay-server`. Wire them with ``register(app)`` in cli/root.py."""
 
 from __future__ import annotations
 

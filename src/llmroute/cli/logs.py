@@ -1,4 +1,4 @@
-"""``llmroute logs ...``: the production decision log. Wire with ``register(app)`` in cli.py."""
+"""``llmroute logs ...``: the production decision log. Wire with ``register(app)`` in cli/root.py."""
 
 from __future__ import annotations
 
