@@ -17,19 +17,31 @@ from llmroute.data.importers import read_logs, write_logs
 from tests.serving.conftest import REPO, Trained
 
 
-def _app(trained: Trained) -> typer.Typer:
+def _app() -> typer.Typer:
     app = typer.Typer()
 
     @app.callback()
     def _root() -> None:
         pass
 
-    register(app, lambda settings, model: trained.router)
+    register(app)
     return app
 
 
-def test_validate_and_status(trained: Trained, tmp_path: Path) -> None:
-    app = _app(trained)
+def _serve_router(monkeypatch: pytest.MonkeyPatch, trained: Trained) -> list[object]:
+    """``budgets simulate`` gets the session's router instead of loading one; returns the --model values asked."""
+    asked: list[object] = []
+
+    def load(settings: object, model: object) -> object:
+        asked.append(model)
+        return trained.router
+
+    monkeypatch.setattr("llmroute.cli.budgets.load_router_or_exit", load)
+    return asked
+
+
+def test_validate_and_status(tmp_path: Path) -> None:
+    app = _app()
     good = tmp_path / "b.yaml"
     good.write_text("budgets:\n  - {name: acme, tenant: acme, amount_usd: 2, window: daily, enforcement: block}\n")
     r = CliRunner().invoke(app, ["budgets", "validate", str(good)])
@@ -54,15 +66,17 @@ def test_validate_and_status(trained: Trained, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_simulate_compares_the_policies(trained: Trained, tmp_path: Path) -> None:
+def test_simulate_compares_the_policies(trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = _serve_router(monkeypatch, trained)
     logs = read_logs(REPO / "data" / "routerbench" / "test.parquet")
     ids = sorted(logs["prompt_id"].unique())[:120]
     write_logs(logs[logs["prompt_id"].isin(ids)].reset_index(drop=True), tmp_path / "test.parquet")
     out = tmp_path / "sim"
-    r = CliRunner().invoke(_app(trained), [
+    r = CliRunner().invoke(_app(), [
         "budgets", "simulate", "--logs", str(tmp_path / "test.parquet"), "--budget", "50%",
         "--traffic", "requests=1500,days=7,seed=3", "--out", str(out)])
     assert r.exit_code == 0, r.output
+    assert asked == [None]  # no --model: the latest trained router
     report = json.loads((out / "report.json").read_text())
     pol = {p["policy"]: p for p in report["policies"]}
     assert report["budget_usd"] == pytest.approx(0.5 * pol["none"]["spend_usd"])
@@ -71,6 +85,6 @@ def test_simulate_compares_the_policies(trained: Trained, tmp_path: Path) -> Non
     assert 0.85 <= pol["downgrade"]["spend_vs_budget"] <= 1.15 and pol["downgrade"]["blocked"] == 0
     assert pol["pace"]["blocked"] == 0 and 0.85 <= pol["pace"]["spend_vs_budget"] <= 1.1
     assert (out / "spend.png").stat().st_size > 10_000 and "| pace |" in (out / "report.md").read_text()
-    bad = CliRunner().invoke(_app(trained), ["budgets", "simulate", "--logs", str(tmp_path / "test.parquet"),
+    bad = CliRunner().invoke(_app(), ["budgets", "simulate", "--logs", str(tmp_path / "test.parquet"),
                                              "--traffic", "requests=many"])
     assert bad.exit_code == 2 and "requests must be a number" in bad.output

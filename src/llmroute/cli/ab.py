@@ -7,6 +7,15 @@ from typing import Annotated
 
 import typer
 
+from llmroute.cli.options import (
+    DecisionLogOpt,
+    HomeOpt,
+    echo_json,
+    existing_decision_log,
+    fail,
+    load_cli_settings,
+)
+
 ab_app = typer.Typer(
     help=(
         "A/B tests: the learned router against static rules or other routers. An experiment is a YAML "
@@ -26,12 +35,6 @@ FormatOpt = Annotated[str, typer.Option(
     "--format", help="What to print: 'md' (Markdown), 'json', or 'none'.")]
 TrackOpt = Annotated[bool, typer.Option(
     "--track/--no-track", help="Log the report to MLflow next to the routers it compares (needs --out).")]
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _experiment(path: Path):
@@ -40,35 +43,32 @@ def _experiment(path: Path):
     try:
         return load_experiment(path)
     except ExperimentError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         raise
 
 
 def _emit(report: dict, obs, out: Path | None, fmt: str, track: bool, home: Path | None) -> None:
-    import json
-
     from llmroute.abtest.render import finite, render_markdown, write_report
 
     if fmt not in ("md", "json", "none"):
-        _fail(f"--format must be 'md', 'json' or 'none', got {fmt!r}")
+        fail(f"--format must be 'md', 'json' or 'none', got {fmt!r}")
     files = write_report(report, obs, out) if out is not None else []
     if fmt == "md":
         typer.echo(render_markdown(report, plots=False))
     elif fmt == "json":
-        typer.echo(json.dumps(finite(report), indent=1, default=str))
+        echo_json(finite(report))
     if out is not None:
         typer.echo(f"wrote {', '.join(f.name for f in files)} to {out}", err=fmt == "json")
     if track:
         if out is None:
-            _fail("--track logs the report files: give --out (or --no-track)")
+            fail("--track logs the report files: give --out (or --no-track)")
         from llmroute.abtest.tracking import log_ab_run
-        from llmroute.config import load_settings
         from llmroute.training.tracking import TrackingError
 
         try:
-            run_id = log_ab_run(report, files, load_settings(home=home))
+            run_id = log_ab_run(report, files, load_cli_settings(home))
         except TrackingError as exc:
-            _fail(str(exc))
+            fail(str(exc))
             return
         typer.echo(f"logged to MLflow run {run_id}", err=fmt == "json")
 
@@ -76,9 +76,7 @@ def _emit(report: dict, obs, out: Path | None, fmt: str, track: bool, home: Path
 @ab_app.command("report")
 def report_command(
     experiment: ExperimentArg,
-    db: Annotated[str | None, typer.Option(
-        "--db", help="Decision log URL (sqlite:///path or postgresql://...); default: <LLMROUTE_HOME>/decisions.sqlite.",
-    )] = None,
+    db: DecisionLogOpt = None,
     out: OutOpt = None,
     fmt: FormatOpt = "md",
     track: TrackOpt = False,
@@ -89,13 +87,10 @@ def report_command(
     rates, cost per successful answer; every arm against the control with 95% intervals and p-values
     (Welch, bootstrap, two-proportion z), a power note, and whether there is enough data yet."""
     from llmroute.abtest.report import analyse, observations_from_log
-    from llmroute.config import load_settings
-    from llmroute.data.decision_log.store import default_db_url, mask_url
+    from llmroute.data.decision_log.store import mask_url
 
     exp = _experiment(experiment)
-    url = db or default_db_url(load_settings(home=home).home)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        _fail(f"no decision log at {url.removeprefix('sqlite:///')} (give --db)")
+    url = existing_decision_log(db, home)
     obs = observations_from_log(url, exp)
     report = analyse(exp, obs, {"kind": "live", "decision_log": mask_url(url)}, seed)
     _emit(report, obs, out, fmt, track, home)
@@ -119,18 +114,17 @@ def simulate_command(
     plus every arm on every prompt with paired intervals."""
     from llmroute.abtest.arms import load_arm_routers
     from llmroute.abtest.simulate import simulate
-    from llmroute.config import load_settings
 
     exp = _experiment(experiment)
     try:
-        routers = load_arm_routers(exp, load_settings(home=home))
+        routers = load_arm_routers(exp, load_cli_settings(home))
     except RuntimeError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     try:
         result = simulate(exp, logs, routers, seed=seed, task_hints=task_hints, limit=limit)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     _emit(result.report, result.observations, out, fmt, track, home)
 

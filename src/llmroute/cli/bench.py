@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from llmroute.cli.options import fail
+
 bench_app = typer.Typer(help="Benchmark candidate models on your own task and write benchmark logs.",
                         no_args_is_help=True)
 
@@ -71,8 +73,7 @@ def run(
         report = run_task(spec, names, cat, Journal(journal or out.with_name(out.name + ".journal.jsonl")), None,
                           policy, RunConfig(repeats, concurrency, budget, progress))
     except (TaskError, CatalogError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     if report.scored() == 0:
         for line in report.lines():
             typer.echo(line, err=True)

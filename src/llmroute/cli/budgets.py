@@ -1,13 +1,15 @@
-"""``llmroute budgets ...``: spend control. Wire with ``register(app, load_router)`` in cli/root.py."""
+"""``llmroute budgets ...``: spend control. Wire with ``register(app)`` in cli/root.py."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from llmroute.cli.loading import load_router_or_exit
+from llmroute.cli.options import HomeOpt, default_decision_log, echo_json, fail, load_cli_settings
 
 budgets_app = typer.Typer(
     help="Budgets per tenant, API key, user or everything: check a budget file, see spend, simulate policies.",
@@ -23,11 +25,6 @@ LogUrl = Annotated[
 ]
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 @budgets_app.command("validate")
 def validate(file: Annotated[Path, typer.Argument(help="Budget YAML file (see the README's 'Budgets').")]) -> None:
     """Check a budget file: prints each budget, or the first error (file, budget and field) and exits 2."""
@@ -36,7 +33,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Budget YAML file (see th
     try:
         specs = load_budget_file(file)
     except BudgetFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     for s in specs:
         typer.echo(f"{s.name}: {s.scope} {s.subject}, ${s.amount_usd:g} per {'rolling ' if s.rolling else ''}"
@@ -77,17 +74,16 @@ def status(
     import os
 
     from llmroute.budgets.spec import BudgetFileError
-    from llmroute.config import load_settings
-    from llmroute.data.decision_log.store import default_db_url, mask_url
+    from llmroute.data.decision_log.store import mask_url
 
-    url = log_url or os.environ.get("LLMROUTE_SERVE_DECISION_LOG_URL") or default_db_url(load_settings().home)
+    url = log_url or os.environ.get("LLMROUTE_SERVE_DECISION_LOG_URL") or default_decision_log()
     try:
         rows = _status_rows(url, budgets)
     except BudgetFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     if as_json:
-        typer.echo(json.dumps({"log": mask_url(url), "budgets": rows}, indent=1))
+        echo_json({"log": mask_url(url), "budgets": rows})
         return
     if not rows:
         typer.echo(f"no budgets in {mask_url(url)}" + (" or the budget file" if budgets else ""))
@@ -105,60 +101,58 @@ def status(
         typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-def register(app: typer.Typer, load_router: Callable[[Any, Any], Any]) -> None:
-    """Add ``budgets`` (validate, status, simulate) to ``app``; ``load_router(settings, model)`` loads a router."""
+@budgets_app.command("simulate")
+def simulate(
+    logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs with every model's outcome (Parquet).")],
+    budget: Annotated[str, typer.Option(help="USD for the window (12.5) or a share of the unconstrained spend (50%).")] = "50%",
+    traffic: Annotated[Optional[str], typer.Option(
+        help="Stream: key=value pairs of requests, days, peak_ratio, burst_day, burst_hours, burst_factor, seed "
+             "(default requests=5000,days=7,peak_ratio=3,burst_day=4,burst_hours=6,burst_factor=4,seed=0).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Router folder or registry URI (default: the latest trained).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Requests' quality target ('95%' or 0.85); default: the router's.")] = None,
+    floor: Annotated[Optional[str], typer.Option(help="Pacing's lowest target ('80%' or 0.6); default: none.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for report.json, report.md and spend.png.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Replay the logs as one budget window of traffic (daily pattern and a burst) and compare no budget,
+    block at 100%, a static downgrade ceiling and pacing: spend over time (plot), final spend, quality, blocked."""
+    from llmroute.budgets.simulate import Traffic, markdown, plot, simulate_budget
+    from llmroute.data.importers import read_logs
+    from llmroute.data.schema import LogValidationError
+    from llmroute.data.wide import to_wide
+    from llmroute.router.decision import QualityTarget
 
-    @budgets_app.command("simulate")
-    def simulate(
-        logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs with every model's outcome (Parquet).")],
-        budget: Annotated[str, typer.Option(help="USD for the window (12.5) or a share of the unconstrained spend (50%).")] = "50%",
-        traffic: Annotated[Optional[str], typer.Option(
-            help="Stream: key=value pairs of requests, days, peak_ratio, burst_day, burst_hours, burst_factor, seed "
-                 "(default requests=5000,days=7,peak_ratio=3,burst_day=4,burst_hours=6,burst_factor=4,seed=0).")] = None,
-        model: Annotated[Optional[str], typer.Option(help="Router folder or registry URI (default: the latest trained).")] = None,
-        target: Annotated[Optional[str], typer.Option(help="Requests' quality target ('95%' or 0.85); default: the router's.")] = None,
-        floor: Annotated[Optional[str], typer.Option(help="Pacing's lowest target ('80%' or 0.6); default: none.")] = None,
-        out: Annotated[Optional[Path], typer.Option(help="Folder for report.json, report.md and spend.png.")] = None,
-        home: Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")] = None,
-    ) -> None:
-        """Replay the logs as one budget window of traffic (daily pattern and a burst) and compare no budget,
-        block at 100%, a static downgrade ceiling and pacing: spend over time (plot), final spend, quality, blocked."""
-        from llmroute.budgets.simulate import Traffic, markdown, plot, simulate_budget
-        from llmroute.config import load_settings
-        from llmroute.data.importers import read_logs
-        from llmroute.data.schema import LogValidationError
-        from llmroute.data.wide import to_wide
-        from llmroute.router.decision import QualityTarget
+    try:
+        stream = Traffic.parse(traffic)
+        goal = QualityTarget.parse(target) if target else None
+        low = QualityTarget.parse(floor) if floor else None
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    router = load_router_or_exit(load_cli_settings(home), model)
+    try:
+        wide, left_out = to_wide(read_logs(logs), router.models).complete()
+    except (LogValidationError, OSError) as exc:
+        fail(f"{logs}: {exc}")
+        return
+    if len(wide) == 0:
+        fail(f"{logs}: no prompt has every one of the router's models' quality and cost")
+    typer.echo(f"{logs}: {len(wide)} prompts with every outcome known ({left_out} left out)")
+    try:
+        sim = simulate_budget(router, wide, budget, stream, goal, low, progress=typer.echo)
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    text = markdown(sim.report)
+    typer.echo(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(sim.report, indent=1))
+        (out / "report.md").write_text(text + "\n\n![spend](spend.png)\n")
+        plot(sim, out / "spend.png", f"{logs.name}: budget {budget} of the unconstrained spend")
+        typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'spend.png'}")
 
-        try:
-            stream = Traffic.parse(traffic)
-            goal = QualityTarget.parse(target) if target else None
-            low = QualityTarget.parse(floor) if floor else None
-        except ValueError as exc:
-            _fail(str(exc))
-            return
-        settings = load_settings(home=home)
-        router = load_router(settings, model)
-        try:
-            wide, left_out = to_wide(read_logs(logs), router.models).complete()
-        except (LogValidationError, OSError) as exc:
-            _fail(f"{logs}: {exc}")
-            return
-        if len(wide) == 0:
-            _fail(f"{logs}: no prompt has every one of the router's models' quality and cost")
-        typer.echo(f"{logs}: {len(wide)} prompts with every outcome known ({left_out} left out)")
-        try:
-            sim = simulate_budget(router, wide, budget, stream, goal, low, progress=typer.echo)
-        except ValueError as exc:
-            _fail(str(exc))
-            return
-        text = markdown(sim.report)
-        typer.echo(text)
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "report.json").write_text(json.dumps(sim.report, indent=1))
-            (out / "report.md").write_text(text + "\n\n![spend](spend.png)\n")
-            plot(sim, out / "spend.png", f"{logs.name}: budget {budget} of the unconstrained spend")
-            typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'spend.png'}")
 
+def register(app: typer.Typer) -> None:
+    """Add ``budgets`` (validate, status, simulate) to ``app``."""
     app.add_typer(budgets_app, name="budgets")

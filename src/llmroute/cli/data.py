@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
+
+from llmroute.cli.options import fail
 
 # the importers need pandas (a quarter of a second or more): they are imported by the command itself,
 # so that `llmroute --help` and argument errors answer at once
@@ -81,7 +83,7 @@ def import_command(
     """
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        _fail(f"input file not found: {', '.join(missing)}")
+        fail(f"input file not found: {', '.join(missing)}")
     from llmroute.data.catalog import CatalogError, load_catalog
     from llmroute.data.importers import run_import, write_logs
     from llmroute.data.schema import LogValidationError
@@ -89,7 +91,7 @@ def import_command(
     options: dict[str, int] = {}
     if assumed_output_tokens is not None:
         if fmt is not ImportFormat.llmrouter:
-            _fail("--assumed-output-tokens only applies to --format llmrouter")
+            fail("--assumed-output-tokens only applies to --format llmrouter")
         options["assumed_output_tokens"] = assumed_output_tokens
     try:
         cat = load_catalog(catalog) if catalog is not None else None
@@ -99,13 +101,13 @@ def import_command(
             df = df[df["prompt_id"].isin(keep)].reset_index(drop=True)
         write_logs(df, out)
     except (LogValidationError, CatalogError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for line in report.lines():
         typer.echo(line)
     kept = f" (the first {df['prompt_id'].nunique()} prompts, --prompts)" if prompts is not None else ""
     typer.echo(f"wrote {len(df)} rows to {out}{kept}")
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` command group to the main CLI."""
+    app.add_typer(data_app, name="data")

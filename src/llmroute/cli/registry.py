@@ -1,4 +1,5 @@
 """Registry commands of the `llmroute` CLI (promote, rollback, models) and the train command's MLflow hook.
+(Loading a ``--model models:/...`` is :mod:`llmroute.cli.loading`.)
 
 MLflow is imported inside the commands only, so `llmroute --help` and the other commands stay fast.
 """
@@ -10,46 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from llmroute.cli.options import HomeOpt, TrackingOpt, fail, load_cli_settings, parse_since
 from llmroute.offpolicy import DEFAULT_TOLERANCE, MIN_MATCHES
 
 if TYPE_CHECKING:
     from llmroute.config import Settings
     from llmroute.router.router import Router
-
-HomeOpt = Annotated[
-    Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
-]
-TrackingOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $LLMROUTE_TRACKING_URI, $MLFLOW_TRACKING_URI, else SQLite under the home).",
-    ),
-]
-
-
-def _settings(home: Path | None, tracking_uri: str | None = None) -> Settings:
-    from llmroute.config import load_settings
-
-    return load_settings(home=home, tracking_uri=tracking_uri)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def load_registry_router(settings: Settings, uri: str) -> Router:
-    """``--model models:/<name>@<alias>`` or ``models:/<name>/<version>``: the router from the registry."""
-    from llmroute.router.embedder import EmbedderMismatchError
-    from llmroute.training.registry import RegistryError, load_router_uri
-
-    try:
-        return load_router_uri(uri, settings)
-    except (RegistryError, EmbedderMismatchError) as exc:
-        _fail(str(exc))
-        raise
-
 
 def track_training(
     router: Router,
@@ -74,7 +41,7 @@ def track_training(
     try:
         run_id, version = log_training_run(router, folder, logs, None, settings, report_dir)
     except TrackingError as exc:
-        _fail(f"{exc} (the router itself is saved in {folder}; rerun with --no-track to skip tracking)")
+        fail(f"{exc} (the router itself is saved in {folder}; rerun with --no-track to skip tracking)")
         return
     typer.echo(
         f"MLflow run {run_id} in {resolve_tracking_uri(settings)}; registered as "
@@ -115,28 +82,29 @@ def promote_cmd(
     must be at least -tolerance, the challenger must be better in DR quality or cheaper in DR cost, and at
     least --min-matches logged decisions must have served the challenger's choice.
     """
-    from llmroute.cli.logs import parse_since
     from llmroute.data.schema import LogValidationError
     from llmroute.router.embedder import EmbedderMismatchError
     from llmroute.training.registry import GATES, OffPolicyGateOptions, RegistryError, promote
     from llmroute.training.retrain import DecisionLogError
 
     if gate not in GATES:
-        _fail(f"--gate must be one of {', '.join(GATES)}, got {gate!r}")
+        fail(f"--gate must be one of {', '.join(GATES)}, got {gate!r}")
     if gate == "benchmark" and logs is None:
-        _fail("--gate benchmark needs --logs (held-out benchmark logs)")
+        fail("--gate benchmark needs --logs (held-out benchmark logs)")
     if gate == "offpolicy" and not from_production:
-        _fail("--gate offpolicy needs --from-production (the decision log URL)")
+        fail("--gate offpolicy needs --from-production (the decision log URL)")
     opts = None
     if gate == "offpolicy":
         assert from_production is not None
-        opts = OffPolicyGateOptions(from_production, parse_since(since), parse_since(until), tolerance, min_matches)
-    settings = _settings(home, tracking_uri)
+        opts = OffPolicyGateOptions(
+            from_production, parse_since(since), parse_since(until, "--until"), tolerance, min_matches
+        )
+    settings = load_cli_settings(home, tracking_uri=tracking_uri)
     try:
         result = promote(settings, logs, force=force, reason=reason, echo=typer.echo, gate=gate, offpolicy=opts)
     except (RegistryError, EmbedderMismatchError, LogValidationError, DecisionLogError, FileNotFoundError,
             ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     typer.echo(result.message)
     if not result.promoted:
@@ -148,9 +116,9 @@ def rollback_cmd(home: HomeOpt = None, tracking_uri: TrackingOpt = None) -> None
     from llmroute.training.registry import RegistryError, rollback
 
     try:
-        result = rollback(_settings(home, tracking_uri))
+        result = rollback(load_cli_settings(home, tracking_uri=tracking_uri))
     except RegistryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     typer.echo(result.message)
 
@@ -159,11 +127,11 @@ def models_cmd(home: HomeOpt = None, tracking_uri: TrackingOpt = None) -> None:
     """List registered router versions with aliases, key metrics and data fingerprints."""
     from llmroute.training.registry import RegistryError, list_models
 
-    settings = _settings(home, tracking_uri)
+    settings = load_cli_settings(home, tracking_uri=tracking_uri)
     try:
         rows = list_models(settings)
     except RegistryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
 
     def f(v: Any) -> str:

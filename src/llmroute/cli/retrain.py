@@ -9,18 +9,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmroute.cli.logs import parse_since
+from llmroute.cli.options import (
+    HomeOpt,
+    SinceOpt,
+    TrackingOpt,
+    UntilOpt,
+    fail,
+    load_cli_settings,
+    parse_since,
+)
 
 if TYPE_CHECKING:
     from llmroute.config import Settings
     from llmroute.router.router import Router
 
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
-]
-TrackingOpt = Annotated[
-    str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: as for `llmroute train`).")
-]
 DsnOpt = Annotated[
     str,
     typer.Option(
@@ -28,17 +30,6 @@ DsnOpt = Annotated[
         help="The decision log's SQLAlchemy URL: sqlite:///path/decisions.sqlite or postgresql://user:pw@host/db.",
     ),
 ]
-SinceOpt = Annotated[
-    str | None, typer.Option("--since", help="Only decisions made at or after this date/time (ISO; UTC unless a zone is given).")
-]
-UntilOpt = Annotated[
-    str | None, typer.Option("--until", help="Only decisions made before this date/time (ISO; UTC unless a zone is given).")
-]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def retrain_cmd(
@@ -68,29 +59,21 @@ def retrain_cmd(
 ) -> None:
     """Train a new router from logged production calls with feedback (plus benchmark logs) and register it
     as 'challenger' with its data lineage. Decisions read, with feedback, used and skipped are reported."""
-    from llmroute.config import load_settings
     from llmroute.data.schema import LogValidationError
     from llmroute.training.registry import RegistryError
     from llmroute.training.retrain import DecisionLogError, retrain_from_production
     from llmroute.training.tracking import TrackingError
     from llmroute.training.train import TrainConfig
 
-    since_dt, until_dt = parse_since(since), _until(until)
-    settings = load_settings(home=home, tracking_uri=tracking_uri, embedder=embedder)
+    since_dt, until_dt = parse_since(since), parse_since(until, "--until")
+    settings = load_cli_settings(home, tracking_uri=tracking_uri, embedder=embedder)
     config = TrainConfig(embedder=settings.embedder, success_threshold=success_threshold, default_target=target,
                          seed=seed, with_scorer=scorer)
     try:
         retrain_from_production(from_production, settings, config, since_dt, until_dt, tuple(benchmark_logs or ()),
                                 track=track, out_dir=out, echo=typer.echo)
     except (DecisionLogError, LogValidationError, FileNotFoundError, ValueError, TrackingError, RegistryError) as exc:
-        _fail(str(exc))
-
-
-def _until(text: str | None):
-    try:
-        return parse_since(text)
-    except typer.BadParameter as exc:
-        raise typer.BadParameter(str(exc.message), param_hint="--until") from exc
+        fail(str(exc))
 
 
 def offpolicy_cmd(
@@ -110,7 +93,6 @@ def offpolicy_cmd(
 ) -> None:
     """Off-policy evaluation: IPS, SNIPS, DM and DR estimates of a router's quality and cost on logged
     production traffic, against the champion, with bootstrap intervals and overlap warnings."""
-    from llmroute.config import load_settings
     from llmroute.offpolicy.evaluate import evaluate_offpolicy
     from llmroute.offpolicy.logged import logged_traffic
     from llmroute.router.embedder import EmbedderMismatchError
@@ -118,8 +100,8 @@ def offpolicy_cmd(
     from llmroute.training.registry import RegistryError
     from llmroute.training.retrain import DecisionLogError, open_decision_log
 
-    since_dt, until_dt = parse_since(since), _until(until)
-    settings = load_settings(home=home, tracking_uri=tracking_uri)
+    since_dt, until_dt = parse_since(since), parse_since(until, "--until")
+    settings = load_cli_settings(home, tracking_uri=tracking_uri)
     try:
         store = open_decision_log(from_production)
         try:
@@ -132,7 +114,7 @@ def offpolicy_cmd(
         baseline = _champion(settings, champion)
         report = evaluate_offpolicy(traffic, target, baseline, settings.cache_dir / "embeddings.sqlite", n_boot=bootstrap)
     except (DecisionLogError, RegistryError, EmbedderMismatchError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     typer.echo(report.table())
     if out is not None:

@@ -1,8 +1,13 @@
-"""The `llmroute` command line. Each command is a thin wrapper over a plain function."""
+"""The root of the ``llmroute`` command line: the app and its ``--quiet`` callback, the train, evaluate and
+route commands, and the registration of every command group. Each command is a thin wrapper over a plain
+function.
+
+Every module of this package adds its commands the same way, with ``register(app)``; :data:`COMMAND_GROUPS`
+lists them in the order ``llmroute --help`` shows them.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,134 +17,39 @@ import typer
 from llmroute.cli.ab import register as register_ab
 from llmroute.cli.bench import register as register_bench
 from llmroute.cli.budgets import register as register_budgets
-from llmroute.cli.data import data_app
+from llmroute.cli.data import register as register_data
+from llmroute.cli.loading import load_router_and_scorer_or_exit, load_router_or_exit
 from llmroute.cli.logs import register as register_logs
-from llmroute.cli.registry import load_registry_router, register, track_training
+from llmroute.cli.options import (
+    CatalogOpt,
+    HomeOpt,
+    QuietOpt,
+    echo_json,
+    fail,
+    load_cli_settings,
+    need_file,
+    set_quiet,
+)
+from llmroute.cli.registry import register as register_registry
+from llmroute.cli.registry import track_training
 from llmroute.cli.retrain import register as register_retrain
 from llmroute.cli.serve import register as register_serve
 
-app = typer.Typer(
-    help=(
-        "llmroute: a learned LLM router. It learns from benchmark logs (prompt x model -> quality, cost) "
-        "which model is the cheapest one that will still meet a quality target, and evaluates itself "
-        "against honest baselines. Local state lives under LLMROUTE_HOME (default ~/.llmroute)."
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+HELP = (
+    "llmroute: a learned LLM router. It learns from benchmark logs (prompt x model -> quality, cost) "
+    "which model is the cheapest one that will still meet a quality target, and evaluates itself "
+    "against honest baselines. Local state lives under LLMROUTE_HOME (default ~/.llmroute)."
 )
-app.add_typer(data_app, name="data")
-register(app)
-register_serve(app)
-register_bench(app)
-register_logs(app)
-register_ab(app)
-register_retrain(app)
-register_budgets(app, lambda settings, model: _load_router(settings, model))
-
-QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress bars or progress lines on standard error (results still print).")
-]
 
 
-def _quiet(quiet: bool) -> None:
-    """--quiet: no progress output in this process or the ones it starts (llmroute.progress)."""
-    if quiet:
-        from llmroute.progress import set_quiet
-
-        set_quiet(True)
-
-
-@app.callback()
 def _main(quiet: QuietOpt = False) -> None:
     """llmroute: a learned LLM router (see `llmroute COMMAND --help`)."""
-    _quiet(quiet)
+    set_quiet(quiet)
 
 
-Home = Annotated[
-    Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
-]
-CatalogOpt = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--catalog",
-        envvar="LLMROUTE_CATALOG",
-        help=(
-            "Your catalog YAML, merged over the bundled one: an entry naming a known model overrides only the "
-            "fields it gives (e.g. typical_latency_ms, prices, context_window); other entries add models."
-        ),
-    ),
-]
-
-
-def _settings(home: Path | None, embedder: str | None = None):
-    from llmroute.config import load_settings
-
-    return load_settings(home=home, embedder=embedder)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _need_file(path: Path, option: str) -> None:
-    """Fail early (before anything slow) when a file an option names does not exist."""
-    if not path.exists():
-        _fail(f"{option}: {path} does not exist")
-
-
-def _load_router(settings, model: str | Path | None):
-    if isinstance(model, str) and model.startswith("models:/"):
-        return load_registry_router(settings, model)
-    if model:
-        folder = Path(model)
-    else:
-        from llmroute.training.train import latest_router_dir
-
-        try:
-            folder = latest_router_dir(settings)
-        except FileNotFoundError as exc:
-            _fail(str(exc))
-            raise
-    if not (folder / "router.json").exists():
-        _fail(f"{folder} is not a saved router (no router.json)")
-    from llmroute.router.embedder import EmbedderMismatchError, load_embedder
-    from llmroute.router.router import Router, read_router_meta
-
-    meta = read_router_meta(folder)
-    embedder = load_embedder(meta["embedder"]["spec"], settings.embedders_dir)
-    try:
-        return Router.load(folder, embedder)
-    except EmbedderMismatchError as exc:
-        _fail(str(exc))
-        raise
-
-
-def _load_router_and_scorer(settings, model: str | None):
-    """The router and the answer scorer saved (or registered) with it (None when it has none)."""
-    from llmroute.router.answer_scorer import scorer_in
-    from llmroute.router.embedder import EmbedderMismatchError
-
-    if isinstance(model, str) and model.startswith("models:/"):
-        from llmroute.training.registry import RegistryError, load_served_uri
-
-        try:
-            return load_served_uri(model, settings, with_scorer=True)
-        except (RegistryError, EmbedderMismatchError) as exc:
-            _fail(str(exc))
-            raise
-    router = _load_router(settings, model)
-    from llmroute.training.train import latest_router_dir
-
-    folder = Path(model) if model else latest_router_dir(settings)
-    return router, scorer_in(folder, router.embedder)
-
-
-@app.command()
 def train(
     logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs in the llmroute schema (Parquet).")],
-    home: Home = None,
+    home: HomeOpt = None,
     embedder: Annotated[
         Optional[str],
         typer.Option(
@@ -174,21 +84,21 @@ def train(
     from llmroute.data.catalog import CatalogError, load_merged_catalog
     from llmroute.router.decision import QualityTarget
 
-    _quiet(quiet)
-    _need_file(logs, "--logs")
+    set_quiet(quiet)
+    need_file(logs, "--logs")
     if test_logs is not None:
-        _need_file(test_logs, "--test-logs")
+        need_file(test_logs, "--test-logs")
     if not 0.0 <= success_threshold <= 1.0:
-        _fail(f"--success-threshold must be within [0, 1], got {success_threshold}")
+        fail(f"--success-threshold must be within [0, 1], got {success_threshold}")
     try:
         QualityTarget.parse(target)
         merged = load_merged_catalog(catalog)
     except (ValueError, CatalogError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     from llmroute.data.schema import LogValidationError
     from llmroute.training.train import TrainConfig, train_router
 
-    settings = _settings(home, embedder)
+    settings = load_cli_settings(home, embedder=embedder)
     try:
         router, folder = train_router(
             logs,
@@ -206,10 +116,9 @@ def train(
         if track:
             track_training(router, folder, logs, settings, test_logs)
     except (LogValidationError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
-@app.command()
 def evaluate(
     logs: Annotated[Path, typer.Option("--logs", help="Held-out benchmark logs (Parquet).")],
     report_dir: Annotated[Path, typer.Option("--report-dir", help="Where report.json, report.md and the PNG go.")],
@@ -222,31 +131,31 @@ def evaluate(
     ] = None,
     rules: Annotated[Optional[Path], typer.Option(help="Static rules YAML (default: the seed guide's rules).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
-    home: Home = None,
+    home: HomeOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a router against every baseline, single model and the oracle on held-out logs; with the
     router's answer scorer, also replay the logged answers through the cascade (its operating points, a
     FrugalGPT-style fixed chain and the perfect-scorer ceiling). What cannot be computed is skipped with
     the reason."""
-    _quiet(quiet)
-    _need_file(logs, "--logs")
+    set_quiet(quiet)
+    need_file(logs, "--logs")
     for opt, path in (("--train-logs", train_logs), ("--rules", rules)):
         if path is not None:
-            _need_file(path, opt)
+            need_file(path, opt)
     if bootstrap < 0:
-        _fail(f"--bootstrap must be >= 0, got {bootstrap}")
+        fail(f"--bootstrap must be >= 0, got {bootstrap}")
     from llmroute.data.schema import LogValidationError
     from llmroute.experiments.report import run_evaluation
-    settings = _settings(home)
+    settings = load_cli_settings(home)
     try:
-        router, scorer = _load_router_and_scorer(settings, model)
+        router, scorer = load_router_and_scorer_or_exit(settings, model)
         report = run_evaluation(
             router, logs, report_dir, settings.cache_dir / "embeddings.sqlite", train_logs, rules, bootstrap,
             scorer=scorer,
         )
     except (LogValidationError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     r = report["routers"]
     typer.echo(f"{'router':<24} {'AIQ':>7} {'x@95%':>7} {'x@best':>7}")
@@ -263,7 +172,6 @@ def evaluate(
     typer.echo(f"wrote {report_dir / 'report.md'}, report.json and cost_quality.png ({report['seconds']} s)")
 
 
-@app.command()
 def route(
     prompt: Annotated[str, typer.Argument(help="The prompt text ('-' reads standard input).")],
     model: Annotated[
@@ -280,7 +188,7 @@ def route(
     capability: Annotated[Optional[list[str]], typer.Option(help="Required capability (repeatable).")] = None,
     task: Annotated[Optional[str], typer.Option(help="Optional task hint (e.g. mbpp).")] = None,
     catalog: CatalogOpt = None,
-    home: Home = None,
+    home: HomeOpt = None,
 ) -> None:
     """Route one prompt and print the decision as JSON (every candidate's probability, expected cost,
     cost cap, exclusion reason and any catalog figure that was unknown)."""
@@ -290,21 +198,21 @@ def route(
     try:  # argument errors first, before the router loads
         parsed_target = QualityTarget.parse(target) if target else None
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if confidence is not None and not 0.0 <= confidence <= 1.0:
-        _fail(f"--confidence must be within [0, 1], got {confidence}")
+        fail(f"--confidence must be within [0, 1], got {confidence}")
     for name, value in (("--max-cost", max_cost), ("--max-latency-ms", max_latency_ms)):
         if value is not None and not value > 0:
-            _fail(f"{name} must be a positive number, got {value}")
+            fail(f"{name} must be a positive number, got {value}")
     if catalog is not None:
-        _need_file(catalog, "--catalog")
+        need_file(catalog, "--catalog")
     text = sys.stdin.read() if prompt == "-" else prompt
-    router = _load_router(_settings(home), model)
+    router = load_router_or_exit(load_cli_settings(home), model)
     if catalog is not None:
         try:
             router = router.with_catalog_file(catalog)
         except CatalogError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     constraints = Constraints(
         max_cost_usd=max_cost,
         max_latency_ms=max_latency_ms,
@@ -315,12 +223,45 @@ def route(
     try:
         decision = router.route(text, constraints, parsed_target, confidence, task)
     except (NoEligibleModelError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
-    typer.echo(json.dumps(decision.to_dict(), indent=1))
+    echo_json(decision.to_dict())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate`` and ``route`` to ``app``."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("route")(route)
+
+
+COMMAND_GROUPS = (
+    register_data,
+    register_registry,
+    register_serve,
+    register_bench,
+    register_logs,
+    register_ab,
+    register_retrain,
+    register_budgets,
+    register,
+)
+
+
+def build_app() -> typer.Typer:
+    """The whole command line: the root options (``--quiet``) and every group of :data:`COMMAND_GROUPS`."""
+    app = typer.Typer(help=HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    app.callback()(_main)
+    for add_commands in COMMAND_GROUPS:
+        add_commands(app)
+    return app
+
+
+app = build_app()
 
 
 def main() -> None:
+    """The ``llmroute`` console script and ``python -m llmroute.cli``."""
     app()
 
 

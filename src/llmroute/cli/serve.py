@@ -10,6 +10,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from llmroute.cli.options import HomeOpt, fail, load_cli_settings, need_file
+
 Host = Annotated[str, typer.Option(help="Interface to bind.")]
 
 
@@ -90,7 +92,7 @@ def serve(
         Optional[list[str]],
         typer.Option("--tenant-policy", help="TENANT=POLICY: a tenant's data policy (repeatable), e.g. acme=local_only."),
     ] = None,
-    home: Annotated[Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME).")] = None,
+    home: HomeOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes sharing the port (the service is stateless; each loads the router).")
@@ -111,7 +113,6 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from llmroute.config import load_settings
     from llmroute.data.decision_log import DecisionLogStore
     from llmroute.serving.app import create_app
     from llmroute.serving.decision_logging import resolve_log_url
@@ -147,8 +148,7 @@ def serve(
         try:
             load_budget_file(settings.budgets)
         except BudgetFileError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            fail(str(exc))
     missing = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is None]
     if missing:
         typer.echo(f"warning: {' and '.join(missing)} not installed; uvicorn falls back to asyncio/h11, which "
@@ -160,11 +160,11 @@ def serve(
         err=True,
     )
     if workers == 1:
-        app = create_app(settings, core=load_settings(home=home))
+        app = create_app(settings, core=load_cli_settings(home))
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, **_http_options())
         return
     # migrate the decision log once, here: worker processes migrating a new database at the same time race
-    core = load_settings(home=home)
+    core = load_cli_settings(home)
     log_url = resolve_log_url(settings.decision_log_url, core.home)
     if log_url is not None:
         DecisionLogStore(log_url).close()
@@ -226,9 +226,7 @@ def replay_server(
     if unknown_prompt not in ("error", "most_common"):
         raise typer.BadParameter("must be 'error' or 'most_common'", param_hint="--unknown-prompt")
     failures, timeouts = _rates(fail_model, "--fail-model"), _rates(timeout_model, "--timeout-model")
-    if not logs.exists():
-        typer.echo(f"error: --logs: {logs} does not exist", err=True)
-        raise typer.Exit(2)
+    need_file(logs, "--logs")
     from llmroute.data.importers import read_logs
     from llmroute.serving.replay import create_replay_app
 
@@ -240,8 +238,7 @@ def replay_server(
             chunk_delay_ms=chunk_delay_ms, stream_break_rate=stream_break_rate, report_cost=report_cost,
         )
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     typer.echo(
         f"replay server: recorded answers from {logs} as an OpenAI-compatible API on http://{host}:{port}/v1 "
         f"(unknown prompts: {'404' if unknown_prompt == 'error' else 'the most common recorded answer'})",
