@@ -44,7 +44,6 @@ def _experiment(path: Path):
         return load_experiment(path)
     except ExperimentError as exc:
         fail(str(exc))
-        raise
 
 
 def _emit(report: dict, obs, out: Path | None, fmt: str, track: bool, home: Path | None) -> None:
@@ -69,7 +68,6 @@ def _emit(report: dict, obs, out: Path | None, fmt: str, track: bool, home: Path
             run_id = log_ab_run(report, files, load_cli_settings(home))
         except TrackingError as exc:
             fail(str(exc))
-            return
         typer.echo(f"logged to MLflow run {run_id}", err=fmt == "json")
 
 
@@ -120,12 +118,10 @@ def simulate_command(
         routers = load_arm_routers(exp, load_cli_settings(home))
     except RuntimeError as exc:
         fail(str(exc))
-        return
     try:
         result = simulate(exp, logs, routers, seed=seed, task_hints=task_hints, limit=limit)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-        return
     _emit(result.report, result.observations, out, fmt, track, home)
 
 

@@ -34,7 +34,6 @@ def validate(file: Annotated[Path, typer.Argument(help="Budget YAML file (see th
         specs = load_budget_file(file)
     except BudgetFileError as exc:
         fail(str(exc))
-        return
     for s in specs:
         typer.echo(f"{s.name}: {s.scope} {s.subject}, ${s.amount_usd:g} per {'rolling ' if s.rolling else ''}"
                    f"{s.window} ({s.timezone}), {s.enforcement}")
@@ -81,7 +80,6 @@ def status(
         rows = _status_rows(url, budgets)
     except BudgetFileError as exc:
         fail(str(exc))
-        return
     if as_json:
         echo_json({"log": mask_url(url), "budgets": rows})
         return
@@ -128,13 +126,11 @@ def simulate(
         low = QualityTarget.parse(floor) if floor else None
     except ValueError as exc:
         fail(str(exc))
-        return
     router = load_router_or_exit(load_cli_settings(home), model)
     try:
         wide, left_out = to_wide(read_logs(logs), router.models).complete()
     except (LogValidationError, OSError) as exc:
         fail(f"{logs}: {exc}")
-        return
     if len(wide) == 0:
         fail(f"{logs}: no prompt has every one of the router's models' quality and cost")
     typer.echo(f"{logs}: {len(wide)} prompts with every outcome known ({left_out} left out)")
@@ -142,7 +138,6 @@ def simulate(
         sim = simulate_budget(router, wide, budget, stream, goal, low, progress=typer.echo)
     except ValueError as exc:
         fail(str(exc))
-        return
     text = markdown(sim.report)
     typer.echo(text)
     if out is not None:

@@ -42,7 +42,6 @@ def track_training(
         run_id, version = log_training_run(router, folder, logs, None, settings, report_dir)
     except TrackingError as exc:
         fail(f"{exc} (the router itself is saved in {folder}; rerun with --no-track to skip tracking)")
-        return
     typer.echo(
         f"MLflow run {run_id} in {resolve_tracking_uri(settings)}; registered as "
         f"models:/{settings.registered_model}/{version} with alias 'challenger' (router version {router.version})"
@@ -105,7 +104,6 @@ def promote_cmd(
     except (RegistryError, EmbedderMismatchError, LogValidationError, DecisionLogError, FileNotFoundError,
             ValueError) as exc:
         fail(str(exc))
-        return
     typer.echo(result.message)
     if not result.promoted:
         raise typer.Exit(1)
@@ -119,7 +117,6 @@ def rollback_cmd(home: HomeOpt = None, tracking_uri: TrackingOpt = None) -> None
         result = rollback(load_cli_settings(home, tracking_uri=tracking_uri))
     except RegistryError as exc:
         fail(str(exc))
-        return
     typer.echo(result.message)
 
 
@@ -132,7 +129,6 @@ def models_cmd(home: HomeOpt = None, tracking_uri: TrackingOpt = None) -> None:
         rows = list_models(settings)
     except RegistryError as exc:
         fail(str(exc))
-        return
 
     def f(v: Any) -> str:
         return "—" if v is None else f"{v:.4f}"

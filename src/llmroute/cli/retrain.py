@@ -115,7 +115,6 @@ def offpolicy_cmd(
         report = evaluate_offpolicy(traffic, target, baseline, settings.cache_dir / "embeddings.sqlite", n_boot=bootstrap)
     except (DecisionLogError, RegistryError, EmbedderMismatchError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-        return
     typer.echo(report.table())
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -156,7 +156,6 @@ def evaluate(
         )
     except (LogValidationError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-        return
     r = report["routers"]
     typer.echo(f"{'router':<24} {'AIQ':>7} {'x@95%':>7} {'x@best':>7}")
     for name in ("learned", "learned_task_hint", "per_task_static", "knn", "cheapest_adequate", "random",
@@ -224,7 +223,6 @@ def route(
         decision = router.route(text, constraints, parsed_target, confidence, task)
     except (NoEligibleModelError, ValueError) as exc:
         fail(str(exc))
-        return
     echo_json(decision.to_dict())
 
 
