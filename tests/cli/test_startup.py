@@ -72,7 +72,7 @@ def test_data_help_default_matches_the_importer() -> None:
     assert DEFAULT_ASSUMED_OUTPUT_TOKENS == IMPORTER
 
 
-EVERY_HELP = """
+EVERY_HELP = f"HEAVY = {HEAVY!r}\n" + """
 import json, sys
 from typer.main import get_command
 from llmroute.cli import app
@@ -89,11 +89,11 @@ for path in walk(get_command(app), []):
     except SystemExit as exc:
         assert exc.code == 0, (path, exc.code)
     seen.append(" ".join(path))
-    for m in %r:
+    for m in HEAVY:
         if m in sys.modules and m not in offenders:
             offenders[m] = " ".join(path)
 print("PROBE" + json.dumps({"seen": seen, "offenders": offenders}))
-""" % (HEAVY,)
+"""
 
 
 def test_every_commands_help_imports_nothing_heavy(tmp_path: Path) -> None:

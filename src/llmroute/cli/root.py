@@ -30,8 +30,7 @@ from llmroute.cli.options import (
     need_file,
     set_quiet,
 )
-from llmroute.cli.registry import register as register_registry
-from llmroute.cli.registry import track_training
+from llmroute.cli.registry import register as register_registry, track_training
 from llmroute.cli.retrain import register as register_retrain
 from llmroute.cli.serve import register as register_serve
 
