@@ -90,7 +90,13 @@ class SpoolUnavailable(RuntimeError):
 _KINDS: dict[type, str] = {DecisionRecord: "d", OutcomeRecord: "o", FeedbackRecord: "f"}
 
 
+_SCALARS = (str, float, int, bool, type(None))
+_CANDIDATE_FIELDS = tuple(f.name for f in dataclasses.fields(LoggedCandidate))
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _SCALARS:  # most fields: no ABC checks for them
+        return value
     if isinstance(value, datetime):
         return {"$t": value.isoformat()}
     if isinstance(value, Mapping):
@@ -123,8 +129,9 @@ def encode_record(record: LogRecord) -> bytes:
             from array import array
 
             v = {"$f32": base64.b64encode(array("f", v).tobytes()).decode("ascii")}
-        elif f.name == "candidates":
-            v = [dataclasses.asdict(c) for c in v]
+        elif f.name == "candidates":  # flat records of scalars: what dataclasses.asdict gives, without its deep copy
+            fields[f.name] = [{k: getattr(c, k) for k in _CANDIDATE_FIELDS} for c in v]
+            continue
         fields[f.name] = _plain(v)
     return json.dumps({"k": kind, "r": fields}, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode() + b"\n"
 
