@@ -515,10 +515,10 @@ def long_prompt(folder: Path, home: Path, work: Path, seconds: float = 20.0, cli
 
     out = {"scenario": "long-prompt", "decision_log": log, "long_prompt_chars": chars,
            "long_prompt_answers": {str(s): statuses.count(s) for s in sorted(set(statuses))}, "rounds": [
-        {"others_p50_ms": q(b, 50), "others_p99_ms": q(b, 99), "others_p50_ms_with_long": q(l, 50),
-         "others_p99_ms_with_long": q(l, 99), "p99_change": f"{(q(l, 99) / q(b, 99) - 1) * 100:+.0f}%",
+        {"others_p50_ms": q(b, 50), "others_p99_ms": q(b, 99), "others_p50_ms_with_long": q(lg, 50),
+         "others_p99_ms_with_long": q(lg, 99), "p99_change": f"{(q(lg, 99) / q(b, 99) - 1) * 100:+.0f}%",
          "long_p50_ms": q(g, 50), "long_p99_ms": q(g, 99), "long_requests": len(g)}
-        for b, l, g in results]}
+        for b, lg, g in results]}
     print(json.dumps(out), f"({load_average()})", flush=True)
     return out
 
