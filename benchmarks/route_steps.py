@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from route_latency import prompt_of  # noqa: E402
+from route_latency import prompt_of
 
 
 def cpu_ms(f: Callable[[], object], repeats: int) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import ROOT, LevelResult, Server, free_port, run_level, spread  # noqa: E402
+from closed_loop import ROOT, LevelResult, Server, free_port, run_level, spread
 
 LAUNCH = (
     "import sys, typer; from llmroute.cli_serve import register; "
