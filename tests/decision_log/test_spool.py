@@ -299,3 +299,37 @@ def test_retention_deletes_rows_older_than_the_cutoff_and_ids_are_looked_up(sqli
         assert deleted == {"feedback": 1, "outcomes": 0, "decisions": 5}
         assert sorted(_ids(store)) == [f"d{i:06d}" for i in range(5, 10)]
         assert not store.decision_exists("d000002")
+
+
+class Counting:
+    """A sink that counts ``write_many`` calls and the records in each."""
+
+    def __init__(self, store: DecisionLogStore) -> None:
+        self.store = store
+        self.batches: list[int] = []
+
+    def write_many(self, records: list[LogRecord]) -> int:
+        self.batches.append(len(records))
+        return self.store.write_many(records)
+
+
+def test_a_trickle_of_records_is_shipped_in_batches_and_flush_ships_at_once(tmp_path: Path, sqlite_url: str) -> None:
+    """Issue 19: one database transaction per record or two cost ~1.3 ms of CPU a record; once caught
+    up the ship thread waits ``ship_interval_s`` so that records gather into batches."""
+    sink = Counting(DecisionLogStore(sqlite_url))
+    with SpooledWriter(sink, tmp_path / "spool", sync_interval_s=0.01, ship_interval_s=0.25) as w:
+        for i in range(40):  # ~0.4 s of trickle: records journaled one or two at a time
+            assert w.submit(decision(i))
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        assert w.flush(timeout=10)
+        flushed_s = time.monotonic() - t0
+    assert sum(sink.batches) == 40 and sorted(_ids(sink.store)) == [f"d{i:06d}" for i in range(40)]
+    # without the wait every journal batch (1-2 records, 10 ms apart) would be a transaction of its own
+    assert len(sink.batches) <= 6, sink.batches
+    assert flushed_s < 0.25 + 1.0, flushed_s  # flush does not sit out the ship interval
+
+
+def test_ship_interval_must_not_be_negative(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ship_interval_s"):
+        SpooledWriter(Counting(None), tmp_path / "spool", ship_interval_s=-1)  # type: ignore[arg-type]

@@ -147,3 +147,27 @@ def test_store_files_are_plain_sqlite(sqlite_url: str) -> None:
         assert conn.execute("select count(*) from decisions").fetchone() == (1,)
     finally:
         conn.close()
+
+
+def test_a_long_prompt_is_logged_as_its_head_and_tail_with_the_whole_prompts_hash() -> None:
+    """Issue 13 item 7: logging a 999 KB prompt per request (JSON, fsync, SQLite) slowed every other
+    request; the record keeps what routing reads of it, and the hash of all of it."""
+    from llmroute.data.decision_log.records import logged_prompt
+    from llmroute.router.decision import Decision
+    from llmroute.router.text import SCAN_CHARS, focus_text
+
+    exemplars = "".join(f"Question {i}?\nAnswer: {i % 4}\n\n" for i in range(4000))  # ~80 KB of solved exemplars
+    body = "The quick brown fox jumps over the lazy dog. " * 22_300
+    for prompt in (body[:999_000], exemplars + "Which letter comes after B?", "Which planet?\n\n" + body + "\n\nWhy?"):
+        kept = logged_prompt(prompt)
+        assert 32_000 < len(kept) <= 32_005 and kept.startswith(prompt[:16_000]) and kept.endswith(prompt[-16_000:])
+        assert focus_text(kept) == focus_text(prompt)  # routing reads the same text of both
+        assert logged_prompt(kept) == kept
+    assert SCAN_CHARS // 2 <= 16_000  # the kept head and tail cover all focus_text searches
+    short = "Write a python function that reverses a list"
+    assert logged_prompt(short) == short and logged_prompt("x" * 32_000) == "x" * 32_000
+
+    decision = Decision(model="small", candidates=(), reason="r", cleared=True, rule="threshold", knob=0.5,
+                        router_version="v1")
+    rec = DecisionRecord.from_decision(decision, prompt=body[:999_000], decision_id="d1")
+    assert rec.prompt == logged_prompt(body[:999_000]) and rec.prompt_sha256 == prompt_sha256(body[:999_000])

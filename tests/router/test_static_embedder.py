@@ -82,3 +82,57 @@ def test_loading_the_static_embedder_and_a_router_never_imports_torch(built: tup
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+TRICKY = [
+    "", "   ", "hello [UNK] world[PAD]x", "a\x0bb", "a\x00b", "tab\tand\nnew\r\nlines", "a_b don't 3.14 $x^2$ {k: v}",
+    "UPPER lower MiXeD", "x" * 150, "antidisestablishmentarianism " * 3, "~!@#$%^&*()_+`-=[]\\;',./{}|:\"<>?",
+    "Zürich 東京 😀", "word " * 700, "def f(x):\n    return x ** 2  # square",
+]
+
+
+@pytest.mark.slow
+def test_plain_ascii_texts_get_the_tokenizers_own_ids_by_the_word_memo(built: tuple[object, Path]) -> None:
+    """Issue 19: the per-word fast path must give exactly the ids of ``Tokenizer.encode`` (hence the same
+    embeddings), on the bundled benchmark prompts and on texts made to trip it; others fall back."""
+    import pandas as pd
+
+    from llmroute.router.static_embedder import NumpyStaticEmbedder, WordPieceWords
+    from llmroute.router.text import focus_text
+
+    emb, _ = built
+    assert isinstance(emb, NumpyStaticEmbedder)
+    words = emb._words
+    assert isinstance(words, WordPieceWords)
+    root = Path(__file__).resolve().parents[2] / "data"
+    prompts = [p for f in ("routerbench/test.parquet", "llmrouter/test.parquet")
+               for p in pd.read_parquet(root / f, columns=["prompt"])["prompt"].drop_duplicates().head(400)]
+    texts = [focus_text(p) for p in prompts] + prompts[:50] + TRICKY
+    fast = 0
+    for text in texts:
+        want = emb._tokenizer.encode(text, add_special_tokens=False).ids
+        got = words.ids(text)
+        if got is not None:
+            fast += 1
+            assert got == want, text[:200]
+        assert emb.token_ids([text])[0] == want  # whichever path it takes
+    assert fast >= 0.8 * len(texts)  # the bundled prompts are mostly plain ASCII
+    for text in ("hello [UNK] world", "a\x0bb", "Zürich", "a\x00b"):  # added tokens, control characters, non-ASCII
+        assert words.ids(text) is None
+    assert len(words.ids("word " * 700) or []) == 512  # truncated like the tokenizer
+    batch = [*TRICKY, *texts[:20]]
+    np.testing.assert_array_equal(emb.encode(batch), np.vstack([emb.encode([t]) for t in batch]))
+
+
+def test_the_word_memo_is_only_used_for_the_bert_wordpiece_pipeline() -> None:
+    from llmroute.router.static_embedder import WordPieceWords
+
+    bert = {"normalizer": {"type": "BertNormalizer", "clean_text": True, "lowercase": True},
+            "pre_tokenizer": {"type": "BertPreTokenizer"}, "model": {"type": "WordPiece"}, "post_processor": None,
+            "truncation": {"direction": "Right", "max_length": 512, "stride": 0}, "added_tokens": []}
+    assert WordPieceWords.for_tokenizer(object(), bert) is not None
+    for change in ({"normalizer": {"type": "NFKC"}}, {"pre_tokenizer": {"type": "Whitespace"}},
+                   {"model": {"type": "BPE"}}, {"post_processor": {"type": "TemplateProcessing"}},
+                   {"truncation": {"direction": "Left", "max_length": 512, "stride": 0}},
+                   {"normalizer": {"type": "BertNormalizer", "clean_text": False, "lowercase": True}}):
+        assert WordPieceWords.for_tokenizer(object(), {**bert, **change}) is None, change

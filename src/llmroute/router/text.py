@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from llmroute.data.long_text import head_and_tail as _head_and_tail
+
 # A paragraph that ends with an answer marker followed by an answer ("Answer:\nB", "Answer: 42").
 _SOLVED = re.compile(r"\banswer\s*:[ \t]*\n?[ \t]*\S[^\n]{0,200}$", re.IGNORECASE)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -18,16 +20,13 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 FOCUS_HEAD_CHARS = 2_000
 FOCUS_TAIL_CHARS = 2_000
-_SCAN_CHARS = 8 * (FOCUS_HEAD_CHARS + FOCUS_TAIL_CHARS)  # exemplars are looked for in this much of a prompt
-_ELISION = "\n...\n"
+SCAN_CHARS = 8 * (FOCUS_HEAD_CHARS + FOCUS_TAIL_CHARS)  # exemplars are looked for in this much of a prompt
 
 
 def head_and_tail(text: str, head: int = FOCUS_HEAD_CHARS, tail: int = FOCUS_TAIL_CHARS) -> str:
     """``text`` when it has at most ``head + tail`` characters, else its first ``head`` and last ``tail``
-    characters joined by an elision line."""
-    if len(text) <= head + tail:
-        return text
-    return text[:head] + _ELISION + text[-tail:]
+    characters joined by an elision line (:func:`llmroute.data.long_text.head_and_tail`)."""
+    return _head_and_tail(text, head, tail)
 
 
 def focus_text(prompt: str) -> str:
@@ -42,8 +41,8 @@ def focus_text(prompt: str) -> str:
     text only the first and last 2,000 characters are kept (:func:`head_and_tail`), which is what the
     embedder and the text features see. The same function runs at training and routing time.
     """
-    if len(prompt) > _SCAN_CHARS:
-        prompt = head_and_tail(prompt, _SCAN_CHARS // 2, _SCAN_CHARS // 2)
+    if len(prompt) > SCAN_CHARS:
+        prompt = head_and_tail(prompt, SCAN_CHARS // 2, SCAN_CHARS // 2)
     return head_and_tail(_focus(prompt))
 
 

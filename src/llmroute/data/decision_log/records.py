@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from llmroute.data.long_text import head_and_tail
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -49,6 +51,25 @@ def prompt_sha256(prompt: str) -> str:
     """Hex SHA-256 of the UTF-8 prompt: the key that survives redaction (a lone surrogate, which UTF-8
     cannot encode, is hashed as its surrogate-escaped bytes rather than failing)."""
     return hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+LOGGED_PROMPT_HEAD_CHARS = 16_000
+LOGGED_PROMPT_TAIL_CHARS = 16_000
+
+
+def logged_prompt(prompt: str) -> str:
+    """The text of ``prompt`` a decision record keeps: the whole prompt up to 32,000 characters; of a
+    longer one its first and last 16,000 characters joined by an elision line
+    (:func:`llmroute.data.long_text.head_and_tail`).
+
+    That is everything routing reads of a prompt (:func:`llmroute.router.text.focus_text` searches
+    only the first and last 16,000 characters of a longer one, so it gives the same focus text, and
+    the same embedding, for the kept text as for the whole prompt), and logging a 1 MB prompt then
+    costs what logging a 32 KB one does instead of holding the spool, the database and the other
+    requests' CPU for milliseconds. What a kept text does not preserve: its length and token count
+    (a replay or retraining from the log sees the ~32,000-character text). The record's
+    ``prompt_sha256`` is always of the whole prompt."""
+    return head_and_tail(prompt, LOGGED_PROMPT_HEAD_CHARS, LOGGED_PROMPT_TAIL_CHARS)
 
 
 REASON_KINDS = ("router", "explored", "constraint", "fallback", "static")
@@ -89,7 +110,8 @@ class LoggedCandidate:
 class DecisionRecord:
     """One routing decision (``/route`` or the decision behind a proxied call).
 
-    ``prompt`` is ``None`` when redacted; ``prompt_sha256`` and ``embedding`` are always kept.
+    ``prompt`` is ``None`` when redacted, and a prompt over 32,000 characters is kept as its head and
+    tail (:func:`logged_prompt`); ``prompt_sha256`` (of the whole prompt) and ``embedding`` are always kept.
     ``propensity`` is the probability with which the policy chose ``chosen_model`` (1.0 for a
     deterministic router; below 1 under exploration), needed for off-policy evaluation.
     ``source`` says which endpoint made the decision (``route``, ``chat``, ...). ``reason`` is the
@@ -172,7 +194,7 @@ class DecisionRecord:
         return cls(
             decision_id=decision_id or new_id(),
             created_at=created_at or utcnow(),
-            prompt=None if redact else prompt,
+            prompt=None if redact else logged_prompt(prompt),
             prompt_sha256=prompt_sha256(prompt),
             embedding=None if embedding is None else tuple(map(float, embedding)),
             embedder=embedder,

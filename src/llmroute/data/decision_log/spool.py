@@ -8,7 +8,11 @@
   resolves then (``/feedback`` answers 202 only after it).
 * **Ship**: another thread reads the segment from its last committed offset and writes the records
   to the database in batches; after each commit the offset is saved next to the segment
-  (``<segment>.done``). A database outage only makes it wait and retry (backoff up to
+  (``<segment>.done``). Once it has caught up it waits ``ship_interval_s`` (default 0.1 s) before
+  the next batch unless ``batch_size`` lines are waiting (or :meth:`SpooledWriter.flush` or
+  ``close`` asks for them now): one transaction per few records cost ~1.3 ms of CPU a record
+  against ~0.14 ms in batches of 100 (SQLite), so records reach the database up to that much later
+  and cost several times less. A database outage only makes it wait and retry (backoff up to
   ``retry_max_s``), forever: nothing is counted as failed because the database is down. Inserts are
   idempotent (keyed by decision id / feedback id), so replaying a stretch twice (a crash between a
   commit and its offset being saved) stores each record once.
@@ -86,7 +90,13 @@ class SpoolUnavailable(RuntimeError):
 _KINDS: dict[type, str] = {DecisionRecord: "d", OutcomeRecord: "o", FeedbackRecord: "f"}
 
 
+_SCALARS = (str, float, int, bool, type(None))
+_CANDIDATE_FIELDS = tuple(f.name for f in dataclasses.fields(LoggedCandidate))
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _SCALARS:  # most fields: no ABC checks for them
+        return value
     if isinstance(value, datetime):
         return {"$t": value.isoformat()}
     if isinstance(value, Mapping):
@@ -119,8 +129,9 @@ def encode_record(record: LogRecord) -> bytes:
             from array import array
 
             v = {"$f32": base64.b64encode(array("f", v).tobytes()).decode("ascii")}
-        elif f.name == "candidates":
-            v = [dataclasses.asdict(c) for c in v]
+        elif f.name == "candidates":  # flat records of scalars: what dataclasses.asdict gives, without its deep copy
+            fields[f.name] = [{k: getattr(c, k) for k in _CANDIDATE_FIELDS} for c in v]
+            continue
         fields[f.name] = _plain(v)
     return json.dumps({"k": kind, "r": fields}, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode() + b"\n"
 
@@ -211,16 +222,19 @@ class SpooledWriter:
 
     def __init__(self, store: RecordSink, directory: str | Path, *, redact: bool = False,
                  sync_interval_s: float = 0.05, batch_size: int = 500, max_memory_records: int = 50_000,
+                 ship_interval_s: float = 0.1,
                  segment_bytes: int = 64 << 20, retry_max_s: float = 5.0,
                  disk_write: Callable[[int, bytes], int] = os.write,
                  disk_fsync: Callable[[int], None] = os.fsync,
                  prepare: Callable[[], None] | None = None) -> None:
-        if sync_interval_s <= 0 or batch_size < 1 or max_memory_records < 1:
-            raise ValueError("sync_interval_s must be > 0, batch_size and max_memory_records >= 1")
+        if sync_interval_s <= 0 or batch_size < 1 or max_memory_records < 1 or ship_interval_s < 0:
+            raise ValueError("sync_interval_s must be > 0, ship_interval_s >= 0, batch_size and "
+                             "max_memory_records >= 1")
         self.store = store
         self.directory = Path(directory)
         self.redact = redact
         self.sync_interval_s = sync_interval_s
+        self.ship_interval_s = ship_interval_s
         self.batch_size = batch_size
         self.max_memory_records = max_memory_records
         self.segment_bytes = segment_bytes
@@ -238,6 +252,7 @@ class SpooledWriter:
         self._db_error: str | None = None
         self._stop = False
         self._halt = False  # close() gave up waiting: the ship thread stops at once
+        self._hurry = threading.Event()  # set by flush() and close(): ship without waiting ship_interval_s
         self._closed = False
         self._threads: list[threading.Thread] = []
 
@@ -272,6 +287,7 @@ class SpooledWriter:
             with self._cond:
                 self._stop = True
                 self._cond.notify_all()
+            self._hurry.set()
             for t in self._threads:
                 t.join(max(0.1, deadline - time.monotonic()))
             with self._cond:
@@ -360,12 +376,17 @@ class SpooledWriter:
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every record accepted so far is in the database; False on timeout."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = self.stats()
-            if st.pending == 0 and st.spool_bytes == 0:
-                return True
-            time.sleep(0.01)
-        return False
+        self._hurry.set()
+        try:
+            while time.monotonic() < deadline:
+                st = self.stats()
+                if st.pending == 0 and st.spool_bytes == 0:
+                    return True
+                time.sleep(0.01)
+            return False
+        finally:
+            if not self._stop:
+                self._hurry.clear()
 
     # -- journal thread --------------------------------------------------------------------------
 
@@ -520,6 +541,8 @@ class SpooledWriter:
                     seg.done += consumed
             if seg is not None:
                 self._save_done(seg)
+            if len(lines) < self.batch_size and self.ship_interval_s > 0:  # caught up: let a batch gather
+                self._hurry.wait(self.ship_interval_s)
 
     def _ship(self, lines: list[bytes]) -> int:
         """Write ``lines`` to the database and return how many were stored; raises only on a transient
