@@ -78,6 +78,7 @@ class BudgetLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._spend_sql = self._spend_statement(self.dialect)
 
     def _insert(self, table: sa.Table) -> Any:
         if self.dialect == "sqlite":
@@ -115,17 +116,30 @@ class BudgetLedger:
         return True
 
     def spend(self, windows: Sequence[tuple[str, str, datetime, datetime]]) -> list[tuple[float, int]]:
-        """(USD spent, calls) of each (scope, subject, start, end) window, from the buckets in ``[start, end)``."""
-        sp = tables.budget_spend
+        """(USD spent, calls) of each (scope, subject, start, end) window, from the buckets in ``[start, end)``.
+
+        One connection, one fixed SQL string per window run through the driver as it is (no statement
+        building or compiling): this is the read a ``block`` budget makes on every request's check."""
         out: list[tuple[float, int]] = []
         with self.engine.connect() as conn:
             for scope, subject, start, end in windows:
-                q = (sa.select(sa.func.coalesce(sa.func.sum(sp.c.spent_usd), 0.0), sa.func.coalesce(sa.func.sum(sp.c.calls), 0))
-                     .where(sp.c.scope == scope, sp.c.subject == subject,
-                            sp.c.bucket_start >= self._t(start), sp.c.bucket_start < self._t(end)))
-                spent, calls = conn.execute(q).one()
+                params = {"scope": scope, "subject": subject, "start": self._param_time(start), "end": self._param_time(end)}
+                spent, calls = conn.exec_driver_sql(self._spend_sql, params).one()
                 out.append((float(spent), int(calls)))
         return out
+
+    @staticmethod
+    def _spend_statement(dialect: str) -> str:
+        mark = (lambda n: f":{n}") if dialect == "sqlite" else (lambda n: f"%({n})s")
+        return (f"SELECT coalesce(sum(spent_usd), 0.0), coalesce(sum(calls), 0) FROM {tables.budget_spend.name} "
+                f"WHERE scope = {mark('scope')} AND subject = {mark('subject')} "
+                f"AND bucket_start >= {mark('start')} AND bucket_start < {mark('end')}")
+
+    def _param_time(self, at: datetime) -> Any:
+        """A time as the driver compares it with stored bucket starts: SQLite stores SQLAlchemy's text form
+        (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC), PostgreSQL an aware timestamp."""
+        t = self._t(at)
+        return t.strftime("%Y-%m-%d %H:%M:%S.%f") if self.dialect == "sqlite" else t
 
     def charges_total(self) -> tuple[float, int]:
         """Sum and count of every charge booked (for checks: equals the global spend over all buckets)."""
