@@ -29,6 +29,7 @@ class BudgetStatus:
     calls: int
     now: datetime
     gain: float = 1.0
+    level: float | None = None  # pacing: the budget's trade-off so far (see llmroute.budgets.pacing)
 
     @property
     def share(self) -> float:
@@ -48,7 +49,7 @@ class BudgetStatus:
 
     def pace_state(self) -> PaceState:
         return PaceState(self.spec.amount_usd, self.spent_usd, self.calls, self.window.elapsed_share(self.now), self.gain,
-                         self.window.rolling)
+                         self.window.rolling, self.level)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,18 @@ Policies, all at the request's own target (default: the router's):
   within the budget, mixed at random with the next higher one in the share that makes the expected
   spend the budget (a single ceiling moves spend in jumps), so it spends what the others spend;
 * ``pace``: the pacing controller (:mod:`llmroute.budgets.pacing`) sets each request's target from the
-  spend and traffic so far, exactly as the service does.
+  spend and traffic so far, exactly as the service does (the same code: level, gain and dither).
+
+Two references are reported besides the policies: the **hindsight trade-off**, the one knob for the
+whole window whose spend on this very stream is the budget (mixed at random with the next knob like
+the downgrade): the best a constant trade-off can do, which pacing estimates online; and the
+**floor spend**, what the stream costs when every request goes to its cheapest model (known with
+hindsight): below it no policy that answers every request keeps the budget, and the report says the
+budget is *infeasible* (pacing then ends at its floor, above the budget).
 
 Quality is the mean over every request (a refused request scores 0); the answered-only mean is also
-reported.
+reported. The quality difference of pacing against each other policy comes with a 95% bootstrap
+interval that resamples prompts (a prompt drawn several times stays one unit), paired on the stream.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmroute.budgets.pacing import GainTracker, PaceState, PacingController
+from llmroute.budgets.pacing import DEFAULT_SMOOTHING, GainTracker, PaceState, PacingController
 from llmroute.data.wide import WideLogs
 from llmroute.router import policy
 from llmroute.router.decision import QualityTarget
@@ -40,6 +48,7 @@ if TYPE_CHECKING:
     from llmroute.router.router import Router
 
 POLICIES = ("none", "block", "downgrade", "pace")
+BOOTSTRAP = 2000
 
 
 @dataclass(frozen=True)
@@ -130,10 +139,11 @@ def simulate_budget(
     target: QualityTarget | None = None,
     floor: QualityTarget | None = None,
     progress: Callable[[str], None] | None = None,
+    smoothing: float = DEFAULT_SMOOTHING,
 ) -> BudgetSimulation:
     """Run every policy of :data:`POLICIES` on one stream (see module docstring). ``budget``: USD (``"12.5"``)
     or a share of the unconstrained spend (``"50%"``). ``wide`` must hold only complete prompts, with its
-    models in the router's order."""
+    models in the router's order. ``smoothing``: the pacing controller's ``smoothing_requests``."""
     say = progress or (lambda s: None)
     if wide.models != router.models:
         wide = wide.restrict(router.models)
@@ -192,13 +202,42 @@ def simulate_budget(
         detail.update(ceiling_above_usd=float(levels[lo + 1]), share_above=share)
     runs["downgrade"] = PolicyRun("downgrade", np.cumsum(c_d), q_d, np.ones(len(prompts), bool), detail)
 
+    # the hindsight trade-off: one knob (table index) for the whole window whose spend is the amount
+    say("finding the hindsight trade-off")
+    grid = policy.knob_grid(rule)
+    base_index = int(np.argmin(np.abs(grid - base_knob)))
+    lo_i, hi_i = 0, base_index  # indices at or below the router's own knob (cheaper behaviour)
+
+    def at_index(i: int) -> tuple[np.ndarray, np.ndarray]:
+        ch, _ = policy.choose(rule, p, c, everywhere, float(grid[i]))
+        return _outcomes(wide, prompts, ch)
+
+    while lo_i < hi_i:  # the dearest index whose spend stays within the amount
+        mid = (lo_i + hi_i + 1) // 2
+        if at_index(mid)[1].sum() <= amount:
+            lo_i = mid
+        else:
+            hi_i = mid - 1
+    q_h, c_h = at_index(lo_i)
+    hind: dict[str, Any] = {"knob": float(grid[lo_i])}
+    if lo_i < base_index and c_h.sum() < amount:
+        q_up, c_up = at_index(lo_i + 1)
+        if c_up.sum() > c_h.sum():
+            share = float(min(1.0, (amount - c_h.sum()) / (c_up.sum() - c_h.sum())))
+            up = np.random.default_rng(traffic.seed + 3).random(len(prompts)) < share
+            q_h, c_h = np.where(up, q_up, q_h), np.where(up, c_up, c_h)
+            hind.update(knob_above=float(grid[lo_i + 1]), share_above=share)
+    hindsight = PolicyRun("hindsight trade-off", np.cumsum(c_h), q_h, np.ones(len(prompts), bool), hind)
+
     # pacing, request by request as the service does it
     say("pacing")
-    pacer = PacingController(table, floor)
+    pacer = PacingController(table, floor, smoothing_requests=smoothing, seed=traffic.seed + 4)
     gain = GainTracker()
+    level: float | None = None
     spent, q_p, c_p, targets = 0.0, np.empty(len(prompts)), np.empty(len(prompts)), np.empty(len(prompts))
     for i in range(len(prompts)):
-        step = pacer.step(PaceState(amount, spent, i, float(times[i]), gain.gain), base)
+        step = pacer.step(PaceState(amount, spent, i, float(times[i]), gain.gain, level=level), base)
+        level = step.level
         knob, _ = table.knob_for(step.target)
         ch, _ = policy.choose(rule, p[i : i + 1], c[i : i + 1], everywhere[i : i + 1], knob)
         j = int(ch[0])
@@ -208,14 +247,40 @@ def simulate_budget(
         targets[i] = step.target.value
     runs["pace"] = PolicyRun("pace", np.cumsum(c_p), q_p, np.ones(len(prompts), bool),
                              {"target_min": float(targets.min()), "target_max": float(targets.max()),
-                              "target_mean": float(targets.mean())})
+                              "target_mean": float(targets.mean()), "smoothing_requests": smoothing})
+    floor_spend = float(np.nanmin(wide.cost[prompts], axis=1).sum())
+    cheapest_model = int(np.argmin(wide.cost[prompts].sum(axis=0)))
+    say("bootstrapping the quality differences")
+    differences = {
+        other: _paired_bootstrap(runs["pace"].quality - runs[other].quality, prompts, traffic.seed + 5)
+        for other in ("none", "block", "downgrade")
+    }
+    differences["hindsight trade-off"] = _paired_bootstrap(runs["pace"].quality - q_h, prompts, traffic.seed + 5)
     report = {
         "requests": traffic.requests, "prompts": len(wide), "traffic": asdict(traffic), "rule": rule,
         "target": str(base), "floor": str(floor) if floor else None, "budget": budget,
         "budget_usd": amount, "unconstrained_spend_usd": unconstrained,
+        "floor_spend_usd": floor_spend, "feasible": amount >= floor_spend,
+        "cheapest_model": wide.models[cheapest_model],
+        "cheapest_model_spend_usd": float(wide.cost[prompts, cheapest_model].sum()),
         "policies": [runs[n].summary(amount) for n in POLICIES],
+        "hindsight_trade_off": hindsight.summary(amount),
+        "pace_quality_difference": differences,
     }
     return BudgetSimulation(times, amount, runs, report)
+
+
+def _paired_bootstrap(diff: np.ndarray, prompts: np.ndarray, seed: int) -> dict[str, float]:
+    """Mean of the per-request differences and its 95% percentile interval over ``BOOTSTRAP`` resamples of
+    the prompts (every request of a drawn prompt comes with it)."""
+    ids, inverse = np.unique(prompts, return_inverse=True)
+    sums = np.bincount(inverse, weights=diff, minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids)).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(BOOTSTRAP, len(ids)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(diff.mean()), "ci_low": float(low), "ci_high": float(high)}
 
 
 def _budget_amount(budget: str, unconstrained: float) -> float:
@@ -230,17 +295,34 @@ def _budget_amount(budget: str, unconstrained: float) -> float:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The policies side by side as a Markdown table."""
+    """The policies side by side as a Markdown table, with feasibility and pacing's quality differences."""
     lines = [
         f"budget ${report['budget_usd']:.4f} ({report['budget']}; unconstrained spend ${report['unconstrained_spend_usd']:.4f}), "
         f"{report['requests']} requests, target {report['target']}, rule {report['rule']}",
         "",
-        "| policy | spend | spend / budget | mean quality | quality (answered) | blocked |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in report["policies"]:
+    if "feasible" in report and not report["feasible"]:
+        lines += [
+            f"INFEASIBLE: the budget ${report['budget_usd']:.4f} is below the floor spend "
+            f"${report['floor_spend_usd']:.4f} ({report['floor_spend_usd'] / report['unconstrained_spend_usd']:.1%} of the "
+            f"unconstrained spend: every request on its cheapest model; the cheapest single model, "
+            f"{report['cheapest_model']}, spends ${report['cheapest_model_spend_usd']:.4f}). No policy that answers "
+            "every request can keep it: pacing ends at its floor, above the budget; only blocking keeps it.",
+            "",
+        ]
+    rows = list(report["policies"])
+    if "hindsight_trade_off" in report:
+        rows.append({**report["hindsight_trade_off"], "policy": "(reference) hindsight trade-off"})
+    lines += ["| policy | spend | spend / budget | mean quality | quality (answered) | blocked |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
         lines.append(f"| {r['policy']} | ${r['spend_usd']:.4f} | {r['spend_vs_budget']:.1%} | {r['mean_quality']:.4f} | "
                       f"{r['mean_quality_answered']:.4f} | {r['blocked']} |")
+    if "pace_quality_difference" in report:
+        lines.append("")
+        lines.append("pacing's mean quality minus each other's (95% bootstrap interval over prompts): " + "; ".join(
+            f"{name} {d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+            for name, d in report["pace_quality_difference"].items()))
     return "\n".join(lines)
 
 

@@ -109,11 +109,17 @@ def simulate(
     model: Annotated[Optional[str], typer.Option(help="Router folder or registry URI (default: the latest trained).")] = None,
     target: Annotated[Optional[str], typer.Option(help="Requests' quality target ('95%' or 0.85); default: the router's.")] = None,
     floor: Annotated[Optional[str], typer.Option(help="Pacing's lowest target ('80%' or 0.6); default: none.")] = None,
+    smoothing: Annotated[float, typer.Option(
+        min=1.0, help="Pacing: requests over which its trade-off follows the spend (exponential average; "
+        "1 = none; the service paces with the default).")] = 1.0,
     out: Annotated[Optional[Path], typer.Option(help="Folder for report.json, report.md and spend.png.")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Replay the logs as one budget window of traffic (daily pattern and a burst) and compare no budget,
-    block at 100%, a static downgrade ceiling and pacing: spend over time (plot), final spend, quality, blocked."""
+    block at 100%, a static downgrade ceiling and pacing: spend over time (plot), final spend, quality, blocked,
+    pacing's quality difference to each (95% bootstrap interval), the hindsight constant trade-off (the best one
+    knob does) and the floor spend (every request on its cheapest model): a budget below it is reported
+    INFEASIBLE."""
     from llmroute.budgets.simulate import Traffic, markdown, plot, simulate_budget
     from llmroute.data.importers import read_logs
     from llmroute.data.schema import LogValidationError
@@ -135,7 +141,7 @@ def simulate(
         fail(f"{logs}: no prompt has every one of the router's models' quality and cost")
     typer.echo(f"{logs}: {len(wide)} prompts with every outcome known ({left_out} left out)")
     try:
-        sim = simulate_budget(router, wide, budget, stream, goal, low, progress=typer.echo)
+        sim = simulate_budget(router, wide, budget, stream, goal, low, progress=typer.echo, smoothing=smoothing)
     except ValueError as exc:
         fail(str(exc))
     text = markdown(sim.report)

@@ -239,6 +239,9 @@ class BudgetControl:
         self._file_mtime: float | None = None
         self._pacers: dict[tuple[int, str | None], PacingController] = {}
         self.gains: dict[str, GainTracker] = {}
+        # pacing: each paced budget's trade-off (a position on the served router's knob table of a rule), per process
+        self.levels: dict[tuple[str, str], float] = {}
+        self._levels_router: int | None = None  # the router the levels belong to (a reload starts them afresh)
         self.recent: OrderedDict[str, Subjects] = OrderedDict()  # /route decision id -> subjects, for /feedback costs
         self.webhooks: WebhookSender | None = None
         self.last_error: str | None = None
@@ -277,6 +280,9 @@ class BudgetControl:
         for name in list(self.gains):
             if name not in specs:
                 del self.gains[name]
+        for key in list(self.levels):
+            if key[0] not in specs:
+                del self.levels[key]
 
     def refresh_spend(self) -> None:
         """Read the spend of every budget's current window from the ledger and take it (blocking; on the
@@ -360,14 +366,19 @@ class BudgetControl:
         if not specs:
             return Admission(opts, Verdict(), subjects)
         now = self.clock()
+        rule = opts.rule or router.default_rule
+        if self._levels_router != id(router):
+            self.levels.clear()
+            self._levels_router = id(router)
         statuses = []
         for spec in specs:
             st = self.status(spec, now)
             if spec.enforcement == "block" and st.share >= self.exact_share:
                 st = self.exact_status(spec, now)
+            elif spec.enforcement == "pace":
+                st = dataclasses.replace(st, level=self.levels.get((spec.name, rule)))
             statuses.append(st)
         base = opts.quality_target() or router.default_target
-        rule = opts.rule or router.default_rule
 
         def pacer(spec: BudgetSpec) -> PacingController | None:
             if opts.confidence is not None or rule not in router.knob_tables:
@@ -378,6 +389,9 @@ class BudgetControl:
             return self._pacers[key]
 
         verdict = combine(statuses, Context(base, pacer))
+        for adj in verdict.adjustments:
+            if adj.pace is not None and adj.pace.level is not None:
+                self.levels[(adj.budget, rule)] = adj.pace.level  # the next request's pacing starts from here
         if verdict.blocked_by is not None:
             self._refuse(verdict.blocked_by)
         update: dict[str, Any] = {}
