@@ -33,7 +33,9 @@ cheaper model, or an ensemble) is sent as one content event.
 
 Budgets (:mod:`llmroute.serving.budget_control`): checked before routing (429 when a spent block
 budget applies; pacing and downgrade adjust the options), and the total cost of every attempt is
-booked in the spend ledger before the answer is returned (streamed: as the stream ends).
+booked in the spend ledger before the answer is returned (streamed: as the stream ends). A request
+that ends before its cascade does (the client hung up, so the request was cancelled) is charged for
+the attempts whose provider had already answered: they were billed.
 
 Logging: the decision (source ``chat``) is logged before the first call, and the outcome (see
 :func:`llmroute.serving.decision_logging.outcome_record`: the answered model, every attempt, the
@@ -42,14 +44,17 @@ total cost of all attempts) once the cascade or ensemble is done, also when ever
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmroute.router.cascade_policy import OperatingPoint
@@ -60,6 +65,7 @@ from llmroute.serving.cascade import (
     CascadeResult,
     Confidence,
     Judge,
+    attempt_cost,
     run_cascade,
     run_ensemble,
 )
@@ -73,12 +79,13 @@ from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
 from llmroute.serving.state import run_cpu
 from llmroute.serving.streaming import relay
 
+log = logging.getLogger("llmroute.serving")
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=Authenticated)
 
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, served: ServedDep, services: ServicesDep, key_id: KeyIdDep
+    body: ChatCompletionRequest, request: Request, served: ServedDep, services: ServicesDep, key_id: KeyIdDep
 ) -> JSONResponse | StreamingResponse:
     started = time.perf_counter()
     llm_router = served.router
@@ -108,7 +115,15 @@ async def chat_completions(
         ChatProvider(services.http, services.settings), services.settings, llm_router.specs, services.health,
         services.metrics, routed.data_policy, prompt, body.provider_payload(),
     )
-    call, open_stream = calls.call, calls.open_stream
+    paid: list[float] = []  # what each provider call that answered cost so far (a hang-up must still be charged)
+
+    async def call(model: str) -> Any:
+        res = await calls.call(model)
+        if res.ok and res.body is not None:
+            paid.append(attempt_cost(llm_router.specs.get(model), prompt, res.body))
+        return res
+
+    open_stream = calls.open_stream
 
     def credentials(model: str) -> tuple[str | None, str | None]:
         endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
@@ -128,17 +143,32 @@ async def chat_completions(
 
     confidence = Confidence(services.settings.scorer_weight, _judge(services, served.scorer, prompt))
     if ensemble is not None:
-        result = await run_ensemble(decision, prompt, call, llm_router.specs, ensemble[1], ensemble[0], confidence)
+        work = run_ensemble(decision, prompt, call, llm_router.specs, ensemble[1], ensemble[0], confidence)
     else:
         rule = None
         if point is not None:
             rule = replace(point.cascade_rule(),
                            max_attempts=min(point.max_attempts, services.settings.cascade_max_attempts))
-        result = await run_cascade(
+        work = run_cascade(
             decision, prompt, call, llm_router.specs,
             services.settings.cascade_confidence, services.settings.cascade_max_attempts, confidence,
             open_stream if body.stream else None, rule, credentials,
         )
+    try:
+        result = await _unless_client_leaves(request, work)
+    except BaseException:
+        # the request was cancelled (the client hung up, or the server is stopping) or the cascade broke: the
+        # providers billed the attempts that answered, so they are charged all the same (in the background)
+        if paid:
+            charge_soon(services.budgets, admitted, decision_id, sum(paid))
+        raise
+    if result is None:  # the client hung up mid-cascade: no further calls; what was paid is charged
+        if paid:
+            charge_soon(services.budgets, admitted, decision_id, sum(paid))
+        log.info("chat %s: the client hung up mid-cascade after %d paid attempt(s); further calls cancelled",
+                 decision_id, len(paid))
+        return JSONResponse(error_body("client_closed_request", "the client closed the connection mid-cascade"),
+                            status_code=499)
     info = {
         "decision_id": decision_id,
         "decision": RouteResponse.from_decision(decision_id, decision, routed.experiment, routed.arm).model_dump(),
@@ -190,6 +220,28 @@ async def chat_completions(
     if body.stream:
         return StreamingResponse(_sse(answer), media_type="text/event-stream", headers=headers)
     return JSONResponse(answer, headers=headers)
+
+
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, CascadeResult]) -> CascadeResult | None:
+    """``work``'s result, or None when the client disconnects first (``work`` is then cancelled: no provider call
+    is started for a client that is gone). The request body has been read, so the next ASGI message is the
+    disconnect."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        gone.cancel()
+    return None if task.cancelled() else task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _pinned(llm_router: Any, name: str | None) -> str | None:
