@@ -29,21 +29,20 @@ def test_allowance_follows_the_remaining_budget() -> None:
     assert pc.step(PaceState(10, 0, 100, 0.001), base).allowance_usd is None  # too early
     on_plan = pc.step(PaceState(10.0, 5.0, 250, 0.5), base)  # 250 more calls expected, $5 left
     assert on_plan.allowance_usd == pytest.approx(0.02)
-    assert on_plan.level is not None and pc.cost_at(on_plan.level) == pytest.approx(0.02)  # the first step: no lag
-    assert on_plan.index in (int(on_plan.level), int(on_plan.level) + 1)  # the knob below or above the level
+    assert on_plan.level == pytest.approx(0.02)  # the first paced request: no lag
     ahead = pc.step(PaceState(10.0, 8.0, 250, 0.5), base)
     behind = pc.step(PaceState(10.0, 1.0, 100, 0.5), base)  # $9 for 100 more calls
     assert ahead.level is not None and behind.level is not None
     assert ahead.level < on_plan.level < behind.level
-    assert behind.index == K - 1 and behind.level == K - 1  # never above the request's own target
+    assert behind.index == K - 1 and behind.level == pytest.approx(0.05)  # never above the request's own target
     own = QualityTarget(0.7, "absolute")
     assert pc.step(PaceState(10.0, 1.0, 250, 0.5), own).index == pc.index_for(own)
-    spent = pc.step(PaceState(10.0, 12.0, 250, 0.5, level=30.0), base)
+    spent = pc.step(PaceState(10.0, 12.0, 250, 0.5, level=0.03), base)
     assert spent.index == 0 and spent.allowance_usd == 0.0  # at or over the amount: the cheapest knob at once
     floored = PacingController(TABLE, QualityTarget(0.8, "absolute")).step(PaceState(10.0, 12.0, 250, 0.5), base)
     assert floored.target.value >= 0.8 - 1e-9
     doubled = pc.step(PaceState(10.0, 5.0, 250, 0.5, gain=2.0), base)  # traffic costs twice the table's
-    assert doubled.level is not None and pc.cost_at(doubled.level) == pytest.approx(0.01)
+    assert doubled.level == pytest.approx(0.01)
     rolling = pc.step(PaceState(10.0, 15.0, 250, 1.0, rolling=True), base)
     assert rolling.allowance_usd == pytest.approx(5.0 / 250)
 
@@ -51,27 +50,30 @@ def test_allowance_follows_the_remaining_budget() -> None:
 def test_the_level_moves_smoothly_and_faster_as_the_window_ends() -> None:
     pc = PacingController(TABLE, smoothing_requests=100, seed=0)
     base = QualityTarget(1.0)
-    wanted = pc.position_for(0.02)
-    early = pc.step(PaceState(10.0, 5.0, 250, 0.5, level=10.0), base)  # 250 more calls expected: lag 250 / 4 = 62.5
-    assert early.level == pytest.approx(10.0 + (wanted - 10.0) / 62.5)
-    late = pc.step(PaceState(10.0, 9.98, 1000, 0.999, level=10.0), base)  # one more call expected: no lag left
-    assert late.allowance_usd == pytest.approx(0.02, rel=0.01)
-    assert late.level == pytest.approx(pc.position_for(late.allowance_usd))
-    mid = pc.step(PaceState(10.0, 1.0, 1000, 0.1, level=10.0), base)  # 9,000 more calls: the full lag, 100
-    assert mid.level == pytest.approx(10.0 + (pc.position_for(9.0 / 9000) - 10.0) / 100)
+    early = pc.step(PaceState(10.0, 5.0, 250, 0.5, level=0.01), base)  # 250 more calls expected: lag 250 / 4 = 62.5
+    assert early.level == pytest.approx(0.01 + (0.02 - 0.01) / 62.5)
+    late = pc.step(PaceState(10.0, 9.98, 1000, 0.999, level=0.01), base)  # one more call expected: no lag left
+    assert late.allowance_usd == pytest.approx(0.02, rel=0.01) and late.level == pytest.approx(late.allowance_usd)
+    mid = pc.step(PaceState(10.0, 1.0, 1000, 0.1, level=0.01), base)  # 9,000 more calls: the full lag, 100
+    assert mid.level == pytest.approx(0.01 + (9.0 / 9000 - 0.01) / 100)
+    high = pc.step(PaceState(10.0, 0.0, 1000, 0.1, level=0.04), QualityTarget(0.7, "absolute"))
+    assert high.level == pytest.approx(pc.cost[pc.index_for(QualityTarget(0.7, "absolute"))])  # no wind-up above
     with pytest.raises(ValueError, match="smoothing_requests"):
         PacingController(TABLE, smoothing_requests=0)
 
 
-def test_the_dither_spends_the_levels_cost_on_average() -> None:
-    pc = PacingController(TABLE, seed=1)
-    level = 20.3
-    state = PaceState(10.0, 5.0, 250, 0.5, level=level)
-    pc.smoothing_requests = 1e12  # hold the level
+def test_pacing_mixes_the_knobs_on_the_concave_hull_to_spend_the_level() -> None:
+    # a table with a knob below the hull (2: dearer than 1 for little more quality) and a flat stretch (4)
+    table = KnobTable(rule="utility", knobs=(5.0, 4.0, 3.0, 2.0, 1.0, 0.0), quality=(0.5, 0.7, 0.71, 0.8, 0.8, 0.9),
+                      cost=(0.001, 0.002, 0.004, 0.005, 0.006, 0.01), best_single_model="m", best_single_quality=0.9,
+                      best_single_cost=0.01)
+    pc = PacingController(table, seed=1)
+    assert pc.hull(0, 5) == (0, 1, 3, 5)
+    assert pc.hull(0, 2) == (0, 1, 2) and pc.hull(2, 5) == (2, 3, 5)
+    state = PaceState(10.0, 10.0 - 0.0035 * 250, 250, 0.5, level=0.0035)  # on plan: the allowance is the level
     steps = [pc.step(state, QualityTarget(1.0)) for _ in range(4000)]
-    assert {s.index for s in steps} == {20, 21}
-    assert np.mean([s.table_cost_usd for s in steps]) == pytest.approx(pc.cost_at(level), rel=0.01)
-    assert pc.position_for(pc.cost_at(level)) == pytest.approx(level)
+    assert {s.index for s in steps} == {1, 3}  # the neighbours on the hull, never 2
+    assert np.mean([s.table_cost_usd for s in steps]) == pytest.approx(0.0035, rel=0.03)
 
 
 def test_gain_tracker_shrinks_towards_one() -> None:

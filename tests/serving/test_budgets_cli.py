@@ -85,6 +85,22 @@ def test_simulate_compares_the_policies(trained: Trained, tmp_path: Path, monkey
     assert 0.85 <= pol["downgrade"]["spend_vs_budget"] <= 1.15 and pol["downgrade"]["blocked"] == 0
     assert pol["pace"]["blocked"] == 0 and 0.85 <= pol["pace"]["spend_vs_budget"] <= 1.1
     assert (out / "spend.png").stat().st_size > 10_000 and "| pace |" in (out / "report.md").read_text()
+    assert report["feasible"] and report["floor_spend_usd"] < report["budget_usd"]
+    hind = report["hindsight_trade_off"]
+    assert 0.9 <= hind["spend_vs_budget"] <= 1.1 and hind["blocked"] == 0
+    diff = report["pace_quality_difference"]["downgrade"]
+    assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"]
+    assert diff["mean"] == pytest.approx(pol["pace"]["mean_quality"] - pol["downgrade"]["mean_quality"])
+    # a budget below the floor spend (every request on its cheapest model) is reported infeasible
+    tiny = CliRunner().invoke(_app(), [
+        "budgets", "simulate", "--logs", str(tmp_path / "test.parquet"), "--budget", "0.5%",
+        "--traffic", "requests=600,days=7,seed=3", "--out", str(tmp_path / "tiny")])
+    assert tiny.exit_code == 0, tiny.output
+    small = json.loads((tmp_path / "tiny" / "report.json").read_text())
+    assert not small["feasible"] and small["floor_spend_usd"] > small["budget_usd"]
+    assert "INFEASIBLE" in tiny.output and f"${small['floor_spend_usd']:.4f}" in tiny.output
+    paced = {p["policy"]: p for p in small["policies"]}["pace"]
+    assert paced["blocked"] == 0 and paced["spend_usd"] >= small["floor_spend_usd"] - 1e-9
     bad = CliRunner().invoke(_app(), ["budgets", "simulate", "--logs", str(tmp_path / "test.parquet"),
                                              "--traffic", "requests=many"])
     assert bad.exit_code == 2 and "requests must be a number" in bad.output
