@@ -172,6 +172,12 @@ def test_pacing_lowers_the_target_when_spend_runs_ahead(
     with _client(router, trained, log_url, f) as c:
         paced = c.post("/route", json={"prompt": prompt, "tenant": "p", "target": "100%"}, headers=AUTH).json()
         free = c.post("/route", json={"prompt": prompt, "tenant": "q", "target": "100%"}, headers=AUTH).json()
+        control = c.app_state["services"].budgets
+        level = control.levels[("pace", router.default_rule)]  # the budget's trade-off, kept for its next request
+        pacer = next(iter(control._pacers.values()))
+        assert pacer.cost[0] <= level < pacer.cost[-1]  # the spend ran 3x ahead: below the dearest knob
+        c.post("/route", json={"prompt": prompt, "tenant": "p", "target": "100%"}, headers=AUTH)
+        assert set(control.levels) == {("pace", router.default_rule)}  # one per budget and rule
     assert "paces spend" in paced["reason"] and paced["target"].startswith("quality")
     cost = {x["model"]: x["expected_cost_usd"] for x in paced["candidates"]}
     assert cost[paced["model"]] <= cost[free["model"]]
