@@ -34,7 +34,7 @@ def test_decision_carries_model_candidates_reason_and_version(router: Router) ->
     probs = np.array([c.probability for c in d.candidates])
     costs = np.array([c.expected_cost_usd for c in d.candidates])
     assert np.all((probs >= 0) & (probs <= 1)) and np.all(costs > 0)
-    assert d.reason and d.rule == router.default_rule and d.rule in policy.RULES
+    assert d.reason and d.rule == router.default_rule and d.rule in policy.rule_names()
     assert d.router_version == router.version and d.router_version != "unversioned"
     assert d.target == str(router.default_target) and d.task_hint is None
     # the numbers are the router's batch predictions, and the choice is the rule applied to them
@@ -175,7 +175,7 @@ def test_bad_arguments(router: Router) -> None:
         router.route(PROMPT, confidence=1.5)
     with pytest.raises(ValueError, match="unknown rule 'greedy'"):
         router.route(PROMPT, rule="greedy")
-    for rule in policy.RULES:
+    for rule in policy.rule_names():
         d = router.route(PROMPT, target=QualityTarget(0.9), rule=rule)
         assert d.rule == rule and d.target == "90% of the best model"
 

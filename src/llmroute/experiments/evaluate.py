@@ -79,8 +79,9 @@ def build_curves(
 
     p_learned, _ = r.predict(inp.test_prepared)
     scored("learned", p_learned, rule)
-    other = "threshold" if rule == "utility" else "utility"
-    scored(f"learned_{other}", p_learned, other)
+    for other in policy.rule_names():  # every other registered rule on the same predictions
+        if other != rule:
+            scored(f"learned_{other}", p_learned, other)
     if r.quality.tasks_ and any(test.tasks):
         p_hint, _ = r.predict(inp.test_prepared, list(test.tasks))
         scored("learned_task_hint", p_hint, rule)
@@ -232,7 +233,7 @@ def _two_model(test: WideLogs, scores: np.ndarray, router: Router, weak: int, st
     mask = np.zeros_like(scores, dtype=bool)
     mask[:, [weak, strong]] = True
     choices = np.stack(
-        [policy.choose("utility", scores, exp_cost, mask, float(k))[0] for k in policy.UTILITY_GRID], axis=1
+        [policy.choose("utility", scores, exp_cost, mask, float(k))[0] for k in policy.knob_grid("utility")], axis=1
     )
     share = (choices == strong).mean(axis=0)
     q, _ = realised(test.quality, test.cost, choices)

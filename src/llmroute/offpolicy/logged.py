@@ -113,7 +113,7 @@ class LoggedTraffic:
 
 def _router_pick(cands: list[dict], rule: str | None, knob: float | None) -> tuple[str | None, frozenset[str]]:
     eligible = frozenset(str(c["model"]) for c in cands if c.get("eligible"))
-    if not cands or rule not in policy.RULES or knob is None or not eligible:
+    if not cands or not policy.is_rule(rule) or knob is None or not eligible:
         return None, eligible
     probs = np.array([[float(c["probability"]) for c in cands]])
     costs = np.array([[float(c["expected_cost_usd"] if c["expected_cost_usd"] is not None else 0.0) for c in cands]])

@@ -18,6 +18,7 @@ import numpy as np
 
 from llmroute.offpolicy.logged import LoggedTraffic
 from llmroute.router.decision import Constraints, Decision, QualityTarget, RouteQuery
+from llmroute.router.decision_rules import CONFIDENCE_RULE
 from llmroute.router.embedder import EmbeddingCache
 from llmroute.router.router import Router
 from llmroute.router.text import focus_text
@@ -60,7 +61,7 @@ def _query(traffic: LoggedTraffic, i: int) -> RouteQuery:
     """Logged request ``i`` as the router is asked it again (see module docstring)."""
     target = parse_logged_target(traffic.targets[i])
     knob = traffic.knobs[i]
-    bar = float(knob) if target is None and traffic.rules[i] == "threshold" and knob is not None else None
+    bar = float(knob) if target is None and traffic.rules[i] == CONFIDENCE_RULE and knob is not None else None
     return RouteQuery(
         traffic.prompts[i], logged_constraints(traffic.constraints[i]), target, bar, traffic.task_hints[i]
     )

@@ -1,29 +1,24 @@
-"""Decision rules: from per-model probabilities and expected costs to one model per prompt.
+"""Decision rules applied by name: from per-model probabilities and expected costs to one model per prompt.
 
-Two rules, both vectorised over a batch, both honouring an eligibility mask:
-
-- threshold: the cheapest eligible model whose probability of meeting the target is at least ``tau``;
-  when none clears it, the eligible model with the highest probability (and ``cleared`` is False);
-- utility: the eligible model maximising ``p - lam * expected_cost`` (``lam`` is the willingness to pay,
-  in quality per USD: a smaller ``lam`` buys quality more readily).
+The rules themselves live in :mod:`llmroute.router.decision_rules` (a :class:`DecisionRule` per rule and a
+name -> class registry); the functions here look the rule up by name and apply it to a batch
+(:func:`choose`), to a rule's whole knob grid (:func:`sweep`) or to one decision in order of preference
+(:func:`ranking`). An unknown rule name raises :class:`~llmroute.router.decision_rules.UnknownRuleError`
+(a ValueError) naming the registered rules.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-RULES = ("threshold", "utility")
-# Knob grids swept in evaluation and calibration; ordered from cheapest to most expensive behaviour.
-THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 4)
-UTILITY_GRID = np.concatenate([np.geomspace(1e5, 1e-2, 140), [0.0]])
+from llmroute.router.decision_rules import get_rule, is_rule, rule_names
+
+__all__ = ["choose", "is_rule", "knob_grid", "ranking", "rule_names", "sweep"]
 
 
 def knob_grid(rule: str) -> np.ndarray:
-    if rule == "threshold":
-        return THRESHOLD_GRID
-    if rule == "utility":
-        return UTILITY_GRID
-    raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
+    """The knob values ``rule`` is swept over, ordered from cheapest to most expensive behaviour."""
+    return get_rule(rule).grid
 
 
 def choose(
@@ -33,29 +28,15 @@ def choose(
 
     Rows whose mask is all False get index -1.
     """
-    n = probs.shape[0]
-    p = np.where(mask, probs, -np.inf)
-    any_ok = mask.any(axis=1)
-    if rule == "utility":
-        idx = np.argmax(p - knob * np.where(mask, costs, 0.0), axis=1)
-        cleared = np.ones(n, dtype=bool)
-    elif rule == "threshold":
-        order = np.argsort(np.where(mask, costs, np.inf), axis=1, kind="stable")
-        ok = np.take_along_axis(p >= knob, order, axis=1)
-        first = np.argmax(ok, axis=1)
-        cleared = ok[np.arange(n), first]
-        idx = np.where(cleared, order[np.arange(n), first], np.argmax(p, axis=1))
-    else:
-        raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
-    return np.where(any_ok, idx, -1), cleared & any_ok
+    return get_rule(rule).choose(probs, costs, mask, knob)
 
 
 def sweep(rule: str, probs: np.ndarray, costs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(n, K) chosen model indices for every knob value of the rule's grid."""
     if mask is None:
         mask = np.ones_like(probs, dtype=bool)
-    grid = knob_grid(rule)
-    return np.stack([choose(rule, probs, costs, mask, float(k))[0] for k in grid], axis=1)
+    r = get_rule(rule)
+    return np.stack([r.choose(probs, costs, mask, float(k))[0] for k in r.grid], axis=1)
 
 
 def ranking(
@@ -76,8 +57,9 @@ def ranking(
     if first is not None and ok[first]:
         order.append(first)
         ok[first] = False
+    r = get_rule(rule)
     while ok.any():
-        j = int(choose(rule, p, c, ok[None, :], knob)[0][0])
+        j = int(r.choose(p, c, ok[None, :], knob)[0][0])
         order.append(j)
         ok[j] = False
     return order

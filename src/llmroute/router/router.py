@@ -20,6 +20,7 @@ import yaml
 from llmroute.data.catalog import Catalog, ModelSpec, merge_catalog
 from llmroute.data.tokens import count_tokens_batch
 from llmroute.router import data_policy, policy
+from llmroute.router.decision_rules import CONFIDENCE_RULE, get_rule
 from llmroute.router.cost import LinearCostModel
 from llmroute.router.decision import (
     Candidate,
@@ -207,7 +208,7 @@ class Router:
         if q.confidence is not None:
             if not 0.0 <= q.confidence <= 1.0:
                 raise ValueError(f"confidence must be within [0, 1], got {q.confidence}")
-            rule_used, knob = "threshold", float(q.confidence)
+            rule_used, knob = CONFIDENCE_RULE, float(q.confidence)
         else:
             rule_used = q.rule or self.default_rule
             if rule_used not in self.knob_tables:
@@ -248,13 +249,14 @@ class Router:
 
     def _probability_bar(self, q: RouteQuery, rule_used: str, knob: float) -> float:
         """The P(meets target) a model must reach to "clear the target" of ``q``: the request's
-        ``confidence``, else the threshold rule's knob for the request's target (its own knob when the
-        router has no threshold table and routed with the threshold rule; 1.0, nothing clears, without one)."""
+        ``confidence``, else the knob of the rule used when that knob is a probability bar (the threshold
+        rule), else the :data:`~llmroute.router.decision_rules.CONFIDENCE_RULE`'s knob for the request's
+        target (1.0, nothing clears, when the router has no table for it)."""
         if q.confidence is not None:
             return float(q.confidence)
-        if rule_used == "threshold":
+        if get_rule(rule_used).knob_is_probability_bar:
             return knob
-        table = self.knob_tables.get("threshold")
+        table = self.knob_tables.get(CONFIDENCE_RULE)
         if table is None:
             return 1.0
         return float(table.knob_for(q.target or self.default_target)[0])
@@ -299,16 +301,7 @@ class Router:
     ) -> str:
         excluded = [f"{m} ({r})" for m, r in zip(self.models, reasons) if r is not None]
         binding = f"; excluded by constraints: {', '.join(excluded)}" if excluded else ""
-        if rule == "threshold":
-            if cleared:
-                head = f"cheapest eligible model with P(meets target) >= {knob:.2f}"
-            else:
-                head = (
-                    f"no eligible model reaches P(meets target) >= {knob:.2f}; "
-                    "chose the eligible model with the best expected quality"
-                )
-        else:
-            head = f"maximises P(meets target) - {knob:.4g} x expected cost among eligible models"
+        head = get_rule(rule).explain(knob, cleared)
         chosen_cost = c[self.models.index(chosen)]
         if any(not mask[i] and c[i] < chosen_cost for i in range(len(self.models))):
             head += " (a cheaper model was excluded by the constraints)"

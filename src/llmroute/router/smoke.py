@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from llmroute.router.decision import Constraints, Decision, RouteQuery
-from llmroute.router.policy import RULES
+from llmroute.router.decision_rules import rule_names
 
 SMOKE_PROMPTS = (
     "What is the capital of France?",
@@ -46,7 +46,8 @@ def _check(decision: Decision, models: tuple[str, ...], what: str) -> None:
 
 
 def smoke_route(router: Any) -> int:
-    """Route :data:`SMOKE_PROMPTS` with the default rule, each rule in :data:`RULES`, each model alone,
+    """Route :data:`SMOKE_PROMPTS` with the default rule, each registered rule the router has a knob table
+    for (:mod:`llmroute.router.decision_rules`), each model alone,
     and under a cost cap (the median expected cost; the pick must respect it). Each prompt is embedded
     once. Returns how many decisions were checked; raises :class:`RouterSmokeError` on the first
     problem (any exception routing raises is reported as one)."""
@@ -57,8 +58,10 @@ def smoke_route(router: Any) -> int:
         raise RouterSmokeError(f"the router's model list is not a non-empty list of names: {models!r}")
     if len(set(models)) != len(models):
         raise RouterSmokeError(f"the router's model list has duplicates: {list(models)}")
-    if router.default_rule not in RULES:
-        raise RouterSmokeError(f"the router's default rule {router.default_rule!r} is not one of {RULES}")
+    registered = rule_names()
+    if router.default_rule not in registered:
+        raise RouterSmokeError(f"the router's default rule {router.default_rule!r} is not one of {registered}")
+    rules = tuple(r for r in registered if r in router.knob_tables)
 
     def run(cases: list[tuple[str, int, RouteQuery]]) -> list[Decision]:
         rows = [i for _, i, _ in cases]
@@ -78,7 +81,7 @@ def smoke_route(router: Any) -> int:
         for i, prompt in enumerate(SMOKE_PROMPTS):
             what = f"routing {prompt[:30]!r}"
             cases.append((f"{what} (default rule)", i, RouteQuery(prompt, Constraints())))
-            cases += [(f"{what} (rule {r})", i, RouteQuery(prompt, Constraints(), rule=r)) for r in RULES]
+            cases += [(f"{what} (rule {r})", i, RouteQuery(prompt, Constraints(), rule=r)) for r in rules]
             cases += [(f"{what} (only {m!r} allowed)", i, RouteQuery(prompt, Constraints(allowed_models=(m,))))
                       for m in models]
         decisions = run(cases)
@@ -87,7 +90,7 @@ def smoke_route(router: Any) -> int:
                 raise RouterSmokeError(f"{what}: chose {d.model!r}")
         capped: list[tuple[str, int, RouteQuery]] = []
         for i, prompt in enumerate(SMOKE_PROMPTS):
-            base = decisions[i * (1 + len(RULES) + len(models))]
+            base = decisions[i * (1 + len(rules) + len(models))]
             costs = sorted(c.expected_cost_usd for c in base.candidates)
             cap = costs[len(costs) // 2]
             capped.append((f"routing {prompt[:30]!r} (max cost {cap:.3g})", i,

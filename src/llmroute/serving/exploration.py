@@ -38,6 +38,7 @@ import numpy as np
 
 from llmroute.router import policy
 from llmroute.router.decision import Decision
+from llmroute.router.decision_rules import CONFIDENCE_RULE
 
 MODES: tuple[str, ...] = ("uniform", "runner_up")
 
@@ -70,7 +71,7 @@ def runner_ups(decision: Decision, top_k: int) -> list[str]:
     mask = np.array([c.eligible for c in cands], dtype=bool)
     names = [c.model for c in cands]
     first = names.index(decision.model) if decision.model in names else None
-    rule, knob = (decision.rule, decision.knob) if decision.rule in policy.RULES else ("threshold", float("inf"))
+    rule, knob = (decision.rule, decision.knob) if policy.is_rule(decision.rule) else (CONFIDENCE_RULE, float("inf"))
     order = policy.ranking(rule, probs, costs, mask, knob, first)
     return [names[j] for j in order if names[j] != decision.model][:top_k]
 

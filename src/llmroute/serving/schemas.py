@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llmroute.data.catalog import Capability
 from llmroute.router.decision import Constraints, Decision, QualityTarget
+from llmroute.router.decision_rules import is_rule, rule_names
 
 MAX_COST_USD = 1_000.0  # a larger cap per call is a mistake, not a budget
 MAX_LATENCY_MS = 86_400_000.0  # a day
@@ -102,7 +103,7 @@ def parse_target(value: str | float | None) -> QualityTarget | None:
 class RoutingOptions(StrictInput):
     """What a request may ask of the router (shared by /route and the `llmroute` field of chat requests).
 
-    Numbers must be finite numbers (not true/false); ``rule`` one of the two rules; names (tenant,
+    Numbers must be finite numbers (not true/false); ``rule`` a registered decision rule; names (tenant,
     user, task, session, models) 1 to 200 characters without control characters (NUL included); ``max_cost_usd`` at most 1000 USD and ``max_latency_ms`` at most a day."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -115,7 +116,10 @@ class RoutingOptions(StrictInput):
     confidence: Annotated[float, Field(ge=0, le=1)] | None = Field(
         default=None, description="Threshold rule with this P(meets target) bar (overrides target)."
     )
-    rule: Literal["threshold", "utility"] | None = None
+    rule: str | None = Field(
+        default=None,
+        description="A registered decision rule: 'threshold' or 'utility' (built in; default: the router's own).",
+    )
     max_cost_usd: Annotated[float, Field(ge=0, le=MAX_COST_USD)] | None = None
     max_latency_ms: Annotated[float, Field(gt=0, le=MAX_LATENCY_MS)] | None = None
     max_output_tokens: Annotated[int, Field(ge=0, le=10_000_000)] = 0
@@ -137,6 +141,13 @@ class RoutingOptions(StrictInput):
     @classmethod
     def _numbers_not_bools(cls, v: Any) -> Any:
         return _not_bool(v)
+
+    @field_validator("rule")
+    @classmethod
+    def _check_rule(cls, v: str | None) -> str | None:
+        if v is not None and not is_rule(v):
+            raise ValueError(f"unknown rule {v!r}; expected one of {', '.join(map(repr, rule_names()))}")
+        return v
 
     @field_validator("target")
     @classmethod

@@ -24,7 +24,7 @@ from llmroute.router.decision import QualityTarget
 from llmroute.router.embedder import Embedder, EmbeddingCache, load_embedder
 from llmroute.router.features import embed_and_featurize
 from llmroute.router.knobs import KnobTable, build_knob_table
-from llmroute.router.policy import RULES
+from llmroute.router.decision_rules import rule_names
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
 from llmroute.training.cascade_fit import fit_operating_points
@@ -147,7 +147,7 @@ def _train(
         cal = logs.subset(rows)
         tables = {
             rule: build_knob_table(rule, cal.models, quality.oof_probs_[rows], exp_cost[rows], cal.quality, cal.cost)
-            for rule in RULES
+            for rule in rule_names()
         }
         default_rule, rule_aiq = choose_rule(tables, cal)
     print("validation (out-of-fold) AIQ by rule: " + ", ".join(f"{r} {v:.4f}" for r, v in rule_aiq.items()))
