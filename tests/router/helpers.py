@@ -65,6 +65,7 @@ class CountingEmbedder:
         self.spec = spec or inner.spec  # type: ignore[attr-defined]
         self.fingerprint = fingerprint or inner.fingerprint  # type: ignore[attr-defined]
         self.dim = inner.dim  # type: ignore[attr-defined]
+        self.independent_rows = bool(getattr(inner, "independent_rows", False))
         self.calls = 0
         self.texts: list[str] = []
 
@@ -82,6 +83,7 @@ class MemoEmbedder:
         self.spec = inner.spec  # type: ignore[attr-defined]
         self.fingerprint = inner.fingerprint  # type: ignore[attr-defined]
         self.dim = inner.dim  # type: ignore[attr-defined]
+        self.independent_rows = bool(getattr(inner, "independent_rows", False))
         self._memo: dict[str, np.ndarray] = {}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -95,7 +97,10 @@ class MemoEmbedder:
 
 
 class HashEmbedder:
-    """A cheap deterministic stand-in embedder (no model): unit vectors seeded by the text's hash."""
+    """A cheap deterministic stand-in embedder (no model): unit vectors seeded by the text's hash (each
+    row depends on its text alone: ``independent_rows``)."""
+
+    independent_rows = True
 
     def __init__(self, dim: int = 16, fingerprint: str = "hash-v1", spec: str = "hash") -> None:
         self.dim = dim

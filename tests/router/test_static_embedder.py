@@ -27,6 +27,7 @@ def test_static_embedder_builds_once_and_encodes_unit_vectors(
     assert (target / "modules.json").exists()
     assert not (embedders / f"{BUNDLED_STATIC}.tmp" / "st").exists()  # the build left no half-written copy
     assert first.spec == BUNDLED_STATIC and first.dim == STATIC_PCA_DIMS  # type: ignore[attr-defined]
+    assert first.independent_rows is True  # type: ignore[attr-defined]  # a static model: rows never depend on the batch
     v = first.encode(TEXTS)  # type: ignore[attr-defined]
     assert v.shape == (3, STATIC_PCA_DIMS) and v.dtype == np.float32 and np.isfinite(v).all()
     # unit length up to the float16 precision the distilled weights are stored in

@@ -28,6 +28,7 @@ class Recording:
     def __init__(self, inner: object, barrier: threading.Barrier | None = None) -> None:
         self.inner = inner
         self.spec, self.fingerprint, self.dim = inner.spec, inner.fingerprint, inner.dim  # type: ignore[attr-defined]
+        self.independent_rows = bool(getattr(inner, "independent_rows", False))
         self.barrier = barrier
         self.seen: list[tuple[set[int], set[int]]] = []
 

