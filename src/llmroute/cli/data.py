@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from llmroute.cli.options import fail
+from llmroute.data.log_formats import format_names, formats_accepting, formats_help
 
 # the importers need pandas (a quarter of a second or more): they are imported by the command itself,
 # so that `llmroute --help` and argument errors answer at once
@@ -22,12 +23,8 @@ data_app = typer.Typer(
 )
 
 
-class ImportFormat(StrEnum):
-    """Input formats of ``llmroute data import``."""
-
-    routerbench = "routerbench"
-    llmrouter = "llmrouter"
-    long = "long"
+ImportFormat = StrEnum("ImportFormat", {name: name for name in format_names()})  # type: ignore[misc]
+"""Input formats of ``llmroute data import``: the registered ones (:mod:`llmroute.data.log_formats`)."""
 
 
 @data_app.callback()
@@ -44,8 +41,7 @@ def import_command(
     ],
     fmt: Annotated[
         ImportFormat,
-        typer.Option("--format", "-f", help="Input format: routerbench (wide CSV), llmrouter (score .json + query "
-                     ".jsonl), long (the schema itself as .csv, .jsonl or .parquet).", case_sensitive=False),
+        typer.Option("--format", "-f", help=f"Input format: {formats_help()}.", case_sensitive=False),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file (zstd-compressed).")],
     catalog: Annotated[
@@ -90,8 +86,9 @@ def import_command(
 
     options: dict[str, int] = {}
     if assumed_output_tokens is not None:
-        if fmt is not ImportFormat.llmrouter:
-            fail("--assumed-output-tokens only applies to --format llmrouter")
+        accepting = formats_accepting("assumed_output_tokens")
+        if fmt.value not in accepting:
+            fail(f"--assumed-output-tokens only applies to --format {' or '.join(accepting)}")
         options["assumed_output_tokens"] = assumed_output_tokens
     try:
         cat = load_catalog(catalog) if catalog is not None else None

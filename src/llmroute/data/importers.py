@@ -8,14 +8,14 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 
-from llmroute.data.catalog import Catalog, load_catalog
-from llmroute.data.llmrouter import import_llmrouter
-from llmroute.data.long_format import import_long
-from llmroute.data.routerbench import import_routerbench
+from llmroute.data.catalog import Catalog
+from llmroute.data.llmrouter import split_llmrouter_files
+from llmroute.data.log_formats import get_format
 from llmroute.data.schema import COLUMNS, ImportReport, LogValidationError
 from llmroute.data.validate import validate_logs
 
-FORMATS: tuple[str, ...] = ("routerbench", "llmrouter", "long")
+__all__ = ["PARQUET_COMPRESSION", "PARQUET_COMPRESSION_LEVEL", "read_logs", "run_import", "split_llmrouter_files", "write_logs"]
+
 PARQUET_COMPRESSION: Final[Literal["zstd"]] = "zstd"
 PARQUET_COMPRESSION_LEVEL: Final = 19
 
@@ -23,58 +23,24 @@ PARQUET_COMPRESSION_LEVEL: Final = 19
 def run_import(
     fmt: str, files: Sequence[Path], catalog: Catalog | None = None, **options: Any
 ) -> tuple[pd.DataFrame, ImportReport]:
-    """Import ``files`` in format ``fmt`` ("routerbench", "llmrouter" or "long").
+    """Import ``files`` with the importer registered as format ``fmt`` (:mod:`llmroute.data.log_formats`:
+    "routerbench", "llmrouter", "long" and any registered since).
 
-    For "llmrouter", ``files`` may mix score files and query files: ``.jsonl`` / ``.ndjson``
-    files are query files, ``.json`` files score files, and any other file is told apart by its
-    first character (``[`` = score list, ``{`` = query lines). ``catalog`` (default: the bundled
-    one) prices LLMRouter's estimated costs; ``options`` go to the importer
-    (``assumed_output_tokens`` for "llmrouter"; none for the others).
+    ``options`` go to the importer; an option the format does not declare is refused before anything is
+    read. ``catalog`` is passed on to formats that price estimated costs from it (for "llmrouter":
+    default the bundled catalog) and ignored by the others. For "llmrouter", ``files`` may mix score
+    files and query files (:func:`llmroute.data.llmrouter.split_llmrouter_files`).
     Raises ValueError for an unknown format or option, :class:`LogValidationError` for bad files.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    spec = get_format(fmt)
     if not files:
         raise ValueError("no input files given")
-    allowed = {"llmrouter": {"assumed_output_tokens"}}.get(fmt, set())
-    unknown = sorted(set(options) - allowed)
+    unknown = sorted(set(options) - (spec.options - {"catalog"}))
     if unknown:
         raise ValueError(f"option(s) {', '.join(unknown)} not accepted by format {fmt!r}")
-    if fmt == "routerbench":
-        return import_routerbench(files)
-    if fmt == "long":
-        return import_long(files)
-    scores, queries = split_llmrouter_files(files)
-    if not scores:
-        raise ValueError("format 'llmrouter' needs at least one score file (.json list of {question, scores})")
-    return import_llmrouter(scores, queries, catalog if catalog is not None else load_catalog(), **options)
-
-
-def split_llmrouter_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """Separate LLMRouter score files from query files (see :func:`run_import`)."""
-    scores: list[Path] = []
-    queries: list[Path] = []
-    for path in map(Path, files):
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".ndjson"):
-            queries.append(path)
-        elif suffix == ".json" or _first_char(path) == "[":
-            scores.append(path)
-        else:
-            queries.append(path)
-    return scores, queries
-
-
-def _first_char(path: Path) -> str:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            while chunk := fh.read(4096):
-                stripped = chunk.lstrip()
-                if stripped:
-                    return stripped[0]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LogValidationError(str(path), None, None, f"cannot read: {exc}") from exc
-    return ""
+    if catalog is not None and "catalog" in spec.options:
+        options["catalog"] = catalog
+    return spec.load()([Path(f) for f in files], **options)
 
 
 def read_logs(path: str | Path) -> pd.DataFrame:

@@ -15,13 +15,13 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from llmroute.data.catalog import Catalog
+from llmroute.data.catalog import Catalog, load_catalog
 from llmroute.data.schema import COLUMNS, ImportReport, LogValidationError, empty_frame
 from llmroute.data.tokens import count_tokens_batch
 from llmroute.data.validate import validate_sources
@@ -39,6 +39,50 @@ NOTE_NO_PRICE = "rows whose model has no catalog price (cost left null)"
 def prompt_id_for(question: str) -> str:
     """Stable prompt id of an LLMRouter question: ``"llmrouter:"`` + first 16 hex of its SHA-1."""
     return "llmrouter:" + hashlib.sha1(question.encode("utf-8")).hexdigest()[:16]
+
+
+def import_llmrouter_files(
+    files: Sequence[Path],
+    catalog: Catalog | None = None,
+    assumed_output_tokens: int = DEFAULT_ASSUMED_OUTPUT_TOKENS,
+) -> tuple[pd.DataFrame, ImportReport]:
+    """The "llmrouter" import format (:mod:`llmroute.data.log_formats`): :func:`import_llmrouter` on
+    ``files`` told apart into score and query files by :func:`split_llmrouter_files`, priced with
+    ``catalog`` (default: the bundled one). ValueError when no score file is given."""
+    scores, queries = split_llmrouter_files(files)
+    if not scores:
+        raise ValueError("format 'llmrouter' needs at least one score file (.json list of {question, scores})")
+    return import_llmrouter(scores, queries, catalog if catalog is not None else load_catalog(),
+                            assumed_output_tokens=assumed_output_tokens)
+
+
+def split_llmrouter_files(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Separate LLMRouter score files from query files: ``.jsonl`` / ``.ndjson`` files are query files,
+    ``.json`` files score files, and any other file is told apart by its first character (``[`` = score
+    list, ``{`` = query lines)."""
+    scores: list[Path] = []
+    queries: list[Path] = []
+    for path in map(Path, files):
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".ndjson"):
+            queries.append(path)
+        elif suffix == ".json" or _first_char(path) == "[":
+            scores.append(path)
+        else:
+            queries.append(path)
+    return scores, queries
+
+
+def _first_char(path: Path) -> str:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            while chunk := fh.read(4096):
+                stripped = chunk.lstrip()
+                if stripped:
+                    return stripped[0]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LogValidationError(str(path), None, None, f"cannot read: {exc}") from exc
+    return ""
 
 
 def import_llmrouter(
