@@ -200,7 +200,7 @@ class CascadeWalk:
 class OperatingPoint:
     """One cascade configuration and its validation (out-of-fold) mean quality and cost."""
 
-    rule: str  # the router's decision rule ("threshold" | "utility"); "" for a fixed chain
+    rule: str  # the router's decision rule (a name in llmroute.router.decision_rules); "" for a fixed chain
     knob: float  # the router's knob (ignored for a fixed chain)
     scorer_weight: float
     router_weight: float

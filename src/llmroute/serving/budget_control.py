@@ -47,6 +47,7 @@ from llmroute.budgets.spec import BudgetFileError, BudgetSpec, check_unique, loa
 from llmroute.budgets.windows import Window, window_at
 from llmroute.data.decision_log.ledger import BudgetLedger, Charge, spend_subjects
 from llmroute.router import policy
+from llmroute.router.decision_rules import CONFIDENCE_RULE
 from llmroute.router.decision import Candidate, Decision, QualityTarget
 from llmroute.router.router import Router
 from llmroute.serving.decide import Routed, route_request
@@ -154,7 +155,7 @@ def _unbudgeted_choice(decision: Decision, router: Router, original: RoutingOpti
     if not mask.any():
         return None
     if original.confidence is not None:
-        rule, knob = "threshold", float(original.confidence)
+        rule, knob = CONFIDENCE_RULE, float(original.confidence)
     else:
         rule = original.rule or router.default_rule
         table = router.knob_tables.get(rule)
