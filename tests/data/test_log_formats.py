@@ -57,8 +57,9 @@ def test_a_registered_format_is_run_by_name_with_its_options(tsv: Path) -> None:
 
 def test_the_builtin_importers_share_one_signature(tmp_path: Path) -> None:
     fixtures = REPO / "tests" / "fixtures"
+    lr = fixtures / "llmrouter"
     for name, files in (("routerbench", [fixtures / "routerbench" / "mbpp_train.csv"]),
-                        ("llmrouter", [fixtures / "llmrouter" / "scores.json", fixtures / "llmrouter" / "queries.jsonl"])):
+                        ("llmrouter", [lr / "scores.json", lr / "queries.jsonl"])):
         df, report = get_format(name).load()(files)
         assert report.rows_kept == len(df) > 0 and report.files
     with pytest.raises(LogValidationError, match="unknown file extension"):
@@ -89,8 +90,8 @@ def test_the_cli_format_choices_come_from_the_registry(tmp_path: Path) -> None:
         "from llmroute.cli_data import data_app\n"
         "data_app(sys.argv[1:], prog_name='llmroute data')\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "COLUMNS": "200"}
+    path = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "COLUMNS": "200"}
     run = subprocess.run([sys.executable, "-c", script, "import", "--help"], capture_output=True, text=True, env=env,
                          timeout=120, check=False)
     assert run.returncode == 0, run.stderr

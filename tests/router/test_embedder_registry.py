@@ -64,7 +64,8 @@ def test_the_registry_refuses_clashes_and_empty_names(hashed: list[tuple[str, Pa
 
 
 def test_an_unknown_spec_names_the_registered_embedders(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"'no-such-embedder-xyz' is neither a registered embedder \('minilm', 'minilm-static'\)"):
+    want = r"'no-such-embedder-xyz' is neither a registered embedder \('minilm', 'minilm-static'\)"
+    with pytest.raises(FileNotFoundError, match=want):
         load_embedder("no-such-embedder-xyz", tmp_path)
 
 

@@ -66,7 +66,8 @@ def test_registry_refuses_clashes_and_unknown_names(regret: str) -> None:
         register_rule(Other)
     with pytest.raises(ValueError, match="cannot be unregistered"):
         unregister_rule("threshold")
-    with pytest.raises(UnknownRuleError, match=r"unknown rule 'nope'; expected one of \('threshold', 'utility', 'test_regret'\)"):
+    want = r"unknown rule 'nope'; expected one of \('threshold', 'utility', 'test_regret'\)"
+    with pytest.raises(UnknownRuleError, match=want):
         policy.choose("nope", P, C, np.ones_like(P, dtype=bool), 0.5)
 
     class Nameless(DecisionRule):

@@ -14,7 +14,10 @@ from llmroute.data.log_formats import get_format
 from llmroute.data.schema import COLUMNS, ImportReport, LogValidationError
 from llmroute.data.validate import validate_logs
 
-__all__ = ["PARQUET_COMPRESSION", "PARQUET_COMPRESSION_LEVEL", "read_logs", "run_import", "split_llmrouter_files", "write_logs"]
+__all__ = [
+    "PARQUET_COMPRESSION", "PARQUET_COMPRESSION_LEVEL", "read_logs", "run_import", "split_llmrouter_files",
+    "write_logs",
+]
 
 PARQUET_COMPRESSION: Final[Literal["zstd"]] = "zstd"
 PARQUET_COMPRESSION_LEVEL: Final = 19

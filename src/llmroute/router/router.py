@@ -20,7 +20,6 @@ import yaml
 from llmroute.data.catalog import Catalog, ModelSpec, merge_catalog
 from llmroute.data.tokens import count_tokens_batch
 from llmroute.router import data_policy, policy
-from llmroute.router.decision_rules import CONFIDENCE_RULE, get_rule
 from llmroute.router.cost import LinearCostModel
 from llmroute.router.decision import (
     Candidate,
@@ -30,6 +29,7 @@ from llmroute.router.decision import (
     QualityTarget,
     RouteQuery,
 )
+from llmroute.router.decision_rules import CONFIDENCE_RULE, get_rule
 from llmroute.router.eligibility import Figures, assumed_figures, exclusion_reasons, resolve_figures
 from llmroute.router.embedder import Embedder, EmbedderMismatchError
 from llmroute.router.features import text_features

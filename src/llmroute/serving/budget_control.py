@@ -47,8 +47,8 @@ from llmroute.budgets.spec import BudgetFileError, BudgetSpec, check_unique, loa
 from llmroute.budgets.windows import Window, window_at
 from llmroute.data.decision_log.ledger import BudgetLedger, Charge, spend_subjects
 from llmroute.router import policy
-from llmroute.router.decision_rules import CONFIDENCE_RULE
 from llmroute.router.decision import Candidate, Decision, QualityTarget
+from llmroute.router.decision_rules import CONFIDENCE_RULE
 from llmroute.router.router import Router
 from llmroute.serving.decide import Routed, route_request
 from llmroute.serving.errors import ServiceError
