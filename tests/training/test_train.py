@@ -12,7 +12,7 @@ from llmroute.config import load_settings
 from llmroute.data.importers import read_logs
 from llmroute.data.schema import LogValidationError
 from llmroute.data.wide import to_wide
-from llmroute.router.policy import RULES
+from llmroute.router.decision_rules import rule_names
 from llmroute.training import train as train_mod
 from llmroute.training.train import LATEST, TrainConfig, data_fingerprint, latest_router_dir, train_router
 from tests.router.helpers import ROUTERBENCH_MODELS, CountingEmbedder, Trained
@@ -26,7 +26,7 @@ def test_router_folder_and_latest_pointer(small: Trained) -> None:
     assert meta["models"] == list(ROUTERBENCH_MODELS)
     assert meta["version"] == small.router.version  # type: ignore[attr-defined]
     assert meta["embedder"]["spec"] == "minilm"
-    assert meta["default_rule"] in RULES and set(meta["knob_tables"]) == set(RULES)
+    assert meta["default_rule"] in rule_names() and set(meta["knob_tables"]) == set(rule_names())
 
 
 def test_recorded_training_info(small: Trained) -> None:
@@ -40,7 +40,7 @@ def test_recorded_training_info(small: Trained) -> None:
     assert r.version.endswith(data_fingerprint(small.train_path)[:8])  # type: ignore[attr-defined]
     # the default rule is the one with the higher validation AIQ
     aiq = info["validation_aiq"]
-    assert set(aiq) == set(RULES) and r.default_rule == max(aiq, key=aiq.get)  # type: ignore[attr-defined]
+    assert set(aiq) == set(rule_names()) and r.default_rule == max(aiq, key=aiq.get)  # type: ignore[attr-defined]
 
 
 def test_out_of_fold_probabilities_cover_every_training_prompt(small: Trained) -> None:
