@@ -66,7 +66,7 @@ def test_route_accepts_messages_and_constraints(client: TestClient) -> None:
         ({"prompt": "x", "target": "lots"}, "target must be a share of the best model"),
         ({"prompt": "x", "confidence": 1.5}, "confidence"),
         ({"prompt": "x", "required_capabilities": ["telepathy"]}, "required_capabilities"),
-        ({"prompt": "x", "rule": "nope"}, "rule: Value error, unknown rule 'nope'; expected one of 'threshold', 'utility'"),
+        ({"prompt": "x", "rule": "nope"}, "rule: unknown rule 'nope'; expected one of 'threshold', 'utility'"),
     ],
 )
 def test_bad_body_is_422_with_message(client: TestClient, body: dict[str, Any], expected: str) -> None:
