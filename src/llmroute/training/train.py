@@ -21,10 +21,10 @@ from llmroute.progress import Phases
 from llmroute.router.cascade_policy import OperatingPoints
 from llmroute.router.cost import LinearCostModel
 from llmroute.router.decision import QualityTarget
+from llmroute.router.decision_rules import rule_names
 from llmroute.router.embedder import Embedder, EmbeddingCache, load_embedder
 from llmroute.router.features import embed_and_featurize
 from llmroute.router.knobs import KnobTable, build_knob_table
-from llmroute.router.decision_rules import rule_names
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
 from llmroute.training.cascade_fit import fit_operating_points
