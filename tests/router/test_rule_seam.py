@@ -14,6 +14,7 @@ import pytest
 from llmroute.router import decision_rules, policy
 from llmroute.router.decision_rules import DecisionRule, UnknownRuleError, register_rule, unregister_rule
 from tests.router.helpers import ROUTERBENCH, HashEmbedder, write_slice
+from tests.tiers import slow_fixture
 
 P = np.array([[0.9, 0.6, 0.3], [0.2, 0.7, 0.68]])
 C = np.array([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0]])
@@ -93,6 +94,7 @@ class Trained:
 
 
 @pytest.fixture
+@slow_fixture("trains a small router (hash embedder, 120 prompts)")
 def trained_with_regret(regret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Trained:
     """A small router trained while the third rule is registered (a hash embedder keeps it quick)."""
     from llmroute.config import load_settings
