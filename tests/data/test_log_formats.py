@@ -88,7 +88,7 @@ def test_the_cli_format_choices_come_from_the_registry(tmp_path: Path) -> None:
         "from llmroute.data.log_formats import register_format\n"
         "from tests.data.test_log_formats import TSV\n"
         "register_format(TSV)\n"
-        "from llmroute.cli_data import data_app\n"
+        "from llmroute.cli.data import data_app\n"
         "command = typer.main.get_command(data_app)\n"
         "command.main(['import', '--help'], prog_name='llmroute data', standalone_mode=False)\n"
         "print('=' * 20)\n"
