@@ -71,3 +71,31 @@ def test_many_texts_and_empty_input(tmp_path: Path) -> None:
     assert counting.calls == 0
     empty = cache.encode(emb, [], progress=False)
     assert empty.shape == (0, 8) and empty.dtype == np.float32
+
+
+def _fill(path: str, k: int) -> None:
+    from tests.router.helpers import HashEmbedder
+
+    cache = EmbeddingCache(Path(path))
+    for r in range(4):
+        texts = [f"{k}-{r}-{i}" for i in range(2000)] + [f"shared-{i}" for i in range(1000)]
+        cache.encode(HashEmbedder(8), texts, progress=False)
+
+
+def test_several_processes_write_one_cache(tmp_path: Path) -> None:
+    """Dask workers on one machine share the cache file: concurrent writers wait, none fails."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    path = str(tmp_path / "shared.sqlite")
+    procs = [ctx.Process(target=_fill, args=(path, k)) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    from tests.router.helpers import HashEmbedder
+
+    counting = HashEmbedder(8)
+    EmbeddingCache(Path(path)).encode(counting, [f"2-3-{i}" for i in range(2000)], progress=False)
+    assert counting.calls == 0  # everything the processes embedded is there

@@ -56,6 +56,11 @@ def retrain_cmd(
             "train` does); without it the served cascade judges answers by the router's probability alone.",
         ),
     ] = True,
+    dask: Annotated[
+        str | None,
+        typer.Option("--dask", help="Train on a Dask cluster: 'local:N' (a LocalCluster of N worker processes) or "
+                     "'tcp://host:8786' (a running scheduler), as for `llmroute train`."),
+    ] = None,
 ) -> None:
     """Train a new router from logged production calls with feedback (plus benchmark logs) and register it
     as 'challenger' with its data lineage. Decisions read, with feedback, used and skipped are reported."""
@@ -68,7 +73,7 @@ def retrain_cmd(
     since_dt, until_dt = parse_since(since), parse_since(until, "--until")
     settings = load_cli_settings(home, tracking_uri=tracking_uri, embedder=embedder)
     config = TrainConfig(embedder=settings.embedder, success_threshold=success_threshold, default_target=target,
-                         seed=seed, with_scorer=scorer)
+                         seed=seed, with_scorer=scorer, dask=dask)
     try:
         retrain_from_production(from_production, settings, config, since_dt, until_dt, tuple(benchmark_logs or ()),
                                 track=track, out_dir=out, echo=typer.echo)

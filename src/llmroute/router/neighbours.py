@@ -24,6 +24,18 @@ WEIGHTED_K = 10
 WEIGHT_SHARPNESS = 20.0
 
 
+MAX_QUERY_CHUNK = 1024
+CHUNK_BYTES = 64 << 20  # one chunk's similarity matrix (float32); the search holds ~4 such arrays at once
+
+
+def query_chunk(n_reference: int) -> int:
+    """Query rows searched at once: at most :data:`MAX_QUERY_CHUNK`, and few enough that one chunk's
+    (rows x n_reference) float32 similarities stay within :data:`CHUNK_BYTES`, so the search's memory
+    is bounded whatever the number of reference prompts. Never one row: a one-row product goes through
+    GEMV, which rounds differently from the GEMM of larger chunks (see :func:`rowwise_matmul`)."""
+    return max(2, min(MAX_QUERY_CHUNK, CHUNK_BYTES // (4 * max(n_reference, 1))))
+
+
 def rowwise_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` one row of ``a`` at a time: each row is bit for bit what that row alone gives. A
     product over several rows goes through another BLAS kernel (GEMM, not GEMV) that rounds
@@ -67,11 +79,12 @@ class NeighbourIndex:
         q = np.asarray(query, dtype=np.float32)
         k = min(k, len(self.embeddings))
         tops, sims_out = [], []
-        for start in range(0, len(q), 1024):
+        step = query_chunk(len(self.embeddings))
+        for start in range(0, len(q), step):
             sims = (
-                rowwise_matmul(q[start : start + 1024], self.embeddings.T)
+                rowwise_matmul(q[start : start + step], self.embeddings.T)
                 if independent_rows
-                else q[start : start + 1024] @ self.embeddings.T
+                else q[start : start + step] @ self.embeddings.T
             )
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             ts = np.take_along_axis(sims, top, axis=1)

@@ -24,9 +24,10 @@ tuned on a test split. Stored as LightGBM text, JSON and NumPy arrays (no pickle
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -106,12 +107,75 @@ class _Calibrator:
         return cls(kind, (float(lr.coef_[0, 0]), float(lr.intercept_[0])))
 
 
+@dataclass(frozen=True)
+class FoldFit:
+    """One cross-validation fold's booster and its early-stopping optimum."""
+
+    booster: lgb.Booster
+    best_iteration: int
+
+
+class FitBackend(Protocol):
+    """Where the quality model's heavy steps run. The in-process :class:`LocalBackend` is the default;
+    ``llmroute.training.dask_backend`` runs the same steps on a Dask cluster. Every backend computes
+    the same quantities from the same inputs (folds, parameters and seeds come from the model)."""
+
+    def neighbour_stats(self, emb: np.ndarray, success: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> NeighbourStats:
+        """Out-of-fold neighbour statistics (see :func:`~llmroute.router.neighbours.out_of_fold_stats`)."""
+        ...
+
+    def fit_folds(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, in_train: list[np.ndarray],
+                  cats: list[int], max_rounds: int, early_stopping_rounds: int,
+                  on_fold: Callable[[int], None] | None = None) -> list[FoldFit]:
+        """One early-stopped booster per fold, trained on the rows ``in_train[f]`` and validated on the rest;
+        ``on_fold(done)`` hears the number of folds finished so far, once per fold."""
+        ...
+
+    def fit_final(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, cats: list[int], rounds: int) -> lgb.Booster:
+        """The booster on every row, ``rounds`` boosting rounds."""
+        ...
+
+
+class LocalBackend:
+    """Everything in this process (LightGBM uses the process's OpenMP threads)."""
+
+    def neighbour_stats(self, emb: np.ndarray, success: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> NeighbourStats:
+        return out_of_fold_stats(emb, success, folds)
+
+    def fit_folds(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, in_train: list[np.ndarray],
+                  cats: list[int], max_rounds: int, early_stopping_rounds: int,
+                  on_fold: Callable[[int], None] | None = None) -> list[FoldFit]:
+        fits = []
+        for mask in in_train:
+            fits.append(fit_fold(params, X, y, mask, cats, max_rounds, early_stopping_rounds))
+            if on_fold is not None:
+                on_fold(len(fits))
+        return fits
+
+    def fit_final(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, cats: list[int], rounds: int) -> lgb.Booster:
+        return lgb.train(params, lgb.Dataset(X, y, categorical_feature=cats), num_boost_round=rounds)
+
+
+def fit_fold(params: dict[str, Any], X: np.ndarray, y: np.ndarray, in_train: np.ndarray, cats: list[int],
+             max_rounds: int, early_stopping_rounds: int) -> FoldFit:
+    """One fold: train on ``X[in_train]``, early-stop on the other rows."""
+    dtr = lgb.Dataset(X[in_train], y[in_train], categorical_feature=cats, free_raw_data=False)
+    dva = lgb.Dataset(X[~in_train], y[~in_train], categorical_feature=cats, reference=dtr)
+    b = lgb.train(
+        params, dtr, num_boost_round=max_rounds, valid_sets=[dva],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+    )
+    return FoldFit(b, int(b.best_iteration or max_rounds))
+
+
 class QualityModel:
     """Calibrated P(quality >= target) for each of ``models`` (see module docstring)."""
 
-    def __init__(self, models: tuple[str, ...], params: QualityModelParams | None = None) -> None:
+    def __init__(self, models: tuple[str, ...], params: QualityModelParams | None = None,
+                 backend: FitBackend | None = None) -> None:
         self.models = tuple(models)
         self.params = params or QualityModelParams()
+        self.backend: FitBackend = backend or LocalBackend()
 
     # ---- features -------------------------------------------------------------------------------
     def _project(self, emb: np.ndarray, independent_rows: bool = False) -> np.ndarray:
@@ -240,7 +304,7 @@ class QualityModel:
 
         # progress: tasks and neighbours 10%, CV folds 40%, bagged OOF 20%, calibration 5%, final fit 25%
         report(0.02, "task classifier")
-        nb = out_of_fold_stats(emb, success, folds)
+        nb = self.backend.neighbour_stats(emb, success, folds)
         report(0.10, "neighbour features")
         X = self._design(emb, feats, nb, task_oof)
         y = success.reshape(-1)
@@ -250,21 +314,15 @@ class QualityModel:
         X, y, row_prompt, row_model = X[ok], y[ok], row_prompt[ok], row_model[ok]
         cats = [X.shape[1] - 1]
 
-        best_iters, boosters = [], []
-        for tr, _ in folds:
-            in_tr = np.isin(row_prompt, tr)
-            dtr = lgb.Dataset(X[in_tr], y[in_tr], categorical_feature=cats, free_raw_data=False)
-            dva = lgb.Dataset(X[~in_tr], y[~in_tr], categorical_feature=cats, reference=dtr)
-            b = lgb.train(
-                p.lgb_params(),
-                dtr,
-                num_boost_round=p.max_rounds,
-                valid_sets=[dva],
-                callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
-            )
-            best_iters.append(b.best_iteration or p.max_rounds)
-            boosters.append((b, ~in_tr))
-            report(0.10 + 0.40 * len(boosters) / len(folds), f"CV fold {len(boosters)}/{len(folds)}")
+        in_train = [np.isin(row_prompt, tr) for tr, _ in folds]
+
+        def fold_done(done: int) -> None:
+            report(0.10 + 0.40 * done / len(folds), f"CV fold {done}/{len(folds)}")
+
+        fits = self.backend.fit_folds(p.lgb_params(), X, y, in_train, cats, p.max_rounds, p.early_stopping_rounds,
+                                      fold_done)
+        best_iters = [f.best_iteration for f in fits]
+        boosters = [(f.booster, ~mask) for f, mask in zip(fits, in_train)]
         self.n_rounds_ = int(np.median(best_iters))
         self.cv_best_iterations_ = [int(b) for b in best_iters]
         raw_oof = np.empty(len(y))
@@ -309,9 +367,7 @@ class QualityModel:
         report(0.75, "final model")
         self.boosters_ = []
         for bag in range(p.bags):
-            self.boosters_.append(
-                lgb.train(p.lgb_params(bag), lgb.Dataset(X, y, categorical_feature=cats), num_boost_round=self.n_rounds_)
-            )
+            self.boosters_.append(self.backend.fit_final(p.lgb_params(bag), X, y, cats, self.n_rounds_))
             report(0.75 + 0.25 * (bag + 1) / p.bags, f"final model {bag + 1}/{p.bags}")
         keep = np.arange(n)
         if n > p.max_reference_prompts:

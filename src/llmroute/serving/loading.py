@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmroute.config import Settings
+from llmroute.router.embedder import Embedder
 from llmroute.router.router import Router
 from llmroute.training.loading import REGISTRY_PREFIX, load_router
 
@@ -27,14 +28,17 @@ def source_version(model: str, core: Settings) -> str:
     return str(read_router_meta(Path(model).expanduser())["version"])
 
 
-def load_served(model: str, core: Settings, with_scorer: bool = True) -> tuple[Router, ResponseScorer | None]:
+def load_served(model: str, core: Settings, with_scorer: bool = True,
+                reuse: Embedder | None = None) -> tuple[Router, ResponseScorer | None]:
     """The router at ``model`` and, when ``with_scorer``, its response scorer: a folder's ``scorer/``,
-    or the ``scorer/`` registered inside the router artifact (None when there is none)."""
+    or the ``scorer/`` registered inside the router artifact (None when there is none). ``reuse``: the
+    embedder serving now; a new version trained with the same embedder shares it (a reload then loads
+    only the models, not the embedder again)."""
     if model.startswith(REGISTRY_PREFIX):
         from llmroute.training.registry import load_served_uri  # lazy: pulls in mlflow
 
-        return load_served_uri(model, core, with_scorer)
+        return load_served_uri(model, core, with_scorer, reuse)
     from llmroute.training.scorer import scorer_in
 
-    router = load_router(model, core)
+    router = load_router(model, core, reuse)
     return router, (scorer_in(Path(model), router.embedder) if with_scorer else None)

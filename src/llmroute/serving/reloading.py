@@ -54,6 +54,8 @@ async def reload_router(services: Services) -> ReloadOutcome:
     async with holder.reload_lock:
         previous = holder.current.version if holder.current is not None else None
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        # the embedder serving now, unwrapped; the new version shares it when it records the same one
+        serving_embedder = getattr(holder.current.embedder, "inner", holder.current.embedder) if holder.current else None
         try:
             pinned = None
             if settings.model.startswith(REGISTRY_PREFIX):
@@ -65,7 +67,7 @@ async def reload_router(services: Services) -> ReloadOutcome:
                 if settings.reload_isolation and holder.current is not None:
                     await check_in_child(candidate, services.core, settings.use_scorer, settings.reload_check_timeout_s)
                 router, scorer = await run_in_threadpool(load_served, candidate.source, services.core,
-                                                         settings.use_scorer)
+                                                         settings.use_scorer, serving_embedder)
                 await run_in_threadpool(smoke_served, router, scorer)
             finally:
                 await run_in_threadpool(candidate.discard)

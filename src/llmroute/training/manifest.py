@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from llmroute.router.embedder import EmbedderMismatchError, load_embedder
+from llmroute.router.embedder import Embedder, EmbedderMismatchError, load_embedder
 from llmroute.router.router import Router
 
 MANIFEST = "manifest.json"
@@ -65,8 +65,10 @@ def verify_manifest(folder: Path, label: str) -> None:
             )
 
 
-def load_verified_router(folder: Path, embedders_dir: Path, label: str) -> Router:
+def load_verified_router(folder: Path, embedders_dir: Path, label: str, reuse: Embedder | None = None) -> Router:
     """Verify the folder, load the embedder named in router.json and the router (fingerprint checked).
+    ``reuse``: an embedder already loaded (the one serving now); used instead of loading the named one
+    when its spec and fingerprint are those router.json records, so a reload does not load it again.
 
     Raises :class:`DamagedArtifactError` or :class:`EmbedderMismatchError`, both naming ``label``.
     """
@@ -76,9 +78,9 @@ def load_verified_router(folder: Path, embedders_dir: Path, label: str) -> Route
         spec = meta["embedder"]["spec"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DamagedArtifactError(f"{label}: the router artifact is damaged: router.json is unreadable ({exc})") from exc
-    embedder = load_embedder(spec, embedders_dir)
+    embedder = reuse if reusable(reuse, meta["embedder"]) else load_embedder(spec, embedders_dir)
     try:
-        return Router.load(folder, embedder)
+        return Router.load(folder, embedder)  # type: ignore[arg-type]
     except EmbedderMismatchError as exc:
         raise EmbedderMismatchError(f"{label}: {exc}") from exc
     except Exception as exc:  # LightGBM, NumPy and YAML each raise their own errors
@@ -86,3 +88,12 @@ def load_verified_router(folder: Path, embedders_dir: Path, label: str) -> Route
             f"{label}: the router artifact is damaged or was written by an incompatible llmroute version: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def reusable(embedder: Embedder | None, recorded: dict[str, str]) -> bool:
+    """True when ``embedder`` is the embedder ``recorded`` (router.json's ``embedder``: spec and fingerprint)."""
+    return (
+        embedder is not None
+        and getattr(embedder, "spec", None) == recorded.get("spec")
+        and getattr(embedder, "fingerprint", None) == recorded.get("fingerprint")
+    )

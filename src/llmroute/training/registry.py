@@ -37,6 +37,7 @@ import yaml
 from llmroute.config import Settings
 from llmroute.experiments.compare import Comparison, compare_routers
 from llmroute.offpolicy import DEFAULT_TOLERANCE, MIN_MATCHES
+from llmroute.router.embedder import Embedder
 from llmroute.router.router import Router
 from llmroute.training.manifest import DamagedArtifactError, load_verified_router
 from llmroute.training.tracking import CHALLENGER, CHAMPION, mlflow_session, resolve_tracking_uri
@@ -160,10 +161,12 @@ def load_router_uri(uri: str, settings: Settings) -> Router:
     return load_served_uri(uri, settings, with_scorer=False)[0]
 
 
-def load_served_uri(uri: str, settings: Settings, with_scorer: bool = True) -> tuple[Router, ResponseScorer | None]:
+def load_served_uri(uri: str, settings: Settings, with_scorer: bool = True,
+                    reuse: Embedder | None = None) -> tuple[Router, ResponseScorer | None]:
     """:func:`load_router_uri`, and the post-call response scorer registered with it (the router
     artifact's ``scorer/`` folder, covered by the same checksums), or None when it has none or
-    ``with_scorer`` is False. The scorer shares the router's embedder."""
+    ``with_scorer`` is False. The scorer shares the router's embedder. ``reuse``: see
+    :func:`~llmroute.training.manifest.load_verified_router`."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
@@ -183,7 +186,7 @@ def load_served_uri(uri: str, settings: Settings, with_scorer: bool = True) -> t
                 raise RegistryError(f"{label}: the model artifact cannot be downloaded: {text}") from exc
             folder = _router_folder(Path(local))
             try:
-                router = load_verified_router(folder, settings.embedders_dir, label)
+                router = load_verified_router(folder, settings.embedders_dir, label, reuse)
             except DamagedArtifactError as exc:
                 raise RegistryError(str(exc)) from exc
             scorer = _registered_scorer(folder, router, label) if with_scorer else None

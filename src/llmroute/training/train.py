@@ -43,6 +43,7 @@ class TrainConfig:
     default_target: str = "95%"
     seed: int = 0
     with_scorer: bool = True
+    dask: str | None = None  # "local:N" or a scheduler address: train on a Dask cluster (training.dask_backend)
 
 
 @dataclass(frozen=True)
@@ -103,29 +104,58 @@ def train_router(
     out_dir: Path | None = None,
 ) -> tuple[Router, Path]:
     """Train on the logs at ``logs_path`` and save the router; returns it and its folder."""
+    if config.dask:
+        from llmroute.training.dask_backend import DaskSpec, dask_client
+
+        with dask_client(DaskSpec.parse(config.dask)) as client:
+            return _train_router(logs_path, settings, config, catalog, out_dir, client)
+    return _train_router(logs_path, settings, config, catalog, out_dir, None)
+
+
+def _train_router(
+    logs_path: Path, settings: Settings, config: TrainConfig, catalog: Catalog | None, out_dir: Path | None,
+    client: object | None,
+) -> tuple[Router, Path]:
     t0 = time.perf_counter()
     catalog = catalog or load_merged_catalog()
     weights: dict[str, float] = {"reading logs": 3, "embedding": 12, "quality model": 45, "cost model and knobs": 5, "saving": 2}
-    if config.with_scorer:
+    if config.with_scorer and client is None:
         weights["answer scorer"] = 33
     with Phases("training", weights) as phases:
-        return _train(logs_path, settings, config, catalog, out_dir, phases, t0)
+        return _train(logs_path, settings, config, catalog, out_dir, phases, t0, client)
 
 
 def _train(
     logs_path: Path, settings: Settings, config: TrainConfig, catalog: Catalog, out_dir: Path | None,
-    phases: Phases, t0: float,
+    phases: Phases, t0: float, client: object | None,
 ) -> tuple[Router, Path]:
-    with phases.phase("reading logs"):
-        df = read_logs(logs_path)
-        logs = to_wide(df)
-    print(f"training on {len(logs)} prompts x {len(logs.models)} models from {logs_path}")
-    with phases.phase("embedding"):
-        emb, embedder = embed_logs(logs, config.embedder, settings)
+    backend = None
+    if client is None:
+        with phases.phase("reading logs"):
+            df = read_logs(logs_path)
+            logs = to_wide(df)
+        print(f"training on {len(logs)} prompts x {len(logs.models)} models from {logs_path}")
+        with phases.phase("embedding"):
+            emb, embedder = embed_logs(logs, config.embedder, settings)
+    else:
+        from llmroute.training.dask_backend import DaskBackend, embed_on_dask
+
+        with phases.phase("reading logs"):
+            settings.ensure_home()
+            embedder = load_embedder(config.embedder, settings.embedders_dir)  # built once, before the workers need it
+        with phases.phase("embedding"):
+            on_dask = embed_on_dask(client, logs_path, config.embedder, settings.embedders_dir,
+                                    settings.cache_dir / "embeddings.sqlite")
+        logs = on_dask.logs
+        df = on_dask.calls  # the logged calls' numeric columns (no prompt or answer texts)
+        emb = Embedded(logs, on_dask.embeddings, on_dask.features)
+        print(f"training on {len(logs)} prompts x {len(logs.models)} models from {logs_path} (on Dask)")
+        backend = DaskBackend(client)
     tasks = np.asarray(logs.tasks, dtype=object)
     params = QualityModelParams(target=config.success_threshold, seed=config.seed)
     with phases.phase("quality model") as report:
-        quality = QualityModel(logs.models, params).fit(emb.embeddings, emb.features, logs.quality, tasks, report)
+        quality = QualityModel(logs.models, params, backend).fit(emb.embeddings, emb.features, logs.quality, tasks,
+                                                                 report)
     print(
         f"quality model: {quality.n_rounds_} boosting rounds (CV best {quality.cv_best_iterations_}), "
         f"calibration '{quality.calibration_}' (OOF log-loss by calibration: "
@@ -191,12 +221,15 @@ def _train(
     with phases.phase("saving"):
         router.save(folder)
     has_answers = "response" in df.columns and bool(df["response"].notna().any())
-    if config.with_scorer and not has_answers:
+    if config.with_scorer and client is not None:
+        print("answer scorer not trained: with --dask only the router is trained (the answer scorer is not "
+              "distributed yet); train it in one process (llmroute train without --dask) if the cascade needs it")
+    elif config.with_scorer and not has_answers:
         print("no answer scorer: the logs carry no responses (the cascade will judge answers by the router's "
               "probability alone)")
     elif not config.with_scorer:
         print("no answer scorer (--no-scorer): the cascade will judge answers by the router's probability alone")
-    if config.with_scorer and has_answers:
+    if config.with_scorer and has_answers and client is None:
         print("training the post-call answer scorer (prompt + answer -> P(meets target)) for the cascade")
         cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
         with phases.phase("answer scorer") as report:
