@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from llmroute.cli import app
@@ -92,6 +93,24 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     yield started
     for p in reversed(started):
         stop_process_group(p, timeout=20)
+
+
+def _workers_serving(url: str, version: str | None, workers: int = 2, wait_s: float = READY_SECONDS) -> bool:
+    """True once ``workers`` distinct worker processes of the replica at ``url`` answered /ready with 200
+    (and ``version``, when given); tries for ``wait_s`` seconds (fails the test when that is > 0)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        serving = set()
+        for _ in range(8 * workers):
+            r = httpx.get(f"{url}/ready", timeout=10)
+            if r.status_code == 200 and (version is None or r.json()["router_version"] == version):
+                serving.add(r.json()["worker_pid"])
+            if len(serving) == workers:
+                return True
+        if time.monotonic() >= deadline:
+            assert wait_s == 0, f"fewer than {workers} workers of {url} ready after {wait_s} s"
+            return False
+        time.sleep(0.5)
 
 
 def _oversubscription() -> float:
@@ -163,11 +182,8 @@ def test_two_replicas_behind_haproxy(
         replicas.append((procs[-1], f"http://127.0.0.1:{port}", log))
     for proc, url, log in replicas:
         _wait(f"{url}/ready", proc, log, "llmroute serve")
-        # /ready answers per worker: 12 in a row reach both workers, so none is still loading its router
-        deadline = time.monotonic() + READY_SECONDS
-        while not all(httpx.get(f"{url}/ready", timeout=10).status_code == 200 for _ in range(12)):
-            assert time.monotonic() < deadline, f"a worker of {url} not ready after {READY_SECONDS} s"
-            time.sleep(0.5)
+        # /ready answers per worker (and names it): wait until both workers answered ready
+        _workers_serving(url, None)
 
     # HAProxy with the repo's config, addresses from the environment
     lb_port, stats_port = free_port(), free_port()
@@ -213,20 +229,26 @@ def test_two_replicas_behind_haproxy(
         assert {c.replica for c in calls if c.ok} == {"replica1", "replica2"}, calls[-5:]
         assert {c.version for c in calls if c.ok} == {"llmroute/1"}
 
-        # promotion: every worker of both replicas serves version 2 within the poll interval + 2 s
-        _cli("promote", "--logs", str(tmp_path / "test.parquet"), "--home", str(home), "--force",
-             "--reason", "replica test")
+        # promotion: every worker of both replicas serves version 2 within the poll interval + 2 s, counted
+        # from the moment the registry's alias points at version 2 (the promote command evaluates both
+        # versions first, and tags the version after)
+        promoting = threading.Thread(target=_cli, args=("promote", "--logs", str(tmp_path / "test.parquet"), "--home",
+                                                          str(home), "--force", "--reason", "replica test"))
+        promoting.start()
+        registry = MlflowClient(tracking_uri=mlflow_url)
+        while registry.get_model_version_by_alias("llmroute", "champion").version != "2":
+            if not promoting.is_alive():
+                assert registry.get_model_version_by_alias("llmroute", "champion").version == "2", "not promoted"
+                break
+            time.sleep(0.05)
         promoted = time.monotonic()
         seen = {}
         while len(seen) < 2 and time.monotonic() - promoted < 120:
             for _, url, _ in replicas:
-                if url not in seen and all(
-                    httpx.get(f"{url}/models", headers={"Authorization": "Bearer k1"}, timeout=10).json()["router_version"]
-                    == "llmroute/2"
-                    for _ in range(12)  # two workers per replica: 12 requests reach both
-                ):
+                if url not in seen and _workers_serving(url, "llmroute/2", wait_s=0):
                     seen[url] = time.monotonic() - promoted
-            time.sleep(0.1)
+            time.sleep(0.05)
+        promoting.join(timeout=120)
         allowed = POLL_S + RELOAD_S * _oversubscription()
 
         # kill -9 one replica (the uvicorn parent and both workers) under load

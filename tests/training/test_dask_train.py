@@ -12,6 +12,7 @@ import pytest
 from llmroute.config import load_settings
 from llmroute.data.schema import LogValidationError
 from llmroute.training.dask_backend import DaskSpec, DaskSpecError, PromptTable, _join
+from llmroute.training.scorer import SCORER_DIR, ResponseScorer
 from llmroute.training.train import TrainConfig, train_router
 from tests.router.helpers import ROUTERBENCH, write_slice
 
@@ -58,20 +59,25 @@ def test_duplicate_pair_across_partitions_names_both() -> None:
 @pytest.mark.slow
 def test_dask_training_matches_single_process(tmp_path: Path) -> None:
     """Two worker processes, four partitions: the same folds, fold models and out-of-fold
-    probabilities as one process; the final booster is data-parallel, so predictions agree closely."""
+    probabilities as one process, for the quality model and the answer scorer; the final boosters are
+    data-parallel, so predictions agree closely. The artifact has the same files (scorer included)."""
     src = write_slice(ROUTERBENCH / "train.parquet", tmp_path / "slice.parquet", 150, seed=3)
     parted = tmp_path / "parted.parquet"
     df = pd.read_parquet(src)
     df.to_parquet(parted, row_group_size=-(-len(df) // 4), index=False)
     settings = load_settings(home=tmp_path / "home")
-    config = TrainConfig(embedder="minilm", with_scorer=False)
-    single, single_dir = train_router(src, settings, config, out_dir=tmp_path / "single")
+    single, single_dir = train_router(src, settings, TrainConfig(embedder="minilm"), out_dir=tmp_path / "single")
     dask, dask_dir = train_router(parted, settings, TrainConfig(embedder="minilm", dask="local:2"), out_dir=tmp_path / "dask")
 
     def files(folder: Path) -> set[str]:
         return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
     assert files(dask_dir) == files(single_dir)
+    assert any(f.startswith("scorer/") for f in files(dask_dir))
+    sa, sb = (ResponseScorer.load(d / SCORER_DIR, single.embedder) for d in (single_dir, dask_dir))  # type: ignore[arg-type]
+    assert sb.cv_best_iterations_ == sa.cv_best_iterations_ and sb.n_rounds_ == sa.n_rounds_
+    assert sb.cv_auc_ == pytest.approx(sa.cv_auc_, abs=1e-12)
+    assert (sb.operating_points is None) == (sa.operating_points is None)
     qa, qb = single.quality, dask.quality  # type: ignore[attr-defined]
     assert qb.cv_best_iterations_ == qa.cv_best_iterations_
     assert qb.n_rounds_ == qa.n_rounds_
@@ -82,3 +88,7 @@ def test_dask_training_matches_single_process(tmp_path: Path) -> None:
     pa, pb = single.prepare(prompts), dask.prepare(prompts)
     probs_a, probs_b = single.predict(pa)[0], dask.predict(pb)[0]
     assert np.abs(probs_a - probs_b).mean() < 0.05
+    answers = ["4", "I do not know."] * 20
+    scored_a = sa.score(prompts, answers, [single.models[0]] * 40)
+    scored_b = sb.score(prompts, answers, [single.models[0]] * 40)
+    assert np.abs(scored_a - scored_b).mean() < 0.05

@@ -159,6 +159,12 @@ class ScorerParams:
 Earlier = Sequence[Sequence[tuple[str, str]]]  # per row: (model, answer) received before it, oldest first
 
 
+def answer_text(response: str) -> str:
+    """The text embedded for an answer: the answer, or a placeholder for an empty one (an empty text
+    can embed to a zero vector)."""
+    return response if response.strip() else "(empty)"
+
+
 class ResponseScorer:
     """P(answer meets the target) for (prompt, answer, model[, earlier answers]) rows.
 
@@ -201,8 +207,7 @@ class ResponseScorer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(prompt focus-text embeddings, answer embeddings), each text embedded once."""
         focus = [focus_text(p) for p in prompts]
-        # an empty text can embed to a zero vector: embed a placeholder instead
-        answers = [r if r.strip() else "(empty)" for r in responses]
+        answers = [answer_text(r) for r in responses]
         uniq = list(dict.fromkeys([*focus, *answers]))
         pos = {t: i for i, t in enumerate(uniq)}
         vecs = self._embed(uniq, cache)

@@ -35,6 +35,7 @@ from llmroute.serving.health import ProviderHealth, breaker_config
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.middleware import BodySizeLimit, CatchAll, LoggingHealthHeader, RequestMetrics
 from llmroute.serving.provider_http import make_provider_http
+from llmroute.serving.candidate import start_check_server
 from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,
@@ -178,3 +179,6 @@ def app_from_environment() -> FastAPI:
 
 async def _initial_load(services: Services) -> None:
     await reload_router(services)
+    if services.settings.reload_isolation:
+        # after the first load (which it does not serve): the reloads' isolated checks fork from it
+        await run_in_threadpool(start_check_server)

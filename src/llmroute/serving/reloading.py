@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
-from llmroute.serving.candidate import check_in_child, prepare_candidate, smoke_served
+from llmroute.serving.candidate import check_candidate, prepare_candidate, smoke_served
 from llmroute.serving.loading import load_served, source_version
 from llmroute.serving.providers import missing_endpoints
 from llmroute.serving.state import Services, freeze_heap
@@ -56,19 +58,33 @@ async def reload_router(services: Services) -> ReloadOutcome:
         now = datetime.now(UTC).isoformat(timespec="seconds")
         # the embedder serving now, unwrapped; the new version shares it when it records the same one
         serving_embedder = getattr(holder.current.embedder, "inner", holder.current.embedder) if holder.current else None
+        t0 = time.monotonic()
+        steps: list[str] = []
+
+        def step(what: str) -> None:
+            steps.append(f"{what} {time.monotonic() - t0:.2f} s")
+
         try:
             pinned = None
             if settings.model.startswith(REGISTRY_PREFIX):
                 pinned = await run_in_threadpool(source_version, settings.model, services.core)
             candidate = await run_in_threadpool(prepare_candidate, settings.model, services.core, pinned)
+            step("pinned and verified")
             try:
                 # isolation protects a served router; at the first load there is none to keep (a crash
                 # there is a failed start), so it is skipped to keep startup fast
                 if settings.reload_isolation and holder.current is not None:
-                    await check_in_child(candidate, services.core, settings.use_scorer, settings.reload_check_timeout_s)
+                    checked = await check_candidate(candidate, services.core, settings.use_scorer,
+                                                    settings.reload_check_timeout_s)
+                    step({"ran": "isolated check", "host": "isolated check (this host's record)",
+                          "registry": "isolated check (the registry's record)"}[checked.how])
                 router, scorer = await run_in_threadpool(load_served, candidate.source, services.core,
                                                          settings.use_scorer, serving_embedder)
+                if candidate.registry_version is not None:
+                    router.version = candidate.registry_version
+                step("loaded")
                 await run_in_threadpool(smoke_served, router, scorer)
+                step("smoke-routed")
             finally:
                 await run_in_threadpool(candidate.discard)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the current router
@@ -83,10 +99,12 @@ async def reload_router(services: Services) -> ReloadOutcome:
         replaced = holder.swap(router, scorer) is not None
         freeze_heap(replaced)
         services.metrics.reloads.labels("ok").inc()
+        log.warning("TIMELINE pid %d wall %.2f: %s", os.getpid(), time.time(), ", ".join(steps))
         log.info(
-            "serving router %s from %s (was %s), %d models, %s",
+            "serving router %s from %s (was %s), %d models, %s; %s",
             router.version, services.settings.model, previous, len(router.models),
             "with the answer scorer" if scorer else "WITHOUT an answer scorer (the cascade uses the router's probability)",
+            ", ".join(steps),
         )
         missing = missing_endpoints(router.models, router.specs, services.settings)
         if missing:

@@ -115,7 +115,7 @@ class PromptTable:
     input_tokens: np.ndarray  # (p,) float
     embeddings: np.ndarray  # (p, d) float32
     features: np.ndarray  # (p, f) float32
-    outcomes: pd.DataFrame  # prompt_id, model, quality, cost_usd, cost_is_estimated (+ output_tokens, latency_ms when logged)
+    outcomes: pd.DataFrame  # prompt_id, model, quality, cost_usd, cost_is_estimated (+ output_tokens, latency_ms, response when logged)
 
 
 _WORKER_EMBEDDERS: dict[str, Any] = {}
@@ -131,9 +131,12 @@ def _worker_embedder(spec: str, embedders_dir: str) -> Any:
     return _WORKER_EMBEDDERS[key]
 
 
-def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_dir: str, cache_path: str) -> PromptTable:
+def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_dir: str, cache_path: str,
+                 with_answers: bool = False) -> PromptTable:
     """Validate one partition (errors name ``label``, the partition's rows counted from 1) and reduce it
-    to a :class:`PromptTable` (runs on a worker)."""
+    to a :class:`PromptTable` (runs on a worker). ``with_answers``: keep the logged ``response`` texts
+    in the outcomes (for the answer scorer) and embed them into the cache here, on the worker."""
+    from llmroute.router.answer_scorer import answer_text
     from llmroute.router.embedder import EmbeddingCache
     from llmroute.router.features import embed_and_featurize
 
@@ -145,10 +148,15 @@ def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_d
         missing = np.isnan(tokens)
         tokens[missing] = count_tokens_array(list(prompts[missing])).astype(float)
     embedder = _worker_embedder(embedder_spec, embedders_dir)
-    emb, feats = embed_and_featurize(list(prompts), tokens, embedder, EmbeddingCache(Path(cache_path)))
+    cache = EmbeddingCache(Path(cache_path))
+    emb, feats = embed_and_featurize(list(prompts), tokens, embedder, cache)
     tasks = np.array([None if pd.isna(t) else str(t) for t in first["task"]], dtype=object)
     # the numeric per-call columns training uses (the cost model's answer lengths, learned latencies)
     extra = [c for c in ("output_tokens", "latency_ms") if c in df.columns]
+    if with_answers and "response" in df.columns:
+        extra.append("response")
+        answers = [answer_text(str(r)) for r in df["response"].dropna()]
+        cache.encode(embedder, list(dict.fromkeys(answers)), progress=False)  # the scorer then reads them cached
     outcomes = df[["prompt_id", "model", "quality", "cost_usd", "cost_is_estimated", *extra]].copy()
     return PromptTable(
         first["prompt_id"].astype(str).to_numpy(dtype=object), prompts, tasks, tokens,
@@ -163,13 +171,15 @@ class DaskEmbedded:
     logs: WideLogs
     embeddings: np.ndarray
     features: np.ndarray
-    calls: pd.DataFrame  # one row per logged call: prompt_id, model, quality, cost_usd, output_tokens/latency_ms if logged
+    calls: pd.DataFrame  # one row per logged call: prompt, prompt_id, model, quality, cost_usd (+ output_tokens, latency_ms, response)
 
 
 def embed_on_dask(client: Any, path: Path, embedder_spec: str, embedders_dir: Path, cache_path: Path,
-                  echo: Any = print) -> DaskEmbedded:
+                  echo: Any = print, with_answers: bool = False) -> DaskEmbedded:
     """Read ``path`` as a ``dask.dataframe``, embed every partition's distinct prompts on the workers
-    and join the prompt tables here. The same prompts, order, matrices and embeddings as reading the
+    and join the prompt tables here. ``with_answers``: the calls keep their ``response`` texts, embedded
+    on the workers into the cache at ``cache_path`` (shared by a LocalCluster's workers and this
+    process; on a remote cluster each worker's own disk, and this process embeds them again). The same prompts, order, matrices and embeddings as reading the
     file in one process (:func:`llmroute.data.wide.to_wide` plus
     :func:`llmroute.router.features.embed_and_featurize`). Duplicate (prompt_id, model) pairs across
     partitions are an error naming both partitions."""
@@ -189,7 +199,7 @@ def embed_on_dask(client: Any, path: Path, embedder_spec: str, embedders_dir: Pa
     for i, part in enumerate(parts):
         fut = client.submit(
             prompt_table, client.compute(part), f"{path} (partition {i + 1} of {len(parts)})",
-            embedder_spec, str(embedders_dir), str(cache_path), pure=False,
+            embedder_spec, str(embedders_dir), str(cache_path), with_answers, pure=False,
         )
         futures[fut] = i
     tables: list[PromptTable | None] = [None] * len(parts)
@@ -225,7 +235,7 @@ def _join(tables: list[PromptTable], path: Path) -> DaskEmbedded:
     long = outcomes.drop(columns="_part").assign(prompt=prompts[at], input_tokens=tokens[at], task=tasks[at])
     logs = to_wide(long)
     order = pos.loc[list(logs.prompt_ids)].to_numpy()
-    return DaskEmbedded(logs, emb[order], feats[order], outcomes.drop(columns="_part"))
+    return DaskEmbedded(logs, emb[order], feats[order], long)
 
 
 # ---- the quality model's steps on the workers ---------------------------------------------------

@@ -167,6 +167,25 @@ def load_served_uri(uri: str, settings: Settings, with_scorer: bool = True,
     artifact's ``scorer/`` folder, covered by the same checksums), or None when it has none or
     ``with_scorer`` is False. The scorer shares the router's embedder. ``reuse``: see
     :func:`~llmroute.training.manifest.load_verified_router`."""
+    with tempfile.TemporaryDirectory(prefix="llmroute-model-") as tmp:
+        got = download_version(uri, settings, Path(tmp))
+        router, scorer = load_downloaded(got, settings, with_scorer, reuse)
+    return router, scorer
+
+
+@dataclass(frozen=True)
+class DownloadedVersion:
+    """A registry version's router artifact on local disk: ``folder`` (holding router.json), the
+    version's name ``<name>/<version>`` and a ``label`` naming it for messages."""
+
+    folder: Path
+    version: str
+    label: str
+
+
+def download_version(uri: str, settings: Settings, dst: Path) -> DownloadedVersion:
+    """Download the router artifact of the version ``uri`` names into ``dst`` (not yet verified: see
+    :func:`load_downloaded`); failures are :class:`RegistryError` naming the version."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
@@ -174,24 +193,46 @@ def load_served_uri(uri: str, settings: Settings, with_scorer: bool = True,
     with registry_client(settings, f"loading {uri}") as (client, tracking):
         mv = resolve_version(client, ref, tracking)
         label = f"{uri} (version {mv.version} of '{ref.name}' in {tracking})"
-        with tempfile.TemporaryDirectory(prefix="llmroute-model-") as tmp:
-            try:
-                local = download_artifacts(
-                    artifact_uri=f"models:/{ref.name}/{mv.version}", dst_path=tmp, tracking_uri=tracking
-                )
-            except (OSError, MlflowException) as exc:
-                text = getattr(exc, "message", str(exc))
-                if _unreachable(text):
-                    raise
-                raise RegistryError(f"{label}: the model artifact cannot be downloaded: {text}") from exc
-            folder = _router_folder(Path(local))
-            try:
-                router = load_verified_router(folder, settings.embedders_dir, label, reuse)
-            except DamagedArtifactError as exc:
-                raise RegistryError(str(exc)) from exc
-            scorer = _registered_scorer(folder, router, label) if with_scorer else None
-    router.version = f"{ref.name}/{mv.version}"
+        try:
+            local = download_artifacts(
+                artifact_uri=f"models:/{ref.name}/{mv.version}", dst_path=str(dst), tracking_uri=tracking
+            )
+        except (OSError, MlflowException) as exc:
+            text = getattr(exc, "message", str(exc))
+            if _unreachable(text):
+                raise
+            raise RegistryError(f"{label}: the model artifact cannot be downloaded: {text}") from exc
+    return DownloadedVersion(_router_folder(Path(local)), f"{ref.name}/{mv.version}", label)
+
+
+def load_downloaded(got: DownloadedVersion, settings: Settings, with_scorer: bool = True,
+                    reuse: Embedder | None = None) -> tuple[Router, ResponseScorer | None]:
+    """The router (checksums verified, version set to ``<name>/<version>``) and, when ``with_scorer``,
+    its registered scorer from a :func:`download_version` folder."""
+    try:
+        router = load_verified_router(got.folder, settings.embedders_dir, got.label, reuse)
+    except DamagedArtifactError as exc:
+        raise RegistryError(str(exc)) from exc
+    scorer = _registered_scorer(got.folder, router, got.label) if with_scorer else None
+    router.version = got.version
     return router, scorer
+
+
+CHECKED_TAG = "llmroute.isolated_check_passed"
+
+
+def version_tag(version: str, tag: str, settings: Settings) -> str | None:
+    """The value of ``tag`` on the registry version ``<name>/<version>``, or None when it has none."""
+    name, number = version.rsplit("/", 1)
+    with registry_client(settings, f"reading the tags of {version}") as (client, _):
+        return client.get_model_version(name, number).tags.get(tag)
+
+
+def set_version_tag(version: str, tag: str, value: str, settings: Settings) -> None:
+    """Set ``tag`` on the registry version ``<name>/<version>`` (:class:`RegistryError` on failure)."""
+    name, number = version.rsplit("/", 1)
+    with registry_client(settings, f"tagging {version}") as (client, _):
+        client.set_model_version_tag(name, number, tag, value)
 
 
 def _registered_scorer(folder: Path, router: Router, label: str) -> ResponseScorer | None:

@@ -43,6 +43,7 @@ from llmroute.router.answer_scorer import (
     scorer_in,
 )
 from llmroute.router.embedder import Embedder, EmbeddingCache
+from llmroute.router.quality_model import FitBackend, LocalBackend
 
 __all__ = [
     "ARRAYS_FILE", "BOOSTER_FILE", "FORMAT_VERSION", "META_FILE", "RESPONSE_FEATURES", "SCORER_DIR",
@@ -75,12 +76,16 @@ class ResponseScorer(_inference.ResponseScorer):
     """The answer scorer with :meth:`fit` (see module docstring)."""
 
     def fit(
-        self, df: pd.DataFrame, cache: EmbeddingCache | None = None, report: Report | None = None
+        self, df: pd.DataFrame, cache: EmbeddingCache | None = None, report: Report | None = None,
+        backend: FitBackend | None = None,
     ) -> ResponseScorer:
         """Fit on long-format logs with the columns prompt, response, model, quality (rows with a
         missing response or quality are skipped and counted in ``n_skipped_``); ``report(fraction,
-        label)`` hears how far the fit is (see :mod:`llmroute.progress`)."""
+        label)`` hears how far the fit is (see :mod:`llmroute.progress`). ``backend``: where the CV
+        fold boosters and the final booster are fitted (:class:`~llmroute.router.quality_model.FitBackend`;
+        in this process by default, e.g. a Dask cluster with ``llmroute train --dask``)."""
         report = report or no_report()
+        backend = backend or LocalBackend()
         missing = {"prompt", "response", "model", "quality"} - set(df.columns)
         if missing:
             raise ValueError(f"scorer training logs need the columns prompt, response, model, quality; "
@@ -123,20 +128,23 @@ class ResponseScorer(_inference.ResponseScorer):
         cats = [X.shape[1] - 1]
         groups = pd.factorize(pd.Series([prompts[i] for i in idx]))[0]
         n_folds = max(2, min(p.folds, len(np.unique(groups))))
-        best, oof = [], np.full(len(yy), np.nan)
-        self.fold_boosters_: list[lgb.Booster] = []
+        splits = list(GroupKFold(n_folds).split(X, yy, groups))
+        in_train = []
+        for tr, _ in splits:
+            mask = np.zeros(len(yy), dtype=bool)
+            mask[tr] = True
+            in_train.append(mask)
+
+        def fold_done(done: int) -> None:
+            report(0.35 + 0.45 * done / n_folds, f"CV fold {done}/{n_folds}")
+
+        fits = backend.fit_folds(p.lgb_params(), X, yy, in_train, cats, p.max_rounds, p.early_stopping_rounds,
+                                 fold_done)
+        best, oof = [f.best_iteration for f in fits], np.full(len(yy), np.nan)
+        self.fold_boosters_: list[lgb.Booster] = [f.booster for f in fits]
         self.prompt_fold_: dict[str, int] = {}
-        for f, (tr, va) in enumerate(GroupKFold(n_folds).split(X, yy, groups)):
-            dtr = lgb.Dataset(X[tr], yy[tr], categorical_feature=cats, free_raw_data=False)
-            dva = lgb.Dataset(X[va], yy[va], categorical_feature=cats, reference=dtr)
-            b = lgb.train(
-                p.lgb_params(), dtr, num_boost_round=p.max_rounds, valid_sets=[dva],
-                callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
-            )
-            best.append(int(b.best_iteration or p.max_rounds))
+        for f, ((_, va), b) in enumerate(zip(splits, self.fold_boosters_)):
             oof[va] = b.predict(X[va], num_iteration=b.best_iteration)
-            report(0.35 + 0.45 * len(best) / n_folds, f"CV fold {len(best)}/{n_folds}")
-            self.fold_boosters_.append(b)
             for i in va:
                 self.prompt_fold_[prompts[idx[i]]] = f
         self.cv_best_iterations_ = best
@@ -146,9 +154,7 @@ class ResponseScorer(_inference.ResponseScorer):
         self.cv_auc_with_earlier_ = _auc(yy[len(rows):], oof[len(rows):])
         self.n_rows_ = int(len(y))
         report(0.8, "final model")
-        self.booster_ = lgb.train(
-            p.lgb_params(), lgb.Dataset(X, yy, categorical_feature=cats), num_boost_round=self.n_rounds_
-        )
+        self.booster_ = backend.fit_final(p.lgb_params(), X, yy, cats, self.n_rounds_)
         return self
 
     def score_oof(
@@ -191,10 +197,11 @@ def train_scorer(
     seed: int = 0,
     cache: EmbeddingCache | None = None,
     report: Report | None = None,
+    backend: FitBackend | None = None,
 ) -> ResponseScorer:
     """Fit a :class:`ResponseScorer` on long-format logs with responses and save it to ``folder``
-    (typically ``<router folder>/scorer``)."""
-    scorer = ResponseScorer(embedder, ScorerParams(threshold=threshold, seed=seed)).fit(df, cache, report)
+    (typically ``<router folder>/scorer``); ``backend``: see :meth:`ResponseScorer.fit`."""
+    scorer = ResponseScorer(embedder, ScorerParams(threshold=threshold, seed=seed)).fit(df, cache, report, backend)
     scorer.save(folder)
     print(
         f"response scorer: {scorer.n_rows_} rows ({scorer.n_skipped_} skipped without response/quality), "

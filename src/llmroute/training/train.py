@@ -119,7 +119,7 @@ def _train_router(
     t0 = time.perf_counter()
     catalog = catalog or load_merged_catalog()
     weights: dict[str, float] = {"reading logs": 3, "embedding": 12, "quality model": 45, "cost model and knobs": 5, "saving": 2}
-    if config.with_scorer and client is None:
+    if config.with_scorer:
         weights["answer scorer"] = 33
     with Phases("training", weights) as phases:
         return _train(logs_path, settings, config, catalog, out_dir, phases, t0, client)
@@ -145,9 +145,9 @@ def _train(
             embedder = load_embedder(config.embedder, settings.embedders_dir)  # built once, before the workers need it
         with phases.phase("embedding"):
             on_dask = embed_on_dask(client, logs_path, config.embedder, settings.embedders_dir,
-                                    settings.cache_dir / "embeddings.sqlite")
+                                    settings.cache_dir / "embeddings.sqlite", with_answers=config.with_scorer)
         logs = on_dask.logs
-        df = on_dask.calls  # the logged calls' numeric columns (no prompt or answer texts)
+        df = on_dask.calls  # the logged calls (their answers only when the scorer is trained)
         emb = Embedded(logs, on_dask.embeddings, on_dask.features)
         print(f"training on {len(logs)} prompts x {len(logs.models)} models from {logs_path} (on Dask)")
         backend = DaskBackend(client)
@@ -221,15 +221,12 @@ def _train(
     with phases.phase("saving"):
         router.save(folder)
     has_answers = "response" in df.columns and bool(df["response"].notna().any())
-    if config.with_scorer and client is not None:
-        print("answer scorer not trained: with --dask only the router is trained (the answer scorer is not "
-              "distributed yet); train it in one process (llmroute train without --dask) if the cascade needs it")
-    elif config.with_scorer and not has_answers:
+    if config.with_scorer and not has_answers:
         print("no answer scorer: the logs carry no responses (the cascade will judge answers by the router's "
               "probability alone)")
     elif not config.with_scorer:
         print("no answer scorer (--no-scorer): the cascade will judge answers by the router's probability alone")
-    if config.with_scorer and has_answers and client is None:
+    if config.with_scorer and has_answers:
         print("training the post-call answer scorer (prompt + answer -> P(meets target)) for the cascade")
         cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
         with phases.phase("answer scorer") as report:
@@ -241,6 +238,7 @@ def _train(
                 seed=config.seed,
                 cache=cache,
                 report=report,
+                backend=backend,
             )
             report(0.95, "cascade operating points")
             points = cascade_operating_points(df, logs, rows, quality.oof_probs_, exp_cost, scorer, default_rule,

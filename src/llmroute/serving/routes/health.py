@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -24,7 +25,8 @@ async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
     is not open and its rate limit not spent); 503 with the reason otherwise (the load error, or every
     model's health), and 503 while the decision log refuses new records (requests would be answered
     503). ``decision_log``: ``ok``, ``off`` or ``degraded: <why>`` (the database or spool disk refuses
-    writes; records are kept and replayed)."""
+    writes; records are kept and replayed). ``worker_pid``: the process that answered (one of the
+    ``llmroute serve --workers N``), so a check can tell that every worker is ready."""
     current = services.holder.current
     log = services.decision_log
     if log is None:
@@ -52,7 +54,7 @@ async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
         )
     body: dict[str, Any] = {
         "status": "ready", "router_version": current.version, "models_available": len(healthy),
-        "unavailable": down, "decision_log": logging_state,
+        "unavailable": down, "decision_log": logging_state, "worker_pid": os.getpid(),
     }
     last = services.holder.last_reload
     if last is not None and not last.ok:
