@@ -71,6 +71,13 @@ def main() -> None:
     diff = b["routers"]["learned"]["aiq"] - a["routers"]["learned"]["aiq"]
     print(f"AIQ difference ({b_name} - {a_name}): {diff:+.4f}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    files = [{str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and "report" not in p.relative_to(d).parts}
+             for d in (a_dir, b_dir)]
+    scorer = sorted(f for f in files[0] if f.startswith("scorer/"))
+    print(f"artifact files: {'the same' if files[0] == files[1] else 'DIFFERENT'} ({len(files[0])} files, "
+          f"answer scorer: {len(scorer)} files{', with cascade operating points' if any('operating' in f for f in scorer) else ''})"
+          + ("" if files[0] == files[1] else f"; only in {a_name}: {sorted(files[0] - files[1])}, only in {b_name}: "
+             f"{sorted(files[1] - files[0])}"))
     agree = _agreement(a_dir, b_dir, test)
     print(f"test prompts routed to the same model at the default target: {agree:.1%}")
 

@@ -96,15 +96,17 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def _workers_serving(url: str, version: str | None, workers: int = 2, wait_s: float = READY_SECONDS) -> bool:
-    """True once ``workers`` distinct worker processes of the replica at ``url`` answered /ready with 200
-    (and ``version``, when given); tries for ``wait_s`` seconds (fails the test when that is > 0)."""
+    """True once ``workers`` distinct worker processes of the replica at ``url`` answered /ready with 200,
+    their reload checks ready (and ``version``, when given); tries for ``wait_s`` seconds (fails the
+    test when that is > 0)."""
     deadline = time.monotonic() + wait_s
     while True:
         serving = set()
         for _ in range(8 * workers):
             r = httpx.get(f"{url}/ready", timeout=10)
-            if r.status_code == 200 and (version is None or r.json()["router_version"] == version):
-                serving.add(r.json()["worker_pid"])
+            body = r.json()
+            if r.status_code == 200 and body["isolated_check"] == "ready" and version in (None, body["router_version"]):
+                serving.add(body["worker_pid"])
             if len(serving) == workers:
                 return True
         if time.monotonic() >= deadline:

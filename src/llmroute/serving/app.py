@@ -178,7 +178,8 @@ def app_from_environment() -> FastAPI:
 
 
 async def _initial_load(services: Services) -> None:
-    await reload_router(services)
     if services.settings.reload_isolation:
-        # after the first load (which it does not serve): the reloads' isolated checks fork from it
-        await run_in_threadpool(start_check_server)
+        # the reloads' isolated checks fork from it; a separate process, started alongside the first load
+        await asyncio.gather(reload_router(services), run_in_threadpool(start_check_server))
+    else:
+        await reload_router(services)

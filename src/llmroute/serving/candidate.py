@@ -33,6 +33,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,13 +141,26 @@ def _context() -> Any:
     return ctx
 
 
+_SERVER_STARTED = threading.Event()
+
+
 def start_check_server() -> None:
     """Start this process's check server now (blocking, a second or two of CPU once), so that the
     first reload does not pay for it. Idempotent."""
     from multiprocessing import forkserver
 
     _context()
-    forkserver.ensure_running()
+    try:
+        forkserver.ensure_running()
+    except Exception as exc:  # noqa: BLE001 - a check then starts it (and reports what fails)
+        log.warning("the reload check server did not start (%s): the first reload check will try again", exc)
+        return
+    _SERVER_STARTED.set()
+
+
+def check_server_started() -> bool:
+    """True once :func:`start_check_server` returned in this process."""
+    return _SERVER_STARTED.is_set()
 
 
 async def check_in_child(candidate: Candidate, core: Settings, use_scorer: bool, timeout_s: float) -> str:

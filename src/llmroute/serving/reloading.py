@@ -1,10 +1,11 @@
 """Loading and atomically replacing the served router (initial load, /admin/reload, polling).
 
 A reload is a transaction (:mod:`llmroute.serving.candidate`): the source is pinned (a folder
-snapshot or a registry version), its checksums verified, the candidate loaded and smoke-routed in a
-child process (``reload_isolation``; a native crash kills only the child; not at the first load,
-when there is no served router to protect), then loaded here and smoke-routed again; only then is it
-swapped in. On any failure the served router stays and the
+snapshot or a registry version's artifact, downloaded once), its checksums verified, the candidate
+loaded and smoke-routed in a child process (``reload_isolation``; a native crash kills only the child;
+not at the first load, when there is no served router to protect; once per candidate content on a
+host, :mod:`llmroute.serving.check_records`), then loaded here and smoke-routed again; only then is it
+swapped in. The log line of a reload gives the time each step took. On any failure the served router stays and the
 outcome says why (``/admin/reload`` answers 503 with it; ``/ready`` shows the last failure; polling
 logs it once and does not retry the same candidate until it changes).
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,7 +99,6 @@ async def reload_router(services: Services) -> ReloadOutcome:
         replaced = holder.swap(router, scorer) is not None
         freeze_heap(replaced)
         services.metrics.reloads.labels("ok").inc()
-        log.warning("TIMELINE pid %d wall %.2f: %s", os.getpid(), time.time(), ", ".join(steps))
         log.info(
             "serving router %s from %s (was %s), %d models, %s; %s",
             router.version, services.settings.model, previous, len(router.models),

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from llmroute.serving.candidate import check_server_started
 from llmroute.serving.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
@@ -26,7 +27,9 @@ async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
     model's health), and 503 while the decision log refuses new records (requests would be answered
     503). ``decision_log``: ``ok``, ``off`` or ``degraded: <why>`` (the database or spool disk refuses
     writes; records are kept and replayed). ``worker_pid``: the process that answered (one of the
-    ``llmroute serve --workers N``), so a check can tell that every worker is ready."""
+    ``llmroute serve --workers N``), so a check can tell that every worker is ready. ``isolated_check``:
+    ``ready`` once the process that reload checks fork from is up (``starting`` before; ``off`` without
+    reload isolation)."""
     current = services.holder.current
     log = services.decision_log
     if log is None:
@@ -55,6 +58,8 @@ async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
     body: dict[str, Any] = {
         "status": "ready", "router_version": current.version, "models_available": len(healthy),
         "unavailable": down, "decision_log": logging_state, "worker_pid": os.getpid(),
+        "isolated_check": ("ready" if check_server_started() else "starting") if services.settings.reload_isolation
+        else "off",
     }
     last = services.holder.last_reload
     if last is not None and not last.ok:
