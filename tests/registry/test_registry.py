@@ -158,3 +158,34 @@ def test_embedder_mismatch_is_named(good: Trained, reg_home: Path, tmp_path: Pat
     manifest.write_text(json.dumps(m))
     with pytest.raises(EmbedderMismatchError, match="models:/llmroute/1.*trained with embedder 'minilm'"):
         load_router_uri("models:/llmroute/1", settings)
+
+
+def test_a_passed_reload_check_is_tagged_and_reused_by_other_replicas(good: Trained, reg_home: Path,
+                                                                        tmp_path: Path) -> None:
+    """A replica that passed a registry version's isolated check tags the version with the check's key;
+    another replica (its own state folder) then skips the check, and a tag of other files does not count."""
+    import asyncio
+
+    from llmroute.serving.candidate import check_candidate, prepare_candidate
+    from llmroute.training.registry import CHECKED_TAG, set_version_tag, version_tag
+
+    settings = store_settings(reg_home, tmp_path / "store")
+    router, folder = fresh_copy(good, tmp_path)
+    log_training_run(router, folder, good.logs, None, settings)
+
+    def check(home: Path) -> str:
+        core = settings.model_copy(update={"home": home})
+        candidate = prepare_candidate("models:/llmroute@challenger", core, "llmroute/1")
+        try:
+            assert candidate.registry_version == "llmroute/1"
+            return asyncio.run(check_candidate(candidate, core, False, 120.0)).how
+        finally:
+            candidate.discard()
+
+    assert version_tag("llmroute/1", CHECKED_TAG, settings) is None
+    assert check(tmp_path / "replica1") == "ran"
+    key = version_tag("llmroute/1", CHECKED_TAG, settings)
+    assert key and len(key) == 64
+    assert check(tmp_path / "replica2") == "registry"
+    set_version_tag("llmroute/1", CHECKED_TAG, "0" * 64, settings)  # a pass of other files
+    assert check(tmp_path / "replica3") == "ran"

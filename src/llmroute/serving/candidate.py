@@ -147,15 +147,20 @@ _SERVER_STARTED = threading.Event()
 def start_check_server() -> None:
     """Start this process's check server now (blocking, a second or two of CPU once), so that the
     first reload does not pay for it. Idempotent."""
-    from multiprocessing import forkserver
-
-    _context()
+    ctx = _context()
     try:
-        forkserver.ensure_running()
+        # the server imports CHECK_MODULES before it forks anything: one empty child waits for that
+        probe = ctx.Process(target=_nothing, daemon=True)
+        probe.start()
+        probe.join()
     except Exception as exc:  # noqa: BLE001 - a check then starts it (and reports what fails)
         log.warning("the reload check server did not start (%s): the first reload check will try again", exc)
         return
     _SERVER_STARTED.set()
+
+
+def _nothing() -> None:
+    """The probe child of :func:`start_check_server`."""
 
 
 def check_server_started() -> bool:
@@ -197,6 +202,7 @@ async def check_in_child(candidate: Candidate, core: Settings, use_scorer: bool,
                 result = {}
         err = err_path.read_bytes() if err_path.exists() else b""
     finally:
+        send.close()
         receive.close()
         err_path.unlink(missing_ok=True)
     code = proc.exitcode or 0
