@@ -62,9 +62,12 @@ def test_dask_training_matches_single_process(tmp_path: Path) -> None:
     probabilities as one process, for the quality model and the answer scorer; the final boosters are
     data-parallel, so predictions agree closely. The artifact has the same files (scorer included)."""
     src = write_slice(ROUTERBENCH / "train.parquet", tmp_path / "slice.parquet", 150, seed=3)
-    parted = tmp_path / "parted.parquet"
+    parted = tmp_path / "parted"  # four files: four partitions
+    parted.mkdir()
     df = pd.read_parquet(src)
-    df.to_parquet(parted, row_group_size=-(-len(df) // 4), index=False)
+    step = -(-len(df) // 4)
+    for i in range(4):
+        df.iloc[i * step : (i + 1) * step].to_parquet(parted / f"part-{i}.parquet", index=False)
     settings = load_settings(home=tmp_path / "home")
     single, single_dir = train_router(src, settings, TrainConfig(embedder="minilm"), out_dir=tmp_path / "single")
     dask, dask_dir = train_router(parted, settings, TrainConfig(embedder="minilm", dask="local:2"), out_dir=tmp_path / "dask")

@@ -43,6 +43,7 @@ from llmroute.router.quality_model import FoldFit, fit_fold
 LOCAL_PREFIX = "local:"
 LOG_COLUMNS = ("prompt_id", "prompt", "model", "quality", "cost_usd", "cost_is_estimated", "input_tokens", "task")
 WORKER_MEMORY_LIMIT = "4GiB"  # per LocalCluster worker; Dask spills, then pauses, then restarts a worker above it
+PROMPT_OVERRIDE = "_prompt_override"  # a partition's outcomes: the row's prompt text where it is not its id's first
 
 
 class DaskSpecError(ValueError):
@@ -158,6 +159,11 @@ def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_d
         answers = [answer_text(str(r)) for r in df["response"].dropna()]
         cache.encode(embedder, list(dict.fromkeys(answers)), progress=False)  # the scorer then reads them cached
     outcomes = df[["prompt_id", "model", "quality", "cost_usd", "cost_is_estimated", *extra]].copy()
+    # a row whose prompt text differs from its id's first text keeps its own (as reading the file in
+    # one process does); the others share the first's string when joined
+    own = df["prompt"].astype(str).to_numpy(dtype=object)
+    default = pd.Series(prompts, index=first["prompt_id"].to_numpy()).loc[df["prompt_id"].to_numpy()].to_numpy()
+    outcomes[PROMPT_OVERRIDE] = np.where(own != default, own, None)
     return PromptTable(
         first["prompt_id"].astype(str).to_numpy(dtype=object), prompts, tasks, tokens,
         np.asarray(emb, dtype=np.float32), feats, outcomes,
@@ -222,6 +228,16 @@ def _join(tables: list[PromptTable], path: Path) -> DaskEmbedded:
             str(path), None, "prompt_id, model",
             f"duplicate (prompt_id, model) = ({pid!r}, {model!r}) in partitions {', '.join(map(str, rows['_part']))}",
         )
+    # each row's prompt text: its partition's first text of the id, or its own where that differs
+    row_prompt = np.concatenate([
+        t.prompts[pd.Series(np.arange(len(t.prompt_ids)), index=t.prompt_ids).loc[t.outcomes["prompt_id"].astype(str)]
+                  .to_numpy()] for t in tables
+    ]) if len(outcomes) else np.array([], dtype=object)
+    if PROMPT_OVERRIDE in outcomes.columns:
+        override = outcomes[PROMPT_OVERRIDE].to_numpy(dtype=object)
+        mask = pd.notna(override)
+        row_prompt[mask] = override[mask]
+        outcomes = outcomes.drop(columns=PROMPT_OVERRIDE)
     ids = np.concatenate([t.prompt_ids for t in tables])
     _, first = np.unique(ids, return_index=True)
     first = np.sort(first)  # first occurrence, in file order
@@ -232,7 +248,7 @@ def _join(tables: list[PromptTable], path: Path) -> DaskEmbedded:
     pos = pd.Series(np.arange(len(first)), index=ids[first])
     at = pos.loc[outcomes["prompt_id"].astype(str)].to_numpy()
     # object columns hold references to each prompt's one string, not copies
-    long = outcomes.drop(columns="_part").assign(prompt=prompts[at], input_tokens=tokens[at], task=tasks[at])
+    long = outcomes.drop(columns="_part").assign(prompt=row_prompt, input_tokens=tokens[at], task=tasks[at])
     logs = to_wide(long)
     order = pos.loc[list(logs.prompt_ids)].to_numpy()
     return DaskEmbedded(logs, emb[order], feats[order], long)

@@ -65,10 +65,16 @@ def embed_logs(logs: WideLogs, embedder_spec: str, settings: Settings) -> tuple[
 
 
 def data_fingerprint(path: Path) -> str:
+    """sha256 (16 hex digits) of a log file, or of a folder of Parquet files (each file's relative path
+    and bytes, in name order: a dataset ``--dask`` reads one partition per file)."""
     h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f"{f.relative_to(path).as_posix()}\0".encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()[:16]
 
 
