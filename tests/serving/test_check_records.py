@@ -95,9 +95,8 @@ def test_lock_waits_for_its_holder_and_times_out(tmp_path: Path) -> None:
     t.start()
     held.wait(5)
     t0 = time.monotonic()
-    with pytest.raises(CheckLockTimeout, match="held the isolated check's lock"):
-        with records.exclusive("k", 0.3):
-            pass
+    with pytest.raises(CheckLockTimeout, match="held the isolated check's lock"), records.exclusive("k", 0.3):
+        pass
     assert time.monotonic() - t0 >= 0.3
     release.set()
     t.join()

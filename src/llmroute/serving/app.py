@@ -27,6 +27,7 @@ from llmroute.data.catalog import load_catalog
 from llmroute.router.router import Router
 from llmroute.serving.batching import Batchers
 from llmroute.serving.budget_control import open_budget_control
+from llmroute.serving.candidate import start_check_server
 from llmroute.serving.compute import ComputeLimiter
 from llmroute.serving.decision_logging import DecisionLog, enforce_retention, resolve_log_url
 from llmroute.serving.errors import install_error_handlers
@@ -35,7 +36,6 @@ from llmroute.serving.health import ProviderHealth, breaker_config
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.middleware import BodySizeLimit, CatchAll, LoggingHealthHeader, RequestMetrics
 from llmroute.serving.provider_http import make_provider_http
-from llmroute.serving.candidate import start_check_server
 from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,
