@@ -90,10 +90,13 @@ def dask_client(spec: DaskSpec, echo: Any = print) -> Iterator[Any]:
             client.close()
         return
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the worker processes
-    cluster = LocalCluster(
-        n_workers=spec.workers, threads_per_worker=1, processes=True, memory_limit=WORKER_MEMORY_LIMIT,
-        dashboard_address=":0", host="127.0.0.1",  # any free port: several clusters may share a machine
-    )
+    with warnings.catch_warnings():
+        # a timing remark (scratch folders slow to create), common on a busy machine; not a failure
+        warnings.filterwarnings("ignore", message=r"Creating scratch directories is taking a surprisingly long time")
+        cluster = LocalCluster(
+            n_workers=spec.workers, threads_per_worker=1, processes=True, memory_limit=WORKER_MEMORY_LIMIT,
+            dashboard_address=":0", host="127.0.0.1",  # any free port: several clusters may share a machine
+        )
     client = Client(cluster)
     try:
         echo(f"dask: LocalCluster of {spec.workers} worker processes ({WORKER_MEMORY_LIMIT} each) at {cluster.scheduler_address}")
