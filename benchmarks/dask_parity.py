@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,7 @@ def _agreement(a_dir: Path, b_dir: Path, test: Path) -> float:
     return float(np.mean([getattr(x, "model", None) == getattr(y, "model", None) for x, y in zip(pa, pb)]))
 
 
-def _queries(router, prompts):  # noqa: ANN001, ANN202
+def _queries(router: Any, prompts: list[str]) -> tuple[Any, Any, Any, Any]:
     from llmroute.router.decision import RouteQuery
 
     prepared = router.prepare(prompts)

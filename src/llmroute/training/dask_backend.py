@@ -245,7 +245,7 @@ def _join(tables: list[PromptTable], path: Path) -> DaskEmbedded:
     _, first = np.unique(ids, return_index=True)
     first = np.sort(first)  # first occurrence, in file order
     cat = lambda name: np.concatenate([getattr(t, name) for t in tables])  # noqa: E731
-    prompts, tasks, tokens = cat("prompts")[first], cat("tasks")[first], cat("input_tokens")[first]
+    tasks, tokens = cat("tasks")[first], cat("input_tokens")[first]
     emb, feats = np.vstack([t.embeddings for t in tables])[first], np.vstack([t.features for t in tables])[first]
     # to_wide on the outcomes with each prompt's fields: the same pivot as in one process
     pos = pd.Series(np.arange(len(first)), index=ids[first])
