@@ -155,7 +155,7 @@ def load_router_uri(uri: str, settings: Settings) -> Router:
     """Load the router behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``.
 
     The artifact is downloaded to a temporary folder, its checksums verified, the embedder named in
-    router.json loaded (its fingerprint must match) and the router's version set to ``<name>/<version>``.
+    router.json loaded (its fingerprint must match); the router is returned under the version ``<name>/<version>``.
     """
     return load_served_uri(uri, settings, with_scorer=False)[0]
 
@@ -187,8 +187,7 @@ def load_served_uri(uri: str, settings: Settings, with_scorer: bool = True) -> t
             except DamagedArtifactError as exc:
                 raise RegistryError(str(exc)) from exc
             scorer = _registered_scorer(folder, router, label) if with_scorer else None
-    router.version = f"{ref.name}/{mv.version}"
-    return router, scorer
+    return router.with_version(f"{ref.name}/{mv.version}"), scorer
 
 
 def _registered_scorer(folder: Path, router: Router, label: str) -> ResponseScorer | None:
