@@ -4,7 +4,6 @@ itself, restores them afterwards, leaves worker threads and big batches alone.""
 from __future__ import annotations
 
 import dataclasses
-
 import threading
 from collections.abc import Sequence
 
