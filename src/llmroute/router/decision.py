@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from llmroute.router.data_policy import check_policy
+
+if TYPE_CHECKING:  # the CLI parses targets with this module before it may import numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)
