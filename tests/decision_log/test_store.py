@@ -101,18 +101,19 @@ class _Constraints:
 
 
 def test_from_decision_reads_a_router_decision() -> None:
-    from llmroute.router.decision import Candidate, Constraints, Decision
+    from llmroute.router.decision import Candidate, Constraints, Decision, QualityTarget
 
     dec = Decision(model="small", candidates=(Candidate("small", 0.8, 0.001, True),
                                               Candidate("large", 0.9, 0.05, False, "max_cost_usd")),
                    reason="cheapest that clears", cleared=True, rule="threshold", knob=0.7,
-                   router_version="llmroute@3", target="95% of the best model")
+                   router_version="llmroute@3", target=QualityTarget(0.95))
     rec = DecisionRecord.from_decision(dec, prompt="hi", constraints=Constraints(max_cost_usd=0.01),
                                        embedding=[0.1, 0.2], redact=True, propensity=0.8, arm="b")
     assert rec.prompt is None and rec.prompt_sha256 == prompt_sha256("hi")
     assert rec.candidates[1] == LoggedCandidate("large", 0.9, 0.05, False, "max_cost_usd")
     assert rec.constraints["max_cost_usd"] == 0.01 and rec.chosen_model == "small"
     assert (rec.router_version, rec.rule, rec.knob) == ("llmroute@3", "threshold", 0.7)
+    assert rec.target == "95% of the best model"  # the target's text: the log's column
     assert (rec.propensity, rec.arm) == (0.8, "b")
     # any object with the same attributes works (data/ does not import router/)
     other = DecisionRecord.from_decision(_FakeDecision(), prompt="x", constraints=_Constraints())

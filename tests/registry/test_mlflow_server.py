@@ -82,7 +82,7 @@ def test_train_register_promote_load_through_server(
     # promote: the first challenger becomes champion; a worse one is then refused
     assert promote(settings, test_logs, echo=lambda _: None).promoted
     worse, worse_folder = fresh_copy(bad, tmp_path)
-    assert log_training_run(worse, worse_folder, bad.logs, None, settings)[1] == "2"
+    assert log_training_run(worse, worse_folder, bad.logs, None, settings).version == "2"
     refused = promote(settings, test_logs, echo=lambda _: None)
     assert not refused.promoted
 

@@ -30,9 +30,10 @@ def registered(good: Trained, reg_home: Path, tmp_path_factory: pytest.TempPathF
     base = tmp_path_factory.mktemp("registered")
     settings = store_settings(reg_home, base / "store")
     router, folder = fresh_copy(good, base)
-    run_id, version = log_training_run(router, folder, good.logs, None, settings)
+    tracked = log_training_run(router, folder, good.logs, None, settings)
+    run_id, version = tracked.run_id, tracked.version
     assert version == "1"
-    return Registered(settings, router, run_id)
+    return Registered(settings, tracked.router, run_id)
 
 
 def _free_port() -> int:

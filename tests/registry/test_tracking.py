@@ -61,14 +61,16 @@ def test_train_run_in_default_store(good: Trained, tmp_path: Path, monkeypatch: 
     router, folder = fresh_copy(good, tmp_path)
     trained_as = router.version
 
-    run_id, version = log_training_run(router, folder, good.logs, None, settings)
+    tracked = log_training_run(router, folder, good.logs, None, settings)
+    run_id, version = tracked.run_id, tracked.version
 
     assert version == "1"
     assert (home / "mlflow.db").is_file() and (home / "mlartifacts").is_dir()
     assert list(cwd.iterdir()) == [], "nothing may land in the working directory (./mlruns)"
     assert os.environ.get("MLFLOW_TRACKING_URI") is None, "the process-wide tracking URI is restored"
-    # the router now carries its registry version, in memory and on disk
-    assert router.version == "llmroute/1"
+    # the registered router carries its registry version, in memory and on disk; the one passed in is unchanged
+    assert tracked.router.version == "llmroute/1" and router.version == trained_as
+    assert tracked.router.info.trained_as == trained_as and tracked.router.info.mlflow_run_id == run_id
     meta = json.loads((folder / "router.json").read_text())
     assert meta["version"] == "llmroute/1" and meta["info"]["trained_as"] == trained_as
 
@@ -123,7 +125,8 @@ def test_test_split_metrics_and_report_are_logged(good: Trained, tmp_path: Path)
     (report_dir / "cost_quality.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     settings = Settings(home=tmp_path / "home")
     router, folder = fresh_copy(good, tmp_path)
-    run_id, version = log_training_run(router, folder, good.logs, None, settings, report_dir)
+    tracked = log_training_run(router, folder, good.logs, None, settings, report_dir)
+    run_id, version = tracked.run_id, tracked.version
     uri = resolve_tracking_uri(settings)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     m = client.get_run(run_id).data.metrics

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import copy
+import dataclasses
 
 import pytest
 
@@ -30,8 +30,6 @@ def memo_embedder(small: Trained) -> MemoEmbedder:
 
 @pytest.fixture
 def router(small: Trained, memo_embedder: MemoEmbedder) -> Router:
-    """A shallow copy of the trained router (own specs dict) that tests may reconfigure."""
-    r = copy.copy(small.router)
-    r.specs = dict(small.router.specs)
-    r.embedder = memo_embedder
-    return r
+    """The trained router with the memoised embedder (a new router: routers are immutable; a test
+    reconfigures it by making others from it, e.g. ``dataclasses.replace(router, specs=...)``)."""
+    return dataclasses.replace(small.router, embedder=memo_embedder)

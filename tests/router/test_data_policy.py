@@ -81,15 +81,16 @@ PROMPT = "Write a python function that returns the n-th Fibonacci number, using 
 
 
 def _local(router: Router, *names: str) -> Router:
+    specs = dict(router.specs)
     for n in names:
-        s = router.specs[n]
+        s = specs[n]
         assert s is not None
-        router.specs[n] = dataclasses.replace(s, local=True)
-    return router
+        specs[n] = dataclasses.replace(s, local=True)
+    return dataclasses.replace(router, specs=specs)
 
 
 def test_router_local_only_routes_only_to_local_models(router: Router) -> None:
-    _local(router, LOCAL)
+    router = _local(router, LOCAL)
     d = router.route(PROMPT, Constraints(data_policy="local_only"))
     assert d.model == LOCAL
     assert {c.model for c in d.candidates if c.eligible} == {LOCAL}
@@ -108,7 +109,7 @@ def test_router_prefer_local(router: Router) -> None:
     free = router.route(PROMPT, Constraints(), confidence=0.0)
     plain = router.route(PROMPT, Constraints(), confidence=0.5)
     local = next(c for c in plain.candidates if c.model != plain.model)
-    _local(router, local.model)
+    router = _local(router, local.model)
     # a bar the local model clears: it is served, and the reason says why
     d = router.route(PROMPT, Constraints(data_policy="prefer_local"), confidence=local.probability)
     assert d.model == local.model and d.cleared and "prefer_local: local model" in d.reason

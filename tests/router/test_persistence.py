@@ -35,7 +35,7 @@ def test_loaded_router_has_the_same_parts(small: Trained, loaded: Router) -> Non
     assert loaded.knob_tables == r.knob_tables
     assert loaded.cost_model == r.cost_model
     assert loaded.specs == r.specs
-    assert loaded.info == json.loads(json.dumps(r.info, default=str))
+    assert loaded.info.to_dict() == json.loads(json.dumps(r.info.to_dict(), default=str))
     meta = read_router_meta(small.folder)
     assert meta["embedder"] == {"spec": "minilm", "fingerprint": small.embedder.fingerprint}  # type: ignore[attr-defined]
 

@@ -3,6 +3,7 @@ itself, restores them afterwards, leaves worker threads and big batches alone.""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 
@@ -52,7 +53,7 @@ def blas_two() -> object:
 
 def test_small_call_runs_on_one_thread_and_restores(router: Router, blas_two: set[int]) -> None:
     rec = Recording(router.embedder)
-    router.embedder = rec  # type: ignore[assignment]
+    router = dataclasses.replace(router, embedder=rec)  # type: ignore[arg-type]
     router.route(PROMPT)
     assert rec.seen == [({1}, {1})]
     assert _threads("blas") == blas_two and _threads("openmp") == {2}
@@ -60,7 +61,7 @@ def test_small_call_runs_on_one_thread_and_restores(router: Router, blas_two: se
 
 def test_big_batch_keeps_every_thread(router: Router, blas_two: set[int]) -> None:
     rec = Recording(router.embedder)
-    router.embedder = rec  # type: ignore[assignment]
+    router = dataclasses.replace(router, embedder=rec)  # type: ignore[arg-type]
     out = router.route_many([RouteQuery(PROMPT)] * (SMALL_BATCH + 1))
     assert len(out) == SMALL_BATCH + 1
     assert rec.seen and all(blas == blas_two for blas, _ in rec.seen)
@@ -72,7 +73,7 @@ def test_overlapping_calls_from_worker_threads_leave_the_process_setting_alone(
     # worker threads are limited by whoever runs them (the service's ComputeLimiter), not by the router;
     # OpenBLAS reports its count reliably only to the main thread, so only the main thread checks it
     rec = Recording(router.embedder, threading.Barrier(2))
-    router.embedder = rec  # type: ignore[assignment]
+    router = dataclasses.replace(router, embedder=rec)  # type: ignore[arg-type]
     errors: list[BaseException] = []
 
     def work() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +52,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
 @pytest.fixture
 def router(trained: Trained) -> Router:
-    """A shallow copy of the trained router that a test may change (version, route)."""
-    return copy.copy(trained.router)
+    """A copy of the trained router (its own object: its own micro-batcher; routers are immutable,
+    make others with ``router.with_version(...)``)."""
+    return dataclasses.replace(trained.router)
 
 
 @pytest.fixture

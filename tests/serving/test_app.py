@@ -171,7 +171,7 @@ def test_failed_reload_keeps_current_router(client: TestClient, router: Router) 
 
 def test_reload_swaps_atomically(router: Router, trained: Trained) -> None:
     """A request in flight keeps the router it started with; later requests get the reloaded one."""
-    router.version = "old-version"
+    router = router.with_version("old-version")
     started, release = threading.Event(), threading.Event()
     real_route = router.route_query  # what the service calls (through its micro-batcher)
 
@@ -180,7 +180,7 @@ def test_reload_swaps_atomically(router: Router, trained: Trained) -> None:
         assert release.wait(300)  # the reload checks its candidate in a child process first
         return real_route(*args, **kwargs)
 
-    router.route_query = slow_route  # type: ignore[method-assign]
+    object.__setattr__(router, "route_query", slow_route)  # a stub on this (frozen) instance
     app = create_app(_settings(model=str(trained.folder)), router, core=trained.core)
     with TestClient(app) as c:
         result: dict[str, Any] = {}
@@ -216,7 +216,7 @@ def test_unexpected_error_hides_stack_trace(router: Router, trained: Trained) ->
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    router.route_query = boom  # type: ignore[method-assign]
+    object.__setattr__(router, "route_query", boom)  # a stub on this (frozen) instance
     with TestClient(create_app(_settings(), router, core=trained.core), raise_server_exceptions=False) as c:
         r = c.post("/route", json={"prompt": "x"}, headers=AUTH)
     assert r.status_code == 500
@@ -243,7 +243,7 @@ def test_apps_do_not_share_metrics(router: Router, trained: Trained) -> None:
 
 
 def test_polling_reloads_when_the_source_version_changes(router: Router, trained: Trained) -> None:
-    router.version = "old-version"
+    router = router.with_version("old-version")
     settings = _settings(model=str(trained.folder), reload_poll_s=0.05)
     with TestClient(create_app(settings, router, core=trained.core)) as c:
         deadline = time.monotonic() + 60

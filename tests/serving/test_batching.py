@@ -15,7 +15,6 @@ from llmroute.router.decision import Constraints, Decision, NoEligibleModelError
 from llmroute.router.router import Prepared, Router
 from llmroute.serving.batching import Batchers, RouteBatcher
 from llmroute.serving.compute import ComputeLimiter
-from llmroute.serving.decision_logging import capture_embeddings
 from tests.serving.conftest import Trained
 
 
@@ -103,11 +102,12 @@ class _Recording(Router):
     """The trained router, recording the size of every route_many batch (``route`` is a batch of one)
     and optionally held at a gate."""
 
-    def __init__(self, router: Router, gate: threading.Event | None = None) -> None:
-        self.__dict__.update(router.__dict__)
-        self.sizes: list[int] = []
-        self.gate = gate
-        self.entered = threading.Event()
+    sizes: list[int]
+    gate: threading.Event | None
+    entered: threading.Event
+
+    def __init__(self, router: Router, gate: threading.Event | None = None) -> None:  # a frozen Router: fill __dict__ directly
+        self.__dict__.update(router.__dict__, sizes=[], gate=gate, entered=threading.Event())
 
     def route_many(self, queries: Sequence[RouteQuery], prepared: Prepared | None = None) -> list[Decision | ValueError]:
         self.sizes.append(len(queries))
@@ -121,7 +121,7 @@ class _Recording(Router):
 
 
 def test_batcher_under_concurrency_returns_unbatched_decisions_and_embeddings(trained: Trained, router: Router) -> None:
-    rec = _Recording(capture_embeddings(router))
+    rec = _Recording(router)
     queries = _queries(trained, rec)
     with threadpool_limits(limits=1, user_api="openmp"):
         alone = [_alone(rec, q) for q in queries]
@@ -133,9 +133,9 @@ def test_batcher_under_concurrency_returns_unbatched_decisions_and_embeddings(tr
         if isinstance(want, ValueError):
             assert _same(g, want), (g, want)
         else:
-            decision, embedding = g
-            assert _same(decision, want)
-            assert np.array_equal(embedding, embedded_alone[i])
+            assert _same(g, want)
+            assert np.array_equal(g.embedding, embedded_alone[i][0])  # the row it was routed with, returned with it
+            assert not g.embedding.flags.writeable
     assert sum(rec.sizes) == len(queries) and max(rec.sizes) <= 8
     assert batcher.routed == len(queries) and batcher.batches == len(rec.sizes)
 
@@ -159,7 +159,7 @@ def test_batch_size_limit_and_everyone_is_served(trained: Trained, router: Route
     gate.set()
     first.join(60)
     rest.join(60)
-    assert len(results) == 11 and all(isinstance(r, tuple) for r in results)
+    assert len(results) == 11 and all(isinstance(r, Decision) for r in results)
     assert rec.sizes == [1, 3, 3, 3, 1]
 
 
@@ -198,8 +198,7 @@ def test_a_failing_request_does_not_fail_its_batch(trained: Trained, router: Rou
     assert isinstance(got[1], RuntimeError) and "cannot route this one" in str(got[1])
     assert isinstance(got[2], NoEligibleModelError)
     for i in (0, 3, 4, 5):
-        decision, _ = got[i]
-        assert _same(decision, _alone(router, queries[i]))
+        assert _same(got[i], _alone(router, queries[i]))
     assert picky.sizes[1] == len(queries)  # tried as one batch, then each alone
 
 
@@ -208,7 +207,7 @@ def test_no_request_waits_when_the_service_is_idle(trained: Trained, router: Rou
     batcher = RouteBatcher(max_batch=32)
     prompts = trained.logs["prompt"].drop_duplicates().tolist()[:5]
     for p in prompts:  # one at a time: each is routed at once, alone, by its own thread
-        decision, _ = batcher.route(rec, RouteQuery(p))
+        decision = batcher.route(rec, RouteQuery(p))
         assert isinstance(decision, Decision)
     assert rec.sizes == [1] * len(prompts)
     assert not batcher._leading and not batcher._waiting
@@ -221,7 +220,7 @@ def test_batchers_are_per_router_and_batch_size_one_routes_directly(router: Rout
     assert batchers.for_router(router) is batchers.for_router(router)
     assert batchers.for_router(router) is not batchers.for_router(other)
     direct = Batchers(max_batch=1)
-    decision, _ = direct.route(router, RouteQuery("x"))
+    decision = direct.route(router, RouteQuery("x"))
     assert decision == router.route("x")
     assert not direct._by_router
     with pytest.raises(ValueError, match="at least 1"):
@@ -254,4 +253,4 @@ def test_a_big_prompt_is_routed_alone_after_the_others(trained: Trained, router:
     # the two small prompts in one batch first, then the big one alone (by its own thread when deferred)
     assert rec.sizes == [1, 2, 1]
     for i, q in enumerate(queries):
-        assert _same(got[i][0], _alone(router, q))
+        assert _same(got[i], _alone(router, q))

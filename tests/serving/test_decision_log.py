@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,33 @@ def test_route_and_feedback_are_logged_and_join(home: Path, router: Router) -> N
     # no outcome for /route; the feedback joined
     assert pd.isna(row["outcome_model"])
     assert row["quality"] == 0.75 and row["feedback_comment"] == "ok"
+
+
+class _CountingEmbedder:
+    """The router's embedder, counting the texts it embeds."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.texts: list[str] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return np.asarray(self.inner.encode(texts))
+
+    def __getattr__(self, name: str) -> Any:  # spec, fingerprint, independent_rows of the real one
+        return getattr(self.inner, name)
+
+
+def test_a_logged_decision_embeds_its_prompt_once(home: Path, router: Router) -> None:
+    """The log stores the embedding the decision carries (Decision.embedding): the prompt is not embedded again."""
+    counting = _CountingEmbedder(router.embedder)
+    with _app(dataclasses.replace(router, embedder=counting)) as c:
+        r = c.post("/route", json={"prompt": PROMPT}, headers=AUTH)
+        assert r.status_code == 200, r.text
+    assert counting.texts == [focus_text(PROMPT)]
+    row = _joined(home).iloc[0]
+    expected = router.embedder.encode([focus_text(PROMPT)])[0]
+    assert np.allclose(np.asarray(row["embedding"], dtype=np.float32), expected, atol=1e-5)
 
 
 def test_redaction_stores_hash_and_embedding_only(home: Path, router: Router) -> None:

@@ -32,14 +32,14 @@ def test_router_folder_and_latest_pointer(small: Trained) -> None:
 def test_recorded_training_info(small: Trained) -> None:
     r = small.router
     info = r.info  # type: ignore[attr-defined]
-    assert info["n_prompts"] == 250
-    assert info["n_outcomes"] == 250 * len(ROUTERBENCH_MODELS)
-    assert info["tasks"] == ["arc-challenge", "mbpp", "winogrande"]
-    assert info["config"]["embedder"] == "minilm"
-    assert info["train_logs_sha256_16"] == data_fingerprint(small.train_path)
+    assert info.n_prompts == 250
+    assert info.n_outcomes == 250 * len(ROUTERBENCH_MODELS)
+    assert info.tasks == ("arc-challenge", "mbpp", "winogrande")
+    assert info.config["embedder"] == "minilm" and info.success_threshold == info.config["success_threshold"]
+    assert info.train_logs_sha256_16 == data_fingerprint(small.train_path)
     assert r.version.endswith(data_fingerprint(small.train_path)[:8])  # type: ignore[attr-defined]
     # the default rule is the one with the higher validation AIQ
-    aiq = info["validation_aiq"]
+    aiq = dict(info.validation_aiq)
     assert set(aiq) == set(rule_names()) and r.default_rule == max(aiq, key=aiq.get)  # type: ignore[attr-defined]
 
 

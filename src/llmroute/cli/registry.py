@@ -39,12 +39,13 @@ def track_training(
                        scorer=scorer_in(folder, router.embedder))
         typer.echo(f"evaluated on {test_logs}: report in {report_dir}")
     try:
-        run_id, version = log_training_run(router, folder, logs, None, settings, report_dir)
+        tracked = log_training_run(router, folder, logs, None, settings, report_dir)
     except TrackingError as exc:
         fail(f"{exc} (the router itself is saved in {folder}; rerun with --no-track to skip tracking)")
     typer.echo(
-        f"MLflow run {run_id} in {resolve_tracking_uri(settings)}; registered as "
-        f"models:/{settings.registered_model}/{version} with alias 'challenger' (router version {router.version})"
+        f"MLflow run {tracked.run_id} in {resolve_tracking_uri(settings)}; registered as "
+        f"models:/{settings.registered_model}/{tracked.version} with alias 'challenger' "
+        f"(router version {tracked.router.version})"
     )
 
 

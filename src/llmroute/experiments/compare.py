@@ -117,7 +117,8 @@ def score_router(router: Router, label: str, test: WideLogs, cache: EmbeddingCac
     pq, pc = curve_points(sub, policy.sweep(router.default_rule, probs, exp_cost))
     aiq = float(mx.aiq(pc.mean(axis=0), pq.mean(axis=0), lo, hi, q_floor=floor)) if hi > lo else float(pq.mean())
     target = router.default_target
-    threshold = float(router.info.get("config", {}).get("success_threshold", router.quality.params.target))
+    threshold = router.info.success_threshold
+    threshold = float(router.quality.params.target if threshold is None else threshold)
     if target.kind == "relative":
         # the best single model is taken over the router's own models, as in the full evaluation
         row = target_attainment(sub, router, probs, threshold, (target.value,))[0]

@@ -101,8 +101,11 @@ def _evaluate(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     phases.start("reading logs")
-    train_path = train_path or Path(router.info["train_logs"])
-    threshold = float(router.info.get("config", {}).get("success_threshold", router.quality.params.target))
+    if train_path is None and router.info.train_logs is None:
+        raise ValueError(f"router {router.version} does not record its training logs (info.train_logs): pass them")
+    train_path = train_path or Path(str(router.info.train_logs))
+    threshold = router.info.success_threshold
+    threshold = float(router.quality.params.target if threshold is None else threshold)
     train = to_wide(read_logs(train_path)).restrict(router.models)
     test_df = read_logs(test_path)
     test_all = to_wide(test_df).restrict(router.models)
@@ -146,7 +149,7 @@ def _evaluate(
             "version": router.version,
             "embedder": router.embedder.spec,
             "default_rule": router.default_rule,
-            "validation_aiq_by_rule": router.info.get("validation_aiq"),
+            "validation_aiq_by_rule": None if router.info.validation_aiq is None else dict(router.info.validation_aiq),
         },
         **summary,
         "target_attainment": target_attainment(test, router, probs, threshold),

@@ -10,7 +10,6 @@ requested or defaulted). A request that excludes every one of the router's model
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,12 @@ from llmroute.router.embedder import EmbeddingCache
 from llmroute.router.router import Router
 from llmroute.router.text import focus_text
 
-_RELATIVE = re.compile(r"^\s*([0-9.]+)% of the best model\s*$")
-_ABSOLUTE = re.compile(r"^\s*quality ([0-9.]+)\s*$")
 _FIELDS = {f.name for f in dataclasses.fields(Constraints)}
 
 
 def parse_logged_target(text: str | None) -> QualityTarget | None:
-    """Invert ``str(QualityTarget)`` ('95% of the best model', 'quality 0.850'); None if not one."""
-    if not text:
-        return None
-    if m := _RELATIVE.match(text):
-        return QualityTarget(float(m[1]) / 100.0, "relative")
-    if m := _ABSOLUTE.match(text):
-        return QualityTarget(float(m[1]), "absolute")
-    return None
+    """The logged ``target`` column (``str(QualityTarget)``) as a target: :meth:`QualityTarget.from_str`."""
+    return QualityTarget.from_str(text)
 
 
 def logged_constraints(raw: dict) -> Constraints:

@@ -18,7 +18,7 @@ can tighten its tenant's policy, never loosen it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from llmroute.data.catalog import ModelSpec
@@ -99,7 +99,7 @@ class _Attempt(Protocol):
 
 
 def api_fallback(
-    attempts: Sequence[_Attempt], final_model: str | None, specs: dict[str, ModelSpec | None]
+    attempts: Sequence[_Attempt], final_model: str | None, specs: Mapping[str, ModelSpec | None]
 ) -> dict[str, object] | None:
     """When local models failed and an API model answered: ``{"from": [{"model", "error_kind"}...],
     "to": final_model}`` (what the response reports as the fallback to API); None otherwise."""

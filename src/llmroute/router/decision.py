@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmroute.router.data_policy import check_policy
+
+if TYPE_CHECKING:  # the CLI parses targets with this module before it may import numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,20 @@ class QualityTarget:
     def __str__(self) -> str:
         return f"{self.value:.0%} of the best model" if self.kind == "relative" else f"quality {self.value:.3f}"
 
+    @classmethod
+    def from_str(cls, text: str | None) -> QualityTarget | None:
+        """The inverse of ``str(target)`` ('95% of the best model', 'quality 0.850'), for text that
+        crossed an edge as a string (a decision log's ``target`` column); None for empty text or
+        text that is not one of the two forms. Exact up to the rounding of ``__str__`` (whole
+        percent, three decimals)."""
+        s = (text or "").strip()
+        for head, tail, kind, scale in (("", "% of the best model", "relative", 100.0), ("quality ", "", "absolute", 1.0)):
+            if s.startswith(head) and s.endswith(tail) and len(s) > len(head) + len(tail):
+                number = s[len(head) : len(s) - len(tail)] if tail else s[len(head) :]
+                if number.replace(".", "", 1).isdigit():
+                    return cls(float(number) / scale, kind)
+        return None
+
 
 @dataclass(frozen=True)
 class RouteQuery:
@@ -118,7 +136,14 @@ class Candidate:
 class Decision:
     """The router's answer: the chosen model, every candidate's numbers and why. ``cleared``: the
     choice clears the rule's bar (threshold rule) and the target was reached on validation data;
-    false when the router fell back to the best expected quality."""
+    false when the router fell back to the best expected quality. ``target``: the quality target the
+    knob was calibrated for (None when routed by ``confidence`` or a given knob, or by a static policy).
+
+    ``embedding``: the (d,) embedding row the router predicted from (a read-only view of its batch's
+    array, no copy), so the decision log stores it without embedding the prompt again; None for a
+    decision no learned router made. It takes no part in equality, ``repr`` or :meth:`to_dict`, and
+    ``dataclasses.replace`` carries it along (exploration, budgets and A/B policies rewrite decisions
+    with it)."""
 
     model: str
     candidates: tuple[Candidate, ...]
@@ -127,9 +152,14 @@ class Decision:
     rule: str
     knob: float
     router_version: str
-    target: str | None = None
+    target: QualityTarget | None = None
     task_hint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The decision as JSON-ready values: ``target`` as its text (``str(QualityTarget)``), no embedding."""
+        out = asdict(dataclasses.replace(self, target=None, embedding=None))
+        del out["embedding"]
+        out["target"] = None if self.target is None else str(self.target)
+        return out

@@ -1,17 +1,24 @@
 """The learned router: embed the prompt, predict every model's chance of meeting the target, pick.
 
 ``Router.route(prompt, constraints) -> Decision`` is the whole public surface used by the service; the
-evaluation uses :meth:`Router.predict` on batches and sweeps the rule's knob itself.
+evaluation uses :meth:`Router.predict` on batches and sweeps the rule's knob itself. A decision
+carries the embedding row it was predicted from (``Decision.embedding``), which is how the decision
+log gets it.
+
+A router is immutable (a frozen dataclass whose mappings are read-only views): what changes it
+returns a new router (:meth:`Router.with_version`, :meth:`Router.with_info`,
+:meth:`Router.with_catalog`), so a router being served never changes under a request.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -35,6 +42,7 @@ from llmroute.router.embedder import Embedder, EmbedderMismatchError
 from llmroute.router.features import text_features
 from llmroute.router.knobs import KnobTable
 from llmroute.router.quality_model import QualityModel
+from llmroute.router.router_info import RouterInfo
 from llmroute.router.text import focus_text
 from llmroute.router.threads import SMALL_BATCH, one_thread
 
@@ -51,33 +59,41 @@ class Prepared:
     input_tokens: np.ndarray
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Router:
-    """A trained router (see module docstring). Build it with ``training.train`` or :meth:`load`."""
+    """A trained router (see module docstring). Build it with ``training.train`` or :meth:`load`.
 
-    def __init__(
-        self,
-        *,
-        models: tuple[str, ...],
-        specs: dict[str, ModelSpec | None],
-        embedder: Embedder,
-        quality: QualityModel,
-        cost_model: LinearCostModel,
-        knob_tables: dict[str, KnobTable],
-        default_rule: str,
-        default_target: QualityTarget,
-        version: str = "unversioned",
-        info: dict[str, Any] | None = None,
-    ) -> None:
-        self.models = models
-        self.specs = specs
-        self.embedder = embedder
-        self.quality = quality
-        self.cost_model = cost_model
-        self.knob_tables = knob_tables
-        self.default_rule = default_rule
-        self.default_target = default_target
-        self.version = version
-        self.info = info or {}
+    Immutable: fields cannot be assigned, ``specs`` and ``knob_tables`` are read-only mappings (copied
+    from what the constructor is given), and the ``with_...`` methods return a new router sharing the
+    unchanged parts (the fitted models are never copied). Equality and hashing are by identity, so a
+    router can key per-router state (the service's micro-batchers)."""
+
+    models: tuple[str, ...]
+    specs: Mapping[str, ModelSpec | None]
+    embedder: Embedder
+    quality: QualityModel
+    cost_model: LinearCostModel
+    knob_tables: Mapping[str, KnobTable]
+    default_rule: str
+    default_target: QualityTarget
+    version: str = "unversioned"
+    info: RouterInfo = field(default_factory=RouterInfo)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "specs", MappingProxyType(dict(self.specs)))
+        object.__setattr__(self, "knob_tables", MappingProxyType(dict(self.knob_tables)))
+        if not isinstance(self.info, RouterInfo):
+            raise TypeError(f"Router info must be a RouterInfo, got {type(self.info).__name__}")
+
+    def with_version(self, version: str) -> Router:
+        """This router under another version name (a registry version, ``name/N``); nothing else differs."""
+        return dataclasses.replace(self, version=version)
+
+    def with_info(self, **changes: Any) -> Router:
+        """This router with the given :class:`~llmroute.router.router_info.RouterInfo` fields replaced
+        (e.g. ``lineage=...``); routes exactly like this router."""
+        return dataclasses.replace(self, info=dataclasses.replace(self.info, **changes))
 
     # ---- batch prediction -----------------------------------------------------------------------
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
@@ -163,14 +179,18 @@ class Router:
                 prepared = self.prepare([q.prompt for q in queries], independent_rows=True)
             tasks = [q.task or None for q in queries]
             probs, costs = self.predict(prepared, tasks if any(tasks) else None, independent_rows=True)
-            return self.decide_all(queries, probs, costs, prepared.input_tokens)
+            rows = prepared.embeddings.view()  # decisions get read-only views of their rows, no copies
+            rows.flags.writeable = False
+            return self.decide_all(queries, probs, costs, prepared.input_tokens, rows)
 
     def decide_all(
-        self, queries: Sequence[RouteQuery], probs: np.ndarray, costs: np.ndarray, input_tokens: np.ndarray
+        self, queries: Sequence[RouteQuery], probs: np.ndarray, costs: np.ndarray, input_tokens: np.ndarray,
+        embeddings: np.ndarray | None = None,
     ) -> list[Decision | ValueError]:
         """The decisions for ``queries`` from predictions already made (row i of ``probs``, ``costs``
         and ``input_tokens`` is query i): eligibility under each query's constraints, its rule and
-        knob, the choice. A query refused with a ``ValueError`` gets that error in its place."""
+        knob, the choice. A query refused with a ``ValueError`` gets that error in its place.
+        ``embeddings`` (row i: query i's) become the decisions' ``embedding`` (None without them)."""
         specs = [self.specs.get(m) for m in self.models]
         figures = resolve_figures(specs)
         notes = [
@@ -180,7 +200,8 @@ class Router:
         out: list[Decision | ValueError] = []
         for i, q in enumerate(queries):
             try:
-                out.append(self._decide(q, probs[i], costs[i], int(input_tokens[i]), specs, figures, notes))
+                emb = embeddings[i] if embeddings is not None else None
+                out.append(self._decide(q, probs[i], costs[i], int(input_tokens[i]), specs, figures, notes, emb))
             except ValueError as exc:
                 out.append(exc)
         return out
@@ -194,6 +215,7 @@ class Router:
         specs: list[ModelSpec | None],
         figures: list[Figures],
         notes: list[tuple[str, ...]],
+        embedding: np.ndarray | None = None,
     ) -> Decision:
         self._check_names(q)
         cap = np.maximum(
@@ -243,8 +265,9 @@ class Router:
             rule=rule_used,
             knob=knob,
             router_version=self.version,
-            target=str(target_used) if target_used else None,
+            target=target_used,
             task_hint=q.task,
+            embedding=embedding,
         )
 
     def _probability_bar(self, q: RouteQuery, rule_used: str, knob: float) -> float:
@@ -261,14 +284,12 @@ class Router:
             return 1.0
         return float(table.knob_for(q.target or self.default_target)[0])
 
-    def with_catalog(self, catalog: Mapping[str, ModelSpec]) -> Router:
-        """A shallow copy whose catalog data of each model is replaced by ``catalog``'s entry for it
+    def with_catalog(self, catalog: Mapping[str, ModelSpec | None]) -> Router:
+        """A new router whose catalog data of each model is replaced by ``catalog``'s entry for it
         (looked up by name, so aliases work when ``catalog`` is a :class:`~llmroute.data.catalog.Catalog`;
         models ``catalog`` lacks keep theirs). Routes like this router except where the new entries
         differ (local, context window, latency, capabilities, rate limits); learned costs are unchanged."""
-        out = copy.copy(self)
-        out.specs = {m: catalog.get(m, s) for m, s in self.specs.items()}
-        return out
+        return dataclasses.replace(self, specs={m: catalog.get(m, s) for m, s in self.specs.items()})
 
     def _check_names(self, q: RouteQuery) -> None:
         """Unknown model names in allow/deny lists and unknown task hints are errors, not silent no-ops."""
@@ -331,7 +352,7 @@ class Router:
             "default_rule": self.default_rule,
             "default_target": {"value": self.default_target.value, "kind": self.default_target.kind},
             "tasks": list(self.quality.tasks_),
-            "info": self.info,
+            "info": self.info.to_dict(),
         }
         (folder / "router.json").write_text(json.dumps(meta, indent=1, default=str))
         return folder
@@ -362,13 +383,23 @@ class Router:
             default_rule=meta["default_rule"],
             default_target=QualityTarget(**meta["default_target"]),
             version=meta["version"],
-            info=meta.get("info", {}),
+            info=_info(meta.get("info"), folder),
         )
 
 
 def _threads_for(n: int) -> Any:
     """One thread for a small routing call, every thread for a big batch (see :mod:`llmroute.router.threads`)."""
     return one_thread() if n <= SMALL_BATCH else nullcontext()
+
+
+def _info(raw: Any, folder: Path) -> RouterInfo:
+    """The typed info of a router.json's ``info`` object; a ValueError names the file."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"{folder / 'router.json'}: 'info' must be an object, got {type(raw).__name__}")
+    try:
+        return RouterInfo.from_dict(raw)
+    except ValueError as exc:
+        raise ValueError(f"{folder / 'router.json'}: {exc}") from exc
 
 
 def read_router_meta(folder: Path) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from llmroute.config import Settings
 from llmroute.data.catalog import ModelSpec
 from llmroute.router.baselines import SeedRules
 from llmroute.router.router import Router
-from llmroute.serving.decision_logging import capture_embeddings
 from llmroute.serving.errors import ServiceError
 from llmroute.training.loading import REGISTRY_PREFIX
 
@@ -99,7 +98,7 @@ def load_live_experiment(
     routers = load_arm_routers(experiment, core, skip=lambda spec: _same_source(spec, served_model))
     if catalog is not None:
         routers = {spec: r.with_catalog(catalog) for spec, r in routers.items()}
-    live = LiveExperiment(experiment, served_model, {spec: capture_embeddings(r) for spec, r in routers.items()})
+    live = LiveExperiment(experiment, served_model, routers)
     for arm in experiment.arms:
         if arm.rules is not None:
             live.rules[arm.name] = load_rules(arm.rules)

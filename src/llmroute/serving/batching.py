@@ -23,11 +23,8 @@ import threading
 import weakref
 from collections.abc import Sequence
 
-import numpy as np
-
 from llmroute.router.decision import Decision, RouteQuery
 from llmroute.router.router import Router
-from llmroute.serving.decision_logging import CapturingEmbedder
 
 BIG_PROMPT_CHARS = 8_000
 """A prompt longer than this (about 2,000 tokens) is routed alone, after the rest of its batch has been
@@ -35,14 +32,13 @@ answered, so that its long preparation (token count, text features, embedding) d
 
 
 class _Slot:
-    """One waiting request: its query, then its outcome and embedding (or the turn to route a batch)."""
+    """One waiting request: its query, then its outcome (or the turn to route a batch)."""
 
-    __slots__ = ("query", "outcome", "embedding", "lead", "ready")
+    __slots__ = ("query", "outcome", "lead", "ready")
 
     def __init__(self, query: RouteQuery) -> None:
         self.query = query
         self.outcome: Decision | BaseException | None = None
-        self.embedding: np.ndarray | None = None
         self.lead = False
         self.ready = threading.Event()
 
@@ -64,9 +60,9 @@ class RouteBatcher:
         self.batches = 0  # batches routed, and requests in them (for tests and tuning)
         self.routed = 0
 
-    def route(self, router: Router, query: RouteQuery) -> tuple[Decision, np.ndarray | None]:
-        """The decision for ``query`` and, when the router's embedder captures embeddings, the (1, d)
-        embedding it was made with. Blocks the calling thread; raises what routing it alone would raise."""
+    def route(self, router: Router, query: RouteQuery) -> Decision:
+        """The decision for ``query`` (carrying the embedding row it was made with, ``Decision.embedding``).
+        Blocks the calling thread; raises what routing it alone would raise."""
         slot = _Slot(query)
         with self._lock:
             self._waiting.append(slot)
@@ -80,7 +76,7 @@ class RouteBatcher:
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         assert slot.outcome is not None
-        return slot.outcome, slot.embedding
+        return slot.outcome
 
     def _lead(self, router: Router, own: _Slot) -> None:
         with self._lock:
@@ -121,30 +117,19 @@ class RouteBatcher:
 
     @staticmethod
     def _route(router: Router, batch: Sequence[_Slot]) -> None:
-        capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
         if len(batch) > 1:
             try:
-                prepared = router.prepare([s.query.prompt for s in batch], independent_rows=True)
-                outcomes: list[Decision | BaseException] = list(router.route_many([s.query for s in batch], prepared))
-                for i, (slot, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+                outcomes: list[Decision | BaseException] = list(router.route_many([s.query for s in batch]))
+                for slot, outcome in zip(batch, outcomes, strict=True):
                     slot.outcome = outcome
-                    slot.embedding = prepared.embeddings[i : i + 1] if capture is not None else None
                 return
             except Exception:  # noqa: BLE001 - route each alone below, so the failure lands on its request
                 pass
         for slot in batch:
             try:
-                slot.outcome, slot.embedding = RouteBatcher._route_one(router, slot.query)
+                slot.outcome = router.route_query(slot.query)
             except BaseException as exc:  # noqa: BLE001 - handed to the request's own thread, re-raised there
                 slot.outcome = exc
-
-    @staticmethod
-    def _route_one(router: Router, q: RouteQuery) -> tuple[Decision, np.ndarray | None]:
-        capture = router.embedder if isinstance(router.embedder, CapturingEmbedder) else None
-        if capture is not None:
-            capture.forget()
-        decision = router.route_query(q)
-        return decision, capture.last() if capture is not None else None
 
 
 class Batchers:
@@ -162,8 +147,8 @@ class Batchers:
                 batcher = self._by_router[router] = RouteBatcher(self.max_batch)
             return batcher
 
-    def route(self, router: Router, query: RouteQuery) -> tuple[Decision, np.ndarray | None]:
+    def route(self, router: Router, query: RouteQuery) -> Decision:
         """:meth:`RouteBatcher.route` with ``router``'s batcher; with ``max_batch`` 1, routes directly."""
         if self.max_batch == 1:
-            return RouteBatcher._route_one(router, query)
+            return router.route_query(query)
         return self.for_router(router).route(router, query)

@@ -15,11 +15,7 @@ from llmroute.router.data_policy import strictest
 from llmroute.router.decision import Constraints, Decision, NoEligibleModelError, RouteQuery
 from llmroute.router.router import Router
 from llmroute.serving.counterfactuals import counterfactual
-from llmroute.serving.decision_logging import (
-    CapturingEmbedder,
-    decision_record,
-    embedder_spec,
-)
+from llmroute.serving.decision_logging import decision_record, embedder_spec
 from llmroute.serving.errors import ServiceError
 from llmroute.serving.exploration import Explorer, explore
 from llmroute.serving.schemas import RoutingOptions
@@ -47,19 +43,13 @@ def decide(
     through, other ValueErrors become 422.
 
     Concurrent calls for the same router are routed together (:mod:`llmroute.serving.batching`), also
-    when an arm's policy asks a router; each gets the decision it would get alone. The embedding it
-    was made with is left in the calling thread's :class:`CapturingEmbedder` for the decision log."""
+    when an arm's policy asks a router; each gets the decision it would get alone, carrying the
+    embedding it was made with (``Decision.embedding``) for the decision log."""
     services.compute.apply()
-
-    def batched(r: Router, query: RouteQuery) -> Decision:
-        decision, embedding = services.batchers.route(r, query)
-        if isinstance(r.embedder, CapturingEmbedder):
-            r.embedder.remember(embedding)
-        return decision
-
     try:
         cons = constraints if constraints is not None else opts.constraints()
         query = RouteQuery(prompt, cons, opts.quality_target(), opts.confidence, opts.task, opts.rule, knob)
+        batched = services.batchers.route
         decision = batched(router, query) if policy is None else policy.route(query, batched)
     except NoEligibleModelError:
         raise
@@ -140,13 +130,11 @@ def route_request(
     assignment = live.assign(opts.user, opts.tenant, opts.session) if live is not None else None
     policy = live.policy(assignment.served, router) if live is not None and assignment is not None else None
     used = policy.embedding_router if policy is not None else router
-    capture = used.embedder if used is not None and isinstance(used.embedder, CapturingEmbedder) else None
-    if capture is not None:
-        capture.forget()
     settings = services.settings
     constraints = request_constraints(services, router, opts)
     services.metrics.data_policy_decisions.labels(constraints.data_policy).inc()
     decided = decide(services, router, prompt, opts, policy, knob, constraints)
+    embedding = decided.embedding  # the row the prompt was routed with, whatever rewrites the decision below
     if adjust is not None:
         decided = adjust(decided)
     decision, propensity = choose(
@@ -162,7 +150,7 @@ def route_request(
     if services.decision_log is not None:
         record = decision_record(
             decision, decision_id=decision_id, prompt=prompt, constraints=constraints,
-            embedding=capture.last() if capture is not None else None,
+            embedding=embedding,
             embedder=embedder_spec(used) if used is not None else None,
             tenant=opts.tenant, user=opts.user, propensity=propensity, source=source,
             redact=services.settings.redact_prompts, arm=assignment.label if assignment is not None else None,

@@ -8,9 +8,8 @@ spool (:mod:`llmroute.data.decision_log.spool`) to the database. A refused recor
 its memory bound while both the disk and the database refuse writes) is counted (``dropped``) and
 its request answered 503: nothing acknowledged is lost.
 
-The embedding of a routed prompt is logged without embedding it twice: :class:`CapturingEmbedder`
-wraps the served router's embedder and remembers, per thread, what the last ``encode`` returned;
-the compute thread that just routed the prompt reads it back.
+The embedding of a routed prompt is logged without embedding it twice: the router's decision
+carries the embedding row it was made with (``Decision.embedding``).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import functools
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,41 +175,6 @@ async def enforce_retention(decision_log: DecisionLog, days: float, every_s: flo
         except Exception as exc:  # noqa: BLE001 - a database outage must not stop the task
             log.warning("decision log retention: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(every_s)
-
-
-class CapturingEmbedder:
-    """Wraps an embedder; :meth:`last` returns what ``encode`` last returned on the calling thread."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self._local = threading.local()
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = self.inner.encode(texts)
-        self._local.last = out
-        return out
-
-    def forget(self) -> None:
-        self._local.last = None
-
-    def remember(self, embedding: np.ndarray | None) -> None:
-        """Make ``embedding`` what :meth:`last` returns on this thread (a request routed in a batch
-        by another thread gets its own row back this way)."""
-        self._local.last = embedding
-
-    def last(self) -> np.ndarray | None:
-        out: np.ndarray | None = getattr(self._local, "last", None)
-        return out
-
-    def __getattr__(self, name: str) -> Any:  # spec, fingerprint, ... of the wrapped embedder
-        return getattr(self.inner, name)
-
-
-def capture_embeddings(router: Router) -> Router:
-    """Wrap ``router``'s embedder in a :class:`CapturingEmbedder` (once); returns ``router``."""
-    if not isinstance(router.embedder, CapturingEmbedder):
-        router.embedder = CapturingEmbedder(router.embedder)
-    return router
 
 
 def embedder_spec(router: Router) -> str | None:

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +143,7 @@ def no_endpoint_message(model: str) -> str:
     )
 
 
-def missing_endpoints(models: list[str] | tuple[str, ...], specs: dict[str, ModelSpec | None], settings: ServeSettings) -> list[str]:
+def missing_endpoints(models: list[str] | tuple[str, ...], specs: Mapping[str, ModelSpec | None], settings: ServeSettings) -> list[str]:
     """The models a chat request could not call (no per-model URL, catalog endpoint or default URL)."""
     return [m for m in models if resolve_endpoint(m, specs.get(m), settings).base_url is None]
 

@@ -57,7 +57,7 @@ async def reload_router(services: Services) -> ReloadOutcome:
         previous = holder.current.version if holder.current is not None else None
         now = datetime.now(UTC).isoformat(timespec="seconds")
         # the embedder serving now, unwrapped; the new version shares it when it records the same one
-        serving_embedder = getattr(holder.current.embedder, "inner", holder.current.embedder) if holder.current else None
+        serving_embedder = holder.current.embedder if holder.current else None
         t0 = time.monotonic()
         steps: list[str] = []
 
@@ -81,7 +81,7 @@ async def reload_router(services: Services) -> ReloadOutcome:
                 router, scorer = await run_in_threadpool(load_served, candidate.source, services.core,
                                                          settings.use_scorer, serving_embedder)
                 if candidate.registry_version is not None:
-                    router.version = candidate.registry_version
+                    router = router.with_version(candidate.registry_version)
                 step("loaded")
                 await run_in_threadpool(smoke_served, router, scorer)
                 step("smoke-routed")

@@ -230,7 +230,7 @@ class RouteResponse(BaseModel):
             cleared=d.cleared,
             rule=d.rule,
             knob=d.knob,
-            target=d.target,
+            target=None if d.target is None else str(d.target),
             task_hint=d.task_hint,
             router_version=d.router_version,
             explored=bool(d.extra.get("explored", False)),

@@ -15,7 +15,7 @@ from llmroute.data.catalog import ModelSpec
 from llmroute.router.router import Router
 from llmroute.serving.batching import Batchers
 from llmroute.serving.compute import ComputeLimiter
-from llmroute.serving.decision_logging import DecisionLog, capture_embeddings
+from llmroute.serving.decision_logging import DecisionLog
 from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth
 from llmroute.serving.metrics import ServiceMetrics
@@ -40,10 +40,8 @@ class Served:
 
 class RouterHolder:
     """Holds the served router. Requests take :attr:`current` once and keep that object, so a reload
-    (a single reference assignment) never changes the router under a request in flight.
-
-    Every router it holds has its embedder wrapped by :func:`capture_embeddings`, so the decision
-    log gets the embedding a decision was made with without embedding the prompt again."""
+    (a single reference assignment) never changes the router under a request in flight (and routers
+    are immutable, so nothing else does either)."""
 
     def __init__(
         self, router: Router | None = None, scorer: ResponseScorer | None = None,
@@ -57,8 +55,8 @@ class RouterHolder:
 
     def _prepare(self, router: Router) -> Router:
         """The router as served: the deployment's catalog entries over its snapshot (when a catalog is
-        set, see ``ServeSettings.catalog``), its embedder wrapped to capture embeddings."""
-        return capture_embeddings(router.with_catalog(self.catalog) if self.catalog is not None else router)
+        set, see ``ServeSettings.catalog``)."""
+        return router.with_catalog(self.catalog) if self.catalog is not None else router
 
     @property
     def current(self) -> Router | None:

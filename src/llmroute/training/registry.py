@@ -156,7 +156,7 @@ def load_router_uri(uri: str, settings: Settings) -> Router:
     """Load the router behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``.
 
     The artifact is downloaded to a temporary folder, its checksums verified, the embedder named in
-    router.json loaded (its fingerprint must match) and the router's version set to ``<name>/<version>``.
+    router.json loaded (its fingerprint must match); the router is returned under the version ``<name>/<version>``.
     """
     return load_served_uri(uri, settings, with_scorer=False)[0]
 
@@ -214,8 +214,7 @@ def load_downloaded(got: DownloadedVersion, settings: Settings, with_scorer: boo
     except DamagedArtifactError as exc:
         raise RegistryError(str(exc)) from exc
     scorer = _registered_scorer(got.folder, router, got.label) if with_scorer else None
-    router.version = got.version
-    return router, scorer
+    return router.with_version(got.version), scorer
 
 
 CHECKED_TAG = "llmroute.isolated_check_passed"

@@ -189,22 +189,23 @@ def retrain_from_production(
         "merge_policy": MERGE_POLICY,
         "train_logs": str(train_path.resolve()),
     }
-    router.info = {**router.info, "lineage": lineage}
+    router = router.with_info(lineage=lineage)
     (folder / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
     run_id = version = None
     if track:
-        run_id, version = _track(router, folder, train_path, settings, lineage)
+        run_id, version, router = _track(router, folder, train_path, settings, lineage)
         echo(f"registered as models:/{settings.registered_model}/{version} with alias 'challenger' "
              f"(MLflow run {run_id}; lineage in data/lineage.json)")
     return RetrainResult(router, folder, train_path, production, lineage, run_id, version)
 
 
 def _track(router: Router, folder: Path, train_path: Path, settings: Settings,
-           lineage: dict[str, Any]) -> tuple[str, str]:
+           lineage: dict[str, Any]) -> tuple[str, str, Router]:
     from llmroute.training.registry import registry_client
     from llmroute.training.tracking import log_training_run
 
-    run_id, version = log_training_run(router, folder, train_path, None, settings)
+    tracked = log_training_run(router, folder, train_path, None, settings)
+    run_id, version = tracked.run_id, tracked.version
     counts = lineage["counts"]
     tags = {
         "lineage.source": "production",
@@ -226,4 +227,4 @@ def _track(router: Router, folder: Path, train_path: Path, settings: Settings,
             client.set_model_version_tag(settings.registered_model, version, k, v)
         client.log_metric(run_id, "production_rows", float(counts["rows_used"]))
         client.log_metric(run_id, "production_decisions_read", float(counts["decisions_read"]))
-    return run_id, version
+    return run_id, version, tracked.router

@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -181,7 +181,7 @@ def library_versions() -> dict[str, str | None]:
 def training_params(router: Router) -> dict[str, Any]:
     """Embedder, LightGBM settings, quality target and calibration of a trained router."""
     q = router.quality
-    config = router.info.get("config", {})
+    config = router.info.config or {}
     params: dict[str, Any] = {
         "embedder": router.embedder.spec,
         "embedder_fingerprint": router.embedder.fingerprint,
@@ -201,10 +201,11 @@ def training_params(router: Router) -> dict[str, Any]:
 def validation_metrics(router: Router) -> dict[str, float]:
     """Validation (out-of-fold) measures recorded at training time."""
     out: dict[str, float] = {}
-    for rule, v in (router.info.get("validation_aiq") or {}).items():
+    aiq = router.info.validation_aiq or {}
+    for rule, v in aiq.items():
         out[f"val_aiq_{rule}"] = float(v)
-    if router.default_rule in (router.info.get("validation_aiq") or {}):
-        out["val_aiq"] = float(router.info["validation_aiq"][router.default_rule])
+    if router.default_rule in aiq:
+        out["val_aiq"] = float(aiq[router.default_rule])
     cv = getattr(router.quality, "cv_log_loss_", None)
     if cv is not None:
         out["val_log_loss"] = float(cv)
@@ -217,7 +218,7 @@ def validation_metrics(router: Router) -> dict[str, float]:
         out["val_quality_at_default_target"] = float(table.quality[i])
         out["val_cost_per_1k_at_default_target"] = float(table.cost[i] * 1000)
         out["val_default_target_reachable"] = float(reachable)
-    out["train_prompts"] = float(router.info.get("n_prompts", 0))
+    out["train_prompts"] = float(router.info.n_prompts or 0)
     return out
 
 
@@ -271,6 +272,17 @@ def _rewrite_meta(folder: Path, version: str, info: dict[str, Any]) -> None:
         write_manifest(folder)
 
 
+@dataclass(frozen=True)
+class TrackedRun:
+    """What :func:`log_training_run` made: the MLflow run, the registered model version, and the
+    router as registered (its version ``"<registered name>/<version>"``, its info carrying
+    ``trained_as`` and ``mlflow_run_id``; the router passed in is unchanged)."""
+
+    run_id: str
+    version: str
+    router: Router
+
+
 def log_training_run(
     router: Router,
     router_folder: Path,
@@ -278,13 +290,14 @@ def log_training_run(
     catalog_path: Path | None,
     settings: Settings,
     report_dir: Path | None = None,
-) -> tuple[str, str]:
+) -> TrackedRun:
     """Log a trained router as an MLflow run, register it and alias the new version ``challenger``.
 
     ``logs`` are the training logs (a frame or a Parquet path); ``report_dir`` an evaluation output
-    (report.json, report.md, cost_quality.png) on a test split, if one was run. On success the router's
-    version (in memory and in ``router_folder/router.json``) becomes ``"<registered name>/<version>"``.
-    Returns ``(run_id, model_version)``. Raises :class:`TrackingError` naming the store on failure.
+    (report.json, report.md, cost_quality.png) on a test split, if one was run. On success the version
+    in ``router_folder/router.json`` becomes ``"<registered name>/<version>"``, and the returned
+    :class:`TrackedRun` holds the router under that version (``router`` itself is immutable and
+    unchanged). Raises :class:`TrackingError` naming the store on failure.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -370,6 +383,7 @@ def log_training_run(
     except MlflowException as exc:
         raise TrackingError(f"MLflow tracking store {uri}: could not log the training run: {exc.message}") from exc
     _rewrite_meta(router_folder, registry_version, {"mlflow_run_id": run_id, "registered_model": name})
-    router.info = {**router.info, "trained_as": router.info.get("trained_as", router.version), "mlflow_run_id": run_id}
-    router.version = registry_version
-    return run_id, str(mv.version)
+    registered = router.with_info(
+        trained_as=router.info.trained_as or router.version, mlflow_run_id=run_id, registered_model=name
+    ).with_version(registry_version)
+    return TrackedRun(run_id, str(mv.version), registered)

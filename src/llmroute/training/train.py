@@ -27,6 +27,7 @@ from llmroute.router.features import embed_and_featurize
 from llmroute.router.knobs import KnobTable, build_knob_table
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
+from llmroute.router.router_info import RouterInfo
 from llmroute.training.cascade_fit import fit_operating_points
 from llmroute.training.manifest import write_manifest
 from llmroute.training.scorer import SCORER_DIR, ResponseScorer, train_scorer
@@ -208,19 +209,19 @@ def _train(
         default_rule=default_rule,
         default_target=QualityTarget.parse(config.default_target),
         version=version,
-        info={
-            "train_logs": str(logs_path.resolve()),
-            "train_logs_sha256_16": fingerprint,
-            "n_prompts": len(logs),
-            "n_outcomes": int((~np.isnan(logs.quality)).sum()),
-            "validation_aiq": rule_aiq,
-            "config": asdict(config),
-            "cost_is_estimated": logs.cost_is_estimated,
-            "tasks": sorted({t for t in logs.tasks if t}),
-            "catalog": catalog.source,
-            "observed_latency_ms": {m: asdict(v) for m, v in latencies.items()},
-            "typical_latency_learned_for": learned,
-        },
+        info=RouterInfo(
+            train_logs=str(logs_path.resolve()),
+            train_logs_sha256_16=fingerprint,
+            n_prompts=len(logs),
+            n_outcomes=int((~np.isnan(logs.quality)).sum()),
+            validation_aiq=rule_aiq,
+            config=asdict(config),
+            cost_is_estimated=logs.cost_is_estimated,
+            tasks=tuple(sorted({t for t in logs.tasks if t})),
+            catalog=catalog.source,
+            observed_latency_ms={m: asdict(v) for m, v in latencies.items()},
+            typical_latency_learned_for=tuple(learned),
+        ),
     )
     settings.ensure_home()
     folder = out_dir or settings.routers_dir / version

@@ -206,7 +206,7 @@ class DecisionRecord:
             tenant=tenant,
             user=user,
             arm=arm,
-            target=decision.target,
+            target=None if decision.target is None else str(decision.target),
             rule=decision.rule,
             knob=decision.knob,
             task_hint=decision.task_hint,
@@ -236,7 +236,8 @@ class DecisionLike(Protocol):
     @property
     def router_version(self) -> str: ...
     @property
-    def target(self) -> str | None: ...
+    def target(self) -> object:  # the quality target; the log stores its text, ``str(target)`` (None: none)
+        ...
     @property
     def task_hint(self) -> str | None: ...
 
