@@ -14,7 +14,7 @@ from llmroute.router.router import Router
 from llmroute.router.smoke import RouterSmokeError, smoke_route
 from llmroute.serving.app import create_app
 from llmroute.serving.settings import ServeSettings
-from llmroute.training.manifest import write_manifest
+from llmroute.artifacts.manifest import write_manifest
 from tests.serving.conftest import Trained
 from tests.serving.corruptions import CORRUPTIONS, Corruption, damaged_copy
 

@@ -14,7 +14,8 @@ from llmroute.data.schema import LogValidationError
 from llmroute.data.wide import to_wide
 from llmroute.router.decision_rules import rule_names
 from llmroute.training import train as train_mod
-from llmroute.training.train import LATEST, TrainConfig, data_fingerprint, latest_router_dir, train_router
+from llmroute.artifacts.loading import LATEST, latest_router_dir
+from llmroute.training.train import TrainConfig, data_fingerprint, train_router
 from tests.router.helpers import ROUTERBENCH_MODELS, CountingEmbedder, Trained
 
 

@@ -34,7 +34,7 @@ from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth, breaker_config
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.middleware import BodySizeLimit, CatchAll, LoggingHealthHeader, RequestMetrics
-from llmroute.serving.provider_http import make_provider_http
+from llmroute.providers.http import make_provider_http
 from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmroute.artifacts.loading import REGISTRY_PREFIX, RouterLoadError, load_served
+from llmroute.artifacts.manifest import verify_manifest
 from llmroute.config import Settings
 from llmroute.router.smoke import RouterSmokeError, StandInEmbedder, smoke_route
-from llmroute.training.loading import REGISTRY_PREFIX, RouterLoadError
-from llmroute.training.manifest import verify_manifest
 
 
 @dataclass(frozen=True)
@@ -145,29 +145,29 @@ async def check_in_child(candidate: Candidate, core: Settings, use_scorer: bool,
     raise CandidateRejected(f"{candidate.label}: loading it {how} in the isolated check process: {tail or 'no output'}")
 
 
-def _load_with_stand_in(folder: Path, use_scorer: bool) -> tuple[Any, Any]:
-    """The router (and scorer) in ``folder`` with a :class:`StandInEmbedder`: every file parsed by the
-    native code that will parse it in the server, without loading the embedding model."""
-    from llmroute.router.router import Router, read_router_meta
-    from llmroute.training.scorer import scorer_in
+def _load_with_stand_in(folder: Path, core: Settings, use_scorer: bool) -> tuple[Any, Any]:
+    """The router (and scorer) in ``folder`` with a :class:`StandInEmbedder`: every file checksum-verified
+    and parsed by the native code that will parse it in the server, without loading the embedding model."""
+    stand_in: list[StandInEmbedder] = []
 
-    meta = read_router_meta(folder)
-    embedder = StandInEmbedder(str(meta["embedder"]["spec"]), str(meta["embedder"]["fingerprint"]))
-    router = Router.load(folder, embedder)
-    embedder.dim = int(router.quality.index_.embeddings.shape[1])
-    return router, (scorer_in(folder, embedder) if use_scorer else None)
+    def embedder_for(entry: Any) -> Any:
+        stand_in.append(StandInEmbedder(str(entry["spec"]), str(entry["fingerprint"])))
+        return stand_in[-1]
+
+    router, scorer = load_served(str(folder), core, use_scorer, embedder_for=embedder_for)
+    stand_in[0].dim = int(router.quality.index_.embeddings.shape[1])
+    return router, scorer
 
 
 def _child() -> int:
     """The child's side: load the candidate, smoke-route it, print one JSON line. Exit 0 when it passed."""
     request = json.loads(sys.stdin.read())
     try:
+        core = Settings(**request["core"])
         if request["model"].startswith(REGISTRY_PREFIX):  # checksum-verified before parsing; real embedder
-            from llmroute.serving.loading import load_served
-
-            router, scorer = load_served(request["model"], Settings(**request["core"]), request["use_scorer"])
+            router, scorer = load_served(request["model"], core, request["use_scorer"])
         else:
-            router, scorer = _load_with_stand_in(Path(request["model"]), request["use_scorer"])
+            router, scorer = _load_with_stand_in(Path(request["model"]), core, request["use_scorer"])
         checked = smoke_served(router, scorer)
     except Exception as exc:  # noqa: BLE001 - every failure is the candidate's finding
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)

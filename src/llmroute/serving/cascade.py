@@ -50,7 +50,7 @@ from llmroute.router import numeric_answers
 from llmroute.router.agreement import normalise_answer
 from llmroute.router.cascade_policy import CascadeRule, CascadeWalk, combine_confidence, next_model
 from llmroute.router.decision import Decision
-from llmroute.serving.providers import CallResult, OpenStream
+from llmroute.providers.chat import CallResult, OpenStream
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,10 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
+from llmroute.artifacts.loading import REGISTRY_PREFIX, load_served, source_version
 from llmroute.serving.candidate import check_in_child, prepare_candidate, smoke_served
-from llmroute.serving.loading import load_served, source_version
-from llmroute.serving.providers import missing_endpoints
+from llmroute.providers.chat import missing_endpoints
 from llmroute.serving.state import Services, freeze_heap
-from llmroute.training.loading import REGISTRY_PREFIX
 
 log = logging.getLogger("llmroute.serving")
 
@@ -86,7 +85,7 @@ async def reload_router(services: Services) -> ReloadOutcome:
             router.version, services.settings.model, previous, len(router.models),
             "with the answer scorer" if scorer else "WITHOUT an answer scorer (the cascade uses the router's probability)",
         )
-        missing = missing_endpoints(router.models, router.specs, services.settings)
+        missing = missing_endpoints(router.models, router.specs, services.settings.provider_client_config())
         if missing:
             log.warning(
                 "no endpoint for %d of %d models (%s): chat requests routed to them fail with 502; give "

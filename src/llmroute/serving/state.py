@@ -19,7 +19,7 @@ from llmroute.serving.decision_logging import DecisionLog, capture_embeddings
 from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth
 from llmroute.serving.metrics import ServiceMetrics
-from llmroute.serving.provider_http import ProviderHTTP
+from llmroute.providers.http import ProviderHTTP
 from llmroute.serving.settings import ServeSettings
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class Services:
     settings: ServeSettings
     core: Settings
     holder: RouterHolder
-    http: ProviderHTTP  # provider calls (llmroute.serving.provider_http)
+    http: ProviderHTTP  # provider calls (llmroute.providers.http)
     metrics: ServiceMetrics
     compute: ComputeLimiter
     executor: ThreadPoolExecutor | None = None  # CPU work (routing, scoring); None = anyio's thread pool

@@ -25,7 +25,7 @@ import anyio
 from llmroute.data.catalog import ModelSpec
 from llmroute.serving.cascade import Attempt, CascadeResult, Confidence, attempt_cost
 from llmroute.serving.errors import error_body
-from llmroute.serving.providers import OpenStream, StreamBroken
+from llmroute.providers.chat import OpenStream, StreamBroken
 
 
 @dataclass

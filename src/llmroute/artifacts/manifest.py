@@ -1,7 +1,7 @@
-"""A checksum manifest for a saved router folder, and loading a folder with every check applied.
+"""A checksum manifest for a saved router folder, and its verification.
 
 Before a router is logged to MLflow its folder gets ``manifest.json``: the sha256 of every file.
-Loading a router from the registry verifies the manifest first, so a truncated or altered artifact
+Every load verifies the manifest first (:mod:`llmroute.artifacts.loading`), so a truncated or altered artifact
 gives an error naming the file instead of a LightGBM parse error (or, worse, different decisions).
 """
 
@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-
-from llmroute.router.embedder import EmbedderMismatchError, load_embedder
-from llmroute.router.router import Router
 
 MANIFEST = "manifest.json"
 
@@ -63,26 +60,3 @@ def verify_manifest(folder: Path, label: str) -> None:
             raise DamagedArtifactError(
                 f"{label}: the router artifact is damaged: {rel} does not match its recorded sha256"
             )
-
-
-def load_verified_router(folder: Path, embedders_dir: Path, label: str) -> Router:
-    """Verify the folder, load the embedder named in router.json and the router (fingerprint checked).
-
-    Raises :class:`DamagedArtifactError` or :class:`EmbedderMismatchError`, both naming ``label``.
-    """
-    verify_manifest(folder, label)
-    try:
-        meta = json.loads((folder / "router.json").read_text())
-        spec = meta["embedder"]["spec"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DamagedArtifactError(f"{label}: the router artifact is damaged: router.json is unreadable ({exc})") from exc
-    embedder = load_embedder(spec, embedders_dir)
-    try:
-        return Router.load(folder, embedder)
-    except EmbedderMismatchError as exc:
-        raise EmbedderMismatchError(f"{label}: {exc}") from exc
-    except Exception as exc:  # LightGBM, NumPy and YAML each raise their own errors
-        raise DamagedArtifactError(
-            f"{label}: the router artifact is damaged or was written by an incompatible llmroute version: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc

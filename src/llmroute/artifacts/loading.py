@@ -1,0 +1,194 @@
+"""Loading a router: the one loader of every command, the service, the reload check and the A/B arms.
+
+Blocking (files, LightGBM, maybe the registry): call it off an event loop. A *source* is one of
+
+* a saved router folder (a directory with ``router.json``);
+* ``LATEST`` (or None / empty): the router the last ``llmroute train`` saved, named by the ``LATEST``
+  pointer under ``<home>/routers``;
+* ``models:/<name>@<alias>`` or ``models:/<name>/<version>``: a version in the router registry.
+
+Guarantees, whatever the source:
+
+* **Checksums are always verified** before anything is parsed: a folder with ``manifest.json`` (every
+  registered artifact has one; ``llmroute train`` writes one) has every file's sha256 checked; a folder
+  without one (a hand-copied router) must at least hold ``router.json``.
+* The embedder named in ``router.json`` is loaded and its fingerprint must match the router's.
+* A registry router's version is ``<name>/<version>`` (what the decision log records).
+* The answer scorer saved with the router (its ``scorer/`` folder, under the same checksums) is loaded
+  when asked for, sharing the router's embedder; None when the router has none.
+
+**The one fallback rule**: no source (None, ``""`` or ``LATEST``) means the latest trained router. A
+source that is named and cannot be loaded is an error; it is never replaced by another router. (Callers
+that keep an old router when a new one fails, like the service's hot reload, decide that themselves.)
+
+Errors (all in :data:`LOAD_ERRORS`, each message naming the source): :class:`RouterLoadError` (a
+``FileNotFoundError``: nothing saved there), :class:`~llmroute.artifacts.manifest.DamagedArtifactError`,
+:class:`~llmroute.router.embedder.EmbedderMismatchError`,
+:class:`~llmroute.artifacts.registry.RegistryError` (the registry, and any failure of a registry artifact).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from llmroute.artifacts.manifest import DamagedArtifactError, verify_manifest
+from llmroute.artifacts.registry import (
+    RegistryError,
+    parse_model_uri,
+    registry_client,
+    resolve_version,
+    router_folder,
+    unreachable,
+)
+from llmroute.config import Settings
+from llmroute.router.answer_scorer import ResponseScorer, scorer_in
+from llmroute.router.embedder import Embedder, EmbedderMismatchError, load_embedder
+from llmroute.router.router import Router, read_router_meta
+
+REGISTRY_PREFIX = "models:/"
+LATEST = "LATEST"
+
+EmbedderFor = Callable[[Mapping[str, Any]], Embedder]
+"""Builds the embedder of a router from ``router.json``'s ``embedder`` entry (spec, fingerprint). The
+default loads the real one (:func:`llmroute.router.embedder.load_embedder`); the reload check passes a
+stand-in so that no embedding weights are loaded in its child process."""
+
+
+class RouterLoadError(FileNotFoundError):
+    """Nothing is saved at the named source; the message names it and says why."""
+
+
+LOAD_ERRORS: tuple[type[Exception], ...] = (RouterLoadError, DamagedArtifactError, EmbedderMismatchError, RegistryError)
+"""Every error :func:`load_router` and :func:`load_served` raise for a source that cannot be loaded."""
+
+
+def is_registry_uri(source: str | Path | None) -> bool:
+    """Whether ``source`` names a registry version (``models:/...``)."""
+    return isinstance(source, str) and source.startswith(REGISTRY_PREFIX)
+
+
+def latest_router_dir(settings: Settings) -> Path:
+    """Folder of the most recently trained router (:class:`RouterLoadError` if none was trained)."""
+    pointer = settings.routers_dir / LATEST
+    if not pointer.exists():
+        raise RouterLoadError(f"no trained router under {settings.routers_dir}: run `llmroute train` first")
+    return Path(pointer.read_text().strip())
+
+
+def resolve_folder(source: str | Path | None, settings: Settings) -> Path:
+    """The folder a non-registry source names: the source itself, or the latest trained router's folder
+    for None, ``""`` or ``LATEST`` (the fallback rule above)."""
+    if source is None or str(source) in ("", LATEST):
+        return latest_router_dir(settings)
+    return Path(source).expanduser()
+
+
+def load_router(source: str | Path | None, settings: Settings, *, embedder_for: EmbedderFor | None = None) -> Router:
+    """The router at ``source`` (see the module docstring for sources, checks and errors)."""
+    return load_served(source, settings, with_scorer=False, embedder_for=embedder_for)[0]
+
+
+def load_served(
+    source: str | Path | None, settings: Settings, with_scorer: bool = True, *, embedder_for: EmbedderFor | None = None
+) -> tuple[Router, ResponseScorer | None]:
+    """The router at ``source`` and, when ``with_scorer``, the answer scorer saved with it (None when it
+    has none). Same checks and errors as :func:`load_router`."""
+    if is_registry_uri(source):
+        assert isinstance(source, str)
+        return _load_registered(source, settings, with_scorer, embedder_for)
+    folder = resolve_folder(source, settings)
+    if not (folder / "router.json").is_file():
+        raise RouterLoadError(f"{folder} is not a saved router folder (no router.json)")
+    label = str(folder)
+    router = load_verified_router(folder, settings.embedders_dir, label, embedder_for)
+    return router, (_scorer(folder, router, label) if with_scorer else None)
+
+
+def load_verified_router(
+    folder: Path, embedders_dir: Path, label: str, embedder_for: EmbedderFor | None = None
+) -> Router:
+    """Verify ``folder``'s checksums, build the embedder named in router.json and load the router
+    (fingerprint checked). Raises :class:`DamagedArtifactError` or :class:`EmbedderMismatchError`,
+    both naming ``label``."""
+    verify_manifest(folder, label)
+    try:
+        entry = json.loads((folder / "router.json").read_text())["embedder"]
+        spec = entry["spec"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DamagedArtifactError(f"{label}: the router artifact is damaged: router.json is unreadable ({exc})") from exc
+    embedder = embedder_for(entry) if embedder_for is not None else load_embedder(spec, embedders_dir)
+    try:
+        return Router.load(folder, embedder)
+    except EmbedderMismatchError as exc:
+        raise EmbedderMismatchError(f"{label}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and YAML each raise their own errors
+        raise DamagedArtifactError(
+            f"{label}: the router artifact is damaged or was written by an incompatible llmroute version: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _scorer(folder: Path, router: Router, label: str) -> ResponseScorer | None:
+    """The scorer in an (already checksum-verified) router folder, read into memory."""
+    try:
+        return scorer_in(folder, router.embedder)
+    except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and JSON each raise their own errors
+        raise DamagedArtifactError(
+            f"{label}: the response scorer in the artifact cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _load_registered(
+    uri: str, settings: Settings, with_scorer: bool, embedder_for: EmbedderFor | None
+) -> tuple[Router, ResponseScorer | None]:
+    """Download the version ``uri`` names to a temporary folder, then load it as a folder; every failure
+    of the artifact is a :class:`RegistryError` naming the URI, the version and the store."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    ref = parse_model_uri(uri)
+    with registry_client(settings, f"loading {uri}") as (client, tracking):
+        mv = resolve_version(client, ref, tracking)
+        label = f"{uri} (version {mv.version} of '{ref.name}' in {tracking})"
+        with tempfile.TemporaryDirectory(prefix="llmroute-model-") as tmp:
+            try:
+                local = download_artifacts(
+                    artifact_uri=f"models:/{ref.name}/{mv.version}", dst_path=tmp, tracking_uri=tracking
+                )
+            except (OSError, MlflowException) as exc:
+                text = getattr(exc, "message", str(exc))
+                if unreachable(text):
+                    raise
+                raise RegistryError(f"{label}: the model artifact cannot be downloaded: {text}") from exc
+            folder = router_folder(Path(local))
+            try:
+                router = load_verified_router(folder, settings.embedders_dir, label, embedder_for)
+                scorer = _scorer(folder, router, label) if with_scorer else None
+            except DamagedArtifactError as exc:
+                raise RegistryError(str(exc)) from exc
+    router.version = f"{ref.name}/{mv.version}"
+    return router, scorer
+
+
+def source_version(source: str | Path | None, settings: Settings) -> str:
+    """The router version ``source`` points at now, without loading it (``<name>/<version>`` for a
+    registry URI; the folder's ``router.json`` version otherwise). For reload polling."""
+    if is_registry_uri(source):
+        assert isinstance(source, str)
+        ref = parse_model_uri(source)
+        with registry_client(settings, f"resolving {source}") as (client, tracking):
+            return f"{ref.name}/{resolve_version(client, ref, tracking).version}"
+    return str(read_router_meta(resolve_folder(source, settings))["version"])
+
+
+def try_reload(current: Router, source: str | Path | None, settings: Settings) -> tuple[Router, str | None]:
+    """The router at ``source``, or ``current`` and the error (``Type: message``) when it cannot be loaded:
+    for a running process that must keep routing with what it has."""
+    try:
+        return load_router(source, settings), None
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the caller keeps routing with `current`
+        return current, f"{type(exc).__name__}: {exc}"
