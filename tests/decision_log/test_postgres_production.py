@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from llmroute.data.decision_log import DecisionLogStore
 from llmroute.offpolicy.logged import logged_traffic
-from llmroute.training.retrain import open_decision_log, read_production_rows
+from llmroute.data.decision_log.opening import open_decision_log
+from llmroute.training.retrain import read_production_rows
 from tests.decision_log.helpers import T0, decision, feedback, outcome
 
 

@@ -33,7 +33,7 @@ import json
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmroute.artifacts.manifest import DamagedArtifactError, verify_manifest
 from llmroute.artifacts.registry import (
@@ -45,9 +45,11 @@ from llmroute.artifacts.registry import (
     unreachable,
 )
 from llmroute.config import Settings
-from llmroute.router.answer_scorer import ResponseScorer, scorer_in
 from llmroute.router.embedder import Embedder, EmbedderMismatchError, load_embedder
-from llmroute.router.router import Router, read_router_meta
+
+if TYPE_CHECKING:
+    from llmroute.router.answer_scorer import ResponseScorer
+    from llmroute.router.router import Router
 
 REGISTRY_PREFIX = "models:/"
 LATEST = "LATEST"
@@ -114,6 +116,8 @@ def load_verified_router(
     """Verify ``folder``'s checksums, build the embedder named in router.json and load the router
     (fingerprint checked). Raises :class:`DamagedArtifactError` or :class:`EmbedderMismatchError`,
     both naming ``label``."""
+    from llmroute.router.router import Router  # lazy: LightGBM and pandas, not needed to reject a bad source
+
     verify_manifest(folder, label)
     try:
         entry = json.loads((folder / "router.json").read_text())["embedder"]
@@ -134,6 +138,8 @@ def load_verified_router(
 
 def _scorer(folder: Path, router: Router, label: str) -> ResponseScorer | None:
     """The scorer in an (already checksum-verified) router folder, read into memory."""
+    from llmroute.router.answer_scorer import scorer_in  # lazy: LightGBM
+
     try:
         return scorer_in(folder, router.embedder)
     except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and JSON each raise their own errors
@@ -182,6 +188,8 @@ def source_version(source: str | Path | None, settings: Settings) -> str:
         ref = parse_model_uri(source)
         with registry_client(settings, f"resolving {source}") as (client, tracking):
             return f"{ref.name}/{resolve_version(client, ref, tracking).version}"
+    from llmroute.router.router import read_router_meta
+
     return str(read_router_meta(resolve_folder(source, settings))["version"])
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmroute.artifacts.loading import REGISTRY_PREFIX, RouterLoadError, load_served
+from llmroute.artifacts.loading import REGISTRY_PREFIX, RouterLoadError, load_served, resolve_folder
 from llmroute.artifacts.manifest import verify_manifest
 from llmroute.config import Settings
 from llmroute.router.smoke import RouterSmokeError, StandInEmbedder, smoke_route
@@ -62,7 +62,7 @@ def prepare_candidate(model: str, core: Settings, pinned_version: str | None = N
         if pinned_version is None:
             return Candidate(model, model)
         return Candidate(f"{REGISTRY_PREFIX}{pinned_version}", f"{model} (version {pinned_version})")
-    folder = Path(model).expanduser()
+    folder = resolve_folder(model, core)  # LATEST: the router the last `llmroute train` saved, now
     if not (folder / "router.json").is_file():
         raise RouterLoadError(f"{folder} is not a saved router folder (no router.json)")
     core.home.mkdir(parents=True, exist_ok=True)
