@@ -248,7 +248,7 @@ def log_training_run(
                 mv = mlflow.register_model(info.model_uri, name)
                 if str(mv.version) != str(expected):
                     # another run registered concurrently: decisions carry the predicted version, the
-                    # registry loader corrects it from the registry (see registry.load_router_uri)
+                    # registry loader corrects it from the registry (see llmroute.artifacts.loading)
                     client.set_model_version_tag(name, mv.version, "router_version_in_artifact", registry_version)
                     registry_version = f"{name}/{mv.version}"
                 tags = {
