@@ -21,6 +21,8 @@ from llmroute.artifacts.manifest import DamagedArtifactError
 from llmroute.config import Settings
 from tests.registry.helpers import Trained, fresh_copy
 
+pytestmark = pytest.mark.slow  # the session's trained router (tests/registry/conftest.py)
+
 
 def _point_latest(settings: Settings, folder: Path) -> None:
     settings.routers_dir.mkdir(parents=True, exist_ok=True)
