@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from closed_loop import Server, free_port
-
 from llmroute.providers.http import ProviderHTTP, Timeouts, make_provider_http
 
 BODY = b'{"prompt": "' + b"hello " * 200 + b'"}'  # what the floor app's /route reads

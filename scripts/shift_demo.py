@@ -245,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "LLMROUTE_TRACKING_URI"):
         os.environ.pop(var, None)
 
+    from llmroute.artifacts.loading import load_router
     from llmroute.config import Settings
+    from llmroute.data.decision_log.opening import open_decision_log
     from llmroute.data.decision_log.store import default_db_url
     from llmroute.data.importers import write_logs
     from llmroute.experiments.compare import compare_routers
@@ -254,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     from llmroute.serving.app import create_app
     from llmroute.serving.replay import create_replay_app
     from llmroute.serving.settings import ServeSettings
-    from llmroute.artifacts.loading import load_router
-    from llmroute.data.decision_log.opening import open_decision_log
     from llmroute.training.registry import OffPolicyGateOptions, promote
     from llmroute.training.retrain import retrain_from_production
     from llmroute.training.tracking import log_training_run

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmroute.config import Settings
-from llmroute.router.router import Router
 from llmroute.artifacts.loading import load_router, try_reload
 from llmroute.artifacts.registry import RegistryError, list_models, parse_model_uri
+from llmroute.config import Settings
+from llmroute.router.router import Router
 from llmroute.training.tracking import TrackingError, log_training_run, mlflow_session, resolve_tracking_uri
 from tests.registry.helpers import Trained, assert_same_decisions, fresh_copy, held_out_prompts, store_settings
 

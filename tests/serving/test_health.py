@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from llmroute.providers.chat import ChatProvider
 from llmroute.serving.dispatch import Dispatcher
 from llmroute.serving.health import BreakerConfig, ProviderHealth, TokenBucket, counts_as_failure
 from llmroute.serving.metrics import ServiceMetrics
-from llmroute.providers.chat import ChatProvider
 from llmroute.serving.settings import ServeSettings
 from tests.router.helpers import make_spec
 

@@ -12,8 +12,6 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from llmroute.providers.errors import client_reason
-from llmroute.providers.http import HTTP_CLIENTS, make_provider_http
 from llmroute.providers.chat import (
     CallResult,
     ChatProvider,
@@ -21,6 +19,8 @@ from llmroute.providers.chat import (
     OpenStream,
     StreamBroken,
 )
+from llmroute.providers.errors import client_reason
+from llmroute.providers.http import HTTP_CLIENTS, make_provider_http
 from llmroute.serving.settings import ServeSettings
 from tests.serving.servers import LiveServer
 

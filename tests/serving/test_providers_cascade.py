@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from llmroute.data.catalog import load_catalog
-from llmroute.router.decision import Candidate, Decision
 from llmroute.providers.chat import CallResult, ChatProvider, Endpoint, resolve_endpoint
 from llmroute.providers.config import ProviderClientConfig
+from llmroute.router.decision import Candidate, Decision
 from llmroute.serving.cascade import answer_confidence, next_model, run_cascade
 from llmroute.serving.settings import ServeSettings
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from llmroute.artifacts.manifest import write_manifest
 from llmroute.router.router import Router
 from llmroute.router.smoke import RouterSmokeError, smoke_route
 from llmroute.serving.app import create_app
 from llmroute.serving.settings import ServeSettings
-from llmroute.artifacts.manifest import write_manifest
 from tests.serving.conftest import Trained
 from tests.serving.corruptions import CORRUPTIONS, Corruption, damaged_copy
 

@@ -129,7 +129,7 @@ def load_verified_router(
         return Router.load(folder, embedder)
     except EmbedderMismatchError as exc:
         raise EmbedderMismatchError(f"{label}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and YAML each raise their own errors
+    except Exception as exc:  # LightGBM, NumPy and YAML each raise their own errors
         raise DamagedArtifactError(
             f"{label}: the router artifact is damaged or was written by an incompatible llmroute version: "
             f"{type(exc).__name__}: {exc}"
@@ -142,7 +142,7 @@ def _scorer(folder: Path, router: Router, label: str) -> ResponseScorer | None:
 
     try:
         return scorer_in(folder, router.embedder)
-    except Exception as exc:  # noqa: BLE001 - LightGBM, NumPy and JSON each raise their own errors
+    except Exception as exc:  # LightGBM, NumPy and JSON each raise their own errors
         raise DamagedArtifactError(
             f"{label}: the response scorer in the artifact cannot be loaded: {type(exc).__name__}: {exc}"
         ) from exc

@@ -16,9 +16,9 @@ import httpx
 
 from llmroute.data.catalog import Catalog
 from llmroute.data.tokens import count_tokens
-from llmroute.router.text import messages_to_prompt
 from llmroute.providers.chat import ChatProvider, Endpoint, resolve_endpoint
 from llmroute.providers.config import ProviderClientConfig
+from llmroute.router.text import messages_to_prompt
 
 RETRY_KINDS = frozenset({"timeout", "connect", "http_429", "http_500", "http_502", "http_503", "http_504"})
 

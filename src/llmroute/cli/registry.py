@@ -84,7 +84,6 @@ def promote_cmd(
     from llmroute.data.schema import LogValidationError
     from llmroute.router.embedder import EmbedderMismatchError
     from llmroute.training.registry import GATES, OffPolicyGateOptions, RegistryError, promote
-    from llmroute.data.decision_log.opening import DecisionLogError
 
     if gate not in GATES:
         fail(f"--gate must be one of {', '.join(GATES)}, got {gate!r}")

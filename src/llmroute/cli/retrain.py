@@ -61,7 +61,9 @@ def retrain_cmd(
     as 'challenger' with its data lineage. Decisions read, with feedback, used and skipped are reported."""
     from llmroute.data.schema import LogValidationError
     from llmroute.artifacts.registry import RegistryError
+    from llmroute.config import load_settings
     from llmroute.data.decision_log.opening import DecisionLogError
+    from llmroute.data.schema import LogValidationError
     from llmroute.training.retrain import retrain_from_production
     from llmroute.training.tracking import TrackingError
     from llmroute.training.train import TrainConfig
@@ -96,8 +98,6 @@ def offpolicy_cmd(
     production traffic, against the champion, with bootstrap intervals and overlap warnings."""
     from llmroute.offpolicy.evaluate import evaluate_offpolicy
     from llmroute.offpolicy.logged import logged_traffic
-    from llmroute.artifacts.loading import LOAD_ERRORS, load_router
-    from llmroute.data.decision_log.opening import DecisionLogError, open_decision_log
 
     since_dt, until_dt = parse_since(since), parse_since(until, "--until")
     settings = load_cli_settings(home, tracking_uri=tracking_uri)

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmroute.data.catalog import ModelSpec
+from llmroute.providers.chat import CallResult, ChatProvider, OpenStream, resolve_endpoint
 from llmroute.router.data_policy import is_local
 from llmroute.serving.health import ProviderHealth
 from llmroute.serving.metrics import ServiceMetrics
-from llmroute.providers.chat import CallResult, ChatProvider, OpenStream, resolve_endpoint
 from llmroute.serving.settings import ServeSettings
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 
 from llmroute.artifacts.loading import REGISTRY_PREFIX, load_served, source_version
-from llmroute.serving.candidate import check_in_child, prepare_candidate, smoke_served
 from llmroute.providers.chat import missing_endpoints
+from llmroute.serving.candidate import check_in_child, prepare_candidate, smoke_served
 from llmroute.serving.state import Services, freeze_heap
 
 log = logging.getLogger("llmroute.serving")

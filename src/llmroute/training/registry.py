@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from llmroute.artifacts.loading import load_router
-from llmroute.artifacts.registry import ModelRef, RegistryError, aliases_of, registered_model, registry_client, resolve_version
+from llmroute.artifacts.registry import (
+    ModelRef,
+    RegistryError,
+    aliases_of,
+    registered_model,
+    registry_client,
+    resolve_version,
+)
 from llmroute.artifacts.store import CHALLENGER, CHAMPION
 from llmroute.config import Settings
 from llmroute.data.decision_log.opening import open_decision_log

@@ -42,8 +42,7 @@ from llmroute.data.decision_log.store import DecisionLogStore, mask_url
 from llmroute.data.importers import read_logs, write_logs
 from llmroute.data.schema import ImportReport
 from llmroute.router.router import Router
-from llmroute.training.tracking import data_fingerprint as content_fingerprint
-from llmroute.training.tracking import log_training_run
+from llmroute.training.tracking import data_fingerprint as content_fingerprint, log_training_run
 from llmroute.training.train import TrainConfig, data_fingerprint, train_router
 
 MERGE_POLICY = (

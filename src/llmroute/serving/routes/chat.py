@@ -57,6 +57,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from llmroute.providers.chat import ChatProvider, resolve_endpoint
 from llmroute.router.cascade_policy import OperatingPoint
 from llmroute.router.data_policy import api_fallback
 from llmroute.router.text import messages_to_prompt
@@ -74,7 +75,6 @@ from llmroute.serving.decision_logging import log_refused, outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.dispatch import Dispatcher
 from llmroute.serving.errors import ServiceError, error_body
-from llmroute.providers.chat import ChatProvider, resolve_endpoint
 from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
 from llmroute.serving.state import run_cpu
 from llmroute.serving.streaming import relay
