@@ -81,6 +81,7 @@ def promote_cmd(
     must be at least -tolerance, the challenger must be better in DR quality or cheaper in DR cost, and at
     least --min-matches logged decisions must have served the challenger's choice.
     """
+    from llmroute.data.decision_log.opening import DecisionLogError
     from llmroute.data.schema import LogValidationError
     from llmroute.router.embedder import EmbedderMismatchError
     from llmroute.training.registry import GATES, OffPolicyGateOptions, RegistryError, promote

@@ -59,9 +59,7 @@ def retrain_cmd(
 ) -> None:
     """Train a new router from logged production calls with feedback (plus benchmark logs) and register it
     as 'challenger' with its data lineage. Decisions read, with feedback, used and skipped are reported."""
-    from llmroute.data.schema import LogValidationError
     from llmroute.artifacts.registry import RegistryError
-    from llmroute.config import load_settings
     from llmroute.data.decision_log.opening import DecisionLogError
     from llmroute.data.schema import LogValidationError
     from llmroute.training.retrain import retrain_from_production
@@ -96,6 +94,8 @@ def offpolicy_cmd(
 ) -> None:
     """Off-policy evaluation: IPS, SNIPS, DM and DR estimates of a router's quality and cost on logged
     production traffic, against the champion, with bootstrap intervals and overlap warnings."""
+    from llmroute.artifacts.loading import LOAD_ERRORS, load_router
+    from llmroute.data.decision_log.opening import DecisionLogError, open_decision_log
     from llmroute.offpolicy.evaluate import evaluate_offpolicy
     from llmroute.offpolicy.logged import logged_traffic
 
