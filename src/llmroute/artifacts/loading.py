@@ -45,16 +45,17 @@ from llmroute.artifacts.registry import (
     unreachable,
 )
 from llmroute.config import Settings
-from llmroute.router.embedder import Embedder, EmbedderMismatchError, load_embedder
+from llmroute.router.fingerprint import EmbedderMismatchError
 
 if TYPE_CHECKING:
     from llmroute.router.answer_scorer import ResponseScorer
+    from llmroute.router.embedder import Embedder
     from llmroute.router.router import Router
 
 REGISTRY_PREFIX = "models:/"
 LATEST = "LATEST"
 
-EmbedderFor = Callable[[Mapping[str, Any]], Embedder]
+EmbedderFor = Callable[[Mapping[str, Any]], "Embedder"]
 """Builds the embedder of a router from ``router.json``'s ``embedder`` entry (spec, fingerprint). The
 default loads the real one (:func:`llmroute.router.embedder.load_embedder`); the reload check passes a
 stand-in so that no embedding weights are loaded in its child process."""
@@ -116,7 +117,8 @@ def load_verified_router(
     """Verify ``folder``'s checksums, build the embedder named in router.json and load the router
     (fingerprint checked). Raises :class:`DamagedArtifactError` or :class:`EmbedderMismatchError`,
     both naming ``label``."""
-    from llmroute.router.router import Router  # lazy: LightGBM and pandas, not needed to reject a bad source
+    from llmroute.router.embedder import load_embedder  # lazy, as Router: NumPy, LightGBM and pandas are
+    from llmroute.router.router import Router  # not needed to reject a source that is not a router
 
     verify_manifest(folder, label)
     try:

@@ -30,15 +30,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from llmroute.progress import quiet
-from llmroute.router.fingerprint import fingerprint_dir
+from llmroute.router.fingerprint import (
+    EmbedderMismatchError as EmbedderMismatchError,  # defined there (NumPy-free); importable from here too
+    fingerprint_dir,
+)
 
 BUNDLED = "minilm"
 BUNDLED_STATIC = "minilm-static"
 STATIC_PCA_DIMS = 256
-
-
-class EmbedderMismatchError(RuntimeError):
-    """The embedder at hand is not the one a router was trained with."""
 
 
 class Embedder(Protocol):

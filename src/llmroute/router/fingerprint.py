@@ -1,9 +1,14 @@
-"""The content fingerprint of an embedder's files: what a saved router records to recognise its embedder."""
+"""The content fingerprint of an embedder's files: what a saved router records to recognise its embedder, and
+the error when the embedder at hand is another one (light: no NumPy, so a loader can name it before loading)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+
+
+class EmbedderMismatchError(RuntimeError):
+    """The embedder at hand is not the one a router was trained with."""
 
 
 def fingerprint_dir(path: Path) -> str:
