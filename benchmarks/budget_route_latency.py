@@ -36,17 +36,15 @@ def main() -> None:
     from fastapi.testclient import TestClient
     from threadpoolctl import threadpool_limits
 
+    from llmroute.artifacts.loading import load_router
     from llmroute.config import load_settings
-    from llmroute.router.embedder import load_embedder
-    from llmroute.router.router import Router, read_router_meta
     from llmroute.serving.app import create_app
     from llmroute.serving.budget_control import Subjects
     from llmroute.serving.schemas import RouteRequest
     from llmroute.serving.settings import ServeSettings
 
     core = load_settings()
-    meta = read_router_meta(args.router)
-    router = Router.load(args.router, load_embedder(meta["embedder"]["spec"], core.embedders_dir))
+    router = load_router(args.router, core)
     tmp = Path(tempfile.mkdtemp(prefix="llmroute-budget-bench-"))
     cached = tmp / "cached.yaml"
     cached.write_text(yaml.safe_dump({"budgets": [

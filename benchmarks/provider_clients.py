@@ -1,5 +1,5 @@
 """Client-side CPU of one provider call: httpx against aiohttp, the two clients of
-``llmroute.serving.provider_http``, calling the same local server (``benchmarks/floor_app.py``, in its
+``llmroute.providers.http``, calling the same local server (``benchmarks/floor_app.py``, in its
 own process) with a chat-sized JSON body, at concurrency 1, 8 and 32, alternating round by round.
 
     python benchmarks/provider_clients.py --calls 1000 --rounds 2
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from closed_loop import Server, free_port
-from llmroute.serving.provider_http import ProviderHTTP, Timeouts, make_provider_http
+from llmroute.providers.http import ProviderHTTP, Timeouts, make_provider_http
 
 BODY = b'{"prompt": "' + b"hello " * 200 + b'"}'  # what the floor app's /route reads
 

@@ -346,7 +346,7 @@ def corrupt(folder: Path, home: Path, work: Path) -> dict[str, Any]:
 
     served = work / "served-router"
     shutil.copytree(folder, served, dirs_exist_ok=True)
-    from llmroute.training.manifest import write_manifest
+    from llmroute.artifacts.manifest import write_manifest
 
     write_manifest(served)
     good = work / "good-router"

@@ -67,15 +67,11 @@ def main() -> None:
         print(f"quickstart train+evaluate:                  {t_first + t_eval:.1f} s")
 
     os.environ["LLMROUTE_HOME"] = str(home)
+    from llmroute.artifacts.loading import load_router
     from llmroute.config import load_settings
-    from llmroute.router.embedder import load_embedder
-    from llmroute.router.router import Router, read_router_meta
-    from llmroute.training.train import latest_router_dir
 
     settings = load_settings()
-    folder = args.model or latest_router_dir(settings)
-    meta = read_router_meta(folder)
-    router = Router.load(folder, load_embedder(meta["embedder"]["spec"], settings.embedders_dir))
+    router = load_router(args.model, settings)  # None: the latest trained router
     print(f"router {router.version}, embedder {router.embedder.spec}, {len(router.models)} models")
     for tokens in (50, 200, 500):
         text = prompt_of(tokens)

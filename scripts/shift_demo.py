@@ -245,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "LLMROUTE_TRACKING_URI"):
         os.environ.pop(var, None)
 
+    from llmroute.artifacts.loading import load_router
     from llmroute.config import Settings
+    from llmroute.data.decision_log.opening import open_decision_log
     from llmroute.data.decision_log.store import default_db_url
     from llmroute.data.importers import write_logs
     from llmroute.experiments.compare import compare_routers
@@ -254,15 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     from llmroute.serving.app import create_app
     from llmroute.serving.replay import create_replay_app
     from llmroute.serving.settings import ServeSettings
-    from llmroute.training.registry import (
-        OffPolicyGateOptions,
-        load_router_uri,
-        promote,
-    )
-    from llmroute.training.retrain import (
-        open_decision_log,
-        retrain_from_production,
-    )
+    from llmroute.training.registry import OffPolicyGateOptions, promote
+    from llmroute.training.retrain import retrain_from_production
     from llmroute.training.tracking import log_training_run
     from llmroute.training.train import TrainConfig, train_router
 
@@ -345,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     step("retraining from the decision log (training window) + the champion's benchmark logs")
     result = retrain_from_production(db_url, settings, config, until=cutoff, benchmark_logs=[champion_logs],
                                      out_dir=home / "routers" / "challenger", echo=lambda m: step("  " + m))
-    champion = load_router_uri("models:/llmroute@champion", settings)
-    challenger = load_router_uri("models:/llmroute@challenger", settings)
+    champion = load_router("models:/llmroute@champion", settings)
+    challenger = load_router("models:/llmroute@challenger", settings)
 
     # 5. off-policy evaluation + gate on the evaluation window
     step("off-policy evaluation on the evaluation window, and the off-policy gate")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from llmroute.data.decision_log import DecisionLogStore
+from llmroute.data.decision_log.opening import open_decision_log
 from llmroute.offpolicy.logged import logged_traffic
-from llmroute.training.retrain import open_decision_log, read_production_rows
+from llmroute.training.retrain import read_production_rows
 from tests.decision_log.helpers import T0, decision, feedback, outcome
 
 

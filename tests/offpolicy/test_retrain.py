@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 
 from llmroute.data.decision_log import DecisionLogStore, mask_url
-from llmroute.training.retrain import (
-    MERGE_POLICY,
-    DecisionLogError,
-    open_decision_log,
-    read_production_rows,
-    retrain_from_production,
-)
+from llmroute.data.decision_log.opening import DecisionLogError, open_decision_log
+from llmroute.training.retrain import MERGE_POLICY, read_production_rows, retrain_from_production
 from llmroute.training.train import TrainConfig
 from tests.offpolicy.conftest import (
     N_PROMPTS,

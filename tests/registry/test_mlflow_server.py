@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from llmroute.artifacts.loading import latest_router_dir, load_router, load_verified_router
+from llmroute.artifacts.registry import list_models
 from llmroute.cli import app
 from llmroute.config import Settings
-from llmroute.training.registry import list_models, load_router_uri, promote
+from llmroute.training.registry import promote
 from llmroute.training.tracking import log_training_run
-from llmroute.training.train import latest_router_dir
 from tests.processes import free_port, stop_process_group
 from tests.registry.helpers import Trained, assert_same_decisions, fresh_copy, held_out_prompts
 
@@ -87,10 +88,8 @@ def test_train_register_promote_load_through_server(
     assert not refused.promoted
 
     # load by alias through the server: the same decisions as the router that was trained
-    champion = load_router_uri("models:/llmroute@champion", settings)
+    champion = load_router("models:/llmroute@champion", settings)
     assert champion.version == "llmroute/1"
-    from llmroute.training.manifest import load_verified_router
-
     trained = load_verified_router(folder, settings.embedders_dir, str(folder))
     assert_same_decisions(trained, champion, held_out_prompts(test_logs, 200), routed=10)
     rows = {r.version: r for r in list_models(settings)}

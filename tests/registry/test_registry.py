@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from llmroute.artifacts.loading import load_router, try_reload
+from llmroute.artifacts.registry import RegistryError, list_models, parse_model_uri
 from llmroute.config import Settings
 from llmroute.router.router import Router
-from llmroute.training.registry import RegistryError, list_models, load_router_uri, parse_model_uri, try_reload
 from llmroute.training.tracking import TrackingError, log_training_run, mlflow_session, resolve_tracking_uri
 from tests.registry.helpers import Trained, assert_same_decisions, fresh_copy, held_out_prompts, store_settings
 
@@ -50,7 +51,7 @@ def test_parse_model_uri() -> None:
 
 
 def test_round_trip_by_alias_makes_identical_decisions(registered: Registered, test_logs: Path) -> None:
-    loaded = load_router_uri("models:/llmroute@challenger", registered.settings)
+    loaded = load_router("models:/llmroute@challenger", registered.settings)
     assert loaded.version == "llmroute/1" and registered.router.version == "llmroute/1"
     assert loaded.embedder is not registered.router.embedder  # loaded afresh from the spec in router.json
     assert loaded.embedder.fingerprint == registered.router.embedder.fingerprint
@@ -58,7 +59,7 @@ def test_round_trip_by_alias_makes_identical_decisions(registered: Registered, t
     assert len(prompts) == 300
     assert_same_decisions(registered.router, loaded, prompts, routed=25)
     assert loaded.route(prompts[0]).router_version == "llmroute/1"
-    by_version = load_router_uri("models:/llmroute/1", registered.settings)
+    by_version = load_router("models:/llmroute/1", registered.settings)
     assert by_version.version == "llmroute/1"
 
 
@@ -90,11 +91,11 @@ def test_pyfunc_predict(registered: Registered, test_logs: Path) -> None:
 
 def test_unknown_alias_version_and_model(registered: Registered) -> None:
     with pytest.raises(RegistryError, match="alias 'champion' of registered model 'llmroute' does not exist"):
-        load_router_uri("models:/llmroute@champion", registered.settings)
+        load_router("models:/llmroute@champion", registered.settings)
     with pytest.raises(RegistryError, match="version 99 of registered model 'llmroute' does not exist"):
-        load_router_uri("models:/llmroute/99", registered.settings)
+        load_router("models:/llmroute/99", registered.settings)
     with pytest.raises(RegistryError, match="registered model 'nope' does not exist"):
-        load_router_uri("models:/nope@champion", registered.settings)
+        load_router("models:/nope@champion", registered.settings)
 
 
 def test_list_models(registered: Registered) -> None:
@@ -112,7 +113,7 @@ def test_unreachable_server_fails_fast_and_names_it(reg_home: Path, good: Traine
     settings = Settings(home=reg_home, tracking_uri=uri)
     t0 = time.perf_counter()
     with pytest.raises(RegistryError, match="cannot reach the MLflow tracking server at " + uri) as info:
-        load_router_uri("models:/llmroute@champion", settings)
+        load_router("models:/llmroute@champion", settings)
     assert "models:/llmroute@champion" in str(info.value)
     with pytest.raises(RegistryError, match="cannot reach"):
         list_models(settings)
@@ -132,13 +133,13 @@ def test_damaged_artifact(good: Trained, reg_home: Path, tmp_path: Path) -> None
     booster = next(stored.glob("*lightgbm*.txt"))
     booster.write_text(booster.read_text()[:500])
     with pytest.raises(RegistryError, match=rf"models:/llmroute@challenger .*damaged: {booster.name}"):
-        load_router_uri("models:/llmroute@challenger", settings)
+        load_router("models:/llmroute@challenger", settings)
     # a service that is already running keeps its router
     kept, error = try_reload(router, "models:/llmroute@challenger", settings)
     assert kept is router and error is not None and "damaged" in error
     (stored / "router.json").unlink()
     with pytest.raises(RegistryError, match="damaged: router.json is missing"):
-        load_router_uri("models:/llmroute/1", settings)
+        load_router("models:/llmroute/1", settings)
 
 
 def test_embedder_mismatch_is_named(good: Trained, reg_home: Path, tmp_path: Path) -> None:
@@ -158,7 +159,7 @@ def test_embedder_mismatch_is_named(good: Trained, reg_home: Path, tmp_path: Pat
     m["sha256"]["router.json"] = hashlib.sha256(stored.read_bytes()).hexdigest()
     manifest.write_text(json.dumps(m))
     with pytest.raises(EmbedderMismatchError, match="models:/llmroute/1.*trained with embedder 'minilm'"):
-        load_router_uri("models:/llmroute/1", settings)
+        load_router("models:/llmroute/1", settings)
 
 
 def test_a_passed_reload_check_is_tagged_and_reused_by_other_replicas(good: Trained, reg_home: Path,
@@ -167,8 +168,8 @@ def test_a_passed_reload_check_is_tagged_and_reused_by_other_replicas(good: Trai
     another replica (its own state folder) then skips the check, and a tag of other files does not count."""
     import asyncio
 
+    from llmroute.artifacts.registry import CHECKED_TAG, set_version_tag, version_tag
     from llmroute.serving.candidate import check_candidate, prepare_candidate
-    from llmroute.training.registry import CHECKED_TAG, set_version_tag, version_tag
 
     settings = store_settings(reg_home, tmp_path / "store")
     router, folder = fresh_copy(good, tmp_path)

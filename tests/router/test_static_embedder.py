@@ -75,7 +75,7 @@ def test_loading_the_static_embedder_and_a_router_never_imports_torch(built: tup
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "import llmroute.cli, llmroute.router.router, llmroute.training.loading\n"
+        "import llmroute.cli, llmroute.router.router, llmroute.artifacts.loading\n"
         "from llmroute.router.embedder import load_embedder\n"
         f"e = load_embedder('minilm-static', Path({str(embedders)!r}))\n"
         "e.encode(['hello world'])\n"

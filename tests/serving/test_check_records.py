@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from llmroute.artifacts.manifest import write_manifest
 from llmroute.config import Settings
 from llmroute.serving.candidate import CandidateRejected, CheckOutcome, check_candidate, prepare_candidate
 from llmroute.serving.check_records import CheckLockTimeout, CheckRecords, check_key
-from llmroute.training.manifest import write_manifest
 from tests.serving.conftest import Trained
 from tests.serving.corruptions import CORRUPTIONS, damaged_copy
 

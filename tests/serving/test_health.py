@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from llmroute.providers.chat import ChatProvider
 from llmroute.serving.dispatch import Dispatcher
 from llmroute.serving.health import BreakerConfig, ProviderHealth, TokenBucket, counts_as_failure
 from llmroute.serving.metrics import ServiceMetrics
-from llmroute.serving.providers import ChatProvider
 from llmroute.serving.settings import ServeSettings
 from tests.router.helpers import make_spec
 
@@ -153,7 +153,7 @@ def test_dispatcher_refuses_non_local_models_under_local_only_without_calling() 
     async def go(policy: str, model: str) -> Any:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
             settings = ServeSettings(default_base_url="http://p/v1")
-            d = Dispatcher(ChatProvider(http, settings), settings, specs, ProviderHealth(), metrics, policy,
+            d = Dispatcher(ChatProvider(http, settings.provider_client_config()), settings, specs, ProviderHealth(), metrics, policy,
                            "secret prompt", {"messages": [{"role": "user", "content": "secret prompt"}]})
             return await d.call(model), await d.open_stream(model)
 
@@ -183,7 +183,7 @@ def test_dispatcher_skips_open_breakers_and_reports_outcomes() -> None:
     async def go() -> list[Any]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
             settings = ServeSettings(default_base_url="http://p/v1", provider_retries=0)
-            d = Dispatcher(ChatProvider(http, settings), settings, SPECS, health, metrics, "any", "hi", {"messages": []})
+            d = Dispatcher(ChatProvider(http, settings.provider_client_config()), settings, SPECS, health, metrics, "any", "hi", {"messages": []})
             return [await d.call("m") for _ in range(4)]
 
     out = asyncio.run(go())

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from llmroute.providers.chat import CallResult
 from llmroute.router.decision import Candidate, Decision
 from llmroute.router.router import Router
 from llmroute.serving.app import create_app
 from llmroute.serving.cascade import run_cascade
 from llmroute.serving.http_protocol import PROTOCOL_PATH, header_limits
-from llmroute.serving.providers import CallResult
 from llmroute.serving.settings import ServeSettings
 from tests.serving.conftest import Trained
 from tests.serving.servers import LiveServer

@@ -12,15 +12,15 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from llmroute.serving.provider_errors import client_reason
-from llmroute.serving.provider_http import HTTP_CLIENTS, make_provider_http
-from llmroute.serving.providers import (
+from llmroute.providers.chat import (
     CallResult,
     ChatProvider,
     Endpoint,
     OpenStream,
     StreamBroken,
 )
+from llmroute.providers.errors import client_reason
+from llmroute.providers.http import HTTP_CLIENTS, make_provider_http
 from llmroute.serving.settings import ServeSettings
 from tests.serving.servers import LiveServer
 
@@ -73,7 +73,7 @@ def _run(client: str, fn: Any) -> Any:
         http = make_provider_http(client)
         try:
             settings = ServeSettings(provider_retries=1, retry_backoff_s=0.001, provider_timeout_s=0.5)
-            return await fn(ChatProvider(http, settings))
+            return await fn(ChatProvider(http, settings.provider_client_config()))
         finally:
             await http.aclose()
 

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from llmroute.data.catalog import load_catalog
+from llmroute.providers.chat import CallResult, ChatProvider, Endpoint, resolve_endpoint
+from llmroute.providers.config import ProviderClientConfig
 from llmroute.router.decision import Candidate, Decision
 from llmroute.serving.cascade import answer_confidence, next_model, run_cascade
-from llmroute.serving.providers import CallResult, ChatProvider, Endpoint, resolve_endpoint
 from llmroute.serving.settings import ServeSettings
 
 OK = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
@@ -22,7 +23,7 @@ OK = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}
 def _provider(handler: Any, **kw: Any) -> tuple[ChatProvider, httpx.AsyncClient]:
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     settings = ServeSettings(provider_retries=2, retry_backoff_s=0.001, **kw)
-    return ChatProvider(http, settings), http
+    return ChatProvider(http, settings.provider_client_config()), http
 
 
 def test_retries_on_429_and_5xx_then_succeeds() -> None:
@@ -91,10 +92,30 @@ def test_resolve_endpoint_order_and_key_from_env(monkeypatch: pytest.MonkeyPatch
     spec = catalog["gpt-4-1106-preview"]
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     s = ServeSettings(provider_base_urls={"gpt-4-1106-preview": "http://over/v1/"}, default_base_url="http://gw/v1")
-    ep = resolve_endpoint("gpt-4-1106-preview", spec, s)
+    ep = resolve_endpoint("gpt-4-1106-preview", spec, s.provider_client_config())
     assert ep.base_url == "http://over/v1" and ep.api_key == "sk-env" and "sk-env" not in repr(ep)
-    assert resolve_endpoint("gpt-4-1106-preview", spec, ServeSettings(default_base_url="http://gw/v1")).base_url == "http://gw/v1"
-    assert resolve_endpoint("x", None, ServeSettings()).base_url is None
+    assert resolve_endpoint("gpt-4-1106-preview", spec, ProviderClientConfig(default_base_url="http://gw/v1")).base_url == "http://gw/v1"
+    assert resolve_endpoint("x", None, ProviderClientConfig()).base_url is None
+
+
+def test_service_settings_give_the_provider_client_its_own_config() -> None:
+    s = ServeSettings(provider_base_urls={"m": "http://m/v1"}, default_base_url="http://gw/v1", provider_timeout_s=7.5,
+                      provider_connect_timeout_s=1.5, provider_retries=4, retry_backoff_s=0.125)
+    assert s.provider_client_config() == ProviderClientConfig(
+        base_urls={"m": "http://m/v1"}, default_base_url="http://gw/v1", timeout_s=7.5, connect_timeout_s=1.5,
+        retries=4, backoff_s=0.125,
+    )
+    http = httpx.AsyncClient()
+    try:
+        provider = ChatProvider(http, s.provider_client_config())
+        assert (provider.timeouts.read_s, provider.timeouts.connect_s, provider.retries, provider.backoff) == (
+            7.5, 1.5, 4, 0.125)
+    finally:
+        asyncio.run(http.aclose())
+    with pytest.raises(ValueError, match="timeouts must be positive"):
+        ProviderClientConfig(timeout_s=0)
+    with pytest.raises(ValueError, match="must not be negative"):
+        ProviderClientConfig(retries=-1)
 
 
 def _decision(cands: list[tuple[str, float, float]], chosen: str) -> Decision:
@@ -142,7 +163,7 @@ def test_cascade_never_exceeds_max_attempts_and_keeps_best_answer() -> None:
 
 
 def test_open_stream_reads_events_and_falls_back_to_a_whole_answer() -> None:
-    from llmroute.serving.providers import OpenStream, StreamBroken
+    from llmroute.providers.chat import OpenStream, StreamBroken
 
     sse = (
         'data: {"choices": [{"delta": {"content": "he"}}]}\n\n: keep-alive\n\n'

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llmroute.artifacts.loading import LATEST, latest_router_dir
 from llmroute.config import load_settings
 from llmroute.data.importers import read_logs
 from llmroute.data.schema import LogValidationError
 from llmroute.data.wide import to_wide
 from llmroute.router.decision_rules import rule_names
 from llmroute.training import train as train_mod
-from llmroute.training.train import LATEST, TrainConfig, data_fingerprint, latest_router_dir, train_router
+from llmroute.training.train import TrainConfig, data_fingerprint, train_router
 from tests.router.helpers import ROUTERBENCH_MODELS, CountingEmbedder, Trained
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from llmroute.abtest.experiment import Arm, Experiment, RulesArm
+from llmroute.artifacts.loading import load_router
 from llmroute.config import Settings
 from llmroute.router.baselines import SeedRules
 from llmroute.router.decision import Candidate, Decision, RouteQuery
@@ -168,8 +169,6 @@ def load_arm_routers(
     """The router of every router arm (each distinct ``router`` once; not those ``skip`` names),
     by its ``router`` string. Blocking. A router that cannot be loaded raises a RuntimeError naming
     the experiment file, the arm and the router."""
-    from llmroute.training.loading import load_router
-
     routers: dict[str, Router] = {}
     for arm in experiment.arms:
         if arm.router is None or arm.router in routers or skip(arm.router):

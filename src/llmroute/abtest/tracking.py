@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from llmroute.artifacts.store import TrackingError, ensure_experiment, mlflow_session, resolve_tracking_uri
 from llmroute.config import Settings
 
 _VERSION = re.compile(r"^(?P<name>[^/:]+)/(?P<version>\d+)$")
@@ -49,13 +50,6 @@ def log_ab_run(report: dict[str, Any], files: list[Path], settings: Settings) ->
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from llmroute.training.tracking import (
-        TrackingError,
-        ensure_experiment,
-        mlflow_session,
-        resolve_tracking_uri,
-    )
 
     uri = resolve_tracking_uri(settings)
     exp = report["experiment"]

@@ -1,6 +1,6 @@
 """One benchmark call: the catalog endpoint, retries with backoff, real token usage and its cost.
 
-HTTP goes through :class:`llmroute.serving.providers.ChatProvider` (one attempt per call to it);
+HTTP goes through :class:`llmroute.providers.chat.ChatProvider` (one attempt per call to it);
 the retry policy lives here because a benchmark, unlike the serving cascade, also retries timeouts
 and measures the latency of the attempt that answered, not of the backoff before it.
 """
@@ -16,9 +16,9 @@ import httpx
 
 from llmroute.data.catalog import Catalog
 from llmroute.data.tokens import count_tokens
+from llmroute.providers.chat import ChatProvider, Endpoint, resolve_endpoint
+from llmroute.providers.config import ProviderClientConfig
 from llmroute.router.text import messages_to_prompt
-from llmroute.serving.providers import ChatProvider, Endpoint, resolve_endpoint
-from llmroute.serving.settings import ServeSettings
 
 RETRY_KINDS = frozenset({"timeout", "connect", "http_429", "http_500", "http_502", "http_503", "http_504"})
 
@@ -56,19 +56,19 @@ class ModelCaller:
     def __init__(self, http: httpx.AsyncClient, catalog: Catalog, policy: CallPolicy) -> None:
         self.catalog = catalog
         self.policy = policy
-        self._settings = ServeSettings(
-            provider_base_urls=dict(policy.base_urls or {}), default_base_url=policy.default_base_url,
-            provider_timeout_s=policy.timeout_s, provider_connect_timeout_s=policy.connect_timeout_s,
-            provider_retries=0, retry_backoff_s=0.0,
+        # one attempt per ChatProvider call: the retries of a benchmark call are this class's (see complete)
+        self._config = ProviderClientConfig(
+            base_urls=dict(policy.base_urls or {}), default_base_url=policy.default_base_url,
+            timeout_s=policy.timeout_s, connect_timeout_s=policy.connect_timeout_s, retries=0, backoff_s=0.0,
         )
-        self._provider = ChatProvider(http, self._settings)
+        self._provider = ChatProvider(http, self._config)
         self.spent_usd = 0.0
         self.calls_sent = 0
 
     def endpoint(self, model: str) -> Endpoint:
         spec = self.catalog.get(model)
         # the catalog's canonical name is what the provider is asked for
-        return resolve_endpoint(spec.name if spec else model, spec, self._settings)
+        return resolve_endpoint(spec.name if spec else model, spec, self._config)
 
     def estimate_cost(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> float | None:
         """Upper-bound cost of a call: counted prompt tokens + ``max_tokens`` of answer."""

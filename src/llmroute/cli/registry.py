@@ -82,10 +82,10 @@ def promote_cmd(
     must be at least -tolerance, the challenger must be better in DR quality or cheaper in DR cost, and at
     least --min-matches logged decisions must have served the challenger's choice.
     """
+    from llmroute.data.decision_log.opening import DecisionLogError
     from llmroute.data.schema import LogValidationError
     from llmroute.router.embedder import EmbedderMismatchError
     from llmroute.training.registry import GATES, OffPolicyGateOptions, RegistryError, promote
-    from llmroute.training.retrain import DecisionLogError
 
     if gate not in GATES:
         fail(f"--gate must be one of {', '.join(GATES)}, got {gate!r}")
@@ -123,7 +123,7 @@ def rollback_cmd(home: HomeOpt = None, tracking_uri: TrackingOpt = None) -> None
 
 def models_cmd(home: HomeOpt = None, tracking_uri: TrackingOpt = None) -> None:
     """List registered router versions with aliases, key metrics and data fingerprints."""
-    from llmroute.training.registry import RegistryError, list_models
+    from llmroute.artifacts.registry import RegistryError, list_models
 
     settings = load_cli_settings(home, tracking_uri=tracking_uri)
     try:

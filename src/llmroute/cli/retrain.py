@@ -64,9 +64,10 @@ def retrain_cmd(
 ) -> None:
     """Train a new router from logged production calls with feedback (plus benchmark logs) and register it
     as 'challenger' with its data lineage. Decisions read, with feedback, used and skipped are reported."""
+    from llmroute.artifacts.registry import RegistryError
+    from llmroute.data.decision_log.opening import DecisionLogError
     from llmroute.data.schema import LogValidationError
-    from llmroute.training.registry import RegistryError
-    from llmroute.training.retrain import DecisionLogError, retrain_from_production
+    from llmroute.training.retrain import retrain_from_production
     from llmroute.training.tracking import TrackingError
     from llmroute.training.train import TrainConfig
 
@@ -98,12 +99,10 @@ def offpolicy_cmd(
 ) -> None:
     """Off-policy evaluation: IPS, SNIPS, DM and DR estimates of a router's quality and cost on logged
     production traffic, against the champion, with bootstrap intervals and overlap warnings."""
+    from llmroute.artifacts.loading import LOAD_ERRORS, load_router
+    from llmroute.data.decision_log.opening import DecisionLogError, open_decision_log
     from llmroute.offpolicy.evaluate import evaluate_offpolicy
     from llmroute.offpolicy.logged import logged_traffic
-    from llmroute.router.embedder import EmbedderMismatchError
-    from llmroute.training.loading import load_router
-    from llmroute.training.registry import RegistryError
-    from llmroute.training.retrain import DecisionLogError, open_decision_log
 
     since_dt, until_dt = parse_since(since), parse_since(until, "--until")
     settings = load_cli_settings(home, tracking_uri=tracking_uri)
@@ -118,7 +117,9 @@ def offpolicy_cmd(
         target = load_router(model, settings)
         baseline = _champion(settings, champion)
         report = evaluate_offpolicy(traffic, target, baseline, settings.cache_dir / "embeddings.sqlite", n_boot=bootstrap)
-    except (DecisionLogError, RegistryError, EmbedderMismatchError, FileNotFoundError, ValueError) as exc:
+    except LOAD_ERRORS as exc:  # the router or the champion named cannot be loaded
+        fail(str(exc))
+    except (DecisionLogError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     typer.echo(report.table())
     if out is not None:
@@ -128,8 +129,8 @@ def offpolicy_cmd(
 
 
 def _champion(settings: Settings, champion: str | None) -> Router | None:
-    from llmroute.training.loading import load_router
-    from llmroute.training.registry import RegistryError
+    from llmroute.artifacts.loading import load_router
+    from llmroute.artifacts.registry import RegistryError
 
     if champion is not None:
         return load_router(champion, settings)

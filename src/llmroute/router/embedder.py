@@ -30,15 +30,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from llmroute.progress import quiet
+from llmroute.router.fingerprint import (
+    EmbedderMismatchError as EmbedderMismatchError,  # defined there (NumPy-free); importable from here too
+    fingerprint_dir,
+)
 
 BUNDLED = "minilm"
 BUNDLED_STATIC = "minilm-static"
 STATIC_PCA_DIMS = 256
 BUSY_TIMEOUT_S = 120.0
-
-
-class EmbedderMismatchError(RuntimeError):
-    """The embedder at hand is not the one a router was trained with."""
 
 
 class Embedder(Protocol):
@@ -70,21 +70,6 @@ where it may keep files it builds, e.g. ``LLMROUTE_HOME/embedders``)."""
 def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def fingerprint_dir(path: Path) -> str:
-    """sha256 over the relative names and contents of every file below ``path`` (sorted)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path).as_posix()
-        if rel.startswith(".") or "__pycache__" in rel or rel == "README.md":
-            continue
-        h.update(rel.encode())
-        h.update(b"\0")
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def bundled_minilm_path() -> Path:

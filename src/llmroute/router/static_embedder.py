@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from llmroute.router.fingerprint import fingerprint_dir
+
 STATIC_MODULE = "sentence_transformers.sentence_transformer.modules.static_embedding.StaticEmbedding"
 
 
@@ -47,8 +49,6 @@ class NumpyStaticEmbedder:
     def __init__(self, spec: str, path: Path) -> None:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
-
-        from llmroute.router.embedder import fingerprint_dir
 
         self.spec = spec
         self.path = path

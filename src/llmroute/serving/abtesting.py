@@ -25,12 +25,12 @@ from llmroute.abtest.arms import Policy, build_policy, load_arm_routers, load_ru
 from llmroute.abtest.assignment import Assignment, assign, unit_value
 from llmroute.abtest.experiment import Experiment, load_experiment
 from llmroute.abtest.guardrails import GuardrailMonitor
+from llmroute.artifacts.loading import REGISTRY_PREFIX
 from llmroute.config import Settings
 from llmroute.data.catalog import ModelSpec
 from llmroute.router.baselines import SeedRules
 from llmroute.router.router import Router
 from llmroute.serving.errors import ServiceError
-from llmroute.training.loading import REGISTRY_PREFIX
 
 
 def _same_source(a: str, b: str) -> bool:

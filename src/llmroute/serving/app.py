@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from llmroute.budgets.spec import BudgetFileError
 from llmroute.config import Settings
 from llmroute.data.catalog import load_catalog
+from llmroute.providers.http import make_provider_http
 from llmroute.router.router import Router
 from llmroute.serving.batching import Batchers
 from llmroute.serving.budget_control import open_budget_control
@@ -35,7 +36,6 @@ from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth, breaker_config
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.middleware import BodySizeLimit, CatchAll, LoggingHealthHeader, RequestMetrics
-from llmroute.serving.provider_http import make_provider_http
 from llmroute.serving.reloading import poll_for_new_version, reload_router
 from llmroute.serving.routes import (
     admin,

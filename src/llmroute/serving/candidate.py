@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmroute.artifacts.loading import REGISTRY_PREFIX, RouterLoadError, load_served, resolve_folder
+from llmroute.artifacts.manifest import verify_manifest
 from llmroute.config import Settings
 from llmroute.router.smoke import RouterSmokeError, StandInEmbedder, smoke_route
-from llmroute.training.loading import REGISTRY_PREFIX, RouterLoadError
-from llmroute.training.manifest import verify_manifest
 
 log = logging.getLogger("llmroute.serving")
 
@@ -73,7 +73,7 @@ def prepare_candidate(model: str, core: Settings, pinned_version: str | None = N
     snapshot = Path(tempfile.mkdtemp(prefix="reload-", dir=core.home))
     try:
         if model.startswith(REGISTRY_PREFIX):
-            from llmroute.training.registry import download_version  # lazy: pulls in mlflow
+            from llmroute.artifacts.loading import download_version  # lazy: pulls in mlflow
 
             uri = model if pinned_version is None else f"{REGISTRY_PREFIX}{pinned_version}"
             got = download_version(uri, core, snapshot)
@@ -81,7 +81,7 @@ def prepare_candidate(model: str, core: Settings, pinned_version: str | None = N
             verify_manifest(got.folder, label)
             verify_lightgbm_files(got.folder, label)
             return Candidate(str(got.folder), label, snapshot, got.version)
-        folder = Path(model).expanduser()
+        folder = resolve_folder(model, core)  # LATEST: the router the last `llmroute train` saved, now
         if not (folder / "router.json").is_file():
             raise RouterLoadError(f"{folder} is not a saved router folder (no router.json)")
         shutil.copytree(folder, snapshot / "router", symlinks=False)
@@ -126,7 +126,7 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-CHECK_MODULES = ["llmroute.serving.candidate", "llmroute.router.router", "llmroute.training.scorer"]
+CHECK_MODULES = ["llmroute.serving.candidate", "llmroute.router.router", "llmroute.router.answer_scorer"]
 
 
 def _context() -> Any:
@@ -262,7 +262,7 @@ async def check_candidate(candidate: Candidate, core: Settings, use_scorer: bool
 
 
 def _registry_passed(candidate: Candidate, core: Settings, key: str) -> bool:
-    from llmroute.training.registry import CHECKED_TAG, version_tag
+    from llmroute.artifacts.registry import CHECKED_TAG, version_tag
 
     try:
         return version_tag(str(candidate.registry_version), CHECKED_TAG, core) == key
@@ -272,7 +272,7 @@ def _registry_passed(candidate: Candidate, core: Settings, key: str) -> bool:
 
 
 def _tag_registry_pass(candidate: Candidate, core: Settings, key: str) -> None:
-    from llmroute.training.registry import CHECKED_TAG, set_version_tag
+    from llmroute.artifacts.registry import CHECKED_TAG, set_version_tag
 
     try:
         set_version_tag(str(candidate.registry_version), CHECKED_TAG, key, core)
@@ -282,16 +282,18 @@ def _tag_registry_pass(candidate: Candidate, core: Settings, key: str) -> None:
 
 
 def _load_with_stand_in(folder: Path, use_scorer: bool) -> tuple[Any, Any]:
-    """The router (and scorer) in ``folder`` with a :class:`StandInEmbedder`: every file parsed by the
-    native code that will parse it in the server, without loading the embedding model."""
-    from llmroute.router.router import Router, read_router_meta
-    from llmroute.training.scorer import scorer_in
+    """The router (and scorer) in ``folder`` with a :class:`StandInEmbedder`, through the one loader: every
+    file checksum-verified and parsed by the native code that will parse it in the server, without
+    loading the embedding model."""
+    stand_in: list[StandInEmbedder] = []
 
-    meta = read_router_meta(folder)
-    embedder = StandInEmbedder(str(meta["embedder"]["spec"]), str(meta["embedder"]["fingerprint"]))
-    router = Router.load(folder, embedder)
-    embedder.dim = int(router.quality.index_.embeddings.shape[1])
-    return router, (scorer_in(folder, embedder) if use_scorer else None)
+    def embedder_for(entry: Any) -> Any:
+        stand_in.append(StandInEmbedder(str(entry["spec"]), str(entry["fingerprint"])))
+        return stand_in[-1]
+
+    router, scorer = load_served(folder, Settings(), use_scorer, embedder_for=embedder_for)
+    stand_in[0].dim = int(router.quality.index_.embeddings.shape[1])
+    return router, scorer
 
 
 def _child(request: str, err_path: str, send: Any) -> None:

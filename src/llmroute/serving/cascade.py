@@ -46,11 +46,11 @@ from typing import Any
 
 from llmroute.data.catalog import ModelSpec
 from llmroute.data.tokens import count_tokens
+from llmroute.providers.chat import CallResult, OpenStream
 from llmroute.router import numeric_answers
 from llmroute.router.agreement import normalise_answer
 from llmroute.router.cascade_policy import CascadeRule, CascadeWalk, combine_confidence, next_model
 from llmroute.router.decision import Decision
-from llmroute.serving.providers import CallResult, OpenStream
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def registry_panel(services: Services) -> dict[str, Any]:
 
 def _registry_versions(services: Services) -> list[dict[str, Any]] | str:
     """The registered versions, newest first (at most 20), or why they cannot be read."""
-    from llmroute.training.registry import list_models
+    from llmroute.artifacts.registry import list_models
 
     try:
         rows = list_models(services.core)

@@ -9,7 +9,7 @@ In order, for each call (cascade attempt, ensemble member, stream):
 2. **Health** (:class:`llmroute.serving.health.ProviderHealth`): an open circuit breaker fails the
    call at once with kind ``circuit_open``, a spent rate limit with ``rate_limited`` (the cascade then
    escalates as after any failure, without waiting for a timeout).
-3. The provider call (:class:`llmroute.serving.providers.ChatProvider`, with its retries), whose
+3. The provider call (:class:`llmroute.providers.chat.ChatProvider`, with its retries), whose
    outcome is reported to the breaker and whose reported token usage is charged to the rate limit.
 """
 
@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmroute.data.catalog import ModelSpec
+from llmroute.providers.chat import CallResult, ChatProvider, OpenStream, resolve_endpoint
 from llmroute.router.data_policy import is_local
 from llmroute.serving.health import ProviderHealth
 from llmroute.serving.metrics import ServiceMetrics
-from llmroute.serving.providers import CallResult, ChatProvider, OpenStream, resolve_endpoint
 from llmroute.serving.settings import ServeSettings
 
 
@@ -80,7 +80,7 @@ class Dispatcher:
         refused = self._gate(model)
         if refused is not None:
             return refused
-        endpoint = resolve_endpoint(model, self.specs.get(model), self.settings)
+        endpoint = resolve_endpoint(model, self.specs.get(model), self.provider.config)
         try:
             res = await self.provider.complete(endpoint, self.payload)
         except BaseException:
@@ -95,7 +95,7 @@ class Dispatcher:
         refused = self._gate(model)
         if refused is not None:
             return refused
-        endpoint = resolve_endpoint(model, self.specs.get(model), self.settings)
+        endpoint = resolve_endpoint(model, self.specs.get(model), self.provider.config)
         try:
             res = await self.provider.open_stream(endpoint, self.payload)
         except BaseException:

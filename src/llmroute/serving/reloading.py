@@ -21,11 +21,10 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
+from llmroute.artifacts.loading import REGISTRY_PREFIX, load_served, source_version
+from llmroute.providers.chat import missing_endpoints
 from llmroute.serving.candidate import check_candidate, prepare_candidate, smoke_served
-from llmroute.serving.loading import load_served, source_version
-from llmroute.serving.providers import missing_endpoints
 from llmroute.serving.state import Services, freeze_heap
-from llmroute.training.loading import REGISTRY_PREFIX
 
 log = logging.getLogger("llmroute.serving")
 
@@ -79,7 +78,7 @@ async def reload_router(services: Services) -> ReloadOutcome:
                     step({"ran": "isolated check", "host": "isolated check (this host's record)",
                           "registry": "isolated check (the registry's record)"}[checked.how])
                 router, scorer = await run_in_threadpool(load_served, candidate.source, services.core,
-                                                         settings.use_scorer, serving_embedder)
+                                                         settings.use_scorer, reuse=serving_embedder)
                 if candidate.registry_version is not None:
                     router = router.with_version(candidate.registry_version)
                 step("loaded")
@@ -105,7 +104,7 @@ async def reload_router(services: Services) -> ReloadOutcome:
             "with the answer scorer" if scorer else "WITHOUT an answer scorer (the cascade uses the router's probability)",
             ", ".join(steps),
         )
-        missing = missing_endpoints(router.models, router.specs, services.settings)
+        missing = missing_endpoints(router.models, router.specs, services.settings.provider_client_config())
         if missing:
             log.warning(
                 "no endpoint for %d of %d models (%s): chat requests routed to them fail with 502; give "

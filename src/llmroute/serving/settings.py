@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llmroute.providers.config import ProviderClientConfig
+
 DEFAULT_MODEL = "models:/llmroute@champion"
 MAX_EXPLORATION_SHARE = 0.5
 
@@ -65,7 +67,7 @@ class ServeSettings(BaseSettings):
     provider_connect_timeout_s: float = Field(default=5.0, gt=0)
     provider_http: Literal["aiohttp", "httpx"] = Field(
         default="aiohttp",
-        description="HTTP client of provider calls (see llmroute.serving.provider_http): aiohttp costs 5-10x "
+        description="HTTP client of provider calls (see llmroute.providers.http): aiohttp costs 5-10x "
         "less CPU per call than httpx.",
     )
     provider_retries: int = Field(
@@ -269,6 +271,14 @@ class ServeSettings(BaseSettings):
         if tenant is not None and tenant in self.data_policy_by_tenant:
             return self.data_policy_by_tenant[tenant]
         return self.data_policy
+
+    def provider_client_config(self) -> ProviderClientConfig:
+        """The provider client's configuration from these settings (endpoints, timeouts, retries)."""
+        return ProviderClientConfig(
+            base_urls=dict(self.provider_base_urls), default_base_url=self.default_base_url,
+            timeout_s=self.provider_timeout_s, connect_timeout_s=self.provider_connect_timeout_s,
+            retries=self.provider_retries, backoff_s=self.retry_backoff_s,
+        )
 
     def spool_dir(self, home: Path) -> Path:
         """Where this service's decision-log spool lives."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from llmroute.config import Settings
 from llmroute.data.catalog import ModelSpec
+from llmroute.providers.http import ProviderHTTP
 from llmroute.router.router import Router
 from llmroute.serving.batching import Batchers
 from llmroute.serving.compute import ComputeLimiter
@@ -19,7 +20,6 @@ from llmroute.serving.decision_logging import DecisionLog
 from llmroute.serving.exploration import Explorer
 from llmroute.serving.health import ProviderHealth
 from llmroute.serving.metrics import ServiceMetrics
-from llmroute.serving.provider_http import ProviderHTTP
 from llmroute.serving.settings import ServeSettings
 
 T = TypeVar("T")
@@ -77,7 +77,7 @@ class Services:
     settings: ServeSettings
     core: Settings
     holder: RouterHolder
-    http: ProviderHTTP  # provider calls (llmroute.serving.provider_http)
+    http: ProviderHTTP  # provider calls (llmroute.providers.http)
     metrics: ServiceMetrics
     compute: ComputeLimiter
     executor: ThreadPoolExecutor | None = None  # CPU work (routing, scoring); None = anyio's thread pool

@@ -23,9 +23,9 @@ from typing import Any
 import anyio
 
 from llmroute.data.catalog import ModelSpec
+from llmroute.providers.chat import OpenStream, StreamBroken
 from llmroute.serving.cascade import Attempt, CascadeResult, Confidence, attempt_cost
 from llmroute.serving.errors import error_body
-from llmroute.serving.providers import OpenStream, StreamBroken
 
 
 @dataclass

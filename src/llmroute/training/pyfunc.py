@@ -26,6 +26,8 @@ with warnings.catch_warnings():
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
+from llmroute.artifacts.loading import load_verified_router
+from llmroute.config import load_settings
 from llmroute.router.decision import Constraints, NoEligibleModelError, QualityTarget
 from llmroute.router.router import Router
 
@@ -147,9 +149,6 @@ class RouterPyfunc(PythonModel):
         self.router: Router | None = None
 
     def load_context(self, context: Any) -> None:
-        from llmroute.config import load_settings
-        from llmroute.training.manifest import load_verified_router
-
         folder = Path(context.artifacts[ARTIFACT_KEY])
         settings = load_settings()
         self.router = load_verified_router(folder, settings.embedders_dir, f"MLflow model artifact {folder}")

@@ -34,49 +34,20 @@ from typing import Any
 
 import pandas as pd
 
+from llmroute.artifacts.registry import registry_client
 from llmroute.config import Settings
 from llmroute.data.decision_log.benchmark_rows import benchmark_rows
+from llmroute.data.decision_log.opening import open_decision_log
 from llmroute.data.decision_log.store import DecisionLogStore, mask_url
 from llmroute.data.importers import read_logs, write_logs
 from llmroute.data.schema import ImportReport
 from llmroute.router.router import Router
+from llmroute.training.tracking import data_fingerprint as content_fingerprint, log_training_run
 from llmroute.training.train import TrainConfig, data_fingerprint, train_router
 
 MERGE_POLICY = (
     "both kept: production rows are their own prompts (prompt_id = decision id) next to every benchmark row"
 )
-
-
-class DecisionLogError(ValueError):
-    """The decision log cannot be opened or read (the message names the masked URL)."""
-
-
-def open_decision_log(dsn: str) -> DecisionLogStore:
-    """Open the log at ``dsn`` without creating anything; errors name the (masked) URL and what was expected."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
-    try:
-        url = make_url(dsn)
-    except ArgumentError as exc:
-        raise DecisionLogError(
-            f"--from-production {dsn!r} is not a database URL; expected e.g. sqlite:///path/decisions.sqlite "
-            "or postgresql://user:password@host/db"
-        ) from exc
-    shown = mask_url(dsn)
-    if url.get_backend_name() == "sqlite":
-        path = url.database
-        if not path or path == ":memory:" or not Path(path).exists():
-            raise DecisionLogError(f"no decision log at {shown}: the SQLite file {path!r} does not exist")
-    try:
-        store = DecisionLogStore(dsn, migrate=False)
-        store.counts()
-    except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise DecisionLogError(f"cannot read the decision log at {shown}: {detail}") from exc
-    except ModuleNotFoundError as exc:
-        raise DecisionLogError(f"cannot open the decision log at {shown}: database driver missing ({exc.name})") from exc
-    return store
 
 
 @dataclass(frozen=True)
@@ -172,8 +143,6 @@ def retrain_from_production(
          f"{len(merged) - len(production.rows)} from benchmark logs); merge policy: {MERGE_POLICY}")
     router, folder = train_router(train_path, settings, config, out_dir=out_dir)
 
-    from llmroute.training.tracking import data_fingerprint as content_fingerprint
-
     lineage: dict[str, Any] = {
         "source": "production",
         "decision_log": shown,
@@ -201,9 +170,6 @@ def retrain_from_production(
 
 def _track(router: Router, folder: Path, train_path: Path, settings: Settings,
            lineage: dict[str, Any]) -> tuple[str, str, Router]:
-    from llmroute.training.registry import registry_client
-    from llmroute.training.tracking import log_training_run
-
     tracked = log_training_run(router, folder, train_path, None, settings)
     run_id, version = tracked.run_id, tracked.version
     counts = lineage["counts"]

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llmroute.artifacts.loading import LATEST
+from llmroute.artifacts.manifest import write_manifest
 from llmroute.config import Settings
 from llmroute.data.answers import answer_matrix
 from llmroute.data.catalog import Catalog, ModelSpec, load_merged_catalog
@@ -29,10 +31,7 @@ from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
 from llmroute.router.router_info import RouterInfo
 from llmroute.training.cascade_fit import fit_operating_points
-from llmroute.training.manifest import write_manifest
 from llmroute.training.scorer import SCORER_DIR, ResponseScorer, train_scorer
-
-LATEST = "LATEST"
 
 
 @dataclass(frozen=True)
@@ -300,11 +299,3 @@ def _prices(catalog: Catalog, model: str) -> tuple[float | None, float | None]:
         return (None, None)
     spec = catalog[model]
     return (spec.input_price_per_1m, spec.output_price_per_1m)
-
-
-def latest_router_dir(settings: Settings) -> Path:
-    """Folder of the most recently trained router (FileNotFoundError if none)."""
-    pointer = settings.routers_dir / LATEST
-    if not pointer.exists():
-        raise FileNotFoundError(f"no trained router under {settings.routers_dir}: run `llmroute train` first")
-    return Path(pointer.read_text().strip())

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmroute.data.decision_log import rows
+from llmroute.data.decision_log.records import FeedbackRecord, OutcomeRecord
 
-if TYPE_CHECKING:
-    from llmroute.data.decision_log.store import DecisionLogStore
+
+class JoinSource(Protocol):
+    """What the joined view reads from a log (:class:`llmroute.data.decision_log.store.DecisionLogStore`
+    is one): decision rows page by page, and the outcome and latest feedback of a page's decisions."""
+
+    def iter_decision_rows(self, since: datetime | None = None, batch_size: int = 1000,
+                           until: datetime | None = None) -> Iterator[list[dict[str, Any]]]: ...
+
+    def outcomes_for(self, decision_ids: Sequence[str]) -> dict[str, OutcomeRecord]: ...
+
+    def latest_feedback_for(self, decision_ids: Sequence[str]) -> dict[str, FeedbackRecord]: ...
 
 _TS = pa.timestamp("us", tz="UTC")
 CANDIDATE_TYPE = pa.struct([
@@ -100,7 +110,7 @@ def _row(m: dict[str, Any], outcome: Any, fb: Any) -> dict[str, Any]:
     }
 
 
-def joined_batches(store: DecisionLogStore, since: datetime | None = None,
+def joined_batches(store: JoinSource, since: datetime | None = None,
                    batch_size: int = 1000, until: datetime | None = None) -> Iterator[pa.RecordBatch]:
     """One Arrow batch per page of decisions (made in ``[since, until)``), each joined to its outcome
     and latest feedback."""
@@ -114,7 +124,7 @@ def joined_batches(store: DecisionLogStore, since: datetime | None = None,
         )
 
 
-def export_parquet(store: DecisionLogStore, path: str | Path, since: datetime | None = None,
+def export_parquet(store: JoinSource, path: str | Path, since: datetime | None = None,
                    batch_size: int = 5000) -> int:
     """Write the joined log to ``path`` (Parquet), one batch at a time; returns the row count.
 

@@ -57,6 +57,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from llmroute.providers.chat import ChatProvider, resolve_endpoint
 from llmroute.router.cascade_policy import OperatingPoint
 from llmroute.router.data_policy import api_fallback
 from llmroute.router.text import messages_to_prompt
@@ -74,7 +75,6 @@ from llmroute.serving.decision_logging import log_refused, outcome_record
 from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.dispatch import Dispatcher
 from llmroute.serving.errors import ServiceError, error_body
-from llmroute.serving.providers import ChatProvider, resolve_endpoint
 from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
 from llmroute.serving.state import run_cpu
 from llmroute.serving.streaming import relay
@@ -112,8 +112,8 @@ async def chat_completions(
         raise log_refused()
 
     calls = Dispatcher(
-        ChatProvider(services.http, services.settings), services.settings, llm_router.specs, services.health,
-        services.metrics, routed.data_policy, prompt, body.provider_payload(),
+        ChatProvider(services.http, services.settings.provider_client_config()), services.settings, llm_router.specs,
+        services.health, services.metrics, routed.data_policy, prompt, body.provider_payload(),
     )
     paid: list[float] = []  # what each provider call that answered cost so far (a hang-up must still be charged)
 
@@ -126,7 +126,7 @@ async def chat_completions(
     open_stream = calls.open_stream
 
     def credentials(model: str) -> tuple[str | None, str | None]:
-        endpoint = resolve_endpoint(model, llm_router.specs.get(model), services.settings)
+        endpoint = resolve_endpoint(model, llm_router.specs.get(model), calls.provider.config)
         return endpoint.base_url, endpoint.api_key
 
     charged: list[Any] = []

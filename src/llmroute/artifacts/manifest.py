@@ -1,7 +1,7 @@
-"""A checksum manifest for a saved router folder, and loading a folder with every check applied.
+"""A checksum manifest for a saved router folder, and its verification.
 
 Before a router is logged to MLflow its folder gets ``manifest.json``: the sha256 of every file.
-Loading a router from the registry verifies the manifest first, so a truncated or altered artifact
+Every load verifies the manifest first (:mod:`llmroute.artifacts.loading`), so a truncated or altered artifact
 gives an error naming the file instead of a LightGBM parse error (or, worse, different decisions).
 """
 
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from llmroute.router.embedder import Embedder, EmbedderMismatchError, load_embedder
-from llmroute.router.router import Router
+if TYPE_CHECKING:
+    from llmroute.router.embedder import Embedder
 
 MANIFEST = "manifest.json"
 
@@ -65,32 +67,7 @@ def verify_manifest(folder: Path, label: str) -> None:
             )
 
 
-def load_verified_router(folder: Path, embedders_dir: Path, label: str, reuse: Embedder | None = None) -> Router:
-    """Verify the folder, load the embedder named in router.json and the router (fingerprint checked).
-    ``reuse``: an embedder already loaded (the one serving now); used instead of loading the named one
-    when its spec and fingerprint are those router.json records, so a reload does not load it again.
-
-    Raises :class:`DamagedArtifactError` or :class:`EmbedderMismatchError`, both naming ``label``.
-    """
-    verify_manifest(folder, label)
-    try:
-        meta = json.loads((folder / "router.json").read_text())
-        spec = meta["embedder"]["spec"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DamagedArtifactError(f"{label}: the router artifact is damaged: router.json is unreadable ({exc})") from exc
-    embedder = reuse if reusable(reuse, meta["embedder"]) else load_embedder(spec, embedders_dir)
-    try:
-        return Router.load(folder, embedder)  # type: ignore[arg-type]
-    except EmbedderMismatchError as exc:
-        raise EmbedderMismatchError(f"{label}: {exc}") from exc
-    except Exception as exc:  # LightGBM, NumPy and YAML each raise their own errors
-        raise DamagedArtifactError(
-            f"{label}: the router artifact is damaged or was written by an incompatible llmroute version: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def reusable(embedder: Embedder | None, recorded: dict[str, str]) -> bool:
+def reusable(embedder: Embedder | None, recorded: Mapping[str, Any]) -> bool:
     """True when ``embedder`` is the embedder ``recorded`` (router.json's ``embedder``: spec and fingerprint)."""
     return (
         embedder is not None

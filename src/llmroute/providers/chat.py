@@ -11,7 +11,7 @@ whole answer.
 API keys are read from the environment variable the catalog names (``api_key_env``) at call time,
 sent only in the ``Authorization`` header, and never logged or returned. A provider's error text is
 never returned or stored either: results carry the status and a generic reason
-(:mod:`llmroute.serving.provider_errors`), and the provider's words go to the log with secrets masked.
+(:mod:`llmroute.providers.errors`), and the provider's words go to the log with secrets masked.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from typing import Any
 import httpx
 
 from llmroute.data.catalog import ModelSpec
-from llmroute.serving.provider_errors import client_reason, is_config_error, mask_secrets
-from llmroute.serving.provider_http import (
+from llmroute.providers.config import ProviderClientConfig
+from llmroute.providers.errors import client_reason, is_config_error, mask_secrets
+from llmroute.providers.http import (
     ProviderConnectionError,
     ProviderHTTP,
     ProviderResponse,
@@ -37,9 +38,8 @@ from llmroute.serving.provider_http import (
     Timeouts,
     as_provider_http,
 )
-from llmroute.serving.settings import ServeSettings
 
-log = logging.getLogger("llmroute.serving.providers")
+log = logging.getLogger("llmroute.providers.chat")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -124,13 +124,13 @@ class OpenStream:
         await self.response.aclose()
 
 
-def resolve_endpoint(model: str, spec: ModelSpec | None, settings: ServeSettings) -> Endpoint:
+def resolve_endpoint(model: str, spec: ModelSpec | None, config: ProviderClientConfig) -> Endpoint:
     """Base URL: the per-model override, else the catalog's endpoint, else the default base URL."""
-    base = settings.provider_base_urls.get(model)
+    base = config.base_urls.get(model)
     if base is None and spec is not None:
         base = spec.endpoint
     if base is None:
-        base = settings.default_base_url
+        base = config.default_base_url
     key = os.environ.get(spec.api_key_env) if spec is not None and spec.api_key_env else None
     return Endpoint(model, base.rstrip("/") if base else None, key or None)
 
@@ -143,20 +143,23 @@ def no_endpoint_message(model: str) -> str:
     )
 
 
-def missing_endpoints(models: list[str] | tuple[str, ...], specs: Mapping[str, ModelSpec | None], settings: ServeSettings) -> list[str]:
+def missing_endpoints(
+    models: list[str] | tuple[str, ...], specs: Mapping[str, ModelSpec | None], config: ProviderClientConfig
+) -> list[str]:
     """The models a chat request could not call (no per-model URL, catalog endpoint or default URL)."""
-    return [m for m in models if resolve_endpoint(m, specs.get(m), settings).base_url is None]
+    return [m for m in models if resolve_endpoint(m, specs.get(m), config).base_url is None]
 
 
 class ChatProvider:
-    """``POST {base_url}/chat/completions`` on a shared client (:mod:`llmroute.serving.provider_http`;
-    an ``httpx.AsyncClient`` is taken as it is)."""
+    """``POST {base_url}/chat/completions`` on a shared client (:mod:`llmroute.providers.http`;
+    an ``httpx.AsyncClient`` is taken as it is), with the timeouts and retries of ``config``."""
 
-    def __init__(self, http: ProviderHTTP | httpx.AsyncClient, settings: ServeSettings) -> None:
+    def __init__(self, http: ProviderHTTP | httpx.AsyncClient, config: ProviderClientConfig) -> None:
         self.http = as_provider_http(http)
-        self.timeouts = Timeouts(settings.provider_timeout_s, settings.provider_connect_timeout_s)
-        self.retries = settings.provider_retries
-        self.backoff = settings.retry_backoff_s
+        self.config = config
+        self.timeouts = Timeouts(config.timeout_s, config.connect_timeout_s)
+        self.retries = config.retries
+        self.backoff = config.backoff_s
 
     async def complete(self, endpoint: Endpoint, payload: dict[str, Any]) -> CallResult:
         """One model call: retried on 429/5xx and connection errors, not on timeouts (the cascade
