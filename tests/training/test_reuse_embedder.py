@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from llmroute.artifacts import loading
 from llmroute.artifacts.manifest import reusable
 from llmroute.config import load_settings
-from llmroute.artifacts import loading
 from tests.router.helpers import HashEmbedder, Trained
 
 
