@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -104,6 +105,7 @@ def test_auth(client: TestClient, router: Router) -> None:
     assert client.post("/v1/chat/completions", json={}).status_code == 401
     assert client.get("/health").status_code == 200
     ready = client.get("/ready").json()
+    assert ready.pop("worker_pid") == os.getpid() and ready.pop("isolated_check") in ("ready", "starting", "off")
     assert ready == {"status": "ready", "router_version": router.version, "models_available": len(router.models),
                      "unavailable": {}, "decision_log": "ok"}
 
@@ -201,8 +203,10 @@ def test_lifespan_loads_router_and_reports_failures(trained: Trained) -> None:
         deadline = time.monotonic() + 60
         while (r := c.get("/ready")).status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert r.json() == {"status": "ready", "router_version": trained.router.version,
-                            "models_available": len(trained.router.models), "unavailable": {}, "decision_log": "ok"}
+        ready = r.json()
+        assert ready.pop("worker_pid") == os.getpid() and ready.pop("isolated_check") in ("ready", "starting", "off")
+        assert ready == {"status": "ready", "router_version": trained.router.version,
+                         "models_available": len(trained.router.models), "unavailable": {}, "decision_log": "ok"}
     with TestClient(create_app(_settings(), core=trained.core)) as c:
         deadline = time.monotonic() + 10
         while "nonexistent" not in (r := c.get("/ready")).text and time.monotonic() < deadline:

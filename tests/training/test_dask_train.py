@@ -86,7 +86,7 @@ def test_dask_training_matches_single_process(tmp_path: Path) -> None:
     assert qb.n_rounds_ == qa.n_rounds_
     np.testing.assert_allclose(qb.oof_probs_, qa.oof_probs_, atol=1e-9)
     np.testing.assert_array_equal(qb.index_.embeddings, qa.index_.embeddings)
-    assert dask.info["config"]["dask"] == "local:2"  # type: ignore[attr-defined]
+    assert dask.info.config is not None and dask.info.config["dask"] == "local:2"  # type: ignore[attr-defined]
     prompts = [str(p) for p in df.drop_duplicates("prompt_id")["prompt"].head(40)]
     pa, pb = single.prepare(prompts), dask.prepare(prompts)
     probs_a, probs_b = single.predict(pa)[0], dask.predict(pb)[0]
