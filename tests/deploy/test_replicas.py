@@ -289,7 +289,9 @@ def test_two_replicas_behind_haproxy(
     failed = [c for c in calls if not c.ok]
     # in flight at the kill: sent before the replica's last process was gone, answered after the kill began
     in_flight = [c for c in failed if c.sent <= dead_at and c.done + 0.05 >= killed_at]
-    assert failed == in_flight, f"requests failed outside the kill: {[c.error for c in failed if c not in in_flight]}"
+    assert failed == in_flight, "requests failed outside the kill: " + "; ".join(
+        f"{c.error} (sent {c.sent - killed_at:+.3f} s from the kill, answered {c.done - killed_at:+.3f} s; "
+        f"the replica was gone at {dead_at - killed_at:+.3f} s)" for c in failed if c not in in_flight)
     assert len(failed) <= 4  # at most one in flight per client
 
     # the decision log: stop the surviving replica cleanly (its writer flushes), then read
