@@ -45,6 +45,10 @@ READY_SECONDS = 180
 # load average per core (1 on a machine that is not oversubscribed).
 RELOAD_S = 2.0
 FLUSH_WINDOW_S = 0.5 + 0.5  # the writer's flush interval plus slack for a batch being committed
+# HAProxy's detection of a dead replica (deploy/haproxy.cfg: a check every 0.5 s, two failed checks
+# 0.25 s apart take it out). A request the balancer sends to the dead replica in that window can fail
+# (measured: 0-1 per run, a connection reset HAProxy does not retry): a known gap, stated in the README.
+DETECT_S = 0.5 + 2 * 0.25
 
 pytestmark = [
     pytest.mark.slow,
@@ -289,10 +293,13 @@ def test_two_replicas_behind_haproxy(
     failed = [c for c in calls if not c.ok]
     # in flight at the kill: sent before the replica's last process was gone, answered after the kill began
     in_flight = [c for c in failed if c.sent <= dead_at and c.done + 0.05 >= killed_at]
-    assert failed == in_flight, "requests failed outside the kill: " + "; ".join(
+    # sent after it was gone but before the balancer could have taken it out of rotation
+    detecting = [c for c in failed if c not in in_flight and killed_at <= c.sent <= dead_at + DETECT_S * _oversubscription()]
+    outside = [c for c in failed if c not in in_flight and c not in detecting]
+    assert not outside, "requests failed outside the kill: " + "; ".join(
         f"{c.error} (sent {c.sent - killed_at:+.3f} s from the kill, answered {c.done - killed_at:+.3f} s; "
-        f"the replica was gone at {dead_at - killed_at:+.3f} s)" for c in failed if c not in in_flight)
-    assert len(failed) <= 4  # at most one in flight per client
+        f"the replica was gone at {dead_at - killed_at:+.3f} s)" for c in outside)
+    assert len(failed) <= 4  # at most one per client
 
     # the decision log: stop the surviving replica cleanly (its writer flushes), then read
     stop_process_group(replicas[1][0], timeout=30)
@@ -314,7 +321,8 @@ def test_two_replicas_behind_haproxy(
     )
     assert len(acknowledged) - len(missing) > 50
 
-    print(f"\nreplicas: {len(acknowledged)} acknowledged, {len(failed)} failed (in flight at the kill), "
+    print(f"\nreplicas: {len(acknowledged)} acknowledged, {len(in_flight)} failed in flight at the kill, "
+          f"{len(detecting)} failed in the balancer's detection window, "
           f"{len(missing)} missing from the log (killed replica's last {FLUSH_WINDOW_S} s); promotion seen after "
           f"{', '.join(f'{v:.1f}' for v in seen.values())} s (allowed {allowed:.1f} s, load {os.getloadavg()[0]:.1f})")
     # the promotion (checked last, so that a slow reload on a busy machine does not hide the rest)
