@@ -27,6 +27,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Starts `llmroute serve` / `llmroute replay-server` with only those commands registered (the full CLI is
+# not needed). The module moved from ``cli_serve`` to ``cli.serve``; either works, so a benchmark can run
+# an older source tree beside the current one.
+LAUNCH = (
+    "import sys, typer\n"
+    "try:\n    from llmroute.cli.serve import register\n"
+    "except ImportError:\n    from llmroute.cli_serve import register\n"
+    "app = typer.Typer(); register(app); app(sys.argv[1:])"
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

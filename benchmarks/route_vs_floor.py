@@ -28,12 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import ROOT, LevelResult, Server, free_port, run_level, spread
-
-LAUNCH = (
-    "import sys, typer; from llmroute.cli.serve import register; "
-    "app = typer.Typer(); register(app); app(sys.argv[1:])"
-)
+from closed_loop import LAUNCH, ROOT, LevelResult, Server, free_port, run_level, spread
 
 
 def prompts(n: int) -> list[str]:

@@ -29,16 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import ROOT, LevelResult, Server, free_port, run_level, spread
-
-# Only the serve command is registered (the full CLI is not needed). The module moved from ``cli_serve`` to
-# ``cli.serve``; either works so a variant can be an older source tree.
-LAUNCH = (
-    "import sys, typer\n"
-    "try:\n    from llmroute.cli.serve import register\n"
-    "except ImportError:\n    from llmroute.cli_serve import register\n"
-    "app = typer.Typer(); register(app); app(sys.argv[1:])"
-)
+from closed_loop import LAUNCH, ROOT, LevelResult, Server, free_port, run_level, spread
 
 
 def variant(spec: str) -> tuple[str, Path, dict[str, str]]:

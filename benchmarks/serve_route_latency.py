@@ -34,13 +34,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import Connection, cpu_seconds, free_port, process_tree, rss_mb
+from closed_loop import LAUNCH, Connection, cpu_seconds, free_port, process_tree, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCH = (
-    "import sys, typer; from llmroute.cli.serve import register; "
-    "app = typer.Typer(); register(app); app(sys.argv[1:])"
-)
 
 
 def train_small(home: Path) -> Path:
