@@ -252,6 +252,28 @@ def run_level(server: Server, path: str, bodies: Sequence[bytes], concurrency: i
     return LevelResult(tuple(lat), wall, errors, server.cpu() - cpu0, first)
 
 
+
+Results = dict[tuple[str, int], list[LevelResult]]
+
+
+def interleaved_rounds(servers: Sequence[Server], levels: Sequence[int], rounds: int,
+                       measure: Callable[[Server, int], LevelResult],
+                       after_level: Callable[[int, int, Results], None]) -> Results:
+    """``measure`` every server at every concurrency level, ``rounds`` times. The servers' order
+    alternates by round and level so that none always runs first (drift of a busy machine is shared); a
+    level with a bad answer stops the run (SystemExit naming the server). ``after_level(round, c,
+    results)`` reports as the run goes. Returns every round's result per (server name, concurrency)."""
+    results: Results = {}
+    for r in range(rounds):
+        for c in levels:
+            for s in servers if (r + c) % 2 == 0 else servers[::-1]:
+                res = measure(s, c)
+                if res.errors:
+                    raise SystemExit(f"{s.name}: {res.errors} bad answers at concurrency {c}: {res.first_error}")
+                results.setdefault((s.name, c), []).append(res)
+            after_level(r, c, results)
+    return results
+
 def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
     """'median [min-max]' of per-round values."""
     v = sorted(values)

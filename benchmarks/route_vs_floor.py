@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import LAUNCH, ROOT, LevelResult, Server, free_port, run_level, spread
+from closed_loop import LAUNCH, ROOT, Results, Server, free_port, interleaved_rounds, run_level, spread
 
 
 def prompts(n: int) -> list[str]:
@@ -78,20 +78,16 @@ def main() -> None:
         bodies = [json.dumps({"prompt": t}).encode() for t in prompts(args.requests)]
         for s in servers:  # warm-up
             run_level(s, "/route", bodies[:100], 4, ok)
-        results: dict[tuple[str, int], list[LevelResult]] = {}
-        for r in range(args.rounds):
-            for c in levels:
-                order = servers if (r + c) % 2 == 0 else servers[::-1]
-                for s in order:
-                    res = run_level(s, "/route", bodies, c, ok)
-                    if res.errors:
-                        raise SystemExit(f"{s.name}: {res.errors} bad answers at concurrency {c}: {res.first_error}")
-                    results.setdefault((s.name, c), []).append(res)
-                f, q = results[("floor", c)][-1], results[("llmroute", c)][-1]
-                print(f"round {r + 1} c={c:>2}: CPU/request floor {f.cpu_ms_per_request:.2f} ms, /route "
-                      f"{q.cpu_ms_per_request:.2f} ms ({q.cpu_ms_per_request / f.cpu_ms_per_request:.2f}x); "
-                      f"throughput floor {f.throughput:.0f}, /route {q.throughput:.0f} req/s "
-                      f"({q.throughput / f.throughput:.0%}); load {os.getloadavg()[0]:.2f}", flush=True)
+
+        def pair(r: int, c: int, results: Results) -> None:
+            f, q = results[("floor", c)][-1], results[("llmroute", c)][-1]
+            print(f"round {r + 1} c={c:>2}: CPU/request floor {f.cpu_ms_per_request:.2f} ms, /route "
+                  f"{q.cpu_ms_per_request:.2f} ms ({q.cpu_ms_per_request / f.cpu_ms_per_request:.2f}x); "
+                  f"throughput floor {f.throughput:.0f}, /route {q.throughput:.0f} req/s "
+                  f"({q.throughput / f.throughput:.0%}); load {os.getloadavg()[0]:.2f}", flush=True)
+
+        results = interleaved_rounds(servers, levels, args.rounds,
+                                     lambda s, c: run_level(s, "/route", bodies, c, ok), pair)
         print(f"\nsummary over {args.rounds} rounds of {args.requests} requests (median [min-max]); "
               f"llmroute RSS {route.rss():.0f} MiB, floor RSS {floor.rss():.0f} MiB")
         for c in levels:

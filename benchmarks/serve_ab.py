@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import LAUNCH, ROOT, LevelResult, Server, free_port, run_level, spread
+from closed_loop import LAUNCH, ROOT, Results, Server, free_port, interleaved_rounds, run_level, spread
 
 
 def variant(spec: str) -> tuple[str, Path, dict[str, str]]:
@@ -74,7 +74,7 @@ def main() -> None:
     bodies = [json.dumps({"prompt": t}).encode() for t in texts]
     tmp = Path(tempfile.mkdtemp(prefix="llmroute-serve-ab-"))
     servers: list[Server] = []
-    results: dict[tuple[str, int], list[LevelResult]] = {}
+    results: Results = {}
     try:
         for name, src, extra in specs:
             env = {
@@ -90,17 +90,16 @@ def main() -> None:
         ok = lambda status, body: status == 200  # noqa: E731
         for s in servers:  # warm-up
             run_level(s, "/route", bodies[:100], 4, ok)
-        for r in range(args.rounds):
-            for c in levels:
-                order = servers if (r + c) % 2 == 0 else servers[::-1]
-                for s in order:
-                    res = run_level(s, "/route", bodies, c, ok)
-                    if res.errors:
-                        raise SystemExit(f"{s.name} at c={c}: {res.errors} errors, first: {res.first_error}")
-                    results.setdefault((s.name, c), []).append(res)
-                    print(f"round {r + 1} c={c:2d} {s.name}: CPU/request {res.cpu_ms_per_request:.2f} ms, "
-                          f"p50 {res.quantile(50):.1f} ms, p99 {res.quantile(99):.1f} ms, "
-                          f"{res.throughput:.0f} req/s; load {os.getloadavg()[0]:.2f}", flush=True)
+
+        def each(r: int, c: int, results: Results) -> None:
+            for s in servers:
+                res = results[(s.name, c)][-1]
+                print(f"round {r + 1} c={c:2d} {s.name}: CPU/request {res.cpu_ms_per_request:.2f} ms, "
+                      f"p50 {res.quantile(50):.1f} ms, p99 {res.quantile(99):.1f} ms, "
+                      f"{res.throughput:.0f} req/s; load {os.getloadavg()[0]:.2f}", flush=True)
+
+        results = interleaved_rounds(servers, levels, args.rounds,
+                                     lambda s, c: run_level(s, "/route", bodies, c, ok), each)
     finally:
         for s in servers:
             s.stop()
