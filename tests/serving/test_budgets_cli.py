@@ -56,7 +56,7 @@ def test_validate_and_status(tmp_path: Path) -> None:
         ledger = BudgetLedger(store.engine)
         ledger.put_budget("everything", {"name": "everything", "global": True, "amount_usd": 10}, "api")
         ledger.charge(Charge("d1", 1.5, datetime.now(UTC), "chat", tenant="acme"))
-    r = CliRunner().invoke(app, ["budgets", "status", "--log-url", url, "--budgets", str(good), "--json"])
+    r = CliRunner().invoke(app, ["budgets", "status", "--db", url, "--budgets", str(good), "--json"])
     assert r.exit_code == 0, r.output
     rows = {b["name"]: b for b in json.loads(r.output)["budgets"]}
     assert rows["acme"]["spent_usd"] == 1.5 and rows["acme"]["share"] == 0.75 and rows["acme"]["source"] == "file"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from llmroute.cli.loading import load_router_or_exit
-from llmroute.cli.options import HomeOpt, default_decision_log, echo_json, fail, load_cli_settings
+from llmroute.cli.options import DecisionLogOpt, HomeOpt, default_decision_log, echo_json, fail, load_cli_settings
 
 budgets_app = typer.Typer(
     help="Budgets per tenant, API key, user or everything: check a budget file, see spend, simulate policies.",
@@ -18,11 +18,8 @@ budgets_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-LogUrl = Annotated[
-    Optional[str],
-    typer.Option("--log-url", help="Decision-log database (sqlite:///... or postgresql://...); default: "
-                 "$LLMROUTE_SERVE_DECISION_LOG_URL, else decisions.sqlite under LLMROUTE_HOME."),
-]
+# the option's first name: --db, like every other command that reads the decision log (shared in cli/options.py)
+OldLogUrl = Annotated[str | None, typer.Option("--log-url", hidden=True, help="Older name of --db.")]
 
 
 @budgets_app.command("validate")
@@ -64,18 +61,22 @@ def _status_rows(url: str, file: Path | None) -> list[dict[str, Any]]:
 
 @budgets_app.command("status")
 def status(
-    log_url: LogUrl = None,
-    budgets: Annotated[Optional[Path], typer.Option("--budgets", help="Also show this budget file's budgets "
+    db: DecisionLogOpt = None,
+    budgets: Annotated[Path | None, typer.Option("--budgets", help="Also show this budget file's budgets "
                                                     "(default: only budgets the service has stored).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    log_url: OldLogUrl = None,
 ) -> None:
-    """Each budget's current window: spend, share of the amount, forecast at the window's end, alerts fired."""
+    """Each budget's current window: spend, share of the amount, forecast at the window's end, alerts fired.
+
+    The spend is read from the decision log: --db, else $LLMROUTE_SERVE_DECISION_LOG_URL (the service's
+    setting), else decisions.sqlite under LLMROUTE_HOME."""
     import os
 
     from llmroute.budgets.spec import BudgetFileError
     from llmroute.data.decision_log.store import mask_url
 
-    url = log_url or os.environ.get("LLMROUTE_SERVE_DECISION_LOG_URL") or default_decision_log()
+    url = db or log_url or os.environ.get("LLMROUTE_SERVE_DECISION_LOG_URL") or default_decision_log()
     try:
         rows = _status_rows(url, budgets)
     except BudgetFileError as exc:
@@ -103,16 +104,16 @@ def status(
 def simulate(
     logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs with every model's outcome (Parquet).")],
     budget: Annotated[str, typer.Option(help="USD for the window (12.5) or a share of the unconstrained spend (50%).")] = "50%",
-    traffic: Annotated[Optional[str], typer.Option(
+    traffic: Annotated[str | None, typer.Option(
         help="Stream: key=value pairs of requests, days, peak_ratio, burst_day, burst_hours, burst_factor, seed "
              "(default requests=5000,days=7,peak_ratio=3,burst_day=4,burst_hours=6,burst_factor=4,seed=0).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Router folder or registry URI (default: the latest trained).")] = None,
-    target: Annotated[Optional[str], typer.Option(help="Requests' quality target ('95%' or 0.85); default: the router's.")] = None,
-    floor: Annotated[Optional[str], typer.Option(help="Pacing's lowest target ('80%' or 0.6); default: none.")] = None,
+    model: Annotated[str | None, typer.Option(help="Router folder or registry URI (default: the latest trained).")] = None,
+    target: Annotated[str | None, typer.Option(help="Requests' quality target ('95%' or 0.85); default: the router's.")] = None,
+    floor: Annotated[str | None, typer.Option(help="Pacing's lowest target ('80%' or 0.6); default: none.")] = None,
     smoothing: Annotated[float, typer.Option(
         min=1.0, help="Pacing: requests over which its trade-off follows the spend (exponential average; "
         "1 = none; the service paces with the default).")] = 1.0,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for report.json, report.md and spend.png.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for report.json, report.md and spend.png.")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Replay the logs as one budget window of traffic (daily pattern and a burst) and compare no budget,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -21,20 +21,20 @@ if TYPE_CHECKING:
     from llmroute.config import Settings
 
 HomeOpt = Annotated[
-    Optional[Path], typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
+    Path | None, typer.Option("--home", help="State directory (default: $LLMROUTE_HOME or ~/.llmroute).")
 ]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bars or progress lines on standard error (results still print).")
 ]
 TrackingOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--tracking-uri",
         help="MLflow tracking URI (default: $LLMROUTE_TRACKING_URI, $MLFLOW_TRACKING_URI, else SQLite under the home).",
     ),
 ]
 CatalogOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--catalog",
         envvar="LLMROUTE_CATALOG",
@@ -45,15 +45,15 @@ CatalogOpt = Annotated[
     ),
 ]
 SinceOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--since", help="Only decisions made at or after this date/time (ISO; UTC unless a zone is given)."),
 ]
 UntilOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--until", help="Only decisions made before this date/time (ISO; UTC unless a zone is given)."),
 ]
 DecisionLogOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--db",
         help="Decision log URL (sqlite:///path or postgresql://...); default: <LLMROUTE_HOME>/decisions.sqlite.",

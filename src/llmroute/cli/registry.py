@@ -7,7 +7,7 @@ MLflow is imported inside the commands only, so `llmroute --help` and the other 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -51,17 +51,17 @@ def track_training(
 
 def promote_cmd(
     logs: Annotated[
-        Optional[Path], typer.Option("--logs", help="Held-out logs both routers are scored on (Parquet; --gate benchmark).")
+        Path | None, typer.Option("--logs", help="Held-out logs both routers are scored on (Parquet; --gate benchmark).")
     ] = None,
     gate: Annotated[
         str, typer.Option("--gate", help="'benchmark' (held-out logs) or 'offpolicy' (logged production traffic).")
     ] = "benchmark",
     from_production: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--from-production", help="Decision log URL for --gate offpolicy (sqlite:///... or postgresql://...)."),
     ] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="--gate offpolicy: decisions at or after this date/time.")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="--gate offpolicy: decisions before this date/time.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="--gate offpolicy: decisions at or after this date/time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="--gate offpolicy: decisions before this date/time.")] = None,
     tolerance: Annotated[
         float, typer.Option("--tolerance", help="--gate offpolicy: quality loss the lower interval end may show.", min=0.0)
     ] = DEFAULT_TOLERANCE,
@@ -69,7 +69,7 @@ def promote_cmd(
         int, typer.Option("--min-matches", help="--gate offpolicy: logged decisions that must match the challenger's choice.", min=1)
     ] = MIN_MATCHES,
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses (needs --reason).")] = False,
-    reason: Annotated[Optional[str], typer.Option("--reason", help="Why a forced promotion is justified.")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why a forced promotion is justified.")] = None,
     home: HomeOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:

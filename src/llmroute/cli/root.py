@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -57,7 +57,7 @@ def train(
     logs: Annotated[Path, typer.Option("--logs", help="Benchmark logs in the llmroute schema (Parquet).")],
     home: HomeOpt = None,
     embedder: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="'minilm-static' (default, fast), 'minilm' (the transformer) or a sentence-transformers name/path."
         ),
@@ -68,7 +68,7 @@ def train(
     target: Annotated[
         str, typer.Option(help="Default quality target: '95%' of the best model, or an absolute level like '0.85'.")
     ] = "95%",
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the router (default: under LLMROUTE_HOME).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for folds and LightGBM.")] = 0,
     scorer: Annotated[
         bool,
@@ -78,10 +78,10 @@ def train(
         ),
     ] = True,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register the router.")] = True,
-    test_logs: Annotated[Optional[Path], typer.Option(help="Held-out logs to evaluate on and log with the run.")] = None,
+    test_logs: Annotated[Path | None, typer.Option(help="Held-out logs to evaluate on and log with the run.")] = None,
     catalog: CatalogOpt = None,
     quiet: QuietOpt = False,
-    dask: Annotated[Optional[str], typer.Option("--dask", help=DASK_HELP)] = None,
+    dask: Annotated[str | None, typer.Option("--dask", help=DASK_HELP)] = None,
 ) -> None:
     """Train a router: embed prompts, fit calibrated LightGBM quality models and a cost model, save.
 
@@ -133,13 +133,13 @@ def evaluate(
     logs: Annotated[Path, typer.Option("--logs", help="Held-out benchmark logs (Parquet).")],
     report_dir: Annotated[Path, typer.Option("--report-dir", help="Where report.json, report.md and the PNG go.")],
     model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--model", help="A router folder or models:/<name>@<alias> (default: the most recently trained)."),
     ] = None,
     train_logs: Annotated[
-        Optional[Path], typer.Option(help="Logs the baselines learn from (default: the router's training logs).")
+        Path | None, typer.Option(help="Logs the baselines learn from (default: the router's training logs).")
     ] = None,
-    rules: Annotated[Optional[Path], typer.Option(help="Static rules YAML (default: the seed guide's rules).")] = None,
+    rules: Annotated[Path | None, typer.Option(help="Static rules YAML (default: the seed guide's rules).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals.")] = 1000,
     home: HomeOpt = None,
     quiet: QuietOpt = False,
@@ -184,18 +184,18 @@ def evaluate(
 def route(
     prompt: Annotated[str, typer.Argument(help="The prompt text ('-' reads standard input).")],
     model: Annotated[
-        Optional[str], typer.Option("--model", help="A router folder or models:/<name>@<alias> (default: latest).")
+        str | None, typer.Option("--model", help="A router folder or models:/<name>@<alias> (default: latest).")
     ] = None,
-    target: Annotated[Optional[str], typer.Option(help="'95%' of the best model, or an absolute level like '0.85'.")] = None,
+    target: Annotated[str | None, typer.Option(help="'95%' of the best model, or an absolute level like '0.85'.")] = None,
     confidence: Annotated[
-        Optional[float], typer.Option(help="Threshold rule: cheapest model with P(meets target) >= this.")
+        float | None, typer.Option(help="Threshold rule: cheapest model with P(meets target) >= this.")
     ] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="Max expected USD cost of the call.")] = None,
-    max_latency_ms: Annotated[Optional[float], typer.Option(help="Max typical latency (catalog).")] = None,
-    allow: Annotated[Optional[list[str]], typer.Option(help="Only these models (repeatable).")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option(help="Never these models (repeatable).")] = None,
-    capability: Annotated[Optional[list[str]], typer.Option(help="Required capability (repeatable).")] = None,
-    task: Annotated[Optional[str], typer.Option(help="Optional task hint (e.g. mbpp).")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="Max expected USD cost of the call.")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="Max typical latency (catalog).")] = None,
+    allow: Annotated[list[str] | None, typer.Option(help="Only these models (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Never these models (repeatable).")] = None,
+    capability: Annotated[list[str] | None, typer.Option(help="Required capability (repeatable).")] = None,
+    task: Annotated[str | None, typer.Option(help="Optional task hint (e.g. mbpp).")] = None,
     catalog: CatalogOpt = None,
     home: HomeOpt = None,
 ) -> None:

@@ -6,7 +6,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -47,49 +47,49 @@ def _talk(quiet: bool = False) -> None:
 
 def serve(
     model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Saved router folder or registry URI (default: $LLMROUTE_SERVE_MODEL or models:/llmroute@champion)."),
     ] = None,
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     api_key: Annotated[
-        Optional[list[str]], typer.Option("--api-key", help="Accepted API key (repeatable); none = auth off. Prefer $LLMROUTE_SERVE_API_KEYS.")
+        list[str] | None, typer.Option("--api-key", help="Accepted API key (repeatable); none = auth off. Prefer $LLMROUTE_SERVE_API_KEYS.")
     ] = None,
     admin_key: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--admin-key", help="Admin key for /admin/* (repeatable); with client keys and no admin key, admin routes answer 403. Prefer $LLMROUTE_SERVE_ADMIN_API_KEYS."),
     ] = None,
     dashboard_key: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--dashboard-key", help="Read-only key for the dashboard at /dashboard (repeatable; admin keys open it too). Prefer $LLMROUTE_SERVE_DASHBOARD_API_KEYS."),
     ] = None,
     base_url: Annotated[
-        Optional[list[str]], typer.Option("--base-url", help="MODEL=URL: OpenAI-compatible base URL for a model (repeatable).")
+        list[str] | None, typer.Option("--base-url", help="MODEL=URL: OpenAI-compatible base URL for a model (repeatable).")
     ] = None,
     default_base_url: Annotated[
-        Optional[str], typer.Option(help="Base URL for models with no override and no catalog endpoint.")
+        str | None, typer.Option(help="Base URL for models with no override and no catalog endpoint.")
     ] = None,
-    confidence: Annotated[Optional[float], typer.Option(help="Cascade: escalate below this confidence (0-1).")] = None,
-    max_attempts: Annotated[Optional[int], typer.Option(help="Cascade: most models tried per chat request.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Timeout of one provider call, seconds.")] = None,
-    retries: Annotated[Optional[int], typer.Option(help="Retries of one provider call on 429/5xx.")] = None,
-    reload_poll: Annotated[Optional[float], typer.Option(help="Poll the model source every N s and reload on change (0 = off).")] = None,
+    confidence: Annotated[float | None, typer.Option(help="Cascade: escalate below this confidence (0-1).")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Cascade: most models tried per chat request.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Timeout of one provider call, seconds.")] = None,
+    retries: Annotated[int | None, typer.Option(help="Retries of one provider call on 429/5xx.")] = None,
+    reload_poll: Annotated[float | None, typer.Option(help="Poll the model source every N s and reload on change (0 = off).")] = None,
     experiment: Annotated[
-        Optional[Path], typer.Option(help="A/B experiment YAML to serve (see docs/ab-testing.md); default: $LLMROUTE_SERVE_EXPERIMENT.")
+        Path | None, typer.Option(help="A/B experiment YAML to serve (see docs/ab-testing.md); default: $LLMROUTE_SERVE_EXPERIMENT.")
     ] = None,
     catalog: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--catalog", help="Catalog YAML whose entries replace the router's catalog data for the models "
                      "they name (e.g. 'local: true' for a self-hosted endpoint, rate_limit_rpm/tpm); default: "
                      "$LLMROUTE_SERVE_CATALOG or the router's own snapshot."),
     ] = None,
     data_policy: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--data-policy", help="Default data policy: any, prefer_local or local_only (requests and "
                      "tenants may only make it stricter)."),
     ] = None,
     tenant_policy: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--tenant-policy", help="TENANT=POLICY: a tenant's data policy (repeatable), e.g. acme=local_only."),
     ] = None,
     home: HomeOpt = None,
@@ -99,7 +99,7 @@ def serve(
     ] = 1,
     access_log: Annotated[bool, typer.Option(help="uvicorn's access log (one line per request; costs CPU under load).")] = False,
     budgets: Annotated[
-        Optional[Path], typer.Option(help="Budget YAML file (spend limits per tenant/key/user; see the README's "
+        Path | None, typer.Option(help="Budget YAML file (spend limits per tenant/key/user; see the README's "
                                      "'Budgets'); default: $LLMROUTE_SERVE_BUDGETS. A bad file stops the service.")
     ] = None,
 ) -> None:
@@ -197,10 +197,10 @@ def replay_server(
     failure_rate: Annotated[float, typer.Option(help="Share of requests answered with HTTP 500/429.")] = 0.0,
     timeout_rate: Annotated[float, typer.Option(help="Share of requests held for --timeout-s seconds.")] = 0.0,
     fail_model: Annotated[
-        Optional[list[str]], typer.Option("--fail-model", help="MODEL=RATE: failure rate for one model (repeatable).")
+        list[str] | None, typer.Option("--fail-model", help="MODEL=RATE: failure rate for one model (repeatable).")
     ] = None,
     timeout_model: Annotated[
-        Optional[list[str]], typer.Option("--timeout-model", help="MODEL=RATE: timeout rate for one model (repeatable).")
+        list[str] | None, typer.Option("--timeout-model", help="MODEL=RATE: timeout rate for one model (repeatable).")
     ] = None,
     timeout_s: Annotated[float, typer.Option(help="How long an injected timeout holds a request.")] = 300.0,
     unknown_prompt: Annotated[
