@@ -203,11 +203,13 @@ def _latest(items: Sequence[FeedbackRecord]) -> FeedbackRecord | None:
 
 
 def roll_up_inserted(conn: sa.Connection, dialect: str, decisions: Sequence[DecisionRecord],
-                     outcomes: Sequence[OutcomeRecord], feedback: Sequence[FeedbackRecord]) -> None:
+                     outcomes: Sequence[OutcomeRecord], feedback: Sequence[FeedbackRecord],
+                     statements: dict[str, Any] | None = None) -> None:
     """Add the records just inserted on ``conn`` (duplicates already left out) to the rollups.
 
     Call after the rows are inserted, in the same transaction: outcome and feedback lookups see the
-    decisions of the same batch, and a feedback's predecessor is read from the feedback table."""
+    decisions of the same batch, and a feedback's predecessor is read from the feedback table.
+    ``statements``: a cache of the upsert statements (see :func:`apply`)."""
     delta = RollupDelta()
     for r in decisions:
         add_decision(delta, r)
@@ -228,7 +230,7 @@ def roll_up_inserted(conn: sa.Connection, dialect: str, decisions: Sequence[Deci
                 continue  # the newly inserted feedback is older than what was there: nothing changes
             before = _latest([f for f in items if f.feedback_id not in new_ids])
             add_feedback_change(delta, before, after, keys.get(decision_id))
-    apply(conn, dialect, delta)
+    apply(conn, dialect, delta, statements)
 
 
 def _upsert(dialect: str, table: sa.Table, keys: Sequence[str], measures: Sequence[str]) -> Any:
@@ -248,9 +250,22 @@ _LATENCY_KEYS = ("resolution_s", "bucket", "tenant", "kind", "slot")
 _MEASURES = tables.ROLLUP_COUNTS + tables.ROLLUP_SUMS
 
 
-def apply(conn: sa.Connection, dialect: str, delta: RollupDelta) -> None:
-    """Add ``delta`` to the rollup tables on ``conn`` (one upsert statement per table). Rows are
-    upserted in key order, so concurrent writers (PostgreSQL) lock shared rows in the same order."""
+def _cached_upsert(statements: dict[str, Any] | None, dialect: str, table: sa.Table, keys: Sequence[str],
+                   measures: Sequence[str]) -> Any:
+    if statements is None:
+        return _upsert(dialect, table, keys, measures)
+    name = f"upsert:{table.name}"
+    stmt = statements.get(name)
+    if stmt is None:
+        stmt = statements[name] = _upsert(dialect, table, keys, measures)
+    return stmt
+
+
+def apply(conn: sa.Connection, dialect: str, delta: RollupDelta, statements: dict[str, Any] | None = None) -> None:
+    """Add ``delta`` to the rollup tables on ``conn`` (one upsert statement per table, executed for
+    every (bucket, key) of the delta). Rows are upserted in key order, so concurrent writers
+    (PostgreSQL) lock shared rows in the same order. ``statements`` caches the upsert statements
+    (building one, with its 20 ``SET`` expressions, cost more than a small batch's upserts)."""
     if delta.sums:
         params = []
         for key, measures in sorted(delta.sums.items()):
@@ -260,10 +275,10 @@ def apply(conn: sa.Connection, dialect: str, delta: RollupDelta) -> None:
             for name in tables.ROLLUP_SUMS:
                 row[name] = float(measures.get(name, 0.0))
             params.append(row)
-        conn.execute(_upsert(dialect, tables.rollup, _ROLLUP_KEYS, _MEASURES), params)
+        conn.execute(_cached_upsert(statements, dialect, tables.rollup, _ROLLUP_KEYS, _MEASURES), params)
     if delta.latency:
         params = [{**dict(zip(_LATENCY_KEYS, key)), "n": n} for key, n in sorted(delta.latency.items())]
-        conn.execute(_upsert(dialect, tables.rollup_latency, _LATENCY_KEYS, ("n",)), params)
+        conn.execute(_cached_upsert(statements, dialect, tables.rollup_latency, _LATENCY_KEYS, ("n",)), params)
 
 
 def rebuild(store: DecisionLogStore, batch_size: int = 5000,

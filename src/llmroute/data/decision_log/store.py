@@ -51,6 +51,7 @@ class DecisionLogStore:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_log_engine(url)
+        self._statements: dict[str, Any] = {}  # insert and rollup statements, built once (see _insert_ignoring_duplicates)
         if migrate:
             upgrade_to_head(self.engine)
 
@@ -70,21 +71,30 @@ class DecisionLogStore:
     # -- writing ---------------------------------------------------------------------------------
 
     def _insert_ignoring_duplicates(self, table: sa.Table, key: str) -> Any:
-        if self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key``, built once per table: building
+        it (and its cache key) per batch cost more than a small batch's rows."""
+        stmt = self._statements.get(table.name)
+        if stmt is None:
+            if self.dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
+                stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+            elif self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
-        return sa.insert(table)
+                stmt = pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+            else:
+                stmt = sa.insert(table)
+            stmt = stmt.returning(table.c[key])
+            self._statements[table.name] = stmt
+        return stmt
 
     def write_many(self, records: Iterable[LogRecord]) -> int:
         """Write decisions, outcomes and feedback in one transaction; returns how many were given.
 
         The records actually inserted (not skipped as duplicates) are added to the dashboard's
-        rollups in the same transaction (:mod:`llmroute.data.decision_log.rollup`)."""
+        rollups in the same transaction (:mod:`llmroute.data.decision_log.rollup`), aggregated in
+        memory first: one upsert per (bucket, tenant, model) of the batch, not one per record."""
         d: list[DecisionRecord] = []
         o: list[OutcomeRecord] = []
         f: list[FeedbackRecord] = []
@@ -107,7 +117,7 @@ class DecisionLogStore:
                 (tables.feedback, "feedback_id", f, rows.feedback_row),
             ):
                 inserted.append(self._insert_new(conn, table, key, batch, to_row))
-            rollup.roll_up_inserted(conn, self.dialect, *inserted)
+            rollup.roll_up_inserted(conn, self.dialect, *inserted, statements=self._statements)
         return len(d) + len(o) + len(f)
 
     def _insert_new(self, conn: sa.Connection, table: sa.Table, key: str, batch: list[Any],
@@ -118,10 +128,10 @@ class DecisionLogStore:
         unique: dict[str, Any] = {}
         for r in batch:
             unique.setdefault(getattr(r, key), r)
-        stmt = self._insert_ignoring_duplicates(table, key).returning(table.c[key])
-        # PostgreSQL text and jsonb cannot hold NUL; no backend stores lone surrogates (rows.storable)
-        batch_rows = rows.storable([to_row(r, self.dialect) for r in unique.values()], nul=self.dialect == "postgresql")
-        result = conn.execute(stmt, batch_rows)
+        # text is storable already (rows.storable_record); the rows make their JSON values storable
+        nul = self.dialect == "postgresql"
+        result = conn.execute(self._insert_ignoring_duplicates(table, key),
+                              [to_row(r, self.dialect, nul) for r in unique.values()])
         new = {row[0] for row in result}
         return [r for k, r in unique.items() if k in new]
 
