@@ -5,12 +5,14 @@ journal thread encodes it as a JSON line (``encode``), the ship thread decodes t
 (``decode``) and writes batches to the database with the dashboard's rollups (``write``:
 ``DecisionLogStore.write_many``). Each step runs alone over the same records and is timed with the
 process's CPU clock, so the numbers are ms of CPU a record. Records look like the service's: 11
-candidates, a 256-float embedding, a ~600-character prompt, tenants and models spread over a few
+candidates, a 256-float embedding, a ~600-character prompt (``--routerbench``: the bundled test
+prompts), tenants and models spread over a few
 rollup keys; ``--outcomes`` adds one outcome per decision (a proxied chat call).
 
     python benchmarks/decision_log_writer.py                            # SQLite in a temporary folder
     python benchmarks/decision_log_writer.py --batch 20,100,500 --records 4000
     python benchmarks/decision_log_writer.py --url postgresql://postgres@127.0.0.1:5432/bench
+    python benchmarks/decision_log_writer.py --routerbench --batch 50  # the prompts serve_ab.py sends
     python benchmarks/decision_log_writer.py --profile 25               # cProfile of the write step
 
 A ``--url`` database must be empty or a decision log (the run adds its rows to it). Run it on another
@@ -38,12 +40,20 @@ MODELS = [f"provider/model-{i}" for i in range(11)]
 WORDS = ("route", "the", "prompt", "cheapest", "model", "that", "meets", "quality", "target", "python", "code")
 
 
-def make_records(n: int, outcomes: bool, seed: int = 0) -> list[DecisionRecord | OutcomeRecord]:
+def routerbench_prompts() -> list[str]:
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    return pd.read_parquet(root / "data" / "routerbench" / "test.parquet", columns=["prompt"])["prompt"].drop_duplicates().tolist()
+
+
+def make_records(n: int, outcomes: bool, seed: int = 0, texts: list[str] | None = None,
+                 ) -> list[DecisionRecord | OutcomeRecord]:
     rng = random.Random(seed)
     t0 = datetime.now(UTC) - timedelta(hours=1)
     out: list[DecisionRecord | OutcomeRecord] = []
     for i in range(n):
-        prompt = " ".join(rng.choice(WORDS) for _ in range(100))
+        prompt = texts[(seed * n + i) % len(texts)] if texts else " ".join(rng.choice(WORDS) for _ in range(100))
         at = t0 + timedelta(milliseconds=3 * i)
         cands = tuple(LoggedCandidate(m, rng.random(), rng.random() / 1000, rng.random() > 0.2,
                                       None if rng.random() > 0.2 else "max_cost_usd") for m in MODELS)
@@ -82,8 +92,11 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=3000, help="Decisions per batch size (default 3000).")
     ap.add_argument("--batch", default="1,20,100,500", help="Batch sizes of the write step, comma-separated.")
     ap.add_argument("--outcomes", action="store_true", help="Add one outcome per decision (proxied calls).")
+    ap.add_argument("--routerbench", action="store_true",
+                    help="Log the bundled RouterBench test prompts (what serve_ab.py sends) instead of ~600-character ones.")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
-                    help="Print the N costliest functions (cProfile, cumulative) of the write step at the largest batch.")
+                    help="Print the N costliest functions (cProfile) of the write step at the largest batch.")
+    ap.add_argument("--sort", default="cumulative", help="cProfile order of --profile: cumulative or tottime.")
     args = ap.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +104,8 @@ def main() -> int:
         store = DecisionLogStore(url)
         print(f"database: {store.dialect}; {args.records} decisions{' + outcomes' if args.outcomes else ''} a batch size; "
               "ms of CPU a record", flush=True)
-        records = make_records(args.records, args.outcomes, seed=1)
+        texts = routerbench_prompts() if args.routerbench else None
+        records = make_records(args.records, args.outcomes, seed=1, texts=texts)
         n = len(records)
         lines: list[bytes] = []
         decoded: list = []
@@ -99,7 +113,7 @@ def main() -> int:
         dec = cpu_ms_per_record(lambda: decoded.extend(decode_record(x) for x in lines), n)
         print(f"encode (journal thread) {enc:.4f}   decode (ship thread) {dec:.4f}", flush=True)
         for k, size in enumerate(batches):
-            recs = make_records(args.records, args.outcomes, seed=100 + k)  # fresh keys: every row is inserted
+            recs = make_records(args.records, args.outcomes, seed=2 + k, texts=texts)  # fresh keys: every row is inserted
             m = len(recs)
             chunks = [recs[i:i + size] for i in range(0, m, size)]
             profile = args.profile and size == max(batches)
@@ -118,7 +132,7 @@ def main() -> int:
             wall = (time.perf_counter() - start) * 1000 / m
             print(f"write, batches of {size:>4}: {ms:.4f} ms CPU a record ({wall:.4f} ms wall)", flush=True)
             if prof is not None:
-                pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(args.profile)
+                pstats.Stats(prof, stream=sys.stdout).sort_stats(args.sort).print_stats(args.profile)
         store.close()
     return 0
 

@@ -49,6 +49,7 @@ import logging
 import os
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -116,6 +117,10 @@ def _unplain(value: Any) -> Any:
     return value
 
 
+_LINE = json.JSONEncoder(ensure_ascii=True, allow_nan=True, check_circular=False, separators=(",", ":"))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {t: tuple(f.name for f in dataclasses.fields(t)) for t in _KINDS}
+
+
 def encode_record(record: LogRecord) -> bytes:
     """One spool line (JSON, newline-terminated); embeddings as base64 float32 bytes. Lossless:
     :func:`decode_record` gives back an equal record (lone surrogates are kept as escapes)."""
@@ -123,34 +128,38 @@ def encode_record(record: LogRecord) -> bytes:
     if kind is None:
         raise TypeError(f"not a decision-log record: {type(record).__name__}")
     fields: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        v = getattr(record, f.name)
-        if f.name == "embedding" and v is not None:
-            from array import array
-
-            v = {"$f32": base64.b64encode(array("f", v).tobytes()).decode("ascii")}
-        elif f.name == "candidates":  # flat records of scalars: what dataclasses.asdict gives, without its deep copy
-            fields[f.name] = [{k: getattr(c, k) for k in _CANDIDATE_FIELDS} for c in v]
-            continue
-        fields[f.name] = _plain(v)
-    return json.dumps({"k": kind, "r": fields}, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode() + b"\n"
+    for name in _FIELD_NAMES[type(record)]:
+        v = getattr(record, name)
+        if type(v) in _SCALARS:
+            fields[name] = v
+        elif name == "embedding":
+            fields[name] = {"$f32": base64.b64encode(array("f", v).tobytes()).decode("ascii")}
+        elif name == "candidates":  # flat records of scalars: what dataclasses.asdict gives, without its deep copy
+            fields[name] = [{k: getattr(c, k) for k in _CANDIDATE_FIELDS} for c in v]
+        else:
+            fields[name] = _plain(v)
+    return _LINE.encode({"k": kind, "r": fields}).encode() + b"\n"
 
 
 def decode_record(line: bytes) -> LogRecord:
     """The record of one spool line (see :func:`encode_record`); ValueError when it is not one."""
     obj = json.loads(line)
-    kind, fields = obj["k"], dict(obj["r"])
-    for name, v in list(fields.items()):
-        if name == "embedding" and isinstance(v, dict) and "$f32" in v:
-            from array import array
-
+    kind, raw = obj["k"], obj["r"]
+    fields: dict[str, Any] = {}
+    for name, v in raw.items():
+        if type(v) in _SCALARS:
+            fields[name] = v
+        elif name == "embedding" and isinstance(v, dict) and "$f32" in v:
             a = array("f")
             a.frombytes(base64.b64decode(v["$f32"]))
             fields[name] = tuple(a)
+        elif name == "candidates" and kind == "d" and isinstance(v, list):
+            fields[name] = tuple(LoggedCandidate(**c) for c in v)  # flat records of scalars
         else:
             fields[name] = _unplain(v)
     if kind == "d":
-        fields["candidates"] = tuple(LoggedCandidate(**c) for c in fields.get("candidates", ()))
+        if not isinstance(fields.setdefault("candidates", ()), tuple):
+            raise ValueError(f"spool decision: candidates must be a list, got {type(raw['candidates']).__name__}")
         return DecisionRecord(**fields)
     if kind == "o":
         fields["attempts"] = tuple(fields.get("attempts", ()))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from llmroute.data.decision_log import rollup, rows, tables
+from llmroute.data.decision_log.bulk import BulkInsert
 from llmroute.data.decision_log.export import export_parquet, joined_batches
 from llmroute.data.decision_log.migrate import create_log_engine, upgrade_to_head
 from llmroute.data.decision_log.records import DecisionRecord, FeedbackRecord, LogRecord, OutcomeRecord
@@ -51,7 +52,7 @@ class DecisionLogStore:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_log_engine(url)
-        self._statements: dict[str, Any] = {}  # insert and rollup statements, built once (see _insert_ignoring_duplicates)
+        self._statements: dict[str, Any] = {}  # inserts (BulkInsert) and rollup upserts, built once per store
         if migrate:
             upgrade_to_head(self.engine)
 
@@ -70,24 +71,13 @@ class DecisionLogStore:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _insert_ignoring_duplicates(self, table: sa.Table, key: str) -> Any:
-        """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key``, built once per table: building
-        it (and its cache key) per batch cost more than a small batch's rows."""
-        stmt = self._statements.get(table.name)
-        if stmt is None:
-            if self.dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
-            elif self.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                stmt = pg_insert(table).on_conflict_do_nothing(index_elements=[key])
-            else:
-                stmt = sa.insert(table)
-            stmt = stmt.returning(table.c[key])
-            self._statements[table.name] = stmt
-        return stmt
+    def _bulk(self, table: sa.Table, key: str) -> BulkInsert:
+        """The table's :class:`BulkInsert`, made once per store (on the engine's dialect, whose JSON
+        serializer it uses)."""
+        bulk = self._statements.get(table.name)
+        if bulk is None:
+            bulk = self._statements[table.name] = BulkInsert(self.engine.dialect, table, key)
+        return bulk
 
     def write_many(self, records: Iterable[LogRecord]) -> int:
         """Write decisions, outcomes and feedback in one transaction; returns how many were given.
@@ -130,9 +120,8 @@ class DecisionLogStore:
             unique.setdefault(getattr(r, key), r)
         # text is storable already (rows.storable_record); the rows make their JSON values storable
         nul = self.dialect == "postgresql"
-        result = conn.execute(self._insert_ignoring_duplicates(table, key),
-                              [to_row(r, self.dialect, nul) for r in unique.values()])
-        new = {row[0] for row in result}
+        bulk = self._bulk(table, key)
+        new = bulk.insert(conn, [bulk.row(to_row(r, self.dialect, nul)) for r in unique.values()])
         return [r for k, r in unique.items() if k in new]
 
     def delete_before(self, cutoff: datetime) -> dict[str, int]:
