@@ -216,3 +216,68 @@ def test_rows_from_before_0007_keep_their_text_target(sqlite_url: str) -> None:
     assert parse_logged_target(old.target) == QualityTarget(0.96)  # parsed from the text, as before
     exact = got["d000001"]
     assert parse_logged_target(exact.target, (exact.target_value, exact.target_kind)) == QualityTarget(0.955)
+
+
+class _Sink:
+    """A store whose writes fail while ``down`` (a stopped database)."""
+
+    def __init__(self, store: DecisionLogStore) -> None:
+        self.store, self.down = store, False
+
+    def write_many(self, records: list) -> int:
+        if self.down:
+            raise sa.exc.OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))
+        return self.store.write_many(records)
+
+
+def _spooled(tmp_path, url: str, name: str, recs: list, fresh: bool, outage: bool = False) -> tuple[list[dict], int]:
+    """Write ``recs`` through a SpooledWriter (``fresh``: the ship thread may take the journal's records
+    in memory); returns the stored decision rows and how often the ship thread read the spool file."""
+    import time
+
+    from llmroute.data.decision_log.spool import SpooledWriter
+
+    store = DecisionLogStore(url)
+    sink = _Sink(store)
+    reads = 0
+    with SpooledWriter(sink, tmp_path / name, sync_interval_s=0.01, ship_interval_s=0.02, batch_size=50,
+                       retry_max_s=0.05) as w:
+        if not fresh:
+            w._fresh_max = 0  # every batch is read back from the file
+        read = w._read_lines
+
+        def counted(seg):  # type: ignore[no-untyped-def]
+            nonlocal reads
+            reads += 1
+            return read(seg)
+
+        w._read_lines = counted  # type: ignore[method-assign]
+        sink.down = outage
+        for i, r in enumerate(recs):
+            assert w.submit(r)
+            if i % 40 == 0:
+                time.sleep(0.005)
+        if outage:  # more records wait than the journal hands over in memory: the rest come from the file
+            time.sleep(0.3)
+            sink.down = False
+        assert w.flush(20)
+        st = w.stats()
+    assert (st.written, st.failed, st.dropped) == (len(recs), 0, 0)
+    got = _raw(store, tables.decisions)
+    store.close()
+    return got, reads
+
+
+def test_the_ship_thread_takes_the_journals_records_and_stores_what_the_file_would(tmp_path) -> None:
+    recs = [r for r in _records(random.Random(5), 300, nasty=True) if isinstance(r, DecisionRecord)]
+    fresh, fresh_reads = _spooled(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}", "a", recs, fresh=True)
+    filed, file_reads = _spooled(tmp_path, f"sqlite:///{tmp_path / 'b.sqlite'}", "b", recs, fresh=False)
+    assert fresh == filed and len(fresh) == 300  # the same rows, each once
+    assert file_reads >= 6 and fresh_reads <= file_reads // 3, (fresh_reads, file_reads)
+
+
+def test_records_behind_a_database_outage_come_from_the_file_once_each(tmp_path) -> None:
+    recs = [decision(i) for i in range(3000)]  # more than the journal keeps in memory for the ship thread
+    got, reads = _spooled(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}", "a", recs, fresh=True, outage=True)
+    assert sorted(r["decision_id"] for r in got) == [f"d{i:06d}" for i in range(3000)]
+    assert reads > 0

@@ -255,6 +255,10 @@ class SpooledWriter:
         self._incoming: list[tuple[LogRecord, Future[None] | None]] = []
         self._held: deque[bytes] = deque()  # encoded, not journaled (the disk refused them)
         self._segments: list[_Segment] = []
+        # what the journal just appended, as records: (segment, start offset, records, ...)
+        self._fresh: deque[tuple[_Segment, int, list[LogRecord], list[int]]] = deque()  # + the lines' lengths
+        self._fresh_records = 0
+        self._fresh_max = max(4 * batch_size, 2000)
         self._current: _Segment | None = None
         self._submitted = self._written = self._dropped = self._failed = self._replayed = 0
         self._disk_error: str | None = None
@@ -410,8 +414,11 @@ class SpooledWriter:
             self._segments.append(seg)
         return seg
 
-    def _append(self, data: bytes) -> None:
-        """Append and fsync ``data`` to the current segment; on failure cut any torn tail and raise."""
+    def _append(self, data: bytes, records: list[LogRecord] | None = None, lengths: list[int] | None = None) -> None:
+        """Append and fsync ``data`` to the current segment; on failure cut any torn tail and raise.
+        ``records``: the records ``data`` encodes, line for line (``lengths``: the lines' byte lengths),
+        handed to the ship thread so that it need not read and decode what was just written (see
+        :meth:`_take_fresh`)."""
         if self._current is None:
             self._current = self._new_segment()
         seg = self._current
@@ -426,7 +433,13 @@ class SpooledWriter:
                 os.ftruncate(seg.fd, seg.end)  # a partial line must not be read as a record
             raise
         with self._cond:
+            start = seg.end
             seg.end += len(data)
+            if records and lengths is not None and self._fresh_max > 0:
+                self._fresh.append((seg, start, records, lengths))
+                self._fresh_records += len(records)
+                while self._fresh_records > self._fresh_max:  # the database is behind: the file has them
+                    self._fresh_records -= len(self._fresh.popleft()[2])
             self._cond.notify_all()
         if seg.end >= self.segment_bytes:
             with self._cond:
@@ -446,7 +459,10 @@ class SpooledWriter:
             data = b"".join(retry_held) + b"".join(lines)
             if data:
                 try:
-                    self._append(data)
+                    if retry_held:
+                        self._append(data)
+                    else:
+                        self._append(data, [r for r, _ in taken], [len(x) for x in lines])
                 except OSError as exc:
                     self._on_disk_error(exc, taken, lines, retry_held)
                 else:
@@ -484,13 +500,39 @@ class SpooledWriter:
 
     # -- ship thread -----------------------------------------------------------------------------
 
-    def _next_work(self) -> tuple[list[bytes], _Segment | None, int] | None:
-        """Lines to ship: from memory (held) first, else from the oldest segment with unshipped lines."""
+    def _take_fresh(self, seg: _Segment) -> tuple[list[LogRecord], int] | None:
+        """Up to ``batch_size`` records of ``seg`` from its shipped offset on, as the journal handed
+        them over (no read, no decoding), and the bytes they take in the file: only when they start
+        exactly at ``seg.done``; entries already behind what is shipped are dropped. Call holding
+        ``self._cond``."""
+        fresh = self._fresh
+        while fresh and fresh[0][1] < fresh[0][0].done:  # shipped from the file meanwhile
+            self._fresh_records -= len(fresh.popleft()[2])
+        if not fresh or fresh[0][0] is not seg or fresh[0][1] != seg.done:
+            return None
+        records: list[LogRecord] = []
+        end = seg.done
+        while fresh and fresh[0][0] is seg and fresh[0][1] == end and len(records) < self.batch_size:
+            _, start, recs, lengths = fresh.popleft()
+            k = min(len(recs), self.batch_size - len(records))
+            records.extend(recs[:k])
+            end = start + sum(lengths[:k])
+            self._fresh_records -= k
+            if k < len(recs):  # the rest of this append waits for the next batch
+                fresh.appendleft((seg, end, recs[k:], lengths[k:]))
+        return records, end - seg.done
+
+    def _next_work(self) -> tuple[list[bytes] | list[LogRecord], _Segment | None, int] | None:
+        """What to ship: from memory (held) first, else from the oldest segment with unshipped lines
+        (the records the journal just handed over when they are next, else lines read from the file)."""
         with self._cond:
             if self._held and self._disk_error is not None:
                 n = min(self.batch_size, len(self._held))
                 return [self._held.popleft() for _ in range(n)], None, 0
             segments = [s for s in self._segments if s.done < s.end]
+            fresh = self._take_fresh(segments[0]) if segments else None
+        if fresh is not None:
+            return fresh[0], segments[0], fresh[1]
         for seg in segments:
             lines, consumed = self._read_lines(seg)
             if consumed:
@@ -524,9 +566,9 @@ class SpooledWriter:
             try:
                 stored = self._ship(lines)
             except Exception as exc:  # noqa: BLE001 - transient: wait and retry the same lines
-                if seg is None:
+                if seg is None:  # held lines (bytes): back to memory; a segment's records stay in its file
                     with self._cond:
-                        self._held.extendleft(reversed(lines))
+                        self._held.extendleft(reversed(lines))  # type: ignore[arg-type]  # bytes when seg is None
                 if self._db_error is None:
                     log.error("decision-log spool: the database refuses writes (%s: %s); records stay in the "
                               "spool and are retried", type(exc).__name__, exc)
@@ -553,11 +595,14 @@ class SpooledWriter:
             if len(lines) < self.batch_size and self.ship_interval_s > 0:  # caught up: let a batch gather
                 self._hurry.wait(self.ship_interval_s)
 
-    def _ship(self, lines: list[bytes]) -> int:
-        """Write ``lines`` to the database and return how many were stored; raises only on a transient
-        error (poison goes to rejected.jsonl)."""
+    def _ship(self, lines: list[bytes] | list[LogRecord]) -> int:
+        """Write ``lines`` (spool lines, or the records the journal handed over) to the database and
+        return how many were stored; raises only on a transient error (poison goes to rejected.jsonl)."""
         records: list[LogRecord] = []
         for line in lines:
+            if not isinstance(line, bytes):
+                records.append(line)
+                continue
             try:
                 records.append(decode_record(line))
             except (ValueError, TypeError, KeyError) as exc:
