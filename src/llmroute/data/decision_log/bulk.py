@@ -1,4 +1,4 @@
-"""Many rows into one table as few statements, through the DBAPI: the decision log's batch insert.
+"""Many rows into one table as few statements, through the DBAPI: the decision log's batch writes.
 
 :class:`BulkInsert` writes ``INSERT INTO t (...) VALUES (...), (...), ... ON CONFLICT (key) DO
 NOTHING RETURNING key`` with positional parameters: rows go in as tuples, each value converted by
@@ -7,7 +7,9 @@ text, the JSON serializer, float coercion), worked out once per table. The guara
 ``conn.execute(insert(t).on_conflict_do_nothing(...).returning(key), rows)``: the same stored
 values, the same keys returned (the rows actually inserted, not the ones skipped as already
 stored), on the caller's connection and transaction; without SQLAlchemy's per-row parameter
-processing, which cost about as much as the database's own insert.
+processing, which cost about as much as the database's own insert. :class:`BulkAdd` is the
+rollups' ``INSERT ... ON CONFLICT (keys) DO UPDATE SET m = t.m + excluded.m``, all of a batch's
+keys in one statement.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ class BulkInsert:
     Only SQLite and PostgreSQL (both have ``ON CONFLICT ... DO NOTHING RETURNING``)."""
 
     def __init__(self, dialect: sa.Dialect, table: sa.Table, key: str) -> None:
+        self._setup(dialect, table)
+        q = dialect.identifier_preparer.quote
+        self.key_index = self.columns.index(key)
+        self._tail = f" ON CONFLICT ({q(key)}) DO NOTHING RETURNING {q(key)}"
+
+    def _setup(self, dialect: sa.Dialect, table: sa.Table) -> None:
         if dialect.name not in _MAX_PARAMS:
             raise ValueError(f"BulkInsert supports SQLite and PostgreSQL, not {dialect.name}")
         self.table = table
         self.columns: tuple[str, ...] = tuple(c.name for c in table.columns)
-        self.key_index = self.columns.index(key)
         procs: list[Callable[[Any], Any] | None] = []
         marks: list[str] = []
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
@@ -47,7 +54,7 @@ class BulkInsert:
         preparer = dialect.identifier_preparer
         self._head = (f"INSERT INTO {preparer.format_table(table)} "
                       f"({', '.join(preparer.quote(c) for c in self.columns)}) VALUES ")
-        self._tail = f" ON CONFLICT ({preparer.quote(key)}) DO NOTHING RETURNING {preparer.quote(key)}"
+        self._tail = ""
         self.rows_per_statement = max(1, _MAX_PARAMS[dialect.name] // len(self.columns))
         self._sql: dict[int, str] = {}
 
@@ -65,6 +72,9 @@ class BulkInsert:
 
     def insert(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> set[Any]:
         """Insert ``rows`` (keys distinct) on ``conn``, skipping keys already stored; returns the keys inserted."""
+        return self._execute(conn, rows, returning=True)
+
+    def _execute(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]], returning: bool) -> set[Any]:
         inserted: set[Any] = set()
         step = self.rows_per_statement
         procs = self._procs
@@ -80,5 +90,22 @@ class BulkInsert:
                 else:
                     params.extend(r)
             result = conn.exec_driver_sql(self._statement(len(chunk)), tuple(params))
-            inserted.update(row[0] for row in result)
+            if returning:
+                inserted.update(row[0] for row in result)
         return inserted
+
+
+class BulkAdd(BulkInsert):
+    """Add rows' ``measures`` to the stored rows with the same ``keys`` (a new key is inserted): the
+    rollups' upsert. Rows' keys must be distinct (one statement may not update a row twice)."""
+
+    def __init__(self, dialect: sa.Dialect, table: sa.Table, keys: Sequence[str], measures: Sequence[str]) -> None:
+        self._setup(dialect, table)
+        q = dialect.identifier_preparer.quote
+        name = dialect.identifier_preparer.format_table(table)
+        sets = ", ".join(f"{q(m)} = {name}.{q(m)} + excluded.{q(m)}" for m in measures)
+        self._tail = f" ON CONFLICT ({', '.join(q(k) for k in keys)}) DO UPDATE SET {sets}"
+
+    def add(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Upsert ``rows`` (tuples in :attr:`columns` order) on ``conn``, in the order given."""
+        self._execute(conn, rows, returning=False)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from llmroute.data.decision_log import rows, tables
+from llmroute.data.decision_log.bulk import BulkAdd
 from llmroute.data.decision_log.records import DecisionRecord, FeedbackRecord, OutcomeRecord
 
 if TYPE_CHECKING:
@@ -233,52 +234,41 @@ def roll_up_inserted(conn: sa.Connection, dialect: str, decisions: Sequence[Deci
     apply(conn, dialect, delta, statements)
 
 
-def _upsert(dialect: str, table: sa.Table, keys: Sequence[str], measures: Sequence[str]) -> Any:
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]  # same call, own Insert type
-    else:  # pragma: no cover - the store supports these two
-        raise RuntimeError(f"rollups need SQLite or PostgreSQL, not {dialect}")
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={m: table.c[m] + stmt.excluded[m] for m in measures})
-
-
 _ROLLUP_KEYS = ("resolution_s", "bucket", "tenant", "model")
 _LATENCY_KEYS = ("resolution_s", "bucket", "tenant", "kind", "slot")
 _MEASURES = tables.ROLLUP_COUNTS + tables.ROLLUP_SUMS
 
 
-def _cached_upsert(statements: dict[str, Any] | None, dialect: str, table: sa.Table, keys: Sequence[str],
-                   measures: Sequence[str]) -> Any:
-    if statements is None:
-        return _upsert(dialect, table, keys, measures)
-    name = f"upsert:{table.name}"
-    stmt = statements.get(name)
-    if stmt is None:
-        stmt = statements[name] = _upsert(dialect, table, keys, measures)
-    return stmt
+def _bulk_add(statements: dict[str, Any], conn: sa.Connection, table: sa.Table, keys: Sequence[str],
+              measures: Sequence[str]) -> BulkAdd:
+    name = f"add:{table.name}"
+    bulk = statements.get(name)
+    if bulk is None:
+        bulk = statements[name] = BulkAdd(conn.dialect, table, keys, measures)
+    return bulk
 
 
 def apply(conn: sa.Connection, dialect: str, delta: RollupDelta, statements: dict[str, Any] | None = None) -> None:
-    """Add ``delta`` to the rollup tables on ``conn`` (one upsert statement per table, executed for
-    every (bucket, key) of the delta). Rows are upserted in key order, so concurrent writers
-    (PostgreSQL) lock shared rows in the same order. ``statements`` caches the upsert statements
-    (building one, with its 20 ``SET`` expressions, cost more than a small batch's upserts)."""
+    """Add ``delta`` to the rollup tables on ``conn``: one multi-row upsert per table with every
+    (bucket, key) of the delta (:class:`~llmroute.data.decision_log.bulk.BulkAdd`). Rows are upserted
+    in key order, so concurrent writers (PostgreSQL) lock shared rows in the same order.
+    ``statements`` keeps the statements for the next batch (a store passes its own)."""
+    if statements is None:
+        statements = {}
     if delta.sums:
-        params = []
+        bulk = _bulk_add(statements, conn, tables.rollup, _ROLLUP_KEYS, _MEASURES)
+        rows_: list[tuple[Any, ...]] = []
         for key, measures in sorted(delta.sums.items()):
             row: dict[str, Any] = dict(zip(_ROLLUP_KEYS, key))
             for name in tables.ROLLUP_COUNTS:
                 row[name] = int(measures.get(name, 0))
             for name in tables.ROLLUP_SUMS:
                 row[name] = float(measures.get(name, 0.0))
-            params.append(row)
-        conn.execute(_cached_upsert(statements, dialect, tables.rollup, _ROLLUP_KEYS, _MEASURES), params)
+            rows_.append(bulk.row(row))
+        bulk.add(conn, rows_)
     if delta.latency:
-        params = [{**dict(zip(_LATENCY_KEYS, key)), "n": n} for key, n in sorted(delta.latency.items())]
-        conn.execute(_cached_upsert(statements, dialect, tables.rollup_latency, _LATENCY_KEYS, ("n",)), params)
+        bulk = _bulk_add(statements, conn, tables.rollup_latency, _LATENCY_KEYS, ("n",))
+        bulk.add(conn, [bulk.row({**dict(zip(_LATENCY_KEYS, key)), "n": n}) for key, n in sorted(delta.latency.items())])
 
 
 def rebuild(store: DecisionLogStore, batch_size: int = 5000,
