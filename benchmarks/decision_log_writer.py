@@ -22,8 +22,8 @@ checkout with ``PYTHONPATH=OTHER/src`` for a before/after.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import cProfile
+import dataclasses
 import pstats
 import random
 import sys

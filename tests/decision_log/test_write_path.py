@@ -10,8 +10,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from llmroute.data.decision_log import DecisionLogStore, DecisionRecord, FeedbackRecord, LoggedCandidate, tables
-from llmroute.data.decision_log import rows as rows_mod
+from llmroute.data.decision_log import (
+    DecisionLogStore,
+    DecisionRecord,
+    FeedbackRecord,
+    LoggedCandidate,
+    rows as rows_mod,
+    tables,
+)
 from llmroute.data.decision_log.bulk import BulkInsert
 from llmroute.data.decision_log.migrate import upgrade_to_head
 from llmroute.data.decision_log.rollup import rebuild

@@ -100,14 +100,10 @@ class DecisionLogStore:
             else:
                 raise TypeError(f"not a decision-log record: {type(r).__name__}")
         with self.engine.begin() as conn:
-            inserted = []
-            for table, key, batch, to_row in (
-                (tables.decisions, "decision_id", d, rows.decision_row),
-                (tables.outcomes, "decision_id", o, rows.outcome_row),
-                (tables.feedback, "feedback_id", f, rows.feedback_row),
-            ):
-                inserted.append(self._insert_new(conn, table, key, batch, to_row))
-            rollup.roll_up_inserted(conn, self.dialect, *inserted, statements=self._statements)
+            new_d = self._insert_new(conn, tables.decisions, "decision_id", d, rows.decision_row)
+            new_o = self._insert_new(conn, tables.outcomes, "decision_id", o, rows.outcome_row)
+            new_f = self._insert_new(conn, tables.feedback, "feedback_id", f, rows.feedback_row)
+            rollup.roll_up_inserted(conn, self.dialect, new_d, new_o, new_f, statements=self._statements)
         return len(d) + len(o) + len(f)
 
     def _insert_new(self, conn: sa.Connection, table: sa.Table, key: str, batch: list[Any],
