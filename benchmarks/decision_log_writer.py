@@ -1,9 +1,10 @@
 """CPU per record of the decision log's write path, step by step, on SQLite or PostgreSQL.
 
 What a served ``/route`` decision costs the process after the request is answered: the spool's
-journal thread encodes it as a JSON line (``encode``), the ship thread decodes the line
-(``decode``) and writes batches to the database with the dashboard's rollups (``write``:
-``DecisionLogStore.write_many``). Each step runs alone over the same records and is timed with the
+journal thread encodes it as a JSON line (``encode``) and the ship thread writes batches to the
+database with the dashboard's rollups (``write``: ``DecisionLogStore.write_many``). The ship thread
+decodes lines (``decode``) only when it reads them back from the spool file (a replay after a
+restart or an outage); otherwise it takes the records the journal just wrote from memory. Each step runs alone over the same records and is timed with the
 process's CPU clock, so the numbers are ms of CPU a record. Records look like the service's: 11
 candidates, a 256-float embedding, a ~600-character prompt (``--routerbench``: the bundled test
 prompts), tenants and models spread over a few

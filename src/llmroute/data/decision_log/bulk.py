@@ -55,7 +55,10 @@ class BulkInsert:
         self._head = (f"INSERT INTO {preparer.format_table(table)} "
                       f"({', '.join(preparer.quote(c) for c in self.columns)}) VALUES ")
         self._tail = ""
-        self.rows_per_statement = max(1, _MAX_PARAMS[dialect.name] // len(self.columns))
+        limit = _MAX_PARAMS[dialect.name]
+        if dialect.name == "sqlite" and getattr(dialect.dbapi, "sqlite_version_info", (3, 32)) < (3, 32):
+            limit = 999  # older SQLite libraries allow 999 parameters a statement
+        self.rows_per_statement = max(1, limit // len(self.columns))
         self._sql: dict[int, str] = {}
 
     def _statement(self, n: int) -> str:

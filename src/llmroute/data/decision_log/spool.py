@@ -10,9 +10,12 @@
   to the database in batches; after each commit the offset is saved next to the segment
   (``<segment>.done``). Once it has caught up it waits ``ship_interval_s`` (default 0.1 s) before
   the next batch unless ``batch_size`` lines are waiting (or :meth:`SpooledWriter.flush` or
-  ``close`` asks for them now): one transaction per few records cost ~1.3 ms of CPU a record
-  against ~0.14 ms in batches of 100 (SQLite), so records reach the database up to that much later
-  and cost several times less. A database outage only makes it wait and retry (backoff up to
+  ``close`` asks for them now): one transaction per record costs ~0.3 ms of CPU a record against
+  ~0.11 ms in batches of 100 (SQLite; ``benchmarks/decision_log_writer.py``), so records reach the
+  database up to that much later and cost several times less. The lines the journal has just
+  appended are shipped from memory (the records it encoded, no read-back, no decoding) when they
+  are the next ones of the segment; anything else (adopted segments, a backlog after an outage
+  beyond a bounded hand-over) is read from the file. A database outage only makes it wait and retry (backoff up to
   ``retry_max_s``), forever: nothing is counted as failed because the database is down. Inserts are
   idempotent (keyed by decision id / feedback id), so replaying a stretch twice (a crash between a
   commit and its offset being saved) stores each record once.
