@@ -155,6 +155,9 @@ def test_bulk_insert_splits_a_batch_over_statements(sqlite_url: str) -> None:
 
 
 def test_text_is_scrubbed_only_when_it_needs_it() -> None:
+    assert set(rows_mod._text_fields(DecisionRecord)) == {
+        "decision_id", "prompt_sha256", "router_version", "chosen_model", "prompt", "embedder", "tenant", "user",
+        "arm", "target", "rule", "task_hint", "source", "reason_kind", "reason", "target_kind"}
     r = decision(1, prompt="plain ascii \u00e9 text")
     assert rows_mod.storable_record(r, nul=True) is r  # nothing to replace: the same record, no copy
     bad = decision(2, prompt="a\x00b \ud800", tenant="t\x00")

@@ -78,8 +78,12 @@ _TEXT_FIELDS: dict[type, tuple[str, ...]] = {}
 
 def _text_fields(cls: type) -> tuple[str, ...]:
     names = _TEXT_FIELDS.get(cls)
-    if names is None:  # the fields whose annotation holds str (str, str | None)
-        names = tuple(f.name for f in dataclasses.fields(cls) if "str" in str(f.type).split(" | "))
+    if names is None:  # the fields annotated str or str | None (as text under postponed annotations, or types)
+        def is_text(t: Any) -> bool:
+            text = t if isinstance(t, str) else str(t).replace("<class 'str'>", "str")
+            return "str" in {p.strip() for p in text.removeprefix("Optional[").removesuffix("]").split("|")}
+
+        names = tuple(f.name for f in dataclasses.fields(cls) if is_text(f.type))
         _TEXT_FIELDS[cls] = names
     return names
 
