@@ -15,6 +15,7 @@ from llmroute.data.decision_log import (
     DecisionRecord,
     FeedbackRecord,
     LoggedCandidate,
+    OutcomeRecord,
     rows as rows_mod,
     tables,
 )
@@ -113,10 +114,13 @@ def _check_bulk_stores_what_sqlalchemy_stores(url_a: str, url_b: str) -> None:
         nul = b.dialect == "postgresql"
         clean = [rows_mod.storable_record(r, nul) for r in recs]
         with b.engine.begin() as conn:
-            for table, kind, to_row in ((tables.decisions, DecisionRecord, rows_mod.decision_row),):
-                batch = [to_row(r, b.dialect, nul) for r in clean if isinstance(r, kind)]
+            for table, kind, to_row in ((tables.decisions, DecisionRecord, rows_mod.decision_row),
+                                        (tables.outcomes, OutcomeRecord, rows_mod.outcome_row),
+                                        (tables.feedback, FeedbackRecord, rows_mod.feedback_row)):
+                batch = [to_row(r, b.dialect, nul) for r in clean if isinstance(r, kind)]  # type: ignore[operator]
                 conn.execute(sa.insert(table), batch)
-        assert _raw(a, tables.decisions) == _raw(b, tables.decisions)
+        for table in (tables.decisions, tables.outcomes, tables.feedback):
+            assert _raw(a, table) == _raw(b, table), table.name
         # the keys returned are those inserted: all new, then none of them again, then only the new ones
         bulk = BulkInsert(a.engine.dialect, tables.decisions, "decision_id")
         new = rows_mod.storable_record(decision(999, prompt="new"), nul)
