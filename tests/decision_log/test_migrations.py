@@ -34,12 +34,13 @@ def test_upgrade_from_0001_keeps_rows(sqlite_url: str) -> None:
         engine.dispose()
 
     with DecisionLogStore(sqlite_url) as store:  # opening migrates to head
-        assert current_revision(store.engine) == HEAD == "0004"
+        assert current_revision(store.engine) == HEAD == "0007"
         assert store.counts() == {"decisions": 40, "outcomes": 0, "feedback": 1}
         old = [r for b in store.iter_decisions(batch_size=16) for r in b]
         assert [r.decision_id for r in old] == [f"old{i}" for i in range(40)]
         assert {r.source for r in old} == {"unknown"} and old[3].prompt == "p3"
         assert {r.reason for r in old} == {None}  # 0005: rows from before keep no reason
+        assert {(r.target_value, r.target_kind) for r in old} == {(None, None)}  # 0007: nor an exact target
         with store.engine.connect() as conn:
             assert "ix_decisions_created_at" in {i["name"] for i in sa.inspect(conn).get_indexes("decisions")}
         q = {b.to_pandas().set_index("decision_id")["quality"].get("old3") for b in store.joined()}

@@ -57,6 +57,7 @@ class LoggedTraffic:
     task_hints: tuple[str | None, ...]
     read: int
     skipped: dict[str, int] = field(default_factory=dict)
+    exact_targets: tuple[tuple[float, str] | None, ...] = ()  # (value, kind) where logged (0007 on); else ()
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -97,6 +98,7 @@ class LoggedTraffic:
             self.router_pick[rows], self.exploration_share[rows], t(self.exploration_sets), t(self.eligible),
             t(self.constraints),
             t(self.targets), t(self.rules), t(self.knobs), t(self.task_hints), self.read, dict(self.skipped),
+            t(self.exact_targets) if self.exact_targets else (),
         )
 
     def report_lines(self) -> list[str]:
@@ -149,7 +151,8 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
     """Collect the usable decisions of ``batches`` (joined log) and count the rest per reason."""
     cols: dict[str, list] = {k: [] for k in (
         "decision_id", "prompt", "chosen_model", "outcome_model", "propensity", "quality", "cost_usd",
-        "router_version", "pick", "share", "sets", "eligible", "constraints", "target", "rule", "knob", "task_hint")}
+        "router_version", "pick", "share", "sets", "eligible", "constraints", "target", "exact_target", "rule", "knob",
+        "task_hint")}
     skipped: Counter[str] = Counter()
     read = 0
     for batch in batches:
@@ -192,6 +195,8 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
             cols["eligible"].append(eligible)
             cols["constraints"].append(cons)
             cols["target"].append(row["target"])
+            value, kind = row.get("target_value"), row.get("target_kind")
+            cols["exact_target"].append((float(value), str(kind)) if value is not None and kind is not None else None)
             cols["rule"].append(row["rule"])
             cols["knob"].append(row["knob"])
             cols["task_hint"].append(row["task_hint"])
@@ -218,5 +223,6 @@ def logged_traffic(batches: Iterable[pa.RecordBatch]) -> LoggedTraffic:
         knobs=tuple(cols["knob"]),
         task_hints=tuple(cols["task_hint"]),
         read=read,
+        exact_targets=tuple(cols["exact_target"]),
         skipped={k: v for k, v in skipped.items() if v},
     )

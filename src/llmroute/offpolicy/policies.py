@@ -25,8 +25,12 @@ from llmroute.router.text import focus_text
 _FIELDS = {f.name for f in dataclasses.fields(Constraints)}
 
 
-def parse_logged_target(text: str | None) -> QualityTarget | None:
-    """The logged ``target`` column (``str(QualityTarget)``) as a target: :meth:`QualityTarget.from_str`."""
+def parse_logged_target(text: str | None, exact: tuple[float, str] | None = None) -> QualityTarget | None:
+    """A logged decision's quality target: ``exact`` (the ``target_value`` and ``target_kind``
+    columns, logged from revision 0007 on) when given, else the ``target`` text parsed
+    (:meth:`QualityTarget.from_str`; a relative target is rounded to a whole percent there)."""
+    if exact is not None:
+        return QualityTarget(exact[0], exact[1])
     return QualityTarget.from_str(text)
 
 
@@ -50,7 +54,7 @@ class RouterPredictions:
 
 def _query(traffic: LoggedTraffic, i: int) -> RouteQuery:
     """Logged request ``i`` as the router is asked it again (see module docstring)."""
-    target = parse_logged_target(traffic.targets[i])
+    target = parse_logged_target(traffic.targets[i], traffic.exact_targets[i] if traffic.exact_targets else None)
     knob = traffic.knobs[i]
     bar = float(knob) if target is None and traffic.rules[i] == CONFIDENCE_RULE and knob is not None else None
     return RouteQuery(

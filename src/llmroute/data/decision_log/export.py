@@ -49,7 +49,9 @@ JOINED_SCHEMA = pa.schema([
     ("arm", pa.string()),
     ("candidates", pa.list_(CANDIDATE_TYPE)),
     ("constraints", pa.string()),  # JSON
-    ("target", pa.string()),
+    ("target", pa.string()),  # the target's text, a relative one rounded to a whole percent
+    ("target_value", pa.float64()),  # the target exact (null in rows logged before 0007, or without a target)
+    ("target_kind", pa.string()),  # relative | absolute
     ("rule", pa.string()),
     ("knob", pa.float64()),
     ("chosen_model", pa.string()),
@@ -89,6 +91,8 @@ def _row(m: dict[str, Any], outcome: Any, fb: Any) -> dict[str, Any]:
         "candidates": cands,
         "constraints": json.dumps(m["constraints"], sort_keys=True),
         "target": m["target"],
+        "target_value": m.get("target_value"),
+        "target_kind": m.get("target_kind"),
         "rule": m["rule"],
         "knob": m["knob"],
         "chosen_model": m["chosen_model"],

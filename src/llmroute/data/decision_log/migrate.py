@@ -9,15 +9,19 @@ together serialise on an advisory lock, so the migration runs once.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 VERSION_TABLE = "llmroute_decision_log_version"
-HEAD = "0004"  # 0004 follows 0005, which follows 0006 (numbers were assigned per branch)
+HEAD = "0007"  # 0007 follows 0004, which follows 0005, which follows 0006 (numbers were assigned per branch)
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_LOCK_KEY = 0x6C6D726F757465  # "lmroute"
+_JSON = json.JSONEncoder(check_circular=False, separators=(",", ":"))
+"""The JSON columns' serializer: what ``json.dumps`` writes, without the spaces, with one encoder made
+once (``json.dumps`` with any option builds an encoder per call)."""
 
 
 def normalize_url(url: str) -> str:
@@ -32,11 +36,13 @@ def create_log_engine(url: str) -> Engine:
     """An engine for the log; SQLite gets WAL, ``synchronous=NORMAL`` and a 30 s busy timeout.
 
     WAL + NORMAL: a committed batch survives a process crash (SIGKILL); after an OS crash or power
-    loss the last committed transactions may roll back, never corrupt the file.
+    loss the last committed transactions may roll back, never corrupt the file. JSON columns are
+    written compact (:data:`_JSON`); reading is ``json.loads`` as before.
     """
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  json_serializer=_JSON.encode)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -49,7 +55,7 @@ def create_log_engine(url: str) -> Engine:
         return engine
     # a database that does not answer must not hold a writer (or a /feedback lookup) for minutes
     connect_args = {} if "connect_timeout" in url else {"connect_timeout": 5}
-    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, json_serializer=_JSON.encode)
 
 
 def _config(connection: sa.Connection):

@@ -79,6 +79,21 @@ REASON_KINDS = ("router", "explored", "constraint", "fallback", "static")
 an A/B arm's static rule (``static``)."""
 
 
+TARGET_KINDS = ("relative", "absolute")
+"""Kinds of a logged quality target (``router.decision.QualityTarget.kind``): a share of the best
+model's quality, or a quality level."""
+
+
+def target_fields(target: object) -> tuple[float | None, str | None]:
+    """``(value, kind)`` of a quality target (anything with a numeric ``value`` and a ``kind`` of
+    :data:`TARGET_KINDS`, like ``router.decision.QualityTarget``), exact; ``(None, None)`` for None
+    or anything else."""
+    value, kind = getattr(target, "value", None), getattr(target, "kind", None)
+    if kind in TARGET_KINDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value), kind
+    return None, None
+
+
 @dataclass(frozen=True)
 class LoggedCandidate:
     """One candidate model as the router scored it."""
@@ -121,6 +136,10 @@ class DecisionRecord:
     adds the logging policy's exploration under the key ``"exploration"`` (mode, top_k, share and the
     models an explored draw could serve; see :mod:`llmroute.serving.exploration`), which no constraint
     field is named, so the log needs no extra column.
+    ``target`` is the quality target's text as the service shows it (``str(target)``, rounded: a
+    relative target to a whole percent); ``target_value`` and ``target_kind`` (``relative`` or
+    ``absolute``) are the target itself, exact (None in rows logged before they were kept, and when
+    the decision had no target).
     """
 
     decision_id: str
@@ -147,10 +166,16 @@ class DecisionRecord:
     best_cost_usd: float | None = None
     seed_cost_usd: float | None = None
     reason: str | None = None
+    target_value: float | None = None
+    target_kind: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.propensity <= 1.0:
             raise ValueError(f"decision {self.decision_id}: propensity must be in (0, 1], got {self.propensity}")
+        if (self.target_value is None) != (self.target_kind is None) or (
+                self.target_kind is not None and self.target_kind not in TARGET_KINDS):
+            raise ValueError(f"decision {self.decision_id}: target_value and target_kind go together, the kind one "
+                             f"of {TARGET_KINDS}; got {self.target_value!r} and {self.target_kind!r}")
         if self.reason_kind is not None and self.reason_kind not in REASON_KINDS:
             raise ValueError(f"decision {self.decision_id}: reason_kind must be one of {REASON_KINDS}, "
                              f"got {self.reason_kind!r}")
@@ -191,6 +216,7 @@ class DecisionRecord:
         exploration = (getattr(decision, "extra", None) or {}).get("exploration")
         if exploration is not None:
             cons["exploration"] = dict(exploration)
+        target_value, target_kind = target_fields(decision.target)
         return cls(
             decision_id=decision_id or new_id(),
             created_at=created_at or utcnow(),
@@ -207,6 +233,8 @@ class DecisionRecord:
             user=user,
             arm=arm,
             target=None if decision.target is None else str(decision.target),
+            target_value=target_value,
+            target_kind=target_kind,
             rule=decision.rule,
             knob=decision.knob,
             task_hint=decision.task_hint,

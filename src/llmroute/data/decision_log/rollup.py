@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from llmroute.data.decision_log import rows, tables
+from llmroute.data.decision_log.bulk import BulkAdd
 from llmroute.data.decision_log.records import DecisionRecord, FeedbackRecord, OutcomeRecord
 
 if TYPE_CHECKING:
@@ -203,11 +204,13 @@ def _latest(items: Sequence[FeedbackRecord]) -> FeedbackRecord | None:
 
 
 def roll_up_inserted(conn: sa.Connection, dialect: str, decisions: Sequence[DecisionRecord],
-                     outcomes: Sequence[OutcomeRecord], feedback: Sequence[FeedbackRecord]) -> None:
+                     outcomes: Sequence[OutcomeRecord], feedback: Sequence[FeedbackRecord],
+                     statements: dict[str, Any] | None = None) -> None:
     """Add the records just inserted on ``conn`` (duplicates already left out) to the rollups.
 
     Call after the rows are inserted, in the same transaction: outcome and feedback lookups see the
-    decisions of the same batch, and a feedback's predecessor is read from the feedback table."""
+    decisions of the same batch, and a feedback's predecessor is read from the feedback table.
+    ``statements``: a cache of the upsert statements (see :func:`apply`)."""
     delta = RollupDelta()
     for r in decisions:
         add_decision(delta, r)
@@ -228,19 +231,7 @@ def roll_up_inserted(conn: sa.Connection, dialect: str, decisions: Sequence[Deci
                 continue  # the newly inserted feedback is older than what was there: nothing changes
             before = _latest([f for f in items if f.feedback_id not in new_ids])
             add_feedback_change(delta, before, after, keys.get(decision_id))
-    apply(conn, dialect, delta)
-
-
-def _upsert(dialect: str, table: sa.Table, keys: Sequence[str], measures: Sequence[str]) -> Any:
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]  # same call, own Insert type
-    else:  # pragma: no cover - the store supports these two
-        raise RuntimeError(f"rollups need SQLite or PostgreSQL, not {dialect}")
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={m: table.c[m] + stmt.excluded[m] for m in measures})
+    apply(conn, dialect, delta, statements)
 
 
 _ROLLUP_KEYS = ("resolution_s", "bucket", "tenant", "model")
@@ -248,22 +239,36 @@ _LATENCY_KEYS = ("resolution_s", "bucket", "tenant", "kind", "slot")
 _MEASURES = tables.ROLLUP_COUNTS + tables.ROLLUP_SUMS
 
 
-def apply(conn: sa.Connection, dialect: str, delta: RollupDelta) -> None:
-    """Add ``delta`` to the rollup tables on ``conn`` (one upsert statement per table). Rows are
-    upserted in key order, so concurrent writers (PostgreSQL) lock shared rows in the same order."""
+def _bulk_add(statements: dict[str, Any], conn: sa.Connection, table: sa.Table, keys: Sequence[str],
+              measures: Sequence[str]) -> BulkAdd:
+    name = f"add:{table.name}"
+    bulk = statements.get(name)
+    if bulk is None:
+        bulk = statements[name] = BulkAdd(conn.dialect, table, keys, measures)
+    return bulk
+
+
+def apply(conn: sa.Connection, dialect: str, delta: RollupDelta, statements: dict[str, Any] | None = None) -> None:
+    """Add ``delta`` to the rollup tables on ``conn``: one multi-row upsert per table with every
+    (bucket, key) of the delta (:class:`~llmroute.data.decision_log.bulk.BulkAdd`). Rows are upserted
+    in key order, so concurrent writers (PostgreSQL) lock shared rows in the same order.
+    ``statements`` keeps the statements for the next batch (a store passes its own)."""
+    if statements is None:
+        statements = {}
     if delta.sums:
-        params = []
+        bulk = _bulk_add(statements, conn, tables.rollup, _ROLLUP_KEYS, _MEASURES)
+        rows_: list[tuple[Any, ...]] = []
         for key, measures in sorted(delta.sums.items()):
             row: dict[str, Any] = dict(zip(_ROLLUP_KEYS, key))
             for name in tables.ROLLUP_COUNTS:
                 row[name] = int(measures.get(name, 0))
             for name in tables.ROLLUP_SUMS:
                 row[name] = float(measures.get(name, 0.0))
-            params.append(row)
-        conn.execute(_upsert(dialect, tables.rollup, _ROLLUP_KEYS, _MEASURES), params)
+            rows_.append(bulk.row(row))
+        bulk.add(conn, rows_)
     if delta.latency:
-        params = [{**dict(zip(_LATENCY_KEYS, key)), "n": n} for key, n in sorted(delta.latency.items())]
-        conn.execute(_upsert(dialect, tables.rollup_latency, _LATENCY_KEYS, ("n",)), params)
+        bulk = _bulk_add(statements, conn, tables.rollup_latency, _LATENCY_KEYS, ("n",))
+        bulk.add(conn, [bulk.row({**dict(zip(_LATENCY_KEYS, key)), "n": n}) for key, n in sorted(delta.latency.items())])
 
 
 def rebuild(store: DecisionLogStore, batch_size: int = 5000,

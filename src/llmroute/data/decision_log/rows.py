@@ -41,11 +41,15 @@ def embedding_from_bytes(raw: bytes | None) -> tuple[float, ...] | None:
     return tuple(a)
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, nul: bool = False) -> Any:
+    """A JSON copy of ``value`` (mappings with text keys, lists) whose strings are storable
+    (:func:`storable_record`; ``nul``: PostgreSQL), made in one pass."""
+    if isinstance(value, str):
+        return _safe_text(value, nul)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {_safe_text(str(k), nul): _jsonable(v, nul) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, nul) for v in value]
     return value
 
 
@@ -53,58 +57,68 @@ NUL_REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _safe_text(s: str, nul: bool) -> str:
+def _storable_text(s: str, nul: bool) -> bool:
+    """True when ``s`` can be stored as it is: no lone surrogate (none in ASCII text, the common
+    case, checked without scanning twice) and, with ``nul``, no NUL character."""
     if nul and "\x00" in s:
+        return False
+    return s.isascii() or _SURROGATE.search(s) is None
+
+
+def _safe_text(s: str, nul: bool) -> str:
+    if _storable_text(s, nul):
+        return s
+    if nul:
         s = s.replace("\x00", NUL_REPLACEMENT)
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates cannot be stored as UTF-8
-        s = _SURROGATE.sub(NUL_REPLACEMENT, s)
-    return s
+    return _SURROGATE.sub(NUL_REPLACEMENT, s)  # lone surrogates cannot be stored as UTF-8
 
 
-def _safe(value: Any, nul: bool) -> Any:
-    if isinstance(value, str):
-        return _safe_text(value, nul)
-    if isinstance(value, dict):
-        return {_safe_text(str(k), nul): _safe(v, nul) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_safe(v, nul) for v in value]
-    return value
+_TEXT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _text_fields(cls: type) -> tuple[str, ...]:
+    names = _TEXT_FIELDS.get(cls)
+    if names is None:  # the fields annotated str or str | None (as text under postponed annotations, or types)
+        def is_text(t: Any) -> bool:
+            text = t if isinstance(t, str) else str(t).replace("<class 'str'>", "str")
+            return "str" in {p.strip() for p in text.removeprefix("Optional[").removesuffix("]").split("|")}
+
+        names = tuple(f.name for f in dataclasses.fields(cls) if is_text(f.type))
+        _TEXT_FIELDS[cls] = names
+    return names
 
 
 def storable_record(record: Any, nul: bool) -> Any:
-    """``record`` (a decision-log record) with its text fields made storable like :func:`storable`
-    (the same record when nothing needs it): what the rows *and* the dashboard rollups, keyed by
-    tenant and model, are built from."""
+    """``record`` (a decision-log record) with its text fields made storable: text that is not
+    valid UTF-8 (lone surrogates) has those code points replaced by U+FFFD, and with ``nul``
+    (PostgreSQL, whose text and jsonb cannot hold it) so is every NUL character. The same record
+    when nothing needs it (checked without copying). The rows *and* the dashboard rollups, keyed by
+    tenant and model, are built from it; the strings in its JSON fields are made storable as the
+    row is built (:func:`decision_row`, :func:`outcome_row`). The prompt's SHA-256 is of the
+    original text, so a replaced prompt is still recognisable."""
     changes = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if isinstance(value, str):
-            safe = _safe_text(value, nul)
-            if safe != value:
-                changes[f.name] = safe
+    for name in _text_fields(type(record)):
+        value = getattr(record, name)
+        if value is not None and isinstance(value, str) and not _storable_text(value, nul):
+            changes[name] = _safe_text(value, nul)
     return dataclasses.replace(record, **changes) if changes else record
 
 
-def storable(batch: list[dict[str, Any]], nul: bool) -> list[dict[str, Any]]:
-    """Rows every backend can store: text that is not valid UTF-8 (lone surrogates) has those code
-    points replaced by U+FFFD, and with ``nul`` (PostgreSQL, whose text and jsonb cannot hold it) so
-    is every NUL character. The prompt's SHA-256 is of the original text, so a replaced prompt is
-    still recognisable."""
-    return [{k: _safe(v, nul) for k, v in row.items()} for row in batch]
-
-
-def candidate_json(c: LoggedCandidate) -> dict[str, Any]:
-    """A logged candidate as stored (a JSON object with the fields of :class:`LoggedCandidate`), built
-    field by field: ``dataclasses.asdict`` deep-copies and was the writer's costliest step."""
+def candidate_json(c: LoggedCandidate, nul: bool = False) -> dict[str, Any]:
+    """A logged candidate as stored (a JSON object with the fields of :class:`LoggedCandidate`, its text
+    storable; ``nul``: PostgreSQL), built field by field: ``dataclasses.asdict`` deep-copies and was
+    the writer's costliest step."""
+    model, excluded = c.model, c.excluded_by
     return {
-        "model": c.model, "probability": c.probability, "expected_cost_usd": c.expected_cost_usd,
-        "eligible": c.eligible, "excluded_by": c.excluded_by,
+        "model": _safe_text(model, nul) if isinstance(model, str) else model,
+        "probability": c.probability, "expected_cost_usd": c.expected_cost_usd, "eligible": c.eligible,
+        "excluded_by": _safe_text(excluded, nul) if isinstance(excluded, str) else excluded,
     }
 
 
-def decision_row(r: DecisionRecord, dialect: str) -> dict[str, Any]:
+def decision_row(r: DecisionRecord, dialect: str, nul: bool = False) -> dict[str, Any]:
+    """The row of a decision whose text fields are storable (:func:`storable_record`); its JSON
+    values are made storable here (``nul``: PostgreSQL)."""
     return {
         "decision_id": r.decision_id,
         "created_at": to_db_time(r.created_at, dialect),
@@ -116,9 +130,11 @@ def decision_row(r: DecisionRecord, dialect: str) -> dict[str, Any]:
         "embedder": r.embedder,
         "router_version": r.router_version,
         "arm": r.arm,
-        "candidates": [candidate_json(c) for c in r.candidates],
-        "constraints": _jsonable(r.constraints),
+        "candidates": [candidate_json(c, nul) for c in r.candidates],
+        "constraints": _jsonable(r.constraints, nul),
         "target": r.target,
+        "target_value": r.target_value,
+        "target_kind": r.target_kind,
         "rule": r.rule,
         "knob": r.knob,
         "chosen_model": r.chosen_model,
@@ -150,6 +166,8 @@ def decision_from_row(m: Mapping[Any, Any]) -> DecisionRecord:
         candidates=tuple(LoggedCandidate.coerce(c) for c in m["candidates"]),
         constraints=m["constraints"],
         target=m["target"],
+        target_value=m.get("target_value"),
+        target_kind=m.get("target_kind"),
         rule=m["rule"],
         knob=m["knob"],
         chosen_model=m["chosen_model"],
@@ -164,7 +182,7 @@ def decision_from_row(m: Mapping[Any, Any]) -> DecisionRecord:
     )
 
 
-def outcome_row(r: OutcomeRecord, dialect: str) -> dict[str, Any]:
+def outcome_row(r: OutcomeRecord, dialect: str, nul: bool = False) -> dict[str, Any]:
     return {
         "decision_id": r.decision_id,
         "model": r.model,
@@ -174,7 +192,7 @@ def outcome_row(r: OutcomeRecord, dialect: str) -> dict[str, Any]:
         "output_tokens": r.output_tokens,
         "cost_usd": r.cost_usd,
         "latency_ms": r.latency_ms,
-        "attempts": _jsonable(r.attempts),
+        "attempts": _jsonable(r.attempts, nul),
         "created_at": to_db_time(r.created_at, dialect),
     }
 
@@ -194,7 +212,7 @@ def outcome_from_row(m: Mapping[Any, Any]) -> OutcomeRecord:
     )
 
 
-def feedback_row(r: FeedbackRecord, dialect: str) -> dict[str, Any]:
+def feedback_row(r: FeedbackRecord, dialect: str, nul: bool = False) -> dict[str, Any]:
     return {
         "feedback_id": r.feedback_id,
         "decision_id": r.decision_id,

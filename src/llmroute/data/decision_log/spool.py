@@ -10,9 +10,12 @@
   to the database in batches; after each commit the offset is saved next to the segment
   (``<segment>.done``). Once it has caught up it waits ``ship_interval_s`` (default 0.1 s) before
   the next batch unless ``batch_size`` lines are waiting (or :meth:`SpooledWriter.flush` or
-  ``close`` asks for them now): one transaction per few records cost ~1.3 ms of CPU a record
-  against ~0.14 ms in batches of 100 (SQLite), so records reach the database up to that much later
-  and cost several times less. A database outage only makes it wait and retry (backoff up to
+  ``close`` asks for them now): one transaction per record costs ~0.3 ms of CPU a record against
+  ~0.11 ms in batches of 100 (SQLite; ``benchmarks/decision_log_writer.py``), so records reach the
+  database up to that much later and cost several times less. The lines the journal has just
+  appended are shipped from memory (the records it encoded, no read-back, no decoding) when they
+  are the next ones of the segment; anything else (adopted segments, a backlog after an outage
+  beyond a bounded hand-over) is read from the file. A database outage only makes it wait and retry (backoff up to
   ``retry_max_s``), forever: nothing is counted as failed because the database is down. Inserts are
   idempotent (keyed by decision id / feedback id), so replaying a stretch twice (a crash between a
   commit and its offset being saved) stores each record once.
@@ -49,6 +52,7 @@ import logging
 import os
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -116,6 +120,10 @@ def _unplain(value: Any) -> Any:
     return value
 
 
+_LINE = json.JSONEncoder(ensure_ascii=True, allow_nan=True, check_circular=False, separators=(",", ":"))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {t: tuple(f.name for f in dataclasses.fields(t)) for t in _KINDS}
+
+
 def encode_record(record: LogRecord) -> bytes:
     """One spool line (JSON, newline-terminated); embeddings as base64 float32 bytes. Lossless:
     :func:`decode_record` gives back an equal record (lone surrogates are kept as escapes)."""
@@ -123,34 +131,38 @@ def encode_record(record: LogRecord) -> bytes:
     if kind is None:
         raise TypeError(f"not a decision-log record: {type(record).__name__}")
     fields: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        v = getattr(record, f.name)
-        if f.name == "embedding" and v is not None:
-            from array import array
-
-            v = {"$f32": base64.b64encode(array("f", v).tobytes()).decode("ascii")}
-        elif f.name == "candidates":  # flat records of scalars: what dataclasses.asdict gives, without its deep copy
-            fields[f.name] = [{k: getattr(c, k) for k in _CANDIDATE_FIELDS} for c in v]
-            continue
-        fields[f.name] = _plain(v)
-    return json.dumps({"k": kind, "r": fields}, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode() + b"\n"
+    for name in _FIELD_NAMES[type(record)]:
+        v = getattr(record, name)
+        if type(v) in _SCALARS:
+            fields[name] = v
+        elif name == "embedding":
+            fields[name] = {"$f32": base64.b64encode(array("f", v).tobytes()).decode("ascii")}
+        elif name == "candidates":  # flat records of scalars: what dataclasses.asdict gives, without its deep copy
+            fields[name] = [{k: getattr(c, k) for k in _CANDIDATE_FIELDS} for c in v]
+        else:
+            fields[name] = _plain(v)
+    return _LINE.encode({"k": kind, "r": fields}).encode() + b"\n"
 
 
 def decode_record(line: bytes) -> LogRecord:
     """The record of one spool line (see :func:`encode_record`); ValueError when it is not one."""
     obj = json.loads(line)
-    kind, fields = obj["k"], dict(obj["r"])
-    for name, v in list(fields.items()):
-        if name == "embedding" and isinstance(v, dict) and "$f32" in v:
-            from array import array
-
+    kind, raw = obj["k"], obj["r"]
+    fields: dict[str, Any] = {}
+    for name, v in raw.items():
+        if type(v) in _SCALARS:
+            fields[name] = v
+        elif name == "embedding" and isinstance(v, dict) and "$f32" in v:
             a = array("f")
             a.frombytes(base64.b64decode(v["$f32"]))
             fields[name] = tuple(a)
+        elif name == "candidates" and kind == "d" and isinstance(v, list):
+            fields[name] = tuple(LoggedCandidate(**c) for c in v)  # flat records of scalars
         else:
             fields[name] = _unplain(v)
     if kind == "d":
-        fields["candidates"] = tuple(LoggedCandidate(**c) for c in fields.get("candidates", ()))
+        if not isinstance(fields.setdefault("candidates", ()), tuple):
+            raise ValueError(f"spool decision: candidates must be a list, got {type(raw['candidates']).__name__}")
         return DecisionRecord(**fields)
     if kind == "o":
         fields["attempts"] = tuple(fields.get("attempts", ()))
@@ -246,6 +258,10 @@ class SpooledWriter:
         self._incoming: list[tuple[LogRecord, Future[None] | None]] = []
         self._held: deque[bytes] = deque()  # encoded, not journaled (the disk refused them)
         self._segments: list[_Segment] = []
+        # what the journal just appended, as records: (segment, start offset, records, ...)
+        self._fresh: deque[tuple[_Segment, int, list[LogRecord], list[int]]] = deque()  # + the lines' lengths
+        self._fresh_records = 0
+        self._fresh_max = max(4 * batch_size, 2000)
         self._current: _Segment | None = None
         self._submitted = self._written = self._dropped = self._failed = self._replayed = 0
         self._disk_error: str | None = None
@@ -401,8 +417,11 @@ class SpooledWriter:
             self._segments.append(seg)
         return seg
 
-    def _append(self, data: bytes) -> None:
-        """Append and fsync ``data`` to the current segment; on failure cut any torn tail and raise."""
+    def _append(self, data: bytes, records: list[LogRecord] | None = None, lengths: list[int] | None = None) -> None:
+        """Append and fsync ``data`` to the current segment; on failure cut any torn tail and raise.
+        ``records``: the records ``data`` encodes, line for line (``lengths``: the lines' byte lengths),
+        handed to the ship thread so that it need not read and decode what was just written (see
+        :meth:`_take_fresh`)."""
         if self._current is None:
             self._current = self._new_segment()
         seg = self._current
@@ -417,7 +436,13 @@ class SpooledWriter:
                 os.ftruncate(seg.fd, seg.end)  # a partial line must not be read as a record
             raise
         with self._cond:
+            start = seg.end
             seg.end += len(data)
+            if records and lengths is not None and self._fresh_max > 0:
+                self._fresh.append((seg, start, records, lengths))
+                self._fresh_records += len(records)
+                while self._fresh_records > self._fresh_max:  # the database is behind: the file has them
+                    self._fresh_records -= len(self._fresh.popleft()[2])
             self._cond.notify_all()
         if seg.end >= self.segment_bytes:
             with self._cond:
@@ -437,7 +462,10 @@ class SpooledWriter:
             data = b"".join(retry_held) + b"".join(lines)
             if data:
                 try:
-                    self._append(data)
+                    if retry_held:
+                        self._append(data)
+                    else:
+                        self._append(data, [r for r, _ in taken], [len(x) for x in lines])
                 except OSError as exc:
                     self._on_disk_error(exc, taken, lines, retry_held)
                 else:
@@ -475,13 +503,39 @@ class SpooledWriter:
 
     # -- ship thread -----------------------------------------------------------------------------
 
-    def _next_work(self) -> tuple[list[bytes], _Segment | None, int] | None:
-        """Lines to ship: from memory (held) first, else from the oldest segment with unshipped lines."""
+    def _take_fresh(self, seg: _Segment) -> tuple[list[LogRecord], int] | None:
+        """Up to ``batch_size`` records of ``seg`` from its shipped offset on, as the journal handed
+        them over (no read, no decoding), and the bytes they take in the file: only when they start
+        exactly at ``seg.done``; entries already behind what is shipped are dropped. Call holding
+        ``self._cond``."""
+        fresh = self._fresh
+        while fresh and fresh[0][1] < fresh[0][0].done:  # shipped from the file meanwhile
+            self._fresh_records -= len(fresh.popleft()[2])
+        if not fresh or fresh[0][0] is not seg or fresh[0][1] != seg.done:
+            return None
+        records: list[LogRecord] = []
+        end = seg.done
+        while fresh and fresh[0][0] is seg and fresh[0][1] == end and len(records) < self.batch_size:
+            _, start, recs, lengths = fresh.popleft()
+            k = min(len(recs), self.batch_size - len(records))
+            records.extend(recs[:k])
+            end = start + sum(lengths[:k])
+            self._fresh_records -= k
+            if k < len(recs):  # the rest of this append waits for the next batch
+                fresh.appendleft((seg, end, recs[k:], lengths[k:]))
+        return records, end - seg.done
+
+    def _next_work(self) -> tuple[list[bytes] | list[LogRecord], _Segment | None, int] | None:
+        """What to ship: from memory (held) first, else from the oldest segment with unshipped lines
+        (the records the journal just handed over when they are next, else lines read from the file)."""
         with self._cond:
             if self._held and self._disk_error is not None:
                 n = min(self.batch_size, len(self._held))
                 return [self._held.popleft() for _ in range(n)], None, 0
             segments = [s for s in self._segments if s.done < s.end]
+            fresh = self._take_fresh(segments[0]) if segments else None
+        if fresh is not None:
+            return fresh[0], segments[0], fresh[1]
         for seg in segments:
             lines, consumed = self._read_lines(seg)
             if consumed:
@@ -515,9 +569,9 @@ class SpooledWriter:
             try:
                 stored = self._ship(lines)
             except Exception as exc:  # noqa: BLE001 - transient: wait and retry the same lines
-                if seg is None:
+                if seg is None:  # held lines (bytes): back to memory; a segment's records stay in its file
                     with self._cond:
-                        self._held.extendleft(reversed(lines))
+                        self._held.extendleft(reversed(lines))  # type: ignore[arg-type]  # bytes when seg is None
                 if self._db_error is None:
                     log.error("decision-log spool: the database refuses writes (%s: %s); records stay in the "
                               "spool and are retried", type(exc).__name__, exc)
@@ -544,11 +598,14 @@ class SpooledWriter:
             if len(lines) < self.batch_size and self.ship_interval_s > 0:  # caught up: let a batch gather
                 self._hurry.wait(self.ship_interval_s)
 
-    def _ship(self, lines: list[bytes]) -> int:
-        """Write ``lines`` to the database and return how many were stored; raises only on a transient
-        error (poison goes to rejected.jsonl)."""
+    def _ship(self, lines: list[bytes] | list[LogRecord]) -> int:
+        """Write ``lines`` (spool lines, or the records the journal handed over) to the database and
+        return how many were stored; raises only on a transient error (poison goes to rejected.jsonl)."""
         records: list[LogRecord] = []
         for line in lines:
+            if not isinstance(line, bytes):
+                records.append(line)
+                continue
             try:
                 records.append(decode_record(line))
             except (ValueError, TypeError, KeyError) as exc:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from llmroute.data.decision_log import rollup, rows, tables
+from llmroute.data.decision_log.bulk import BulkInsert
 from llmroute.data.decision_log.export import export_parquet, joined_batches
 from llmroute.data.decision_log.migrate import create_log_engine, upgrade_to_head
 from llmroute.data.decision_log.records import DecisionRecord, FeedbackRecord, LogRecord, OutcomeRecord
@@ -51,6 +52,7 @@ class DecisionLogStore:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_log_engine(url)
+        self._statements: dict[str, Any] = {}  # inserts (BulkInsert) and rollup upserts, built once per store
         if migrate:
             upgrade_to_head(self.engine)
 
@@ -69,22 +71,20 @@ class DecisionLogStore:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _insert_ignoring_duplicates(self, table: sa.Table, key: str) -> Any:
-        if self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
-        return sa.insert(table)
+    def _bulk(self, table: sa.Table, key: str) -> BulkInsert:
+        """The table's :class:`BulkInsert`, made once per store (on the engine's dialect, whose JSON
+        serializer it uses)."""
+        bulk = self._statements.get(table.name)
+        if bulk is None:
+            bulk = self._statements[table.name] = BulkInsert(self.engine.dialect, table, key)
+        return bulk
 
     def write_many(self, records: Iterable[LogRecord]) -> int:
         """Write decisions, outcomes and feedback in one transaction; returns how many were given.
 
         The records actually inserted (not skipped as duplicates) are added to the dashboard's
-        rollups in the same transaction (:mod:`llmroute.data.decision_log.rollup`)."""
+        rollups in the same transaction (:mod:`llmroute.data.decision_log.rollup`), aggregated in
+        memory first: one upsert per (bucket, tenant, model) of the batch, not one per record."""
         d: list[DecisionRecord] = []
         o: list[OutcomeRecord] = []
         f: list[FeedbackRecord] = []
@@ -100,14 +100,10 @@ class DecisionLogStore:
             else:
                 raise TypeError(f"not a decision-log record: {type(r).__name__}")
         with self.engine.begin() as conn:
-            inserted = []
-            for table, key, batch, to_row in (
-                (tables.decisions, "decision_id", d, rows.decision_row),
-                (tables.outcomes, "decision_id", o, rows.outcome_row),
-                (tables.feedback, "feedback_id", f, rows.feedback_row),
-            ):
-                inserted.append(self._insert_new(conn, table, key, batch, to_row))
-            rollup.roll_up_inserted(conn, self.dialect, *inserted)
+            new_d = self._insert_new(conn, tables.decisions, "decision_id", d, rows.decision_row)
+            new_o = self._insert_new(conn, tables.outcomes, "decision_id", o, rows.outcome_row)
+            new_f = self._insert_new(conn, tables.feedback, "feedback_id", f, rows.feedback_row)
+            rollup.roll_up_inserted(conn, self.dialect, new_d, new_o, new_f, statements=self._statements)
         return len(d) + len(o) + len(f)
 
     def _insert_new(self, conn: sa.Connection, table: sa.Table, key: str, batch: list[Any],
@@ -118,11 +114,10 @@ class DecisionLogStore:
         unique: dict[str, Any] = {}
         for r in batch:
             unique.setdefault(getattr(r, key), r)
-        stmt = self._insert_ignoring_duplicates(table, key).returning(table.c[key])
-        # PostgreSQL text and jsonb cannot hold NUL; no backend stores lone surrogates (rows.storable)
-        batch_rows = rows.storable([to_row(r, self.dialect) for r in unique.values()], nul=self.dialect == "postgresql")
-        result = conn.execute(stmt, batch_rows)
-        new = {row[0] for row in result}
+        # text is storable already (rows.storable_record); the rows make their JSON values storable
+        nul = self.dialect == "postgresql"
+        bulk = self._bulk(table, key)
+        new = bulk.insert(conn, [bulk.row(to_row(r, self.dialect, nul)) for r in unique.values()])
         return [r for k, r in unique.items() if k in new]
 
     def delete_before(self, cutoff: datetime) -> dict[str, int]:

@@ -43,6 +43,9 @@ decisions = sa.Table(
     sa.Column("seed_cost_usd", sa.Float),
     # added in 0005 (after 0006)
     sa.Column("reason", sa.Text),
+    # added in 0007: the quality target exact (``target`` is its rounded text)
+    sa.Column("target_value", sa.Float),
+    sa.Column("target_kind", sa.String(16)),
     sa.Index("ix_decisions_created_at", "created_at", "decision_id"),
     sa.Index("ix_decisions_tenant_created_at", "tenant", "created_at"),
 )
