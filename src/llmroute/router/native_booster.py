@@ -88,7 +88,7 @@ class NativeBooster:
 
     def __init__(self, model_str: str, handle: ctypes.c_void_p, num_feature: int, num_iterations: int) -> None:
         self._model_str = model_str
-        self._handle = handle
+        self._handle: ctypes.c_void_p | None = handle
         self.num_feature = num_feature
         self.num_iterations = num_iterations
 
