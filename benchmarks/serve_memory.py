@@ -48,6 +48,31 @@ SHARE_PROBE = (
     "    importlib.import_module(name)\n"
     "print(rss() - before if sys.argv[1:] else rss())\n"
 )
+# where a serving process's memory goes: one fresh process importing and loading in this order
+STEPS_PROBE = (
+    "import importlib, sys\n"
+    "from pathlib import Path\n"
+    "def rss():\n"
+    "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024\n"
+    "last = rss()\n"
+    "print(f'bare Python                          {last:6.0f} MiB')\n"
+    "def step(name, fn):\n"
+    "    global last\n"
+    "    out = fn(); now = rss(); print(f'{name:<36} +{now - last:5.0f} MiB = {now:.0f}'); last = now\n"
+    "    return out\n"
+    "for label, mods in [('NumPy', ['numpy']), ('FastAPI, pydantic, starlette', ['fastapi']),\n"
+    "                    ('uvicorn, uvloop, httptools', ['uvicorn', 'uvloop', 'httptools']), ('httpx', ['httpx']),\n"
+    "                    ('aiohttp', ['aiohttp']), ('SQLAlchemy', ['sqlalchemy']), ('prometheus_client', ['prometheus_client']),\n"
+    "                    ('the service\\'s other modules', ['llmroute.serving.app'])]:\n"
+    "    step(label, lambda: [importlib.import_module(m) for m in mods])\n"
+    "from llmroute.artifacts.loading import load_served\n"
+    "from llmroute.config import Settings\n"
+    "router, scorer = step('loading the router and scorer', lambda: load_served(Path(sys.argv[1]), Settings(home=Path(sys.argv[2])), True))\n"
+    "step('first route()', lambda: router.route('Write a python function that reverses a list'))\n"
+    "if scorer is not None:\n"
+    "    step('first answer scored', lambda: scorer.score(['What is 2 + 2?'], ['4'], [router.models[0]]))\n"
+    "step('200 more route()', lambda: [router.route(f'Question {i}: which gas do plants absorb?') for i in range(200)])\n"
+)
 # big packages a serving process may import, largest suspects first
 PACKAGES = ("torch", "sentence_transformers", "sklearn", "pandas", "pyarrow", "scipy", "lightgbm", "dask", "mlflow",
             "numpy", "sqlalchemy", "fastapi", "uvicorn", "httpx", "aiohttp", "tiktoken", "tokenizers",
@@ -117,6 +142,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--runs", type=int, default=3, help="Fresh server processes per variant.")
     ap.add_argument("--no-shares", action="store_true", help="Skip the per-package shares.")
+    ap.add_argument("--steps", action="store_true",
+                    help="Only print where one process's memory goes, step by step (imports, loading, first route).")
     args = ap.parse_args()
     variants = dict(v.split("=", 1) for v in args.variants) if args.variants else {"now": str(ROOT / "src")}
     for name, src in variants.items():
@@ -126,6 +153,12 @@ def main() -> None:
     embedders = home / "embedders"
     if not embedders.is_dir():
         print(f"warning: {embedders} does not exist; each server builds its embedder first", file=sys.stderr)
+    if args.steps:
+        for name, src in variants.items():
+            print(f"{name}: RSS step by step (one fresh process; router {args.router})", flush=True)
+            subprocess.run([sys.executable, "-c", STEPS_PROBE, str(args.router), str(home)],
+                           env={**os.environ, "PYTHONPATH": src}, check=True, timeout=900)
+        return
     import pandas as pd
 
     prompts = pd.read_parquet(args.logs, columns=["prompt"])["prompt"].drop_duplicates().tolist()
