@@ -1,7 +1,7 @@
 """A saved LightGBM model predicted through LightGBM's own C library, without its Python package.
 
 ``import lightgbm`` imports scikit-learn, pandas, SciPy, narwhals and PyArrow (its compatibility layer
-looks for every data-frame library it can take), about 150 MiB of a serving process that only ever
+looks for every data-frame library it can take), about 160 MiB of a serving process that only ever
 predicts NumPy matrices with a loaded model. :class:`NativeBooster` loads the same shared library
 the package uses (``lib_lightgbm`` inside the installed ``lightgbm`` package, found without importing
 it) through :mod:`ctypes` and calls the same C functions that ``lightgbm.Booster`` calls for a model
