@@ -58,6 +58,9 @@ def route_steps(router: Any, text: str) -> dict[str, Callable[[], object]]:
     prep = router.prepare([text], independent_rows=True)
     probs, costs = router.predict(prep, None, independent_rows=True)
     q = [RouteQuery(text)]
+    import lightgbm as lgb
+
+    package = [lgb.Booster(model_str=b.model_to_string()) for b in qm.boosters_]
     return {
         "tokens": lambda: count_tokens_batch([text]),
         "focus": lambda: focus_text(text),
@@ -67,6 +70,8 @@ def route_steps(router: Any, text: str) -> dict[str, Callable[[], object]]:
         "tasks": lambda: qm._task_probs(emb, None, True),
         "design": lambda: qm._design(emb, feats, nb, tp, True),
         "lightgbm": lambda: [b.predict(X, num_threads=1) for b in qm.boosters_],
+        # the same model files through the lightgbm package (not a step of route(): for comparison)
+        "(lightgbm package)": lambda: [b.predict(X, num_threads=1) for b in package],
         "calibration": lambda: [qm.calibrators_[j](raw[:, j]) for j in range(len(router.models))],
         "costs": lambda: router.cost_model.predict(tok),
         "decision": lambda: router.decide_all(q, probs, costs, prep.input_tokens),
@@ -97,7 +102,7 @@ def main() -> None:
             whole = cpu_ms(lambda: router.route(text), args.repeats)  # noqa: B023 - called before the next text
             print(f"{tokens}-token prompt: route() {whole:.3f} ms CPU; "
                   + ", ".join(f"{k} {v:.3f}" for k, v in timed.items())
-                  + f" (sum {sum(timed.values()):.3f}); load {os.getloadavg()[0]:.2f}", flush=True)
+                  + f" (sum {sum(v for k, v in timed.items() if not k.startswith('(')):.3f}); load {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,46 @@ def test_the_word_memo_is_only_used_for_the_bert_wordpiece_pipeline() -> None:
                    {"truncation": {"direction": "Left", "max_length": 512, "stride": 0}},
                    {"normalizer": {"type": "BertNormalizer", "clean_text": False, "lowercase": True}}):
         assert WordPieceWords.for_tokenizer(object(), {**bert, **change}) is None, change
+
+
+
+# the session's static_embedders_dir was built through build_static_minilm_in_child (the real distillation,
+# in a child); here the child's code is swapped for a copy of that build, so a fresh process can show what
+# the caller imports without distilling twice
+BUILD_PROBE = """
+import json, sys
+from pathlib import Path
+import llmroute.router.embedder as emb
+emb._BUILD_IN_CHILD = "import shutil, sys; shutil.copytree(%r, sys.argv[1])"
+e = emb.load_embedder(emb.BUNDLED_STATIC, Path(sys.argv[1]))
+v = e.encode(["Which gas do plants absorb?"])
+heavy = sorted(m for m in ("torch", "transformers", "sentence_transformers", "model2vec") if m in sys.modules)
+print("PROBE" + json.dumps({"shape": list(v.shape), "heavy": heavy}))
+"""
+
+
+@pytest.mark.slow
+def test_building_the_static_embedder_keeps_torch_out_of_the_process(tmp_path: Path, static_embedders_dir: Path) -> None:
+    """The first use of minilm-static builds it in a child process: the process that asked for it (a
+    `llmroute serve` on a fresh home) never imports torch or transformers, ~450 MiB it would keep."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    built = str(static_embedders_dir / BUNDLED_STATIC)
+    out = subprocess.run([sys.executable, "-c", BUILD_PROBE % built, str(tmp_path / "embedders")],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "building the static MiniLM embedder" in out.stderr
+    res = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("PROBE"))[len("PROBE"):])
+    assert res == {"shape": [1, STATIC_PCA_DIMS], "heavy": []}
+    assert (tmp_path / "embedders" / BUNDLED_STATIC / "modules.json").is_file()
+
+
+def test_a_failed_build_in_the_child_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmroute.router.embedder as emb
+
+    monkeypatch.setattr(emb, "_BUILD_IN_CHILD", "raise SystemExit(3)")
+    with pytest.raises(RuntimeError, match=r"building the static MiniLM embedder in .*minilm-static failed \(exit code 3"):
+        emb.load_embedder(emb.BUNDLED_STATIC, tmp_path / "embedders")

@@ -32,13 +32,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 
 from llmroute.data.tokens import count_tokens_batch
 from llmroute.router.agreement import AGREEMENT_FEATURES, agreement_features
 from llmroute.router.cascade_policy import OPERATING_POINTS_FILE, OperatingPoints
 from llmroute.router.embedder import Embedder, EmbedderMismatchError, EmbeddingCache, load_embedder
+from llmroute.router.native_booster import BoosterPredictor, NativeBooster
 from llmroute.router.neighbours import rowwise_matmul
 from llmroute.router.text import focus_text
 
@@ -174,7 +174,7 @@ class ResponseScorer:
 
     operating_points: OperatingPoints | None = None
     # the fitted state: set by fitting (llmroute.training.scorer) or by :meth:`load`
-    booster_: lgb.Booster
+    booster_: BoosterPredictor  # lightgbm.Booster once fitted, NativeBooster once loaded (no LightGBM package)
     models_: list[str]
     n_rounds_: int
     cv_best_iterations_: list[int]
@@ -323,7 +323,7 @@ class ResponseScorer:
         params = dict(meta["params"])
         params.setdefault("agreement", False)  # format 1: no agreement features
         obj = cls(embedder, ScorerParams(**params))
-        obj.booster_ = lgb.Booster(model_file=str(folder / BOOSTER_FILE))
+        obj.booster_ = NativeBooster.from_file(folder / BOOSTER_FILE)
         obj.models_ = list(meta["models"])
         obj.n_rounds_ = int(meta["n_rounds"])
         obj.cv_best_iterations_ = list(meta["cv_best_iterations"])

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import yaml
 
@@ -60,6 +59,8 @@ class CheapestAdequate:
     seed: int = 0
 
     def fit(self, X: np.ndarray, quality: np.ndarray, mean_cost: np.ndarray, threshold: float) -> CheapestAdequate:
+        import lightgbm as lgb  # here: importing it imports scikit-learn and pandas (see router.native_booster)
+
         s = success(quality, threshold)
         self.order_ = np.argsort(mean_cost)
         best = int(np.nanargmax(np.nanmean(s, axis=0)))

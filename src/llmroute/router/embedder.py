@@ -147,11 +147,36 @@ def _bundled_minilm(spec: str, embedders_dir: Path) -> Embedder:
     return SentenceTransformerEmbedder(spec, bundled_minilm_path())
 
 
+_BUILD_IN_CHILD = (
+    "import sys\nfrom pathlib import Path\nfrom llmroute.router.embedder import build_static_minilm\n"
+    "build_static_minilm(Path(sys.argv[1]))\n"
+)
+
+
+def build_static_minilm_in_child(target: Path) -> Path:
+    """:func:`build_static_minilm` in a child Python process, so that the caller never imports torch,
+    transformers and sentence-transformers (about 450 MiB that a process which only embeds with the
+    static model would keep for its whole life: a ``llmroute serve`` started on a fresh home). The
+    child's output goes to this process's standard error; a failure raises RuntimeError with its exit
+    code."""
+    import subprocess
+
+    try:
+        out: int | None = sys.stderr.fileno()  # the child's progress and warnings: standard error, as before
+    except (AttributeError, OSError, ValueError):
+        out = None
+    done = subprocess.run([sys.executable, "-c", _BUILD_IN_CHILD, str(target)], stdout=out, check=False)
+    if done.returncode != 0 or not (target / "modules.json").exists():
+        raise RuntimeError(f"building the static MiniLM embedder in {target} failed (exit code "
+                           f"{done.returncode}; the child's error is above)")
+    return target
+
+
 def _bundled_static_minilm(spec: str, embedders_dir: Path) -> Embedder:
     target = embedders_dir / BUNDLED_STATIC
     if not (target / "modules.json").exists():
         print(f"building the static MiniLM embedder in {target} (once, 10-100 s)", file=sys.stderr, flush=True)
-        build_static_minilm(target)
+        build_static_minilm_in_child(target)
     return embedder_from_folder(spec, target)
 
 
@@ -198,7 +223,8 @@ def load_embedder(spec: str, embedders_dir: Path) -> Embedder:
     offline Hugging Face cache. Raises FileNotFoundError naming what was tried when none applies.
 
     A static model (``minilm-static``, or a folder holding one StaticEmbedding module) never imports torch
-    or sentence-transformers; only building ``minilm-static`` the first time does.
+    or sentence-transformers; building ``minilm-static`` the first time does so in a child process
+    (:func:`build_static_minilm_in_child`).
     """
     factory = _FACTORIES.get(spec)
     if factory is not None:

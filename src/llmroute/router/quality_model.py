@@ -19,6 +19,10 @@ from early stopping per fold; the calibration (none, Platt or isotonic, per mode
 the lowest cross-fitted out-of-fold log-loss. The calibrated out-of-fold probabilities are kept as
 ``oof_probs_`` for choosing the decision rule and mapping quality targets to knobs, so nothing is
 tuned on a test split. Stored as LightGBM text, JSON and NumPy arrays (no pickles).
+
+Loading and predicting need only NumPy: a loaded model's boosters are
+:class:`~llmroute.router.native_booster.NativeBooster` (LightGBM's C library without its Python package,
+which imports scikit-learn, pandas and SciPy); fitting imports LightGBM and scikit-learn when it runs.
 """
 
 from __future__ import annotations
@@ -27,16 +31,12 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import lightgbm as lgb
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold
 
 from llmroute.progress import Report, no_report
+from llmroute.router.native_booster import BoosterPredictor, NativeBooster
 from llmroute.router.neighbours import (
     TWIN_SIMILARITY,
     NeighbourIndex,
@@ -44,6 +44,9 @@ from llmroute.router.neighbours import (
     out_of_fold_stats,
     rowwise_matmul,
 )
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 CALIBRATIONS = ("none", "platt", "isotonic")
 
@@ -100,6 +103,9 @@ class _Calibrator:
     def fit(cls, kind: str, raw: np.ndarray, y: np.ndarray) -> _Calibrator:
         if kind == "none" or len(np.unique(y)) < 2 or len(raw) < 10:
             return cls("none")
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.linear_model import LogisticRegression
+
         if kind == "isotonic":
             iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
             return cls(kind, tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)))
@@ -153,12 +159,16 @@ class LocalBackend:
         return fits
 
     def fit_final(self, params: dict[str, Any], X: np.ndarray, y: np.ndarray, cats: list[int], rounds: int) -> lgb.Booster:
+        import lightgbm as lgb
+
         return lgb.train(params, lgb.Dataset(X, y, categorical_feature=cats), num_boost_round=rounds)
 
 
 def fit_fold(params: dict[str, Any], X: np.ndarray, y: np.ndarray, in_train: np.ndarray, cats: list[int],
              max_rounds: int, early_stopping_rounds: int) -> FoldFit:
     """One fold: train on ``X[in_train]``, early-stop on the other rows."""
+    import lightgbm as lgb
+
     dtr = lgb.Dataset(X[in_train], y[in_train], categorical_feature=cats, free_raw_data=False)
     dva = lgb.Dataset(X[~in_train], y[~in_train], categorical_feature=cats, reference=dtr)
     b = lgb.train(
@@ -253,6 +263,10 @@ class QualityModel:
         """Fit on (n, d) embeddings, (n, f) text features, an (n, m) quality matrix (NaN = unknown)
         and optional task labels (None entries allowed). ``report(fraction, label)`` hears how far the
         fit is (see :mod:`llmroute.progress`)."""
+        import lightgbm as lgb
+        from sklearn.decomposition import PCA
+        from sklearn.model_selection import KFold
+
         report = report or no_report()
         p = self.params
         n, m = quality.shape
@@ -365,7 +379,7 @@ class QualityModel:
         self.oof_probs_ = np.where(np.isnan(self.oof_probs_), np.nan_to_num(col_mean, nan=0.5), self.oof_probs_)
 
         report(0.75, "final model")
-        self.boosters_ = []
+        self.boosters_: list[BoosterPredictor] = []
         for bag in range(p.bags):
             self.boosters_.append(self.backend.fit_final(p.lgb_params(bag), X, y, cats, self.n_rounds_))
             report(0.75 + 0.25 * (bag + 1) / p.bags, f"final model {bag + 1}/{p.bags}")
@@ -379,6 +393,8 @@ class QualityModel:
         T = len(self.tasks_)
         if T < 2:
             return np.zeros((T, emb.shape[1])), np.zeros(T)
+        from sklearn.linear_model import LogisticRegression
+
         lr = LogisticRegression(C=10.0, max_iter=3000).fit(emb, t_idx)
         coef = np.zeros((T, emb.shape[1]))
         icpt = np.full(T, -30.0)  # a task absent from this fold gets (almost) no probability
@@ -444,7 +460,7 @@ class QualityModel:
         meta = json.loads((folder / f"{prefix}.json").read_text())
         obj = cls(tuple(meta["models"]), QualityModelParams(**meta["params"]))
         obj.boosters_ = [
-            lgb.Booster(model_file=str(folder / f"{prefix}_lightgbm_{bag}.txt")) for bag in range(obj.params.bags)
+            NativeBooster.from_file(folder / f"{prefix}_lightgbm_{bag}.txt") for bag in range(obj.params.bags)
         ]
         obj.tasks_ = list(meta["tasks"])
         obj.calibration_ = meta["calibration"]

@@ -32,9 +32,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
-import lightgbm
 import numpy as np
 
 import llmroute
@@ -57,7 +57,7 @@ def check_key(folder: Path, with_scorer: bool) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f"{path.relative_to(folder).as_posix()}\0{_file_sha256(path)}\n".encode())
-    h.update(f"llmroute {llmroute.__version__}; lightgbm {lightgbm.__version__}; numpy {np.__version__}; "
+    h.update(f"llmroute {llmroute.__version__}; lightgbm {version('lightgbm')}; numpy {np.__version__}; "
              f"python {platform.python_version()}; scorer {bool(with_scorer)}".encode())
     return h.hexdigest()
 

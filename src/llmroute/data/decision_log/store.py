@@ -17,7 +17,6 @@ import sqlalchemy as sa
 
 from llmroute.data.decision_log import rollup, rows, tables
 from llmroute.data.decision_log.bulk import BulkInsert
-from llmroute.data.decision_log.export import export_parquet, joined_batches
 from llmroute.data.decision_log.migrate import create_log_engine, upgrade_to_head
 from llmroute.data.decision_log.records import DecisionRecord, FeedbackRecord, LogRecord, OutcomeRecord
 
@@ -217,8 +216,12 @@ class DecisionLogStore:
         """Decision + outcome + latest feedback, one row per decision made in ``[since, until)``, as
         Arrow record batches (``.to_pandas()`` for a DataFrame). Columns:
         :data:`llmroute.data.decision_log.export.JOINED_SCHEMA`."""
+        from llmroute.data.decision_log.export import joined_batches  # here: it imports pyarrow
+
         return joined_batches(self, since, batch_size, until)
 
     def export_parquet(self, path: str | Path, since: datetime | None = None, batch_size: int = 5000) -> int:
         """Stream :meth:`joined` into a Parquet file batch by batch; returns the number of rows written."""
+        from llmroute.data.decision_log.export import export_parquet  # here: it imports pyarrow
+
         return export_parquet(self, path, since, batch_size)
