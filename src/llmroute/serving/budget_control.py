@@ -52,6 +52,7 @@ from llmroute.router.decision_rules import CONFIDENCE_RULE
 from llmroute.router.router import Router
 from llmroute.serving.decide import Routed, route_request
 from llmroute.serving.errors import ServiceError
+from llmroute.serving.ledger_writer import ChargeWriter
 from llmroute.serving.schemas import RoutingOptions
 from llmroute.serving.state import Services
 
@@ -247,6 +248,7 @@ class BudgetControl:
         self.webhooks: WebhookSender | None = None
         self.last_error: str | None = None
         self.pending: set[asyncio.Task[bool]] = set()  # charges started and not yet booked (streamed answers)
+        self.writer = ChargeWriter(ledger)  # charges are booked by group commit
 
     # -- setup ------------------------------------------------------------------------------------
     @classmethod
@@ -427,11 +429,12 @@ class BudgetControl:
 
     async def charge(self, charge_id: str, cost_usd: float, subjects: Subjects, source: str,
                      admission: Admission | None = None) -> bool:
-        """Book realised spend in the ledger (in a thread) and in this process's cache; False when this
-        charge id was booked before (it is not counted twice)."""
+        """Book realised spend in the ledger (by group commit in a thread, :class:`ChargeWriter`: returns once it
+        is committed) and in this process's cache; False when this charge id was booked before (it is not
+        counted twice)."""
         now = self.clock()
         c = Charge(charge_id, float(cost_usd), now, source, subjects.tenant, subjects.user, subjects.key_id)
-        booked = await run_in_threadpool(self.ledger.charge, c)
+        booked = await self.writer.book(c)
         if booked:
             self._seq += 1
             self._local.append((self._seq, tuple(c.subjects()), c.cost_usd, now))
