@@ -132,7 +132,15 @@ class Server:
         return cpu_seconds(self.proc.pid)
 
     def rss(self) -> float:
+        """Resident memory of the server and its descendants, MiB."""
         return rss_mb(self.proc.pid)[0]
+
+    def rss_own(self) -> float:
+        """Resident memory of the server process alone, MiB (0 once it has exited)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) / 1024
+        return 0.0
 
     def stop(self) -> None:
         self.proc.terminate()
