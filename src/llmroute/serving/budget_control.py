@@ -14,7 +14,9 @@ process's own charges are added to its cache at once. Two exceptions, both for e
   and in flight;
 * a chat request's realised cost (every cascade attempt or ensemble member) is booked in the
   database before the response is returned (streamed answers: as the stream ends), so a request
-  that has answered is always in the ledger the next check reads.
+  that has answered is always in the ledger the next check reads. Charges are booked by group commit
+  (:class:`llmroute.serving.ledger_writer.ChargeWriter`): one transaction at a time, carrying every
+  charge that waited for it, so concurrent requests do not queue for the database's write lock.
 
 Alerts (:mod:`llmroute.budgets.alerts`) are evaluated by the refresh task, claimed in the database
 (each fires once per window across processes), and delivered as a log line, Prometheus counters and

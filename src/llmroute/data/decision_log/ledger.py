@@ -160,11 +160,11 @@ class BudgetLedger:
         the id when inserted), and add to a spend bucket."""
         mark = (lambda n: f":{n}") if dialect == "sqlite" else (lambda n: f"%({n})s")
         ch, sp = tables.budget_charges.name, tables.budget_spend.name
-        cols = ("charge_id", "created_at", "cost_usd", "source", "tenant", "user_id", "key_id")
-        insert_charge = (f"INSERT INTO {ch} ({', '.join(cols)}) VALUES ({', '.join(mark(c) for c in cols)}) "
+        charge_cols = ("charge_id", "created_at", "cost_usd", "source", "tenant", "user_id", "key_id")
+        insert_charge = (f"INSERT INTO {ch} ({', '.join(charge_cols)}) VALUES ({', '.join(mark(c) for c in charge_cols)}) "
                          "ON CONFLICT (charge_id) DO NOTHING RETURNING charge_id")
-        cols = ("scope", "subject", "bucket_start", "spent_usd", "calls")
-        add_spend = (f"INSERT INTO {sp} ({', '.join(cols)}) VALUES ({', '.join(mark(c) for c in cols)}) "
+        spend_cols = ("scope", "subject", "bucket_start", "spent_usd", "calls")
+        add_spend = (f"INSERT INTO {sp} ({', '.join(spend_cols)}) VALUES ({', '.join(mark(c) for c in spend_cols)}) "
                      f"ON CONFLICT (scope, subject, bucket_start) DO UPDATE SET spent_usd = {sp}.spent_usd + "
                      f"excluded.spent_usd, calls = {sp}.calls + excluded.calls")
         return insert_charge, add_spend
