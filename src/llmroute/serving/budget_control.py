@@ -450,6 +450,7 @@ class BudgetControl:
         """Wait for the charges still being booked (at shutdown, before the database closes)."""
         if self.pending:
             await asyncio.gather(*list(self.pending), return_exceptions=True)
+        self.writer.close()
 
     # -- background -------------------------------------------------------------------------------
     async def run(self) -> None:

