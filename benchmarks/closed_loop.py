@@ -14,6 +14,7 @@ Not a script: imported by the scripts beside it.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import statistics
 import subprocess
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # Starts `llmroute serve` / `llmroute replay-server` with only those commands registered (the full CLI is
@@ -75,17 +77,20 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and its descendants, in seconds: the sum over their threads of the scheduler's
-    run time (``/proc/PID/task/TID/schedstat``, nanoseconds; clock ticks, 10 ms each, are too coarse for
-    a few hundred sub-millisecond requests). A thread that ended between two readings takes its time with it."""
+    """CPU time of ``pid`` and its descendants, in seconds, from ``/proc/PID/stat``: each process's user and
+    system time, which keeps the time of its threads that have ended (an idle thread pool's workers exit),
+    plus the time of its children that have ended and been waited for. Summing the live threads'
+    ``schedstat`` instead (nanoseconds) lost an ended thread's time, so a difference of two readings could
+    go negative. Resolution: one clock tick (10 ms) per process per reading, against the seconds of CPU a
+    level of a few hundred requests costs."""
     total = 0
     for p in process_tree(pid):
-        for task in Path(f"/proc/{p}/task").glob("*/schedstat"):
-            try:
-                total += int(task.read_text().split()[0])
-            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-                pass
-    return total / 1e9
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue  # exited meanwhile: its parent's cutime/cstime take its time once it is waited for
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime (fields 14-17 of stat)
+    return total / CLOCK_TICKS
 
 
 @dataclass
@@ -127,7 +132,15 @@ class Server:
         return cpu_seconds(self.proc.pid)
 
     def rss(self) -> float:
+        """Resident memory of the server and its descendants, MiB."""
         return rss_mb(self.proc.pid)[0]
+
+    def rss_own(self) -> float:
+        """Resident memory of the server process alone, MiB (0 once it has exited)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) / 1024
+        return 0.0
 
     def stop(self) -> None:
         self.proc.terminate()

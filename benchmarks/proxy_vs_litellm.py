@@ -15,7 +15,9 @@ answers with a recorded answer):
 - ``llmroute-1``: ``llmroute serve`` with one attempt and no answer scorer (route, call, answer);
 - ``llmroute-1-httpx`` (only with ``--targets``): the same with provider calls through httpx;
 - ``llmroute``: ``llmroute serve`` with its defaults (the cascade may call a second model);
-- ``litellm``: LiteLLM's proxy forwarding to one model (``--litellm-model``), no database, no auth.
+- ``litellm``: LiteLLM's proxy forwarding to one model (``--litellm-model``), no database, no auth;
+- ``llmroute-1-base`` (only with ``--baseline SRC``): ``llmroute-1`` run from another checkout's ``src``
+  folder (e.g. the code before a change), in the same rounds.
 
 Added latency = a proxy's percentile minus the direct percentile of the same round and concurrency.
 Prints per round and a summary (median [min-max] over rounds) of added p50/p99, the ratios
@@ -52,11 +54,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--levels", default="1,8,32")
     ap.add_argument("--targets", default="direct,llmroute-1,llmroute,litellm", help="Which targets to run.")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="Another checkout's src folder: adds the target llmroute-1-base (llmroute-1 from that code).")
     args = ap.parse_args()
     import pandas as pd
 
     levels = [int(x) for x in args.levels.split(",")]
-    wanted = args.targets.split(",")
+    wanted = args.targets.split(",") + (["llmroute-1-base"] if args.baseline else [])
+    if "llmroute-1-base" in wanted and args.baseline is None:
+        raise SystemExit("the target llmroute-1-base needs --baseline SRC (another checkout's src folder)")
     tmp = Path(tempfile.mkdtemp(prefix="llmroute-proxy-bench-"))
     home = os.environ.get("LLMROUTE_HOME") or str(tmp / "home")
     models = json.loads((args.router / "router.json").read_text())["models"]
@@ -87,6 +93,7 @@ def main() -> None:
             "llmroute-1": one,
             "llmroute-1-httpx": {**one, "LLMROUTE_SERVE_PROVIDER_HTTP": "httpx"},  # only when asked for
             "llmroute": {},
+            "llmroute-1-base": {**one, "PYTHONPATH": str(args.baseline.resolve()) if args.baseline else ""},
         }
         for name, extra in variants.items():
             if name in wanted:
@@ -112,13 +119,15 @@ def main() -> None:
                 "litellm", [args.litellm, "--config", str(config), "--port", str(p), "--host", "127.0.0.1"],
                 p, lenv, ready_path="/health/liveliness",
             )
-        order = [t for t in ("direct", "llmroute-1", "llmroute-1-httpx", "llmroute", "litellm") if t in servers]
+        order = [t for t in ("direct", "llmroute-1", "llmroute-1-base", "llmroute-1-httpx", "llmroute", "litellm")
+                 if t in servers]
         version = "?"
         if "litellm" in servers:
             pip = Path(args.litellm).with_name("pip")
             version = os.popen(f"{pip} show litellm 2>/dev/null | grep -i ^version").read().strip() or "?"
-        print(f"targets {', '.join(order)}; LiteLLM {version}; cpus {os.cpu_count()}; RSS "
-              + ", ".join(f"{n} {servers[n].rss():.0f} MiB" for n in order), flush=True)
+        print(f"targets {', '.join(order)}; LiteLLM {version}; cpus {os.cpu_count()}; RSS (the server process, "
+              "then with its child processes: llmroute's reload-check server) "
+              + ", ".join(f"{n} {servers[n].rss_own():.0f}/{servers[n].rss():.0f} MiB" for n in order), flush=True)
 
         def bodies(target: str) -> list[bytes]:
             model = "llmroute" if target.startswith("llmroute") else args.litellm_model
@@ -143,8 +152,8 @@ def main() -> None:
                     line.append(f"{t} +{x.quantile(50) - d.quantile(50):.1f}/+{x.quantile(99) - d.quantile(99):.1f} ms "
                                 f"{x.throughput:.0f} req/s {x.cpu_ms_per_request:.2f} ms CPU")
                 print("; ".join(line) + f"; load {os.getloadavg()[0]:.2f}", flush=True)
-        print(f"\nsummary over {args.rounds} rounds of {args.requests} requests (median [min-max]); RSS "
-              + ", ".join(f"{n} {servers[n].rss():.0f} MiB" for n in order))
+        print(f"\nsummary over {args.rounds} rounds of {args.requests} requests (median [min-max]); RSS (process/with "
+              "children) " + ", ".join(f"{n} {servers[n].rss_own():.0f}/{servers[n].rss():.0f} MiB" for n in order))
         for c in levels:
             ds = results[("direct", c)]
             added = {t: ([x.quantile(50) - d.quantile(50) for x, d in zip(results[(t, c)], ds)],
@@ -159,6 +168,13 @@ def main() -> None:
                     r50 = [a / b for a, b in zip(added[t][0], added["litellm"][0])]
                     r99 = [a / b for a, b in zip(added[t][1], added["litellm"][1])]
                     print(f"c={c:>2} {t} / litellm added latency: p50 {spread(r50)}x, p99 {spread(r99)}x")
+            if "llmroute-1-base" in added:
+                r50 = [a / b for a, b in zip(added["llmroute-1"][0], added["llmroute-1-base"][0])]
+                r99 = [a / b for a, b in zip(added["llmroute-1"][1], added["llmroute-1-base"][1])]
+                cpu = [a.cpu_ms_per_request / b.cpu_ms_per_request
+                       for a, b in zip(results[("llmroute-1", c)], results[("llmroute-1-base", c)])]
+                print(f"c={c:>2} llmroute-1 / llmroute-1-base: added p50 {spread(r50)}x, p99 {spread(r99)}x, "
+                      f"CPU/request {spread(cpu)}x")
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
     finally:
         for s in servers.values():

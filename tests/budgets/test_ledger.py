@@ -50,6 +50,27 @@ def test_concurrent_charges_lose_nothing(log_url: str) -> None:
         assert calls == 300 and spent == pytest.approx(3.0, abs=1e-9)
 
 
+def test_a_batch_of_charges_is_one_transaction_with_the_same_spend_as_one_by_one(log_url: str) -> None:
+    now = datetime(2026, 6, 10, 12, 7, tzinfo=UTC)
+    with DecisionLogStore(log_url) as store:
+        ledger = BudgetLedger(store.engine)
+        assert ledger.charge(Charge("a0", 0.5, now, "chat", "acme"))
+        batch = [Charge("a0", 9.0, now, "chat", "acme"),  # booked before the batch
+                 Charge("a1", 0.25, now, "chat", "acme", "bob"), Charge("a2", 0.125, now, "chat", "acme"),
+                 Charge("a1", 7.0, now, "chat", "acme"),  # twice in one batch: the first counts
+                 Charge("a3", 1.0, now + timedelta(hours=1), "chat", "zed")]
+        assert ledger.charge_many(batch) == [False, True, True, False, True]
+        assert ledger.charge_many([]) == []
+        day = (now.replace(hour=0, minute=0), now.replace(hour=0, minute=0) + timedelta(days=1))
+        assert ledger.spend([("tenant", "acme", *day), ("user", "bob", *day), ("tenant", "zed", *day),
+                             ("global", "*", *day)]) == [
+            (pytest.approx(0.875), 3), (pytest.approx(0.25), 1), (pytest.approx(1.0), 1), (pytest.approx(1.875), 4)]
+        # all or nothing: a bad cost anywhere in a batch books none of it
+        with pytest.raises(ValueError, match="charge b2: cost must be a number >= 0, got -1"):
+            ledger.charge_many([Charge("b1", 0.5, now, "chat"), Charge("b2", -1.0, now, "chat")])
+        assert ledger.charges_total() == (pytest.approx(1.875), 4)
+
+
 def test_alerts_are_claimed_once_and_budgets_stored(log_url: str) -> None:
     now = datetime(2026, 6, 10, tzinfo=UTC)
     with DecisionLogStore(log_url) as store:

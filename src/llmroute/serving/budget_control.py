@@ -14,7 +14,9 @@ process's own charges are added to its cache at once. Two exceptions, both for e
   and in flight;
 * a chat request's realised cost (every cascade attempt or ensemble member) is booked in the
   database before the response is returned (streamed answers: as the stream ends), so a request
-  that has answered is always in the ledger the next check reads.
+  that has answered is always in the ledger the next check reads. Charges are booked by group commit
+  (:class:`llmroute.serving.ledger_writer.ChargeWriter`): one transaction at a time, carrying every
+  charge that waited for it, so concurrent requests do not queue for the database's write lock.
 
 Alerts (:mod:`llmroute.budgets.alerts`) are evaluated by the refresh task, claimed in the database
 (each fires once per window across processes), and delivered as a log line, Prometheus counters and
@@ -52,6 +54,7 @@ from llmroute.router.decision_rules import CONFIDENCE_RULE
 from llmroute.router.router import Router
 from llmroute.serving.decide import Routed, route_request
 from llmroute.serving.errors import ServiceError
+from llmroute.serving.ledger_writer import ChargeWriter
 from llmroute.serving.schemas import RoutingOptions
 from llmroute.serving.state import Services
 
@@ -247,6 +250,7 @@ class BudgetControl:
         self.webhooks: WebhookSender | None = None
         self.last_error: str | None = None
         self.pending: set[asyncio.Task[bool]] = set()  # charges started and not yet booked (streamed answers)
+        self.writer = ChargeWriter(ledger)  # charges are booked by group commit
 
     # -- setup ------------------------------------------------------------------------------------
     @classmethod
@@ -427,11 +431,12 @@ class BudgetControl:
 
     async def charge(self, charge_id: str, cost_usd: float, subjects: Subjects, source: str,
                      admission: Admission | None = None) -> bool:
-        """Book realised spend in the ledger (in a thread) and in this process's cache; False when this
-        charge id was booked before (it is not counted twice)."""
+        """Book realised spend in the ledger (by group commit in a thread, :class:`ChargeWriter`: returns once it
+        is committed) and in this process's cache; False when this charge id was booked before (it is not
+        counted twice)."""
         now = self.clock()
         c = Charge(charge_id, float(cost_usd), now, source, subjects.tenant, subjects.user, subjects.key_id)
-        booked = await run_in_threadpool(self.ledger.charge, c)
+        booked = await self.writer.book(c)
         if booked:
             self._seq += 1
             self._local.append((self._seq, tuple(c.subjects()), c.cost_usd, now))
@@ -445,6 +450,7 @@ class BudgetControl:
         """Wait for the charges still being booked (at shutdown, before the database closes)."""
         if self.pending:
             await asyncio.gather(*list(self.pending), return_exceptions=True)
+        self.writer.close()
 
     # -- background -------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -2,9 +2,10 @@
 
 Exact under concurrency, across worker processes and replicas sharing one database:
 
-* a charge is one transaction: insert the charge row keyed by its id (skipped when the id is
-  already there: a retried or repeated charge counts once), then, only if it was inserted, add its
-  cost to the (scope, subject, 15-minute bucket) rows with an atomic
+* a charge (or a batch of them, :meth:`BudgetLedger.charge_many`) is one transaction: insert the
+  charge row keyed by its id (skipped when the id is already there: a retried or repeated charge
+  counts once), then, only for the rows inserted, add their cost to the (scope, subject, 15-minute
+  bucket) rows with an atomic
   ``INSERT ... ON CONFLICT DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd``. No
   read-modify-write, so concurrent charges never lose or double an increment;
 * spend in a window is the sum of its buckets (:func:`llmroute.budgets.windows.bucket_start`);
@@ -79,6 +80,7 @@ class BudgetLedger:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._spend_sql = self._spend_statement(self.dialect)
+        self._charge_sql, self._add_spend_sql = self._charge_statements(self.dialect)
 
     def _insert(self, table: sa.Table) -> Any:
         if self.dialect == "sqlite":
@@ -95,25 +97,41 @@ class BudgetLedger:
     # -- spend ------------------------------------------------------------------------------------
     def charge(self, charge: Charge) -> bool:
         """Book ``charge`` once (see module docstring); False when its id was booked before."""
-        if not charge.cost_usd >= 0:  # also NaN
-            raise ValueError(f"charge {charge.charge_id}: cost must be a number >= 0, got {charge.cost_usd}")
-        ch, sp = tables.budget_charges, tables.budget_spend
-        bucket = self._t(_bucket(charge.at))
+        return self.charge_many([charge])[0]
+
+    def charge_many(self, charges: Sequence[Charge]) -> list[bool]:
+        """Book ``charges`` in one transaction (a group commit): for each, True when it was booked now,
+        False when its id was booked before (earlier in this batch included). All or nothing: on an
+        error none is booked. The spend buckets get one upsert per (scope, subject, bucket), with the sum
+        of the booked charges' costs and their count, so a batch costs one transaction instead of one per
+        charge (concurrent charges in their own transactions queue for SQLite's single write lock)."""
+        for charge in charges:
+            if not charge.cost_usd >= 0:  # also NaN
+                raise ValueError(f"charge {charge.charge_id}: cost must be a number >= 0, got {charge.cost_usd}")
+        if not charges:
+            return []
+        booked: list[bool] = []
+        spend: dict[tuple[str, str, Any], tuple[float, int]] = {}
         with self.engine.begin() as conn:
-            res = conn.execute(self._insert(ch).values(
-                charge_id=charge.charge_id, created_at=self._t(charge.at), cost_usd=charge.cost_usd,
-                source=charge.source, tenant=charge.tenant, user_id=charge.user, key_id=charge.key_id,
-            ).on_conflict_do_nothing(index_elements=["charge_id"]).returning(ch.c.charge_id))
-            if res.first() is None:  # booked before
-                return False
-            for scope, subject in charge.subjects():
-                ins = self._insert(sp).values(scope=scope, subject=subject, bucket_start=bucket,
-                                              spent_usd=charge.cost_usd, calls=1)
-                conn.execute(ins.on_conflict_do_update(
-                    index_elements=["scope", "subject", "bucket_start"],
-                    set_={"spent_usd": sp.c.spent_usd + ins.excluded.spent_usd, "calls": sp.c.calls + ins.excluded.calls},
-                ))
-        return True
+            for charge in charges:
+                res = conn.exec_driver_sql(self._charge_sql, {
+                    "charge_id": charge.charge_id, "created_at": self._param_time(charge.at),
+                    "cost_usd": charge.cost_usd, "source": charge.source, "tenant": charge.tenant,
+                    "user_id": charge.user, "key_id": charge.key_id,
+                })
+                booked.append(res.first() is not None)
+                if not booked[-1]:  # booked before
+                    continue
+                bucket = self._param_time(_bucket(charge.at))
+                for scope, subject in charge.subjects():
+                    usd, calls = spend.get((scope, subject, bucket), (0.0, 0))
+                    spend[(scope, subject, bucket)] = (usd + charge.cost_usd, calls + 1)
+            if spend:
+                conn.exec_driver_sql(self._add_spend_sql, [
+                    {"scope": scope, "subject": subject, "bucket_start": bucket, "spent_usd": usd, "calls": calls}
+                    for (scope, subject, bucket), (usd, calls) in spend.items()
+                ])
+        return booked
 
     def spend(self, windows: Sequence[tuple[str, str, datetime, datetime]]) -> list[tuple[float, int]]:
         """(USD spent, calls) of each (scope, subject, start, end) window, from the buckets in ``[start, end)``.
@@ -134,6 +152,22 @@ class BudgetLedger:
         return (f"SELECT coalesce(sum(spent_usd), 0.0), coalesce(sum(calls), 0) FROM {tables.budget_spend.name} "
                 f"WHERE scope = {mark('scope')} AND subject = {mark('subject')} "
                 f"AND bucket_start >= {mark('start')} AND bucket_start < {mark('end')}")
+
+    @staticmethod
+    def _charge_statements(dialect: str) -> tuple[str, str]:
+        """The two statements of a charge as fixed SQL strings (run through the driver as they are: a
+        charge is on every chat request's path): insert the charge unless its id is there (returning
+        the id when inserted), and add to a spend bucket."""
+        mark = (lambda n: f":{n}") if dialect == "sqlite" else (lambda n: f"%({n})s")
+        ch, sp = tables.budget_charges.name, tables.budget_spend.name
+        charge_cols = ("charge_id", "created_at", "cost_usd", "source", "tenant", "user_id", "key_id")
+        insert_charge = (f"INSERT INTO {ch} ({', '.join(charge_cols)}) VALUES ({', '.join(mark(c) for c in charge_cols)}) "
+                         "ON CONFLICT (charge_id) DO NOTHING RETURNING charge_id")
+        spend_cols = ("scope", "subject", "bucket_start", "spent_usd", "calls")
+        add_spend = (f"INSERT INTO {sp} ({', '.join(spend_cols)}) VALUES ({', '.join(mark(c) for c in spend_cols)}) "
+                     f"ON CONFLICT (scope, subject, bucket_start) DO UPDATE SET spent_usd = {sp}.spent_usd + "
+                     f"excluded.spent_usd, calls = {sp}.calls + excluded.calls")
+        return insert_charge, add_spend
 
     def _param_time(self, at: datetime) -> Any:
         """A time as the driver compares it with stored bucket starts: SQLite stores SQLAlchemy's text form

@@ -200,12 +200,20 @@ async def chat_completions(
         headers = _headers(decision_id, len(result.attempts) + 1, model, fallback)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     finish(result)
+    response = _answer(result, routed.data_policy, info, body.stream,
+                       _headers(decision_id, len(result.attempts), result.final_model or "", fallback))
     if charged[0] is not None:
-        await charged[0]  # the spend is in the ledger before the answer leaves
-    headers = _headers(decision_id, len(result.attempts), result.final_model or "", fallback)
+        await charged[0]  # the spend is in the ledger before the answer leaves (booked while the answer was built)
+    return response
+
+
+def _answer(result: CascadeResult, data_policy: str, info: dict[str, Any], stream: bool,
+            headers: dict[str, str]) -> JSONResponse | StreamingResponse:
+    """The response of a finished (not streamed-through) cascade or ensemble: the final model's answer with the
+    ``llmroute`` field, or the 502 (503 under ``local_only``) when every attempt failed."""
     if result.final_body is None or result.final_model is None:
         errors = "; ".join(f"{a.model}: {a.error}" for a in result.attempts)
-        if routed.data_policy == "local_only":
+        if data_policy == "local_only":
             return JSONResponse(
                 {**error_body("local_models_failed", f"data_policy local_only: every local model tried failed "
                               f"({errors or 'none could be called'}); the prompt was not sent to any API model"),
@@ -217,7 +225,7 @@ async def chat_completions(
             status_code=502, headers=headers,
         )
     answer = {**result.final_body, "model": result.final_model, "llmroute": info}
-    if body.stream:
+    if stream:
         return StreamingResponse(_sse(answer), media_type="text/event-stream", headers=headers)
     return JSONResponse(answer, headers=headers)
 
