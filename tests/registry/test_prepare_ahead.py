@@ -81,7 +81,8 @@ def test_a_promotion_swaps_in_the_challenger_prepared_ahead(good: Trained, reg_h
     with _service(settings) as c:
         _until("serving version 1", lambda: c.get("/ready").json().get("router_version") == "llmroute/1")
         _until("version 2 prepared", lambda: bool(_messages(caplog, "prepared llmroute/2 ahead of a promotion")))
-        assert c.get("/ready").json()["router_version"] == "llmroute/1"  # prepared, not served
+        ready = c.get("/ready").json()
+        assert ready["router_version"] == "llmroute/1" and ready["prepared_version"] == "llmroute/2"  # not served yet
         time.sleep(5 * POLL_S)  # more polls: the prepared version is kept, not prepared again
         assert pins.count("llmroute/2") == 1, pins
         routed = c.post("/route", json={"prompt": "What is 2 + 2?"}, headers={"Authorization": "Bearer admin-key"})
@@ -89,6 +90,7 @@ def test_a_promotion_swaps_in_the_challenger_prepared_ahead(good: Trained, reg_h
 
         registry.set_registered_model_alias("llmroute", "champion", "2")  # the promotion
         _until("serving version 2", lambda: c.get("/ready").json()["router_version"] == "llmroute/2")
+        assert "prepared_version" not in c.get("/ready").json()  # swapped in: nothing held ahead any more
         routed = c.post("/route", json={"prompt": "What is 2 + 2?"}, headers={"Authorization": "Bearer admin-key"})
         assert routed.status_code == 200 and routed.json()["router_version"] == "llmroute/2"
         metrics = c.get("/metrics", headers={"Authorization": "Bearer admin-key"}).text
@@ -115,7 +117,8 @@ def test_a_challenger_that_fails_its_checks_is_not_prepared_again_and_refused_wh
         time.sleep(10 * POLL_S)
         [failed] = _messages(caplog, "preparing llmroute/2 ahead of a promotion failed")  # tried once
         assert booster.name in failed, failed
-        assert "last_reload_error" not in c.get("/ready").json()  # nothing was reloaded
+        ready = c.get("/ready").json()
+        assert "last_reload_error" not in ready and "prepared_version" not in ready  # nothing reloaded or kept
 
         registry.set_registered_model_alias("llmroute", "champion", "2")  # promoted anyway
         _until("the reload refused", lambda: "last_reload_error" in c.get("/ready").json())

@@ -146,14 +146,16 @@ async def reload_router(
         replaced = holder.swap(router, scorer) is not None
         swapped_at = time.time()
         freeze_heap(replaced)
+        frozen = time.time() - swapped_at
         services.metrics.reloads.labels("ok").inc()
         how = (f"prepared in advance ({', '.join(ready.steps)})" if prepared is not None else ", ".join(ready.steps))
         seen = f"; the poll saw it at {_clock(seen_at)}" if seen_at is not None else ""
         log.info(
-            "serving router %s from %s (was %s), %d models, %s; %s; swapped in %.2f s after it began%s, at %s",
+            "serving router %s from %s (was %s), %d models, %s; %s; swapped in %.2f s after it began%s, at %s "
+            "(heap collected and frozen in %.2f s)",
             router.version, services.settings.model, previous, len(router.models),
             "with the answer scorer" if scorer else "WITHOUT an answer scorer (the cascade uses the router's probability)",
-            how, swapped_at - t0, seen, _clock(swapped_at),
+            how, swapped_at - t0, seen, _clock(swapped_at), frozen,
         )
         missing = missing_endpoints(router.models, router.specs, services.settings.provider_client_config())
         if missing:
@@ -181,6 +183,12 @@ async def poll_for_new_version(services: Services, every_s: float) -> None:
     model = services.settings.model
     registry = model.startswith(REGISTRY_PREFIX)
     prepared: PreparedRouter | None = None  # at most one, for the version it names
+
+    def keep(ready: PreparedRouter | None) -> None:
+        nonlocal prepared
+        prepared = ready
+        services.holder.prepared_version = None if ready is None else ready.version
+
     not_prepared: str | None = None  # the last version whose preparation failed: not tried again
     while True:
         await asyncio.sleep(every_s)
@@ -196,7 +204,7 @@ async def poll_for_new_version(services: Services, every_s: float) -> None:
         current = services.holder.current
         if (current is None or current.version != version) and key != rejected:
             ready = prepared if prepared is not None and prepared.version == version else None
-            prepared = None  # swapped in now, or superseded by the version the alias names
+            keep(None)  # swapped in now, or superseded by the version the alias names
             outcome = await reload_router(services, version if registry else None, ready, seen_at)
             rejected = None if outcome.ok else key
             continue
@@ -209,18 +217,18 @@ async def poll_for_new_version(services: Services, every_s: float) -> None:
             log.warning("polling %s for the version of its alias '%s' failed: %s", model, alias, exc)
             continue
         if prepared is not None and prepared.version == current.version:
-            prepared = None  # served already (another reload got there first)
+            keep(None)  # served already (another reload got there first)
         if ahead is None or ahead in (current.version, not_prepared):
             continue
         if prepared is not None and prepared.version == ahead:
             continue
-        prepared = None  # the one kept is not that version: drop it before loading another (one at a time)
+        keep(None)  # the one kept is not that version: drop it before loading another (one at a time)
         try:
-            prepared = await prepare_router(services, ahead)
+            keep(await prepare_router(services, ahead))
         except Exception as exc:  # noqa: BLE001 - recorded; a promotion of it gets the whole reload
             not_prepared = ahead
             log.warning("preparing %s ahead of a promotion failed (if it is promoted, the reload checks it "
                         "again and refuses it): %s: %s", ahead, type(exc).__name__, exc)
             continue
         log.info("prepared %s ahead of a promotion (%s); serving %s until the alias moves to it",
-                 ahead, ", ".join(prepared.steps), current.version)
+                 ahead, ", ".join(prepared.steps) if prepared else "", current.version)
