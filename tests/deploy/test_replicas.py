@@ -2,7 +2,8 @@
 PostgreSQL decision log and one `mlflow server` registry, all real processes on 127.0.0.1:
 
 - load through the balancer reaches both replicas;
-- a promotion in the registry is served by every worker of both replicas within the poll interval + 2 s;
+- a promotion in the registry is served by every worker of both replicas within the poll interval + 2 s
+  (each worker prepared the challenger ahead, serving.reloading; each one's timeline is printed);
 - kill -9 of one replica (its whole process group) while the load runs: HAProxy's health checks take
   it out, no request fails except those in flight at the kill (sent before the replica's last process
   was gone: SIGKILL takes effect when each process next runs; HAProxy's retries save most of those),
