@@ -9,8 +9,9 @@ configuration (``--drop`` removes the config lines that start with the given tex
 ``--clients`` closed-loop keep-alive clients of POST /route through it (httpx, as the replica test),
 kills the first replica's process group with SIGKILL after ``--warmup`` seconds and keeps the load
 ``--after`` seconds more. Per run and in total it prints the failed requests, split into those sent
-before the replica's last process was gone (in flight on it) and after (which HAProxy should have
-retried on the other replica), with the client's error, and the requests HAProxy retried that
+before the replica's last process was gone and answered after the kill (in flight on it), after it
+was gone (which HAProxy should have retried on the other replica) and before the kill, with the
+client's error, and the requests HAProxy retried that
 waited at least 0.5 s (its turn-around before a retry on the same server). The stand-in replicas
 make a run take seconds instead of minutes (the real service: tests/deploy/test_replicas.py).
 """
@@ -133,6 +134,14 @@ def one_run(cfg: Path, logdir: Path, clients: int, warmup: float, after: float) 
         for port in ports:
             _wait_ready(f"http://127.0.0.1:{port}/ready")
         _wait_ready(f"http://127.0.0.1:{stats_port}/health")
+        seen: set[str] = set()  # HAProxy names the replica that answered; start once it uses both
+        deadline = time.monotonic() + 60
+        while len(seen) < 2 and time.monotonic() < deadline:
+            r = httpx.post(f"http://127.0.0.1:{lb_port}/route", json={"prompt": "warm-up"}, timeout=10)
+            seen.add(r.headers.get("x-llmroute-replica", "") if r.status_code == 200 else "")
+            seen.discard("")
+        if len(seen) < 2:
+            raise SystemExit(f"HAProxy did not send requests to both replicas within 60 s (only {seen})")
         threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
         for t in threads:
             t.start()
@@ -149,16 +158,18 @@ def one_run(cfg: Path, logdir: Path, clients: int, warmup: float, after: float) 
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
-    failed = [(t0 - killed, error) for t0, _, error in calls if error is not None]
+    failed = [(t0 - killed, t1 - killed, error) for t0, t1, error in calls if error is not None]
     waited = 0
     for line in log.read_text(errors="replace").splitlines():
         fields = line.split()
         if '"POST' in line and len(fields) > 4 and fields[4].count("/") == 4:
             tw = fields[4].split("/")[1]
             waited += tw.lstrip("-").isdigit() and int(tw) >= 500
-    return {"calls": len(calls), "gone_s": gone - killed,
-            "in_flight": [f for f in failed if f[0] <= gone - killed],
-            "after": [f for f in failed if f[0] > gone - killed], "waited": waited}
+    # in flight: sent before the replica's last process was gone and not answered before the kill
+    in_flight = [f for f in failed if f[0] <= gone - killed and f[1] + 0.05 >= 0]
+    return {"calls": len(calls), "gone_s": gone - killed, "in_flight": in_flight,
+            "after": [f for f in failed if f[0] > gone - killed],
+            "before": [f for f in failed if f[0] <= gone - killed and f not in in_flight], "waited": waited}
 
 
 def main() -> None:
@@ -182,23 +193,25 @@ def main() -> None:
     cfg.write_text("\n".join(kept) + "\n")
     print(f"{args.config}{' without ' + ', '.join(repr(d) for d in args.drop) if args.drop else ''}; "
           f"{args.runs} runs, {args.clients} clients; load average {os.getloadavg()[0]:.1f}", flush=True)
-    totals = {"calls": 0, "in_flight": 0, "after": 0, "waited": 0, "runs_failed": 0}
+    totals = {"calls": 0, "in_flight": 0, "after": 0, "before": 0, "waited": 0, "runs_failed": 0}
     for run in range(args.runs):
         rundir = work / f"run{run}"
         rundir.mkdir()
         res = one_run(cfg, rundir, args.clients, args.warmup, args.after)
         print(f"run {run + 1}: {res['calls']} requests, replica gone {res['gone_s']:.3f} s after the kill; failed: "
-              f"{len(res['in_flight'])} in flight, {len(res['after'])} after it was gone; "
-              f"{res['waited']} retried after waiting >= 0.5 s", flush=True)
-        for sent, error in res["in_flight"] + res["after"]:
-            print(f"    sent {sent:+.3f} s from the kill: {error}", flush=True)
+              f"{len(res['in_flight'])} in flight, {len(res['after'])} after it was gone, {len(res['before'])} "
+              f"before the kill; {res['waited']} retried after waiting >= 0.5 s", flush=True)
+        for sent, done, error in res["before"] + res["in_flight"] + res["after"]:
+            print(f"    sent {sent:+.3f} s from the kill, answered {done:+.3f} s: {error}", flush=True)
         totals["calls"] += res["calls"]
         totals["in_flight"] += len(res["in_flight"])
         totals["after"] += len(res["after"])
+        totals["before"] += len(res["before"])
         totals["waited"] += res["waited"]
-        totals["runs_failed"] += bool(res["in_flight"] or res["after"])
+        totals["runs_failed"] += bool(res["in_flight"] or res["after"] or res["before"])
     print(f"total: {totals['calls']} requests in {args.runs} runs; {totals['runs_failed']} runs with a failed request; "
-          f"{totals['in_flight']} failed in flight, {totals['after']} after the replica was gone; "
+          f"{totals['in_flight']} failed in flight, {totals['after']} after the replica was gone, "
+          f"{totals['before']} before the kill; "
           f"{totals['waited']} retried after waiting >= 0.5 s; load average {os.getloadavg()[0]:.1f}")
     shutil.rmtree(work, ignore_errors=True)
 
