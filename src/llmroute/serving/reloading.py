@@ -17,7 +17,8 @@ alias then moves to that version, the poll swaps the prepared router in without 
 checking or loading anything: a promotion costs one poll and a swap. The prepared router passed the
 same steps (pinned, verified, isolated check, loaded and smoke-routed here) as a reload's, so the
 guarantee is the same; a version that fails them is logged and not prepared again, and if it is
-promoted anyway, the normal reload rejects it with its reason.
+promoted anyway, the normal reload rejects it with its reason. The poll waits while it prepares (a
+promotion that comes meanwhile is seen when the preparation ends).
 """
 
 from __future__ import annotations
