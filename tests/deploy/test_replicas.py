@@ -361,7 +361,9 @@ def test_two_replicas_behind_haproxy(
     print(f"\nreplicas: {len(acknowledged)} acknowledged, {len(in_flight)} failed in flight at the kill, "
           f"{len(detecting)} failed in the balancer's detection window, "
           f"{len(missing)} missing from the log (killed replica's last {FLUSH_WINDOW_S} s); promotion seen after "
-          f"{', '.join(f'{v:.1f}' for v in seen.values())} s (allowed {allowed:.1f} s, load {os.getloadavg()[0]:.1f})")
+          f"{', '.join(f'{v:.1f}' for v in seen.values())} s (allowed {allowed:.1f} s, load {os.getloadavg()[0]:.1f}; "
+          f"the unscaled goal of {POLL_S + RELOAD_S:.1f} s "
+          f"{'met' if len(seen) == 2 and max(seen.values()) <= POLL_S + RELOAD_S else 'missed'})")
     # each worker's promotion, from its log line: when its poll saw the alias move and when it swapped
     for i, (_, _, log) in enumerate(replicas, 1):
         for line in log.read_text(errors="replace").splitlines():
