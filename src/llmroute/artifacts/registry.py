@@ -119,6 +119,15 @@ def resolve_version(client: Any, ref: ModelRef, uri: str) -> Any:
         raise
 
 
+def alias_version(uri: str, alias: str, settings: Settings) -> str | None:
+    """``<name>/<version>`` that ``alias`` names on the registered model ``uri`` names (whatever alias or
+    version ``uri`` itself gives), or None when the model has no such alias."""
+    ref = parse_model_uri(uri)
+    with registry_client(settings, f"reading the aliases of '{ref.name}'") as (client, tracking):
+        version = aliases_of(registered_model(client, ref.name, tracking)).get(alias)
+    return None if version is None else f"{ref.name}/{version}"
+
+
 def router_folder(model_dir: Path) -> Path:
     """The router artifact inside a downloaded pyfunc model directory."""
     mlmodel = model_dir / "MLmodel"

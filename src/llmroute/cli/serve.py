@@ -34,15 +34,10 @@ def _rates(values: list[str] | None, option: str) -> dict[str, float]:
 
 def _talk(quiet: bool = False) -> None:
     """Send the service's own log (router loaded, load failures, missing endpoints) to standard error."""
-    import logging
+    from llmroute.serving.service_log import log_to_stderr
 
-    logger = logging.getLogger("llmroute")
-    if not quiet and not any(getattr(h, "_llmroute_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("llmroute: %(message)s"))
-        handler._llmroute_cli = True  # type: ignore[attr-defined]  # our mark on a stdlib handler
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    if not quiet:
+        log_to_stderr()
 
 
 def serve(

@@ -50,6 +50,7 @@ from llmroute.serving.routes import (
     openai_models,
     routing,
 )
+from llmroute.serving.service_log import log_to_stderr
 from llmroute.serving.settings import ServeSettings
 from llmroute.serving.state import AppState, RouterHolder, Services, freeze_heap
 
@@ -173,7 +174,9 @@ def create_app(
 
 def app_from_environment() -> FastAPI:
     """The service configured from the environment alone (``LLMROUTE_SERVE_*``, ``LLMROUTE_*``): the app
-    factory of each worker process when ``llmroute serve --workers N`` runs several."""
+    factory of each worker process when ``llmroute serve --workers N`` runs several; like the command, it
+    sends the service's own log (each reload's steps) to standard error."""
+    log_to_stderr()
     return create_app(ServeSettings(), core=Settings())
 
 

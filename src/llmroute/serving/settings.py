@@ -121,6 +121,14 @@ class ServeSettings(BaseSettings):
     reload_poll_s: float = Field(
         default=0.0, ge=0, description="Poll the model source this often and reload on a new version (0 = off)."
     )
+    reload_prepare_alias: str = Field(
+        default="challenger",
+        description="With reload_poll_s and a registry alias (models:/NAME@ALIAS): when this alias of NAME "
+        "(the one `llmroute train` sets and `llmroute promote` promotes) names a version other than the one "
+        "served, prepare it in the background (download, checksums, isolated check, load, smoke routing; at "
+        "most one prepared router per process), so that promoting it only swaps it in. A version that fails "
+        "is not prepared again; promoted, it goes through the whole reload. '' = off.",
+    )
     reload_isolation: bool = Field(
         default=True,
         description="Load and smoke-route every candidate router in a child process before loading it here "

@@ -51,6 +51,7 @@ class RouterHolder:
         self.served: Served | None = Served(self._prepare(router), scorer) if router is not None else None
         self.load_error: str | None = None
         self.last_reload: Any = None  # the ReloadOutcome of the last reload (serving.reloading)
+        self.prepared_version: str | None = None  # the version polling holds prepared ahead (serving.reloading)
         self.reload_lock = asyncio.Lock()
 
     def _prepare(self, router: Router) -> Router:

@@ -29,7 +29,8 @@ async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
     writes; records are kept and replayed). ``worker_pid``: the process that answered (one of the
     ``llmroute serve --workers N``), so a check can tell that every worker is ready. ``isolated_check``:
     ``ready`` once the process that reload checks fork from is up (``starting`` before; ``off`` without
-    reload isolation)."""
+    reload isolation). ``prepared_version``: the version polling prepared ahead of its promotion
+    (checked and loaded: a promotion to it is a swap), when there is one."""
     current = services.holder.current
     log = services.decision_log
     if log is None:
@@ -61,6 +62,8 @@ async def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
         "isolated_check": ("ready" if check_server_started() else "starting") if services.settings.reload_isolation
         else "off",
     }
+    if services.holder.prepared_version is not None:
+        body["prepared_version"] = services.holder.prepared_version
     last = services.holder.last_reload
     if last is not None and not last.ok:
         body["last_reload_error"] = {"at": last.at, "error": last.error}
