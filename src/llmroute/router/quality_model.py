@@ -16,7 +16,9 @@ A task hint at routing time replaces the inferred task distribution by the named
 Everything that could overfit is chosen on the training logs by K-fold cross-validation: training
 rows get out-of-fold neighbour statistics and task probabilities; the number of boosting rounds comes
 from early stopping per fold; the calibration (none, Platt or isotonic, per model) is the one with
-the lowest cross-fitted out-of-fold log-loss. The calibrated out-of-fold probabilities are kept as
+the lowest cross-fitted out-of-fold log-loss. Out-of-fold neighbour statistics search at most
+``max_reference_prompts`` prompts of the other folds (:func:`reference_folds`), as many as the served
+index keeps. The calibrated out-of-fold probabilities are kept as
 ``oof_probs_`` for choosing the decision rule and mapping quality targets to knobs, so nothing is
 tuned on a test split. Stored as LightGBM text, JSON and NumPy arrays (no pickles).
 
@@ -164,6 +166,25 @@ class LocalBackend:
         return lgb.train(params, lgb.Dataset(X, y, categorical_feature=cats), num_boost_round=rounds)
 
 
+def reference_folds(
+    folds: list[tuple[np.ndarray, np.ndarray]], cap: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds with each training side cut to at most ``cap`` prompts (a seeded uniform sample,
+    sorted), the reference prompts of the out-of-fold neighbour statistics. The served router's index
+    keeps at most ``cap`` prompts too, so training rows see neighbour statistics from an index of the
+    size serving uses, and the search costs O(prompts x cap) instead of O(prompts^2). Folds whose
+    training side is within the cap are returned as they are."""
+    return [(capped_rows(tr, cap, [seed, f]), va) for f, (tr, va) in enumerate(folds)]
+
+
+def capped_rows(rows: np.ndarray, cap: int, seed: list[int]) -> np.ndarray:
+    """``rows`` when there are at most ``cap`` of them; otherwise a seeded uniform sample of ``cap``
+    of them, sorted (the same for the same rows and seed)."""
+    if len(rows) <= cap:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, cap, replace=False))
+
+
 def fit_fold(params: dict[str, Any], X: np.ndarray, y: np.ndarray, in_train: np.ndarray, cats: list[int],
              max_rounds: int, early_stopping_rounds: int) -> FoldFit:
     """One fold: train on ``X[in_train]``, early-stop on the other rows."""
@@ -281,6 +302,7 @@ class QualityModel:
         folds = list(KFold(n_folds, shuffle=True, random_state=p.seed).split(np.arange(n)))
         success = np.where(known, self._labels(np.nan_to_num(quality)), np.nan)
 
+        report(0.0, "task classifier")
         k = min(p.embedding_dims, emb.shape[1], max(n - 1, 0))
         if k > 0:
             pca = PCA(k, random_state=p.seed).fit(emb)
@@ -317,8 +339,8 @@ class QualityModel:
             self.task_coef_, self.task_intercept_ = np.zeros((0, emb.shape[1])), np.zeros(0)
 
         # progress: tasks and neighbours 10%, CV folds 40%, bagged OOF 20%, calibration 5%, final fit 25%
-        report(0.02, "task classifier")
-        nb = self.backend.neighbour_stats(emb, success, folds)
+        report(0.02, "neighbour statistics")
+        nb = self.backend.neighbour_stats(emb, success, reference_folds(folds, p.max_reference_prompts, p.seed))
         report(0.10, "neighbour features")
         X = self._design(emb, feats, nb, task_oof)
         y = success.reshape(-1)
@@ -329,6 +351,7 @@ class QualityModel:
         cats = [X.shape[1] - 1]
 
         in_train = [np.isin(row_prompt, tr) for tr, _ in folds]
+        report(0.10, "CV folds")
 
         def fold_done(done: int) -> None:
             report(0.10 + 0.40 * done / len(folds), f"CV fold {done}/{len(folds)}")
