@@ -372,9 +372,9 @@ def test_two_replicas_behind_haproxy(
                 how = "prepared ahead" if "prepared in advance" in line else "loaded after the promotion"
                 if times:
                     saw, swapped = (_since(t, promoted_wall) for t in times[0])
-                    gc = re.findall(r"heap collected and frozen in ([\d.]+) s", line)
+                    gc = re.findall(r"heap (collected and frozen|frozen) in ([\d.]+) s", line)
                     print(f"  replica{i} worker: poll saw the promotion at +{saw:.2f} s, swapped at +{swapped:.2f} s "
-                          f"({how}; then {gc[0] if gc else '?'} s of garbage collection)")
+                          f"({how}; then the heap {gc[0][0] if gc else '?'} in {gc[0][1] if gc else '?'} s)")
             elif line.startswith("llmroute: prepared llmroute/2 ahead"):
                 print(f"  replica{i} worker: {line.removeprefix('llmroute: ')[:160]}")
     print(f"  every worker had version 2 prepared {prepared_after:.1f} s after the load reached both replicas")

@@ -144,19 +144,21 @@ async def reload_router(
             holder.last_reload = outcome
             return outcome
         router, scorer = ready.router, ready.scorer
-        replaced = holder.swap(router, scorer) is not None
+        old = holder.swap(router, scorer)
         swapped_at = time.time()
-        freeze_heap(replaced)
+        # the replaced models are freed by reference counting; a replaced embedder may leave cycles
+        collected = old is not None and old.embedder is not router.embedder
+        freeze_heap(collect=collected)
         frozen = time.time() - swapped_at
         services.metrics.reloads.labels("ok").inc()
         how = (f"prepared in advance ({', '.join(ready.steps)})" if prepared is not None else ", ".join(ready.steps))
         seen = f"; the poll saw it at {_clock(seen_at)}" if seen_at is not None else ""
         log.info(
             "serving router %s from %s (was %s), %d models, %s; %s; swapped in %.2f s after it began%s, at %s "
-            "(heap collected and frozen in %.2f s)",
+            "(heap %s in %.2f s)",
             router.version, services.settings.model, previous, len(router.models),
             "with the answer scorer" if scorer else "WITHOUT an answer scorer (the cascade uses the router's probability)",
-            how, swapped_at - t0, seen, _clock(swapped_at), frozen,
+            how, swapped_at - t0, seen, _clock(swapped_at), "collected and frozen" if collected else "frozen", frozen,
         )
         missing = missing_endpoints(router.models, router.specs, services.settings.provider_client_config())
         if missing:

@@ -91,16 +91,18 @@ class Services:
     budgets: BudgetControl | None = None  # spend control, when budgets are configured
 
 
-def freeze_heap(replaced: bool = False) -> None:
+def freeze_heap(collect: bool = False) -> None:
     """Move every object alive now out of the garbage collector's reach (``gc.freeze``).
 
-    The loaded router, torch and the rest are hundreds of thousands of long-lived objects; every full
-    collection walked them all, and under load those pauses (150-420 ms, measured with gc.callbacks)
-    stalled every request in flight: the p99 at concurrency 32. Frozen objects are still freed by
-    reference counting. ``replaced``: a router was swapped out, so unfreeze, collect its cycles once
-    (one such pause per reload), and freeze again.
+    The loaded router and the libraries are many long-lived objects; every full collection walked them
+    all, and under load those pauses (150-420 ms, measured with gc.callbacks) stalled every request in
+    flight: the p99 at concurrency 32. Frozen objects are still freed by reference counting, which is
+    how a router replaced by a reload goes: its models form no reference cycles
+    (``tests/serving/test_heap.py``), so a reload only freezes the new router's objects. ``collect``:
+    unfreeze, collect the whole heap once (a pause of its own) and freeze again; for a reload that replaced
+    the embedder too (a torch model may hold cycles), so that nothing it leaves stays frozen.
     """
-    if replaced:
+    if collect:
         gc.unfreeze()
         gc.collect()
     gc.freeze()
