@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,14 +99,16 @@ def _perturb(text: str, vocab: np.ndarray, rng: np.random.Generator, share: floa
 
 @dataclass
 class Usage:
-    """Peak resident memory per process (by role) and CPU seconds of a process tree."""
+    """Peak resident memory per process (by role) and CPU seconds of a process tree, plus the samples
+    (time, resident memory per process, CPU seconds of the tree) the per-stage table is cut from."""
 
     peak_rss: dict[int, int] = field(default_factory=dict)
     role: dict[int, str] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
+    samples: list[tuple[float, dict[int, int], float]] = field(default_factory=list)
 
 
-def watch(proc: subprocess.Popen, usage: Usage, stop: threading.Event) -> None:
+def watch(proc: subprocess.Popen, usage: Usage, stop: threading.Event, t0: float) -> None:
     import psutil
 
     root = psutil.Process(proc.pid)
@@ -113,6 +117,7 @@ def watch(proc: subprocess.Popen, usage: Usage, stop: threading.Event) -> None:
             procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             break
+        rss_now: dict[int, int] = {}
         for p in procs:
             try:
                 rss = p.memory_info().rss
@@ -120,31 +125,86 @@ def watch(proc: subprocess.Popen, usage: Usage, stop: threading.Event) -> None:
                 cmd = " ".join(p.cmdline())
             except psutil.Error:
                 continue
+            rss_now[p.pid] = rss
             usage.peak_rss[p.pid] = max(usage.peak_rss.get(p.pid, 0), rss)
             usage.cpu[p.pid] = t.user + t.system
             usage.role.setdefault(p.pid, "main" if p.pid == proc.pid else ("dask worker" if "spawn" in cmd or "multiprocessing" in cmd else "child"))
+        usage.samples.append((time.perf_counter() - t0, rss_now, sum(usage.cpu.values())))
         stop.wait(0.5)
 
 
-def train(logs: Path, mode: str, home: Path, out: Path) -> tuple[float, Usage, str]:
+_STAGE = re.compile(r"^training \(([^):]+)(?::\s*([^)]*))?\)")
+
+
+def stage_of(segment: str) -> str | None:
+    """The training stage a progress-bar segment names (``training (answer scorer: CV fold 2/5)`` ->
+    ``answer scorer: CV folds``), or None."""
+    m = _STAGE.match(segment)
+    if not m:
+        return None
+    phase, label = m.group(1).strip(), (m.group(2) or "").strip()
+    label = re.sub(r"\s*\d+/\d+$", "", label)
+    label = {"CV fold": "CV folds", "out-of-fold predictions": "CV folds", "final model": "final fit"}.get(label, label)
+    return f"{phase}: {label}" if label else phase
+
+
+def read_stages(stream: Any, log: Any, t0: float, stages: list[tuple[float, str]]) -> None:
+    """Copy the training's output to ``log``, noting when each stage first appears (``stages``)."""
+    buf = b""
+    while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536):
+        log.write(chunk)
+        buf += chunk
+        *parts, buf = re.split(rb"[\r\n]", buf)
+        now = time.perf_counter() - t0
+        for part in parts:
+            name = stage_of(part.decode("utf-8", "replace").strip())
+            if name and (not stages or stages[-1][1] != name) and name not in {n for _, n in stages}:
+                stages.append((now, name))
+    log.flush()
+
+
+def stage_table(stages: list[tuple[float, str]], usage: Usage, wall: float, main_pid: int) -> str:
+    """Per stage: wall seconds, CPU seconds of the process tree, peak resident memory of the main
+    process and of each Dask worker (from the 0.5 s samples inside the stage)."""
+    workers = sorted(p for p, r in usage.role.items() if r == "dask worker")
+    head = f"  {'stage':<42} {'wall s':>7} {'CPU s':>7} {'main GiB':>9}" + "".join(f" {'w' + str(i + 1) + ' GiB':>7}" for i in range(len(workers)))
+    lines = [head]
+    bounds = [*stages, (wall, "")]
+    for (start, name), (end, _) in zip(bounds, bounds[1:]):
+        inside = [s for s in usage.samples if start <= s[0] <= end] or [min(usage.samples, key=lambda s: abs(s[0] - end))]
+        before = [s for s in usage.samples if s[0] <= start]
+        cpu0 = before[-1][2] if before else 0.0
+        cpu = inside[-1][2] - cpu0
+        lines.append(f"  {name:<42} {end - start:7.1f} {cpu:7.1f} {_peak(inside, main_pid):9.2f}"
+                     + "".join(f" {_peak(inside, w):7.2f}" for w in workers))
+    return "\n".join(lines)
+
+
+def _peak(samples: list[tuple[float, dict[int, int], float]], pid: int) -> float:
+    return max(s[1].get(pid, 0) for s in samples) / 2**30
+
+
+def train(logs: Path, mode: str, home: Path, out: Path) -> tuple[float, Usage, str, list[tuple[float, str]]]:
     cmd = [sys.executable, "-m", "llmroute.cli", "train", "--logs", str(logs), "--no-track", "--out", str(out)]
     if mode.startswith("dask:"):
         cmd += ["--dask", f"local:{mode.split(':')[1]}"]
     env = {**os.environ, "LLMROUTE_HOME": str(home)}
     usage, stop = Usage(), threading.Event()
+    stages: list[tuple[float, str]] = []
     t0 = time.perf_counter()
     log = out.with_suffix(".log")
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        th = threading.Thread(target=watch, args=(proc, usage, stop), daemon=True)
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        th = threading.Thread(target=watch, args=(proc, usage, stop, t0), daemon=True)
         th.start()
+        read_stages(proc.stdout, fh, t0, stages)
         code = proc.wait()
         stop.set()
         th.join()
     wall = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(f"training failed ({mode}, exit {code}); see {log}")
-    return wall, usage, log.read_text()
+    return wall, usage, log.read_text(errors="replace"), stages
 
 
 def aiq(folder: Path, home: Path) -> float:
@@ -179,7 +239,7 @@ def main() -> None:
         for mode in args.modes.split(","):
             out = work / f"router-{size}-{mode.replace(':', '')}"
             load0 = os.getloadavg()[0]
-            wall, usage, text = train(logs, mode, home, out)
+            wall, usage, text, stages = train(logs, mode, home, out)
             main_pid = next(p for p, r in usage.role.items() if r == "main")
             workers = sorted((usage.peak_rss[p] for p, r in usage.role.items() if r == "dask worker"), reverse=True)
             cpu = sum(usage.cpu.values())
@@ -191,6 +251,7 @@ def main() -> None:
             if not args.no_aiq:
                 line += f"  AIQ {aiq(out, home):.4f}"
             print(line + f"  (load {load0:.1f} -> {os.getloadavg()[0]:.1f}; {prompts.split(' from ')[0]})", flush=True)
+            print(stage_table(stages, usage, wall, main_pid), flush=True)
         if not args.keep_logs:
             logs.unlink()
 

@@ -295,9 +295,14 @@ def pareto_frontier(cost: Sequence[float] | np.ndarray, quality: Sequence[float]
     cost: along the result the quality strictly rises."""
     c, q = np.asarray(cost, dtype=float), np.asarray(quality, dtype=float)
     order = np.lexsort((-q, c))  # by cost, then by quality descending
+    # only a point above every earlier one (in that order) can be kept: a vectorised pre-filter, so the
+    # exact loop below runs over the few candidates, not over millions of searched points
+    qo = q[order]
+    running = np.maximum.accumulate(np.where(np.isnan(qo), -np.inf, qo))
+    before = np.concatenate([[-np.inf], running[:-1]])
     out: list[int] = []
     best = -np.inf
-    for i in order:
+    for i in order[qo > before]:
         if q[i] > best + 1e-12:
             out.append(int(i))
             best = q[i]

@@ -281,6 +281,7 @@ class QualityModel:
         folds = list(KFold(n_folds, shuffle=True, random_state=p.seed).split(np.arange(n)))
         success = np.where(known, self._labels(np.nan_to_num(quality)), np.nan)
 
+        report(0.0, "task classifier")
         k = min(p.embedding_dims, emb.shape[1], max(n - 1, 0))
         if k > 0:
             pca = PCA(k, random_state=p.seed).fit(emb)
@@ -317,7 +318,7 @@ class QualityModel:
             self.task_coef_, self.task_intercept_ = np.zeros((0, emb.shape[1])), np.zeros(0)
 
         # progress: tasks and neighbours 10%, CV folds 40%, bagged OOF 20%, calibration 5%, final fit 25%
-        report(0.02, "task classifier")
+        report(0.02, "neighbour statistics")
         nb = self.backend.neighbour_stats(emb, success, folds)
         report(0.10, "neighbour features")
         X = self._design(emb, feats, nb, task_oof)
@@ -329,6 +330,7 @@ class QualityModel:
         cats = [X.shape[1] - 1]
 
         in_train = [np.isin(row_prompt, tr) for tr, _ in folds]
+        report(0.10, "CV folds")
 
         def fold_done(done: int) -> None:
             report(0.10 + 0.40 * done / len(folds), f"CV fold {done}/{len(folds)}")

@@ -37,8 +37,12 @@ MAX_POINTS = 120
 MAX_CHAIN_MODELS = 5
 
 
+SCORE_BATCH = 50_000  # cells scored at once: bounds the feature matrices of one batch
+
+
 class ChainScores:
-    """Out-of-fold scorer probabilities of (prompt row, model, earlier models) cells, scored in batches."""
+    """Out-of-fold scorer probabilities of (prompt row, model, earlier models) cells, scored in batches
+    of at most :data:`SCORE_BATCH` cells."""
 
     def __init__(self, scorer: ResponseScorer, prompts: Sequence[str], responses: np.ndarray,
                  models: Sequence[str], cache: EmbeddingCache | None) -> None:
@@ -48,20 +52,16 @@ class ChainScores:
 
     def need(self, cells: set[tuple[int, str, tuple[str, ...]]]) -> None:
         todo = [c for c in cells if c not in self.values]
-        if not todo:
-            return
-        p = self.scorer.score_oof(
-            [self.prompts[i] for i, _, _ in todo],
-            [str(self.responses[i, self.col[m]]) for i, m, _ in todo],
-            [m for _, m, _ in todo],
-            [tuple((e, str(self.responses[i, self.col[e]])) for e in prev) for i, _, prev in todo],
-            self.cache,
-        )
-        self.values.update(zip(todo, p.tolist()))
-
-
-def _cells(chains: dict[int, tuple[str, ...]]) -> set[tuple[int, str, tuple[str, ...]]]:
-    return {(i, m, ch[:s]) for i, ch in chains.items() for s, m in enumerate(ch)}
+        for start in range(0, len(todo), SCORE_BATCH):
+            batch = todo[start : start + SCORE_BATCH]
+            p = self.scorer.score_oof(
+                [self.prompts[i] for i, _, _ in batch],
+                [str(self.responses[i, self.col[m]]) for i, m, _ in batch],
+                [m for _, m, _ in batch],
+                [tuple((e, str(self.responses[i, self.col[e]])) for e in prev) for i, _, prev in batch],
+                self.cache,
+            )
+            self.values.update(zip(batch, p.tolist()))
 
 
 def _arrays(
@@ -73,6 +73,47 @@ def _arrays(
         for s, m in enumerate(ch):
             q[i, s], c[i, s], valid[i, s] = quality[i, col[m]], cost[i, col[m]], True
     return q, c, valid
+
+
+class ChainTable:
+    """The router cascade's chains of one escalation order, as arrays: row ``lookup[i, j]`` holds the
+    chain of prompt ``i`` when the router's pick is model ``j`` (model indices, -1 past its end) and
+    the out-of-fold scorer probability of each of its attempts. Built once per (prompt, distinct first
+    pick), so every knob's chains are gathered by indexing instead of a Python loop over prompts."""
+
+    def __init__(self, n: int, m: int, steps: int) -> None:
+        self.lookup = np.full((n, m), -1, dtype=np.int64)
+        self.chains: list[tuple[int, tuple[str, ...]]] = []  # (prompt row, chain) per table row
+        self.steps = steps
+
+    def add(self, i: int, first: int, chain: tuple[str, ...]) -> None:
+        self.lookup[i, first] = len(self.chains)
+        self.chains.append((i, chain))
+
+    def cells(self) -> set[tuple[int, str, tuple[str, ...]]]:
+        return {(i, m, ch[:s]) for i, ch in self.chains for s, m in enumerate(ch)}
+
+    def arrays(self, col: dict[str, int], scores: ChainScores) -> None:
+        """Fill :attr:`models` and :attr:`scores` once every cell is scored."""
+        R = len(self.chains)
+        self.models = np.full((R, self.steps), -1, dtype=np.int64)
+        self.scores = np.zeros((R, self.steps))
+        for r, (i, ch) in enumerate(self.chains):
+            for s, m in enumerate(ch[: self.steps]):
+                self.models[r, s] = col[m]
+                self.scores[r, s] = scores.values[(i, m, ch[:s])]
+
+    def gather(self, firsts: np.ndarray, probs: np.ndarray, quality: np.ndarray, cost: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(quality, cost, valid, router probability, scorer probability), each (n, steps), of every
+        prompt's chain when its first model is ``firsts[i]`` (0 where the chain has no such attempt)."""
+        rows = np.arange(len(firsts))
+        r = self.lookup[rows, firsts]
+        cm = self.models[r]
+        valid = cm >= 0
+        at = (rows[:, None], np.where(valid, cm, 0))
+        return (np.where(valid, quality[at], 0.0), np.where(valid, cost[at], 0.0), valid,
+                np.where(valid, probs[at], 0.0), np.where(valid, self.scores[r], 0.0))
 
 
 def fit_operating_points(
@@ -90,9 +131,13 @@ def fit_operating_points(
     cache: EmbeddingCache | None = None,
 ) -> OperatingPoints:
     """The router cascade's and the fixed-chain baseline's validation frontiers (see module docstring).
-    Inputs are (n, m) over complete training prompts; ``probs`` must be out-of-fold."""
+    Inputs are (n, m) over complete training prompts; ``probs`` must be out-of-fold.
+
+    Cost: linear in the prompts (one chain walk per prompt, distinct first pick and escalation order;
+    each (knob, order, weight) block of threshold pairs from histograms, see
+    :func:`~llmroute.router.cascade_search.sweep_thresholds`), plus the search's fixed number of points."""
     t0 = time.perf_counter()
-    n, _ = quality.shape
+    n, m = quality.shape
     col = {m: j for j, m in enumerate(models)}
     scores = ChainScores(scorer, prompts, responses, models, cache)
     success_q = quality  # delivered quality is the logged quality, as in the evaluation
@@ -100,45 +145,38 @@ def fit_operating_points(
     firsts = np.stack(
         [policy.choose(rule, probs, expected_cost, np.ones_like(probs, dtype=bool), float(k))[0] for k in grid], axis=1
     )
-    cands = [
-        {m: Candidate(m, float(probs[i, j]), float(expected_cost[i, j]), True, None) for m, j in col.items()}
-        for i in range(n)
-    ]
-    chain_cache: dict[tuple[int, int, int | None], tuple[str, ...]] = {}
-    for jump in JUMPS:
-        base_rule = CascadeRule(thresholds=(1.0,), max_attempts=max_attempts, jump_after=jump)
-        for i, j in {(p, int(f)) for p in range(n) for f in firsts[p]}:
-            chain_cache[(i, j, jump)] = chain_for(base_rule, cands[i], models[j])
-    scores.need({c for (i, _, _), ch in chain_cache.items() for c in _cells({i: ch})})
-    print(f"cascade fit: {len(chain_cache)} router chains on {n} prompts, {len(scores.values)} answers scored "
-          f"out-of-fold ({time.perf_counter() - t0:.1f} s)", flush=True)
+    rules = {jump: CascadeRule(thresholds=(1.0,), max_attempts=max_attempts, jump_after=jump) for jump in JUMPS}
+    tables = {jump: ChainTable(n, m, max_attempts) for jump in JUMPS}
+    for i in range(n):
+        cands = {mod: Candidate(mod, float(probs[i, j]), float(expected_cost[i, j]), True, None) for mod, j in col.items()}
+        for j in sorted({int(f) for f in firsts[i]}):
+            for jump in JUMPS:
+                tables[jump].add(i, j, chain_for(rules[jump], cands, models[j]))
+    scores.need(set().union(*(t.cells() for t in tables.values())))
+    for t in tables.values():
+        t.arrays(col, scores)
+    print(f"cascade fit: {sum(len(t.chains) for t in tables.values())} router chains on {n} prompts, "
+          f"{len(scores.values)} answers scored out-of-fold ({time.perf_counter() - t0:.1f} s)", flush=True)
 
-    params: list[tuple[float, float, float, float, int | None]] = []  # (knob, weight, t0, t1, jump_after)
+    T = len(THRESHOLD_GRID)
+    blocks: list[tuple[float, float, int | None]] = []  # (knob, weight, jump_after) of each T x T block of points
     qs: list[np.ndarray] = []
     cs: list[np.ndarray] = []
-    ta, tb = np.meshgrid(THRESHOLD_GRID, THRESHOLD_GRID, indexing="ij")
     for (k, knob), jump in itertools.product(enumerate(grid), JUMPS):
-        chains = [chain_cache[(i, int(firsts[i, k]), jump)] for i in range(n)]
-        q, c, valid = _arrays(chains, col, success_q, cost, max_attempts)
-        p_router = np.zeros((n, max_attempts))
-        p_scorer = np.zeros((n, max_attempts))
-        for i, ch in enumerate(chains):
-            for s, m in enumerate(ch):
-                p_router[i, s] = probs[i, col[m]]
-                p_scorer[i, s] = scores.values[(i, m, ch[:s])]
+        q, c, valid, p_router, p_scorer = tables[jump].gather(firsts[:, k], probs, success_q, cost)
         for w in SCORER_WEIGHTS:
             conf = (p_router + w * p_scorer) / (1.0 + w)
             Q, C = sweep_thresholds(conf[:, :3], q[:, :3], c[:, :3], valid[:, :3])
             qs.append(Q.ravel())
             cs.append(C.ravel())
-            params.extend(zip(itertools.repeat(float(knob)), itertools.repeat(w), ta.ravel(), tb.ravel(),
-                              itertools.repeat(jump)))
+            blocks.append((float(knob), w, jump))
     Qa, Ca = np.concatenate(qs), np.concatenate(cs)
     front = thin(pareto_frontier(Ca, Qa), MAX_POINTS)
     cascade = tuple(
-        OperatingPoint(rule, params[i][0], params[i][1], 1.0, (float(params[i][2]), float(params[i][3])),
-                       max_attempts, float(Qa[i]), float(Ca[i]), jump_after=params[i][4])
+        OperatingPoint(rule, knob, w, 1.0, (float(THRESHOLD_GRID[(i % (T * T)) // T]), float(THRESHOLD_GRID[i % T])),
+                       max_attempts, float(Qa[i]), float(Ca[i]), jump_after=jump)
         for i in front
+        for knob, w, jump in [blocks[i // (T * T)]]
     )
     print(f"cascade fit: {len(Qa)} router-cascade points, {len(cascade)} kept on the frontier "
           f"({time.perf_counter() - t0:.1f} s)", flush=True)
@@ -149,6 +187,7 @@ def fit_operating_points(
     eff_models = [models[j] for j in eff]  # cheapest first
     fixed = [ch for r in range(1, max_attempts + 1) for ch in itertools.combinations(eff_models, r)]
     fparams: list[tuple[tuple[str, ...], float, float]] = []
+    ta, tb = np.meshgrid(THRESHOLD_GRID, THRESHOLD_GRID, indexing="ij")
     fq: list[np.ndarray] = []
     fc: list[np.ndarray] = []
     for ch in fixed:

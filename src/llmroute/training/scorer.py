@@ -135,6 +135,8 @@ class ResponseScorer(_inference.ResponseScorer):
             mask[tr] = True
             in_train.append(mask)
 
+        report(0.35, "CV folds")
+
         def fold_done(done: int) -> None:
             report(0.35 + 0.45 * done / n_folds, f"CV fold {done}/{n_folds}")
 
