@@ -99,3 +99,43 @@ def test_fit_rejects_bad_inputs() -> None:
         QualityModel(("a", "b"), PARAMS).fit(emb, feats, quality)
     with pytest.raises(ValueError, match="no known outcomes"):
         QualityModel(MODELS, PARAMS).fit(emb, feats, np.full_like(quality, np.nan))
+
+
+def test_reference_folds_cap_the_neighbour_search() -> None:
+    """Folds within the cap are unchanged; above it each training side is a sorted seeded sample of
+    itself, of the cap's size, the same for the same seed, and the validation side is untouched."""
+    from sklearn.model_selection import KFold
+
+    from llmroute.router.quality_model import reference_folds
+
+    folds = list(KFold(5, shuffle=True, random_state=0).split(np.arange(200)))
+    same = reference_folds(folds, 160, seed=0)
+    assert all(a is tr and b is va for (a, b), (tr, va) in zip(same, folds))
+    cut = reference_folds(folds, 50, seed=0)
+    for (tr, va), (ctr, cva) in zip(folds, cut):
+        assert len(ctr) == 50 and np.all(np.diff(ctr) > 0) and set(ctr) <= set(tr)
+        assert cva is va
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(cut, reference_folds(folds, 50, seed=0)))
+    assert not np.array_equal(cut[0][0], cut[1][0])
+
+
+def test_fit_searches_capped_reference_folds() -> None:
+    """The quality model hands its backend the capped folds: each validation prompt's neighbour
+    statistics come from at most max_reference_prompts prompts of the other folds."""
+    from llmroute.router.quality_model import LocalBackend
+
+    seen: list[list[tuple[np.ndarray, np.ndarray]]] = []
+
+    class Recording(LocalBackend):
+        def neighbour_stats(self, emb, success, folds):  # type: ignore[no-untyped-def]
+            seen.append(folds)
+            return super().neighbour_stats(emb, success, folds)
+
+    emb, feats, quality, _ = synthetic(120, seed=1)
+    params = QualityModelParams(target=0.5, folds=3, max_rounds=30, early_stopping_rounds=5, min_child_samples=10,
+                                max_reference_prompts=40)
+    QualityModel(MODELS, params, Recording()).fit(emb, feats, quality)
+    (folds,) = seen
+    assert [len(tr) for tr, _ in folds] == [40, 40, 40]
+    assert sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(120))
+    assert all(not set(tr) & set(va) for tr, va in folds)

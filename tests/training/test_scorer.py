@@ -78,3 +78,46 @@ def test_rejects_logs_without_responses(tmp_path: Path, fitted: Fitted) -> None:
     df = fitted.held_out.drop(columns=["response"])
     with pytest.raises(ValueError, match="missing \\['response'\\]"):
         train_scorer(df, fitted.embedder, tmp_path / "scorer")
+
+
+class HashEmbedder:
+    """A deterministic embedder (each text's vector from its hash), fast enough for a plain test."""
+
+    spec, fingerprint, dim, independent_rows = "hash", "hash-1", 32, True
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import zlib
+
+        out = np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(self.dim) for t in texts]) \
+            if texts else np.zeros((0, self.dim))
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32) if len(out) else out.astype(np.float32)
+
+
+@pytest.mark.slow  # fits the scorer twice (about 10 s each on a busy machine)
+def test_chunked_design_fits_the_same_scorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training design matrix built a few rows at a time (and the PCAs fitted on the distinct
+    embeddings) gives the same features, CV and booster as building it in one piece."""
+    from llmroute.training import scorer as scorer_mod
+
+    df = read_logs(REPO / "data" / "routerbench" / "train.parquet")
+    df = df[df["prompt_id"].isin(sorted(df["prompt_id"].unique())[:30])].reset_index(drop=True)
+
+    def fit() -> ResponseScorer:
+        return ResponseScorer(HashEmbedder()).fit(df)  # type: ignore[arg-type]
+
+    whole = fit()
+    monkeypatch.setattr(scorer_mod, "DESIGN_CHUNK", 37)
+    chunked = fit()
+    np.testing.assert_array_equal(whole.p_components_, chunked.p_components_)
+    np.testing.assert_array_equal(whole.r_components_, chunked.r_components_)
+    assert whole.cv_best_iterations_ == chunked.cv_best_iterations_
+    assert whole.booster_.model_to_string() == chunked.booster_.model_to_string()
+    # and the same rows as the per-row design of one call
+    prompts, responses, models = df["prompt"].tolist(), df["response"].tolist(), df["model"].tolist()
+    vecs, p_pos, r_pos = chunked._embed_distinct(prompts, responses, None)
+    idx = np.arange(len(df))
+    p_emb, r_emb = chunked._embed_rows(prompts, responses, None)
+    np.testing.assert_array_equal(
+        chunked._design_chunked(vecs, p_pos, r_pos, idx, prompts, responses, models, [()] * len(df)),
+        chunked.design(p_emb, r_emb, prompts, responses, models, [()] * len(df)),
+    )

@@ -206,12 +206,20 @@ class ResponseScorer:
         self, prompts: Sequence[str], responses: Sequence[str], cache: EmbeddingCache | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(prompt focus-text embeddings, answer embeddings), each text embedded once."""
+        vecs, p_pos, r_pos = self._embed_distinct(prompts, responses, cache)
+        return vecs[p_pos], vecs[r_pos]
+
+    def _embed_distinct(
+        self, prompts: Sequence[str], responses: Sequence[str], cache: EmbeddingCache | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings of the distinct texts, each row's prompt focus-text position in them, each row's
+        answer position): the per-row embeddings without holding a copy per row."""
         focus = [focus_text(p) for p in prompts]
         answers = [answer_text(r) for r in responses]
         uniq = list(dict.fromkeys([*focus, *answers]))
         pos = {t: i for i, t in enumerate(uniq)}
         vecs = self._embed(uniq, cache)
-        return vecs[[pos[t] for t in focus]], vecs[[pos[t] for t in answers]]
+        return vecs, np.array([pos[t] for t in focus], dtype=np.int64), np.array([pos[t] for t in answers], dtype=np.int64)
 
     def design(
         self, p_emb: np.ndarray, r_emb: np.ndarray, prompts: Sequence[str], responses: Sequence[str],

@@ -16,7 +16,9 @@ A task hint at routing time replaces the inferred task distribution by the named
 Everything that could overfit is chosen on the training logs by K-fold cross-validation: training
 rows get out-of-fold neighbour statistics and task probabilities; the number of boosting rounds comes
 from early stopping per fold; the calibration (none, Platt or isotonic, per model) is the one with
-the lowest cross-fitted out-of-fold log-loss. The calibrated out-of-fold probabilities are kept as
+the lowest cross-fitted out-of-fold log-loss. Out-of-fold neighbour statistics search at most
+``max_reference_prompts`` prompts of the other folds (:func:`reference_folds`), as many as the served
+index keeps. The calibrated out-of-fold probabilities are kept as
 ``oof_probs_`` for choosing the decision rule and mapping quality targets to knobs, so nothing is
 tuned on a test split. Stored as LightGBM text, JSON and NumPy arrays (no pickles).
 
@@ -162,6 +164,22 @@ class LocalBackend:
         import lightgbm as lgb
 
         return lgb.train(params, lgb.Dataset(X, y, categorical_feature=cats), num_boost_round=rounds)
+
+
+def reference_folds(
+    folds: list[tuple[np.ndarray, np.ndarray]], cap: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds with each training side cut to at most ``cap`` prompts (a seeded uniform sample,
+    sorted), the reference prompts of the out-of-fold neighbour statistics. The served router's index
+    keeps at most ``cap`` prompts too, so training rows see neighbour statistics from an index of the
+    size serving uses, and the search costs O(prompts x cap) instead of O(prompts^2). Folds whose
+    training side is within the cap are returned as they are."""
+    out = []
+    for f, (tr, va) in enumerate(folds):
+        if len(tr) > cap:
+            tr = np.sort(np.random.default_rng([seed, f]).choice(tr, cap, replace=False))
+        out.append((tr, va))
+    return out
 
 
 def fit_fold(params: dict[str, Any], X: np.ndarray, y: np.ndarray, in_train: np.ndarray, cats: list[int],
@@ -319,7 +337,7 @@ class QualityModel:
 
         # progress: tasks and neighbours 10%, CV folds 40%, bagged OOF 20%, calibration 5%, final fit 25%
         report(0.02, "neighbour statistics")
-        nb = self.backend.neighbour_stats(emb, success, folds)
+        nb = self.backend.neighbour_stats(emb, success, reference_folds(folds, p.max_reference_prompts, p.seed))
         report(0.10, "neighbour features")
         X = self._design(emb, feats, nb, task_oof)
         y = success.reshape(-1)

@@ -45,6 +45,8 @@ from llmroute.router.answer_scorer import (
 from llmroute.router.embedder import Embedder, EmbeddingCache
 from llmroute.router.quality_model import FitBackend, LocalBackend
 
+DESIGN_CHUNK = 100_000  # training rows whose features are built at once (bounds the per-row embedding copies)
+
 __all__ = [
     "ARRAYS_FILE", "BOOSTER_FILE", "FORMAT_VERSION", "META_FILE", "RESPONSE_FEATURES", "SCORER_DIR",
     "ResponseScorer", "ScorerParams", "response_features", "scorer_in", "train_scorer",
@@ -105,10 +107,11 @@ class ResponseScorer(_inference.ResponseScorer):
         self.models_ = sorted(set(models))
 
         report(0.0, "embedding prompts and answers")
-        p_emb, r_emb = self._embed_rows(prompts, responses, cache)
+        vecs, p_pos, r_pos = self._embed_distinct(prompts, responses, cache)
         report(0.3, "features")
-        self.p_mean_, self.p_components_ = _pca(p_emb, p.embedding_dims, p.seed)
-        self.r_mean_, self.r_components_ = _pca(r_emb, p.embedding_dims, p.seed)
+        # the PCAs see each distinct embedding once (as _pca does with per-row copies)
+        self.p_mean_, self.p_components_ = _pca(vecs[np.unique(p_pos)], p.embedding_dims, p.seed)
+        self.r_mean_, self.r_components_ = _pca(vecs[np.unique(r_pos)], p.embedding_dims, p.seed)
         idx = np.arange(len(rows))
         earlier: list[tuple[tuple[str, str], ...]] = [()] * len(rows)
         # each model's success rate on the training rows: how much an agreeing earlier answer is worth
@@ -120,10 +123,7 @@ class ResponseScorer(_inference.ResponseScorer):
             extra = earlier_contexts(prompts, models, responses, mean_cost, p.seed)
             idx = np.concatenate([idx, np.array([i for i, _ in extra], dtype=int)])
             earlier = earlier + [e for _, e in extra]
-        X = self.design(
-            p_emb[idx], r_emb[idx], [prompts[i] for i in idx], [responses[i] for i in idx],
-            [models[i] for i in idx], earlier,
-        )
+        X = self._design_chunked(vecs, p_pos, r_pos, idx, prompts, responses, models, earlier)
         yy = y[idx]
         cats = [X.shape[1] - 1]
         groups = pd.factorize(pd.Series([prompts[i] for i in idx]))[0]
@@ -158,6 +158,27 @@ class ResponseScorer(_inference.ResponseScorer):
         report(0.8, "final model")
         self.booster_ = backend.fit_final(p.lgb_params(), X, yy, cats, self.n_rounds_)
         return self
+
+    def _design_chunked(
+        self, vecs: np.ndarray, p_pos: np.ndarray, r_pos: np.ndarray, idx: np.ndarray, prompts: Sequence[str],
+        responses: Sequence[str], models: Sequence[str], earlier: Earlier,
+    ) -> np.ndarray:
+        """The design matrix of the training rows ``idx`` (row ``k`` with ``earlier[k]``), built
+        :data:`DESIGN_CHUNK` rows at a time: only one chunk's per-row embeddings exist at once. Equal to
+        one :meth:`design` call over every row (a row's features do not depend on the other rows)."""
+        X: np.ndarray | None = None
+        for start in range(0, len(idx), DESIGN_CHUNK):
+            rows = idx[start : start + DESIGN_CHUNK]
+            part = self.design(
+                vecs[p_pos[rows]], vecs[r_pos[rows]], [prompts[i] for i in rows], [responses[i] for i in rows],
+                [models[i] for i in rows], earlier[start : start + DESIGN_CHUNK],
+            )
+            if X is None:
+                X = np.empty((len(idx), part.shape[1]), dtype=np.float32)
+            X[start : start + len(rows)] = part
+        if X is None:
+            raise ValueError("the scorer's design matrix needs at least one row")
+        return X
 
     def score_oof(
         self, prompts: Sequence[str], responses: Sequence[str], models: Sequence[str],
