@@ -64,7 +64,9 @@ def main() -> None:
                    "--train-logs", str(train), "--bootstrap", str(args.bootstrap)], env)
         report = json.loads((report_dir / "report.json").read_text())
         results[name] = (folder, report)
-        print(f"{name}: train {secs:.1f} s; test AIQ learned {report['routers']['learned']['aiq']:.4f}")
+        others = "".join(f", {k} {report['routers'][k]['aiq']:.4f}" for k in ("cascade", "fixed_chain")
+                         if k in report["routers"])
+        print(f"{name}: train {secs:.1f} s; test AIQ learned {report['routers']['learned']['aiq']:.4f}{others}")
         for line in oof:
             print(f"    {line}")
 

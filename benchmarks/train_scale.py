@@ -153,6 +153,7 @@ def read_stages(stream: Any, log: Any, t0: float, stages: list[tuple[float, str]
     buf = b""
     while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536):
         log.write(chunk)
+        log.flush()
         buf += chunk
         *parts, buf = re.split(rb"[\r\n]", buf)
         now = time.perf_counter() - t0
@@ -188,7 +189,7 @@ def train(logs: Path, mode: str, home: Path, out: Path) -> tuple[float, Usage, s
     cmd = [sys.executable, "-m", "llmroute.cli", "train", "--logs", str(logs), "--no-track", "--out", str(out)]
     if mode.startswith("dask:"):
         cmd += ["--dask", f"local:{mode.split(':')[1]}"]
-    env = {**os.environ, "LLMROUTE_HOME": str(home)}
+    env = {**os.environ, "LLMROUTE_HOME": str(home), "PYTHONUNBUFFERED": "1"}  # printed lines arrive in order
     usage, stop = Usage(), threading.Event()
     stages: list[tuple[float, str]] = []
     t0 = time.perf_counter()
