@@ -213,7 +213,7 @@ def aiq(folder: Path, home: Path) -> float:
     subprocess.run(
         [sys.executable, "-m", "llmroute.cli", "evaluate", "--model", str(folder), "--logs", str(TEST), "--report-dir",
          str(report), "--train-logs", str(BASE), "--bootstrap", "10"],
-        check=True, env={**os.environ, "LLMROUTE_HOME": str(home)}, stdout=subprocess.DEVNULL,
+        check=True, env={**os.environ, "LLMROUTE_HOME": str(home), "LLMROUTE_QUIET": "1"}, stdout=subprocess.DEVNULL,
     )
     return float(json.loads((report / "report.json").read_text())["routers"]["learned"]["aiq"])
 

@@ -99,9 +99,17 @@ class Phases:
         self._current = self.done + self.weights.get(name, 0.0)
         start, share = self.done, self.weights.get(name, 0.0)
         self._bar.set_description_str(f"{self.desc} ({name})")
+        return self._reporter(name, start, share)
+
+    def _reporter(self, name: str, start: float, share: float) -> Report:
+        """The phase's :data:`Report`: a new label is shown at once (so each step of a phase appears in
+        the output, even one shorter than the bar's refresh interval); a new fraction moves the bar."""
+        shown = [""]
 
         def report(fraction: float, label: str = "") -> None:
-            self._bar.set_description_str(f"{self.desc} ({name}: {label})" if label else f"{self.desc} ({name})", False)
+            self._bar.set_description_str(f"{self.desc} ({name}: {label})" if label else f"{self.desc} ({name})",
+                                          label != shown[0])
+            shown[0] = label
             self._to(start + share * min(max(fraction, 0.0), 1.0))
 
         return report
@@ -112,11 +120,7 @@ class Phases:
         start = self.done
         share = self.weights.get(name, 0.0)
         self._bar.set_description_str(f"{self.desc} ({name})")
-
-        def report(fraction: float, label: str = "") -> None:
-            self._bar.set_description_str(f"{self.desc} ({name}: {label})" if label else f"{self.desc} ({name})", False)
-            self._to(start + share * min(max(fraction, 0.0), 1.0))
-
+        report = self._reporter(name, start, share)
         try:
             yield report
         finally:

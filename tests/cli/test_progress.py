@@ -72,3 +72,14 @@ def test_phases_started_in_a_row_each_take_their_share() -> None:
     assert phases.done == pytest.approx(50.0)
     phases.close()
     assert phases.done == pytest.approx(100.0)
+
+
+def test_each_new_label_is_shown_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Steps shorter than the bar's refresh interval still appear (benchmarks/train_scale.py times the
+    training's stages from them)."""
+    with progress.Phases("training", {"a": 1}) as phases, phases.phase("a") as report:
+        report(0.1, "first step")
+        report(0.2, "second step")
+        report(0.3, "second step")
+    err = capsys.readouterr().err
+    assert "training (a: first step)" in err and "training (a: second step)" in err
