@@ -218,6 +218,12 @@ def aiq(folder: Path, home: Path) -> float:
     return float(json.loads((report / "report.json").read_text())["routers"]["learned"]["aiq"])
 
 
+def _rows_in(logs: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(logs).metadata.num_rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100000", help="comma-separated row counts (e.g. 100000,1000000,10000000)")
@@ -244,14 +250,15 @@ def main() -> None:
             main_pid = next(p for p, r in usage.role.items() if r == "main")
             workers = sorted((usage.peak_rss[p] for p, r in usage.role.items() if r == "dask worker"), reverse=True)
             cpu = sum(usage.cpu.values())
-            line = (f"rows {size:>9} {mode:<7} wall {wall:7.0f} s  cpu {cpu:7.0f} s  peak RSS main "
+            line = (f"rows {size:>9} ({_rows_in(logs):,} written) {mode:<7} wall {wall:7.0f} s  cpu {cpu:7.0f} s  peak RSS main "
                     f"{usage.peak_rss[main_pid] / 2**30:5.2f} GiB")
             if workers:
                 line += "  workers " + ", ".join(f"{w / 2**30:.2f}" for w in workers) + " GiB"
-            prompts = next((ln for ln in text.splitlines() if ln.startswith("training on")), "")
+            found = re.search(r"training on (\d+) prompts x (\d+) models", text)
+            prompts = f"{found.group(1)} prompts x {found.group(2)} models" if found else ""
             if not args.no_aiq:
                 line += f"  AIQ {aiq(out, home):.4f}"
-            print(line + f"  (load {load0:.1f} -> {os.getloadavg()[0]:.1f}; {prompts.split(' from ')[0]})", flush=True)
+            print(line + f"  (load {load0:.1f} -> {os.getloadavg()[0]:.1f}; {prompts})", flush=True)
             print(stage_table(stages, usage, wall, main_pid), flush=True)
         if not args.keep_logs:
             logs.unlink()
