@@ -128,7 +128,8 @@ def watch(proc: subprocess.Popen, usage: Usage, stop: threading.Event, t0: float
             rss_now[p.pid] = rss
             usage.peak_rss[p.pid] = max(usage.peak_rss.get(p.pid, 0), rss)
             usage.cpu[p.pid] = t.user + t.system
-            usage.role.setdefault(p.pid, "main" if p.pid == proc.pid else ("dask worker" if "spawn" in cmd or "multiprocessing" in cmd else "child"))
+            usage.role.setdefault(p.pid, "main" if p.pid == proc.pid else (
+                "dask worker" if ("spawn" in cmd or "multiprocessing" in cmd) and "resource_tracker" not in cmd else "child"))
         usage.samples.append((time.perf_counter() - t0, rss_now, sum(usage.cpu.values())))
         stop.wait(0.5)
 
