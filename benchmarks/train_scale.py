@@ -158,9 +158,11 @@ def read_stages(stream: Any, log: Any, t0: float, stages: list[tuple[float, str]
         buf += chunk
         *parts, buf = re.split(rb"[\r\n]", buf)
         now = time.perf_counter() - t0
-        for part in parts:
+        # a bar's line ends with the next \r, written only at its next update: the unfinished last
+        # segment counts as soon as its label is complete, or a stage would start at the next one's time
+        for part in [*parts, buf]:
             name = stage_of(part.decode("utf-8", "replace").strip())
-            if name and (not stages or stages[-1][1] != name) and name not in {n for _, n in stages}:
+            if name and name not in {n for _, n in stages}:
                 stages.append((now, name))
     log.flush()
 
