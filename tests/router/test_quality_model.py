@@ -139,3 +139,51 @@ def test_fit_searches_capped_reference_folds() -> None:
     assert [len(tr) for tr, _ in folds] == [40, 40, 40]
     assert sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(120))
     assert all(not set(tr) & set(va) for tr, va in folds)
+
+
+def test_capped_rows() -> None:
+    from llmroute.router.quality_model import capped_rows
+
+    rows = np.arange(10, 40)
+    assert capped_rows(rows, 30, [0]) is rows
+    cut = capped_rows(rows, 12, [0, 1])
+    assert len(cut) == 12 and np.all(np.diff(cut) > 0) and set(cut) <= set(rows)
+    np.testing.assert_array_equal(cut, capped_rows(rows, 12, [0, 1]))
+
+
+@pytest.mark.slow  # fits a quality model with a task classifier twice (about 8 s on a busy machine)
+def test_task_classifier_runs_on_one_blas_thread_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task classifier's fits run inside one_thread (multi-threaded OpenBLAS spins on a busy
+    machine), and the fitted model is the one fitted with the process's default threads."""
+    import contextlib
+
+    from llmroute.router import quality_model as qm_mod
+
+    emb, feats, quality, _ = synthetic(200, seed=7)
+    tasks = np.asarray(["pos" if x > 0 else "neg" for x in emb[:, 0]], dtype=object)
+    inside: list[bool] = []
+    depth = [0]
+    original_fit = QualityModel._fit_task_classifier
+    original_one_thread = qm_mod.one_thread
+
+    @contextlib.contextmanager
+    def recording_one_thread():  # type: ignore[no-untyped-def]
+        depth[0] += 1
+        try:
+            with original_one_thread():
+                yield
+        finally:
+            depth[0] -= 1
+
+    def fit_task(self: QualityModel, e: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inside.append(depth[0] > 0)
+        return original_fit(self, e, t)
+
+    monkeypatch.setattr(qm_mod, "one_thread", recording_one_thread)
+    monkeypatch.setattr(QualityModel, "_fit_task_classifier", fit_task)
+    limited = QualityModel(MODELS, PARAMS).fit(emb, feats, quality, tasks)
+    assert inside and all(inside)
+    monkeypatch.setattr(qm_mod, "one_thread", contextlib.nullcontext)
+    default = QualityModel(MODELS, PARAMS).fit(emb, feats, quality, tasks)
+    np.testing.assert_allclose(limited.task_coef_, default.task_coef_, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(limited.predict(emb, feats), default.predict(emb, feats), rtol=0, atol=1e-9)
