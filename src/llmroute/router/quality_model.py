@@ -46,7 +46,6 @@ from llmroute.router.neighbours import (
     out_of_fold_stats,
     rowwise_matmul,
 )
-from llmroute.router.threads import one_thread
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -316,26 +315,25 @@ class QualityModel:
         self.tasks_: list[str] = sorted({str(t) for t in tasks[labelled]}) if labelled.any() else []  # type: ignore[index]  # tasks is set when a row is labelled
         task_oof = np.zeros((n, len(self.tasks_)))
         if self.tasks_:
-            with one_thread():  # small products in loops: multi-threaded BLAS costs more than it saves
-                t_idx = np.array([self.tasks_.index(str(t)) if ok else -1 for t, ok in zip(tasks, labelled)])  # type: ignore[arg-type]  # (as above)
-                prior = np.nanmean(success, axis=0)
-                self.task_success_ = np.stack(
-                    [
-                        (np.nansum(success[t_idx == i], axis=0) + prior) / ((~np.isnan(success[t_idx == i])).sum(axis=0) + 1)
-                        for i in range(len(self.tasks_))
-                    ]
-                )
-                self.task_coef_, self.task_intercept_ = self._fit_task_classifier(emb[labelled], t_idx[labelled])
-                for tr, va in folds:
-                    sel = tr[labelled[tr]]
-                    if len(np.unique(t_idx[sel])) == len(self.tasks_) and len(self.tasks_) > 1:
-                        coef, icpt = self._fit_task_classifier(emb[sel], t_idx[sel])
-                        saved = (self.task_coef_, self.task_intercept_)
-                        self.task_coef_, self.task_intercept_ = coef, icpt
-                        task_oof[va] = self._task_probs(emb[va])
-                        self.task_coef_, self.task_intercept_ = saved
-                    else:
-                        task_oof[va] = self._task_probs(emb[va])
+            t_idx = np.array([self.tasks_.index(str(t)) if ok else -1 for t, ok in zip(tasks, labelled)])  # type: ignore[arg-type]  # (as above)
+            prior = np.nanmean(success, axis=0)
+            self.task_success_ = np.stack(
+                [
+                    (np.nansum(success[t_idx == i], axis=0) + prior) / ((~np.isnan(success[t_idx == i])).sum(axis=0) + 1)
+                    for i in range(len(self.tasks_))
+                ]
+            )
+            self.task_coef_, self.task_intercept_ = self._fit_task_classifier(emb[labelled], t_idx[labelled])
+            for tr, va in folds:
+                sel = tr[labelled[tr]]
+                if len(np.unique(t_idx[sel])) == len(self.tasks_) and len(self.tasks_) > 1:
+                    coef, icpt = self._fit_task_classifier(emb[sel], t_idx[sel])
+                    saved = (self.task_coef_, self.task_intercept_)
+                    self.task_coef_, self.task_intercept_ = coef, icpt
+                    task_oof[va] = self._task_probs(emb[va])
+                    self.task_coef_, self.task_intercept_ = saved
+                else:
+                    task_oof[va] = self._task_probs(emb[va])
         else:
             self.task_success_ = np.zeros((0, m))
             self.task_coef_, self.task_intercept_ = np.zeros((0, emb.shape[1])), np.zeros(0)

@@ -19,10 +19,7 @@ threads itself, :mod:`llmroute.serving.compute`):
   While routing runs, BLAS products of other threads of the process run on one thread too.
   :func:`set_blas_baseline` changes what is set back (the service pins it to its own limit).
 
-Big batches (evaluation, training) keep every thread, except training's task classifier (a logistic
-regression on the prompt embeddings, fitted once and per fold), whose small products run inside
-:func:`one_thread`: on the busy 2-core machine (load 26) one fit on 4,434 random 256-d rows took 2.8 s of wall
-and 0.38 s of CPU with OpenBLAS's two threads, 0.09 s and 0.02 s with one. The libraries are found once, at the first
+Big batches (evaluation, training) keep every thread. The libraries are found once, at the first
 call (threadpoolctl's scan of the loaded shared libraries, ~50 ms); nothing happens at import.
 """
 
