@@ -3,6 +3,7 @@ in one process and on a Dask LocalCluster.
 
     python benchmarks/train_scale.py --sizes 100000 --modes single,dask:2
     python benchmarks/train_scale.py --sizes 1000000 --modes dask:2 --keep-logs
+    python benchmarks/train_scale.py --sizes 1000000 --modes dask:2 --stop-after 2400   # what 40 min reach
 
 Synthetic logs come from the bundled RouterBench training split (2,218 prompts x 11 models): copy c of
 a prompt gets a distinct id and a distinct text (about a fifth of the words of its question, the part
@@ -13,7 +14,8 @@ copy at a time (one Parquet row group each, so a size never has to fit in memory
 
 Each training runs as ``llmroute train --no-track`` in a subprocess; the process tree is sampled every
 0.5 s for its resident memory: the peak of the main process and of each Dask worker are printed, with
-wall and CPU time. AIQ is the learned router's on the bundled RouterBench test split (``llmroute
+wall and CPU time, and a table per training stage (wall, CPU, peak memory of each process; a stage
+begins when the training's progress bar names it). AIQ is the learned router's on the bundled RouterBench test split (``llmroute
 evaluate``, baselines learning from the bundled training split). The machine's load average is printed
 with each run: on a shared machine wall time depends on it, CPU time and memory much less.
 """
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -188,7 +191,10 @@ def _peak(samples: list[tuple[float, dict[int, int], float]], pid: int) -> float
     return max(s[1].get(pid, 0) for s in samples) / 2**30
 
 
-def train(logs: Path, mode: str, home: Path, out: Path) -> tuple[float, Usage, str, list[tuple[float, str]]]:
+def train(logs: Path, mode: str, home: Path, out: Path, stop_after: float | None = None
+          ) -> tuple[float, Usage, str, list[tuple[float, str]], bool]:
+    """Run one training; ``stop_after`` seconds: stop it there (its process group: the Dask workers
+    too) and report what it measured up to then. Returns (wall, usage, log text, stages, stopped)."""
     cmd = [sys.executable, "-m", "llmroute.cli", "train", "--logs", str(logs), "--no-track", "--out", str(out)]
     if mode.startswith("dask:"):
         cmd += ["--dask", f"local:{mode.split(':')[1]}"]
@@ -198,17 +204,34 @@ def train(logs: Path, mode: str, home: Path, out: Path) -> tuple[float, Usage, s
     t0 = time.perf_counter()
     log = out.with_suffix(".log")
     with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        stopped = threading.Event()
+
+        def stop_training() -> None:
+            stopped.set()
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(stop_after, stop_training) if stop_after else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         th = threading.Thread(target=watch, args=(proc, usage, stop, t0), daemon=True)
         th.start()
         read_stages(proc.stdout, fh, t0, stages)
         code = proc.wait()
+        if timer is not None:
+            timer.cancel()
         stop.set()
         th.join()
     wall = time.perf_counter() - t0
+    if stopped.is_set():
+        return wall, usage, log.read_text(errors="replace"), stages, True
     if code != 0:
         raise SystemExit(f"training failed ({mode}, exit {code}); see {log}")
-    return wall, usage, log.read_text(errors="replace"), stages
+    return wall, usage, log.read_text(errors="replace"), stages, False
 
 
 def aiq(folder: Path, home: Path) -> float:
@@ -234,6 +257,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="folder for logs, routers and state (default: a new temp folder)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the generated logs")
     ap.add_argument("--no-aiq", action="store_true", help="skip the evaluation")
+    ap.add_argument("--stop-after", type=float, help="stop each training after this many seconds and print what "
+                    "it measured up to then (for sizes that do not finish in the time there is)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     work = args.work or Path(tempfile.mkdtemp(prefix="llmroute-scale-"))
@@ -249,7 +274,7 @@ def main() -> None:
         for mode in args.modes.split(","):
             out = work / f"router-{size}-{mode.replace(':', '')}"
             load0 = os.getloadavg()[0]
-            wall, usage, text, stages = train(logs, mode, home, out)
+            wall, usage, text, stages, stopped = train(logs, mode, home, out, args.stop_after)
             main_pid = next(p for p, r in usage.role.items() if r == "main")
             workers = sorted((usage.peak_rss[p] for p, r in usage.role.items() if r == "dask worker"), reverse=True)
             cpu = sum(usage.cpu.values())
@@ -259,7 +284,9 @@ def main() -> None:
                 line += "  workers " + ", ".join(f"{w / 2**30:.2f}" for w in workers) + " GiB"
             found = re.search(r"training on (\d+) prompts x (\d+) models", text)
             prompts = f"{found.group(1)} prompts x {found.group(2)} models" if found else ""
-            if not args.no_aiq:
+            if stopped:
+                line += f"  STOPPED after {args.stop_after:.0f} s (in stage {stages[-1][1] if stages else '-'!r})"
+            elif not args.no_aiq:
                 line += f"  AIQ {aiq(out, home):.4f}"
             print(line + f"  (load {load0:.1f} -> {os.getloadavg()[0]:.1f}; {prompts})", flush=True)
             print(stage_table(stages, usage, wall, main_pid), flush=True)
