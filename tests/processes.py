@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+
+# Debian installs daemons and root's tools (haproxy, runuser) in the sbin folders, which a non-login shell's
+# PATH may leave out.
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def system_command(name: str) -> str | None:
+    """The absolute path of the program ``name``: found on PATH or in the sbin folders; None when absent."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SBIN))
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import system_command
 from tests.tiers import slow_fixture
 
 
@@ -57,7 +58,10 @@ def pg_server() -> Iterator[str]:
             owner = pwd.getpwnam("postgres")
         except KeyError:
             pytest.skip("running as root and there is no 'postgres' OS user to run the server as")
-        as_user = ["runuser", "-u", "postgres", "--"]
+        runuser = system_command("runuser")
+        if runuser is None:
+            pytest.skip("running as root and runuser (util-linux) is not installed to run the server as 'postgres'")
+        as_user = [runuser, "-u", "postgres", "--"]
     base = Path(tempfile.mkdtemp(prefix="llmroute-pg-"))
     base.chmod(0o755)
     data, sock, logfile = base / "data", base / "sock", base / "server.log"

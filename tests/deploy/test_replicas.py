@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,10 +37,11 @@ from typer.testing import CliRunner
 from llmroute.cli import app
 from llmroute.data.importers import read_logs, write_logs
 from tests.decision_log.conftest import pg_server  # noqa: F401 - the session's PostgreSQL fixture
-from tests.processes import free_port, stop_process_group
+from tests.processes import free_port, stop_process_group, system_command
 
 REPO = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"
+HAPROXY = system_command("haproxy")
 POLL_S = 1.0
 READY_SECONDS = 180
 # The goal: every replica serves a promotion within the poll interval + 2 s. Each of the four worker
@@ -58,7 +58,7 @@ DETECT_S = 0.5 + 2 * 0.25
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (apt-get install -y haproxy)"),
+    pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (apt-get install -y haproxy)"),
 ]
 
 
@@ -238,9 +238,9 @@ def test_two_replicas_behind_haproxy(
     lb_env = {**clean_env, "LLMROUTE_LB_BIND": f"127.0.0.1:{lb_port}", "LLMROUTE_LB_STATS": f"127.0.0.1:{stats_port}",
               "LLMROUTE_REPLICA_1": replicas[0][1].removeprefix("http://"),
               "LLMROUTE_REPLICA_2": replicas[1][1].removeprefix("http://")}
-    check = subprocess.run(["haproxy", "-c", "-f", str(HAPROXY_CFG)], env=lb_env, capture_output=True, text=True)
+    check = subprocess.run([str(HAPROXY), "-c", "-f", str(HAPROXY_CFG)], env=lb_env, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    procs.append(_start(["haproxy", "-db", "-f", str(HAPROXY_CFG)], tmp_path / "haproxy.log", lb_env))
+    procs.append(_start([str(HAPROXY), "-db", "-f", str(HAPROXY_CFG)], tmp_path / "haproxy.log", lb_env))
     lb = f"http://127.0.0.1:{lb_port}"
     _wait(f"http://127.0.0.1:{stats_port}/health", procs[-1], tmp_path / "haproxy.log", "haproxy")
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from llmroute.data.decision_log import DecisionLogStore, tables
 from llmroute.data.decision_log.spool import SEGMENT_PREFIX, SEGMENT_SUFFIX
 from tests.decision_log.conftest import _pg_bindir
-from tests.processes import free_port, stop_process_group
+from tests.processes import free_port, stop_process_group, system_command
 from tests.serving.conftest import Trained
 
 READY_SECONDS = 240
@@ -54,7 +54,10 @@ def _cluster() -> Iterator[tuple[str, object, object]]:
             pytest.skip("running as root and there is no 'postgres' OS user to run the server as")
         for p in (base, sock):
             os.chown(p, owner.pw_uid, owner.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
+        runuser = system_command("runuser")
+        if runuser is None:
+            pytest.skip("running as root and runuser (util-linux) is not installed to run the server as 'postgres'")
+        as_user = [runuser, "-u", "postgres", "--"]
     port = free_port()
 
     def ctl(*args: str) -> None:
