@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,10 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from closed_loop import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,12 +58,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _group_gone(pgid: int) -> float:
@@ -99,14 +96,14 @@ def one_run(cfg: Path, logdir: Path, clients: int, warmup: float, after: float) 
 
     replicas, ports = [], []
     for _ in range(2):
-        port = _free_port()
+        port = free_port()
         ports.append(port)
         replicas.append(subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "balancer_kill:app", "--app-dir", str(Path(__file__).parent),
              "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))
-    lb_port, stats_port = _free_port(), _free_port()
+    lb_port, stats_port = free_port(), free_port()
     env = {**os.environ, "LLMROUTE_LB_BIND": f"127.0.0.1:{lb_port}", "LLMROUTE_LB_STATS": f"127.0.0.1:{stats_port}",
            "LLMROUTE_REPLICA_1": f"127.0.0.1:{ports[0]}", "LLMROUTE_REPLICA_2": f"127.0.0.1:{ports[1]}"}
     log = logdir / "haproxy.log"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from llmroute.artifacts.manifest import write_manifest
 from llmroute.config import Settings
 from llmroute.router.router import Router
 from tests.serving.servers import LiveServer
@@ -48,6 +50,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
             tmp / "logs.parquet", core, TrainConfig(embedder="minilm", with_scorer=False), out_dir=tmp / "router"
         )
     return Trained(folder, router, logs, core)
+
+
+@pytest.fixture
+def good(trained: Trained, tmp_path: Path) -> Path:
+    """A copy of the trained router folder with its manifest (as ``llmroute train`` writes it now)."""
+    folder = tmp_path / "good"
+    shutil.copytree(trained.folder, folder)
+    write_manifest(folder)
+    return folder
 
 
 @pytest.fixture

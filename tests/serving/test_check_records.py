@@ -12,20 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from llmroute.artifacts.manifest import write_manifest
 from llmroute.config import Settings
 from llmroute.serving.candidate import CandidateRejected, CheckOutcome, check_candidate, prepare_candidate
 from llmroute.serving.check_records import CheckLockTimeout, CheckRecords, check_key
 from tests.serving.conftest import Trained
 from tests.serving.corruptions import CORRUPTIONS, damaged_copy
-
-
-@pytest.fixture
-def good(trained: Trained, tmp_path: Path) -> Path:
-    folder = tmp_path / "good"
-    shutil.copytree(trained.folder, folder)
-    write_manifest(folder)
-    return folder
 
 
 def _check(folder: Path, core: Settings) -> CheckOutcome:

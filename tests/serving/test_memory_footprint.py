@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from llmroute.config import Settings
+from tests.processes import free_port
 from tests.serving.servers import LiveServer
 from tests.tiers import slow_fixture
 
@@ -69,12 +69,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, static_embedders_dir: Path)
     return Served(folder, home, logs)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_routes_and_proxies_without_the_training_libraries(served: Served, tmp_path: Path) -> None:
     """A fresh `llmroute serve` process (service defaults: decision log, answer scorer, reload check server)
     loads the router, answers POST /route and a chat completion through the cascade, and at exit has
@@ -86,7 +80,7 @@ def test_serve_routes_and_proxies_without_the_training_libraries(served: Served,
     logs = served.logs
     assert isinstance(logs, pd.DataFrame)
     backend = LiveServer(create_replay_app(logs, unknown_prompt="most_common")).start()
-    port = _free_port()
+    port = free_port()
     modules_out = tmp_path / "modules.json"
     env = {**os.environ, "LLMROUTE_HOME": str(served.home), "MODULES_OUT": str(modules_out),
            "LLMROUTE_SERVE_API_KEYS": "[]", "LLMROUTE_SERVE_DECISION_LOG_URL": f"sqlite:///{tmp_path / 'log.sqlite'}"}

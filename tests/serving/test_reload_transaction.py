@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmroute.artifacts.manifest import write_manifest
 from llmroute.router.router import Router
 from llmroute.router.smoke import RouterSmokeError, smoke_route
 from llmroute.serving.app import create_app
@@ -24,15 +23,6 @@ ADMIN = {"Authorization": "Bearer admin-key"}
 def _app(folder: Path, trained: Trained, **kw: Any) -> TestClient:
     settings = ServeSettings(model=str(folder), admin_api_keys=["admin-key"], decision_log_url="off", **kw)
     return TestClient(create_app(settings, core=trained.core), raise_server_exceptions=False)
-
-
-@pytest.fixture
-def good(trained: Trained, tmp_path: Path) -> Path:
-    """A copy of the trained router folder with its manifest (as ``llmroute train`` writes it now)."""
-    folder = tmp_path / "good"
-    shutil.copytree(trained.folder, folder)
-    write_manifest(folder)
-    return folder
 
 
 def _wait_ready(c: TestClient) -> dict[str, Any]:

@@ -23,7 +23,8 @@ class DamagedArtifactError(RuntimeError):
     """A router folder is incomplete, altered or unreadable."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -34,7 +35,7 @@ def _sha256(path: Path) -> str:
 def write_manifest(folder: Path) -> dict[str, str]:
     """Write ``manifest.json`` (relative path -> sha256 of every other file) and return it."""
     files = {
-        p.relative_to(folder).as_posix(): _sha256(p)
+        p.relative_to(folder).as_posix(): file_sha256(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
@@ -61,7 +62,7 @@ def verify_manifest(folder: Path, label: str) -> None:
         path = folder / rel
         if not path.is_file():
             raise DamagedArtifactError(f"{label}: the router artifact is damaged: {rel} is missing")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise DamagedArtifactError(
                 f"{label}: the router artifact is damaged: {rel} does not match its recorded sha256"
             )

@@ -38,16 +38,9 @@ from pathlib import Path
 import numpy as np
 
 import llmroute
+from llmroute.artifacts.manifest import file_sha256
 
 CHECKS_DIR = "checks"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_key(folder: Path, with_scorer: bool) -> str:
@@ -56,7 +49,7 @@ def check_key(folder: Path, with_scorer: bool) -> str:
     ``with_scorer``. Two folders get the same key only when every file is byte-identical."""
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f"{path.relative_to(folder).as_posix()}\0{_file_sha256(path)}\n".encode())
+        h.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
     h.update(f"llmroute {llmroute.__version__}; lightgbm {version('lightgbm')}; numpy {np.__version__}; "
              f"python {platform.python_version()}; scorer {bool(with_scorer)}".encode())
     return h.hexdigest()
