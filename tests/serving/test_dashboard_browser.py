@@ -149,11 +149,28 @@ def driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 
 def _wait_ready(d: object, view: str) -> None:
+    """Wait until the dashboard has rendered `view`.
+
+    One script reads both attributes in the page as it is at that moment: a form post navigates, and an element
+    found on the page being left goes stale before its attribute is read (the flake CI hit after the login).
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(d, 20).until(
-        lambda drv: drv.find_element("tag name", "body").get_attribute("data-ready") == "true"  # type: ignore[attr-defined]
-        and drv.find_element("tag name", "body").get_attribute("data-view") == view  # type: ignore[attr-defined]
+    script = ("const b = document.body;"
+              "return b ? [b.getAttribute('data-ready'), b.getAttribute('data-view')] : [null, null];")
+    WebDriverWait(d, 20, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda drv: drv.execute_script(script) == ["true", view]  # type: ignore[attr-defined]
+    )
+
+
+def _wait_text(d: object, element_id: str, needle: str) -> None:
+    """Wait until the element `element_id` of the page now shown contains `needle` (after a form post's navigation)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(d, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        lambda drv: needle in drv.find_element("id", element_id).text  # type: ignore[attr-defined]
     )
 
 
@@ -202,7 +219,7 @@ def test_dashboard_in_headless_chromium(driver: object, router: Router, tmp_path
         d.get(f"{server.url}/dashboard")  # type: ignore[attr-defined]
         d.find_element("id", "key").send_keys("client-key")  # type: ignore[attr-defined]
         d.find_element("id", "login-button").click()  # type: ignore[attr-defined]
-        assert "client key cannot open" in d.find_element("id", "login-error").text  # type: ignore[attr-defined]
+        _wait_text(d, "login-error", "client key cannot open")
         d.get_log("browser")  # type: ignore[attr-defined]  # drop the refused login's 401 from the console log
         d.find_element("id", "key").send_keys(KEY)  # type: ignore[attr-defined]
         d.find_element("id", "login-button").click()  # type: ignore[attr-defined]
