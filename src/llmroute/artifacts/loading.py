@@ -238,12 +238,3 @@ def source_version(source: str | Path | None, settings: Settings) -> str:
     from llmroute.router.router import read_router_meta
 
     return str(read_router_meta(resolve_folder(source, settings))["version"])
-
-
-def try_reload(current: Router, source: str | Path | None, settings: Settings) -> tuple[Router, str | None]:
-    """The router at ``source``, or ``current`` and the error (``Type: message``) when it cannot be loaded:
-    for a running process that must keep routing with what it has."""
-    try:
-        return load_router(source, settings), None
-    except Exception as exc:  # noqa: BLE001 - whatever failed, the caller keeps routing with `current`
-        return current, f"{type(exc).__name__}: {exc}"
