@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from closed_loop import free_port
+from closed_loop import free_port  # noqa: E402
+from tests.processes import group_gone, system_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,23 +61,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def _group_gone(pgid: int) -> float:
-    """The moment no live (non-zombie) process of the group ``pgid`` is left (read from /proc)."""
-    while True:
-        alive = False
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive = True
-                break
-        if not alive:
-            return time.monotonic()
-        time.sleep(0.005)
-
-
 def _wait_ready(url: str, limit_s: float = 60) -> None:
     import httpx
 
@@ -91,7 +75,7 @@ def _wait_ready(url: str, limit_s: float = 60) -> None:
     raise SystemExit(f"{url} not ready after {limit_s} s")
 
 
-def one_run(cfg: Path, logdir: Path, clients: int, warmup: float, after: float) -> dict[str, Any]:
+def one_run(haproxy: str, cfg: Path, logdir: Path, clients: int, warmup: float, after: float) -> dict[str, Any]:
     import httpx
 
     replicas, ports = [], []
@@ -108,7 +92,7 @@ def one_run(cfg: Path, logdir: Path, clients: int, warmup: float, after: float) 
            "LLMROUTE_REPLICA_1": f"127.0.0.1:{ports[0]}", "LLMROUTE_REPLICA_2": f"127.0.0.1:{ports[1]}"}
     log = logdir / "haproxy.log"
     with log.open("wb") as fh:
-        lb = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], env=env, stdout=fh, stderr=subprocess.STDOUT,
+        lb = subprocess.Popen([haproxy, "-db", "-f", str(cfg)], env=env, stdout=fh, stderr=subprocess.STDOUT,
                               start_new_session=True)
     calls: list[tuple[float, float, str | None]] = []
     lock, stop = threading.Lock(), threading.Event()
@@ -145,7 +129,7 @@ def one_run(cfg: Path, logdir: Path, clients: int, warmup: float, after: float) 
         time.sleep(warmup)
         killed = time.monotonic()
         os.killpg(replicas[0].pid, signal.SIGKILL)
-        gone = _group_gone(replicas[0].pid)
+        gone = group_gone(replicas[0].pid, limit_s=60.0)
         time.sleep(after)
         stop.set()
         for t in threads:
@@ -179,7 +163,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of load before the kill")
     ap.add_argument("--after", type=float, default=3.0, help="seconds of load after the kill")
     args = ap.parse_args()
-    if shutil.which("haproxy") is None:
+    haproxy = system_command("haproxy")
+    if haproxy is None:
         raise SystemExit("haproxy is not installed (apt-get install -y haproxy)")
     work = Path(tempfile.mkdtemp(prefix="balancer-kill-"))
     cfg = work / "haproxy.cfg"
@@ -194,7 +179,7 @@ def main() -> None:
     for run in range(args.runs):
         rundir = work / f"run{run}"
         rundir.mkdir()
-        res = one_run(cfg, rundir, args.clients, args.warmup, args.after)
+        res = one_run(haproxy, cfg, rundir, args.clients, args.warmup, args.after)
         print(f"run {run + 1}: {res['calls']} requests, replica gone {res['gone_s']:.3f} s after the kill; failed: "
               f"{len(res['in_flight'])} in flight, {len(res['after'])} after it was gone, {len(res['before'])} "
               f"before the kill; {res['waited']} retried after waiting >= 0.5 s", flush=True)

@@ -7,6 +7,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
+from pathlib import Path
 
 # Debian installs daemons and root's tools (haproxy, runuser) in the sbin folders, which a non-login shell's
 # PATH may leave out.
@@ -36,3 +38,23 @@ def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> No
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=timeout)
+
+
+def group_gone(pgid: int, limit_s: float = 10.0) -> float:
+    """``time.monotonic()`` at the moment no live (non-zombie) process of the group ``pgid`` is left, read from
+    /proc every 5 ms; AssertionError if some are still alive after ``limit_s`` seconds."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        alive = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive = True
+                break
+        if not alive:
+            return time.monotonic()
+        time.sleep(0.005)
+    raise AssertionError(f"processes of group {pgid} still alive {limit_s} s after SIGKILL")

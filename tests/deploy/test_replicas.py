@@ -37,7 +37,7 @@ from typer.testing import CliRunner
 from llmroute.cli import app
 from llmroute.data.importers import read_logs, write_logs
 from tests.decision_log.conftest import pg_server  # noqa: F401 - the session's PostgreSQL fixture
-from tests.processes import free_port, stop_process_group, system_command
+from tests.processes import free_port, group_gone, stop_process_group, system_command
 
 REPO = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"
@@ -133,25 +133,6 @@ def _workers_serving(url: str, version: str | None, workers: int = 2, wait_s: fl
             assert wait_s == 0, f"fewer than {workers} workers of {url} ready after {wait_s} s"
             return False
         time.sleep(0.5)
-
-
-def _group_gone(pgid: int, limit_s: float = 10.0) -> float:
-    """The moment no live (non-zombie) process of the group ``pgid`` is left (read from /proc)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        alive = False
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive = True
-                break
-        if not alive:
-            return time.monotonic()
-        time.sleep(0.005)
-    raise AssertionError(f"processes of group {pgid} still alive {limit_s} s after SIGKILL")
 
 
 def _since(clock: str, wall: float) -> float:
@@ -311,7 +292,7 @@ def test_two_replicas_behind_haproxy(
         killed_proc, killed_url, _ = replicas[0]
         killed_at = time.monotonic()
         os.killpg(killed_proc.pid, signal.SIGKILL)
-        dead_at = _group_gone(killed_proc.pid)  # SIGKILL takes effect when each process next runs
+        dead_at = group_gone(killed_proc.pid)  # SIGKILL takes effect when each process next runs
         time.sleep(6.0)
     finally:
         stop.set()
