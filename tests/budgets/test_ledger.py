@@ -71,6 +71,22 @@ def test_a_batch_of_charges_is_one_transaction_with_the_same_spend_as_one_by_one
         assert ledger.charges_total() == (pytest.approx(1.875), 4)
 
 
+def test_a_batch_that_fails_in_the_database_books_nothing_and_the_next_one_is_booked(log_url: str) -> None:
+    now = datetime(2026, 6, 10, 12, 7, tzinfo=UTC)
+    with DecisionLogStore(log_url) as store:
+        ledger = BudgetLedger(store.engine)
+        good_sql = ledger._add_spend_sql
+        ledger._add_spend_sql = good_sql.replace("budget_spend", "no_such_table", 1)  # fails after the inserts
+        with pytest.raises(Exception, match="no_such_table"):
+            ledger.charge_many([Charge("f1", 0.5, now, "chat"), Charge("f2", 0.25, now, "chat")])
+        assert ledger.charges_total() == (0.0, 0)  # the charge rows inserted before the error were rolled back
+        ledger._add_spend_sql = good_sql
+        assert ledger.charge_many([Charge("f1", 0.5, now, "chat")]) == [True]  # the pooled connection is usable
+        day = (now.replace(hour=0, minute=0), now.replace(hour=0, minute=0) + timedelta(days=1))
+        assert ledger.spend([("global", "*", *day)]) == [(pytest.approx(0.5), 1)]
+        assert ledger.charges_total() == (pytest.approx(0.5), 1)
+
+
 def test_alerts_are_claimed_once_and_budgets_stored(log_url: str) -> None:
     now = datetime(2026, 6, 10, tzinfo=UTC)
     with DecisionLogStore(log_url) as store:
