@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from llmroute.router.cost import LinearCostModel
+from llmroute.router.cost import LinearCostModel, PriceFloor
 
 T = np.array([100.0, 200.0, 300.0, 400.0])
 
@@ -121,3 +121,44 @@ def test_without_price_floor_the_line_alone_estimates_realised_cost() -> None:
     cm = LinearCostModel.fit(("a", "b"), t, costs, {"a": (10.0, 30.0), "b": (1.0, 2.0)}, price_floor=False)
     np.testing.assert_allclose(cm.predict(t)[:, 0], 1e-7 * t)  # below the price arithmetic, as logged
     np.testing.assert_allclose(cm.predict(t)[:, 1], (1.0 * t + 2.0 * 256) / 1e6)  # never logged: prices
+
+
+def _per_model_floors(model: LinearCostModel, tokens: np.ndarray, cap: bool, max_output_tokens: int = 0) -> np.ndarray:
+    """The floors applied one model at a time through PriceFloor.cost (how _with_floor did it before it was
+    vectorised): the reference the vectorised floors must match bit for bit."""
+    out = model._line(tokens)
+    t = np.asarray(tokens, dtype=np.float64).reshape(-1)
+    for j, f in enumerate(model.floors):
+        if f is not None:
+            answer = f.cap_output_tokens if cap else f.expected_output_tokens
+            if cap and max_output_tokens:
+                answer = min(answer, float(max_output_tokens))
+            out[:, j] = np.maximum(out[:, j], f.cost(t, answer))
+    return out
+
+
+def test_vectorised_floors_are_the_per_model_floors_bit_for_bit() -> None:
+    rng = np.random.default_rng(7)
+    m = 9
+    floors = tuple(
+        None if j in (2, 6) else PriceFloor(float(rng.uniform(0, 3e-5)), float(rng.uniform(0, 6e-5)),
+                                            float(rng.uniform(1, 900)), float(rng.uniform(100, 3000)))
+        for j in range(m)
+    )
+    model = LinearCostModel(tuple(f"m{j}" for j in range(m)), tuple(rng.uniform(0, 4e-5, m)),
+                            tuple(rng.uniform(-1e-4, 1e-3, m)), floors)
+    tokens = np.concatenate([[0.0, 1.0, 7.0, 123_456.0], rng.integers(0, 20_000, 200).astype(np.float64)])
+    for got, want in [
+        (model.predict(tokens), _per_model_floors(model, tokens, cap=False)),
+        (model.predict_cap(tokens), _per_model_floors(model, tokens, cap=True)),
+        (model.predict_cap(tokens, 300), _per_model_floors(model, tokens, cap=True, max_output_tokens=300)),
+        (model.predict_cap(tokens[:1], 5), _per_model_floors(model, tokens[:1], cap=True, max_output_tokens=5)),
+    ]:
+        assert got.tobytes() == want.tobytes()
+    # the floors raised some costs (the check is not vacuous) and a model without a floor keeps its line
+    assert (model.predict(tokens) > model._line(tokens)).any()
+    assert np.array_equal(model.predict(tokens)[:, 2], model._line(tokens)[:, 2])
+    bare = LinearCostModel(("a", "b"), (1e-6, 2e-6), (0.0, 1e-4))  # a router saved before floors existed
+    assert bare.predict(tokens).tobytes() == bare._line(tokens).tobytes()
+    no_floor = LinearCostModel(("a",), (1e-6,), (0.0,), (None,))
+    assert no_floor.predict_cap(tokens, 10).tobytes() == no_floor._line(tokens).tobytes()

@@ -15,6 +15,7 @@ logged costs can only raise them (it carries costs the prices miss, e.g. a provi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,15 +87,29 @@ class LinearCostModel:
         t = np.asarray(input_tokens, dtype=np.float64).reshape(-1, 1)
         return t * np.asarray(self.per_token) + np.asarray(self.fixed)
 
+    @functools.cached_property
+    def _floor_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The floors as columns: (models with a floor, input and output USD per token, expected and
+        capped answer tokens), so that a prediction applies them in a few NumPy operations."""
+        has = np.array([f is not None for f in self.floors], dtype=bool)
+        fs = [f for f in self.floors if f is not None]
+        return has, *(np.array([getattr(f, name) for f in fs], dtype=np.float64) for name in (
+            "input_per_token", "output_per_token", "expected_output_tokens", "cap_output_tokens"))
+
     def _with_floor(self, input_tokens: np.ndarray, cap: bool, max_output_tokens: int = 0) -> np.ndarray:
+        """The line, raised to each model's floor: elementwise the same float64 operations as
+        :meth:`PriceFloor.cost` per model (``t * input price + answer * output price``), so the same bits."""
         out = self._line(input_tokens)
-        t = np.asarray(input_tokens, dtype=np.float64).reshape(-1)
-        for j, f in enumerate(self.floors):
-            if f is not None:
-                answer = f.cap_output_tokens if cap else f.expected_output_tokens
-                if cap and max_output_tokens:
-                    answer = min(answer, float(max_output_tokens))
-                out[:, j] = np.maximum(out[:, j], f.cost(t, answer))
+        if not self.floors:
+            return out
+        has, price_in, price_out, expected, capped = self._floor_arrays
+        if not has.any():
+            return out
+        t = np.asarray(input_tokens, dtype=np.float64).reshape(-1, 1)
+        answer = capped if cap else expected
+        if cap and max_output_tokens:
+            answer = np.minimum(answer, float(max_output_tokens))
+        out[:, has] = np.maximum(out[:, has], t * price_in + answer * price_out)
         return out
 
     def predict(self, input_tokens: np.ndarray) -> np.ndarray:

@@ -71,11 +71,16 @@ async def require_api_key(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> None:
     """A client route: any client or admin key, when keys are configured (none configured = auth off)."""
+    check_client_key(services, presented_key(authorization, x_api_key))
+
+
+def check_client_key(services: Services, presented: str | None) -> None:
+    """401 ``unauthorized`` unless ``presented`` is a client or admin key; nothing when no key is configured."""
     settings = services.settings
     keys = settings.key_values() + settings.admin_key_values()
     if not keys:
         return
-    if not _matches(presented_key(authorization, x_api_key), keys):
+    if not _matches(presented, keys):
         raise ServiceError(401, "unauthorized", _UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -70,24 +70,26 @@ from llmroute.serving.cascade import (
     run_cascade,
     run_ensemble,
 )
-from llmroute.serving.client_key import KeyIdDep
 from llmroute.serving.decision_logging import log_refused, outcome_record
-from llmroute.serving.deps import Authenticated, ServedDep, ServicesDep
 from llmroute.serving.dispatch import Dispatcher
 from llmroute.serving.errors import ServiceError, error_body
+from llmroute.serving.request_context import KEY_HEADERS, ClientContextDep
 from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
 from llmroute.serving.state import run_cpu
 from llmroute.serving.streaming import relay
 
 log = logging.getLogger("llmroute.serving")
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=Authenticated)
+router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-@router.post("/chat/completions", response_model=None)
+# the key check, the router and the key id in one dependency (llmroute.serving.request_context): same checks,
+# same order, about 0.1 ms less of event-loop CPU a request than four dependencies with header parameters
+@router.post("/chat/completions", response_model=None, openapi_extra=KEY_HEADERS)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, served: ServedDep, services: ServicesDep, key_id: KeyIdDep
+    body: ChatCompletionRequest, request: Request, context: ClientContextDep
 ) -> JSONResponse | StreamingResponse:
     started = time.perf_counter()
+    services, served, key_id = context.services, context.served, context.key_id
     llm_router = served.router
     opts = body.routing()
     ensemble = opts.ensemble()

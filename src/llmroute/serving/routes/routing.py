@@ -9,17 +9,16 @@ from fastapi.responses import Response
 
 from llmroute.router.text import messages_to_prompt
 from llmroute.serving.budget_control import route_with_budgets
-from llmroute.serving.client_key import KeyIdDep
 from llmroute.serving.decision_logging import log_refused
-from llmroute.serving.deps import Authenticated, RouterDep, ServicesDep
+from llmroute.serving.request_context import KEY_HEADERS, ClientContextDep
 from llmroute.serving.schemas import RouteRequest, RouteResponse
 from llmroute.serving.state import run_cpu
 
-router = APIRouter(tags=["routing"], dependencies=Authenticated)
+router = APIRouter(tags=["routing"])
 
 
-@router.post("/route", response_model=RouteResponse)
-async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep, key_id: KeyIdDep) -> Response:
+@router.post("/route", response_model=RouteResponse, openapi_extra=KEY_HEADERS)
+async def route(body: RouteRequest, context: ClientContextDep) -> Response:
     """Route one prompt (embedding and LightGBM run on the service's compute pool, see ``run_cpu``).
 
     The decision is logged (source ``route``) under the ``decision_id`` returned; send
@@ -27,9 +26,11 @@ async def route(body: RouteRequest, llm_router: RouterDep, services: ServicesDep
     report its ``cost_usd`` for the budgets). 429 when a spent block budget applies.
 
     The answer is validated once, when the :class:`RouteResponse` is built, and serialised by pydantic
-    straight to bytes (returning the model would make FastAPI dump, validate and encode it again).
+    straight to bytes (returning the model would make FastAPI dump, validate and encode it again). The key
+    check, the router and the key id come from one dependency (:mod:`llmroute.serving.request_context`).
     """
     started = time.perf_counter()
+    services, llm_router, key_id = context.services, context.served.router, context.key_id
     prompt = body.prompt if body.prompt is not None else messages_to_prompt(
         [{"role": m.role, "content": m.text()} for m in body.messages or []]
     )
