@@ -41,7 +41,7 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from llmroute.data.catalog import ModelSpec
@@ -70,7 +70,12 @@ class Attempt:
     answer_key: str | None = None  # the normalised answer (majority vote only)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field by name, in declaration order: what ``dataclasses.asdict`` gives for these flat
+        fields, without its recursive copy (this runs twice on every chat request)."""
+        return {name: getattr(self, name) for name in _ATTEMPT_FIELDS}
+
+
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
 
 
 @dataclass(frozen=True)

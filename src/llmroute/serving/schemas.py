@@ -239,6 +239,32 @@ class RouteResponse(BaseModel):
         )
 
 
+def route_response_dict(decision_id: str, d: Decision, experiment: str | None = None, arm: str | None = None
+                        ) -> dict[str, Any]:
+    """``RouteResponse.from_decision(...).model_dump()`` without building the models: the same dict (keys,
+    their order, values and types), for the chat answer's ``llmroute.decision`` on every proxied request
+    (pydantic validation of the model and its candidates cost 3-4x more)."""
+    return {
+        "decision_id": decision_id,
+        "model": d.model,
+        "candidates": [
+            {"model": c.model, "probability": float(c.probability), "expected_cost_usd": float(c.expected_cost_usd),
+             "eligible": bool(c.eligible), "excluded_by": c.excluded_by,
+             "cost_cap_usd": None if c.cost_cap_usd is None else float(c.cost_cap_usd), "assumed": list(c.assumed)}
+            for c in d.candidates
+        ],
+        "reason": d.reason,
+        "cleared": bool(d.cleared),
+        "rule": d.rule,
+        "knob": float(d.knob),
+        "target": None if d.target is None else str(d.target),
+        "task_hint": d.task_hint,
+        "router_version": d.router_version,
+        "explored": bool(d.extra.get("explored", False)),
+        "experiment": experiment,
+        "arm": arm,
+    }
+
 class EnsembleOptions(BaseModel):
     """``{"kind": ..., "n": N}``: call N models at once and combine their answers
     (:mod:`llmroute.serving.cascade`; ``mean`` / ``median`` for numeric answers)."""

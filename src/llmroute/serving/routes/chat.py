@@ -74,7 +74,7 @@ from llmroute.serving.decision_logging import log_refused, outcome_record
 from llmroute.serving.dispatch import Dispatcher
 from llmroute.serving.errors import ServiceError, error_body
 from llmroute.serving.request_context import KEY_HEADERS, ClientContextDep
-from llmroute.serving.schemas import ChatCompletionRequest, RouteResponse
+from llmroute.serving.schemas import ChatCompletionRequest, route_response_dict
 from llmroute.serving.state import run_cpu
 from llmroute.serving.streaming import relay
 
@@ -173,7 +173,7 @@ async def chat_completions(
                             status_code=499)
     info = {
         "decision_id": decision_id,
-        "decision": RouteResponse.from_decision(decision_id, decision, routed.experiment, routed.arm).model_dump(),
+        "decision": route_response_dict(decision_id, decision, routed.experiment, routed.arm),
         "attempts": [a.to_dict() for a in result.attempts],
         "total_cost_usd": result.total_cost_usd,
         "mode": ensemble[0] if ensemble else "cascade",
