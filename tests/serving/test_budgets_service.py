@@ -304,3 +304,40 @@ def test_bad_budget_file_refuses_to_start_and_a_bad_reload_keeps_the_last_good(
         while c.get("/admin/budgets", headers=ADMIN).json()["budgets"][0]["amount_usd"] != 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert c.post("/route", json={"prompt": "hi", "tenant": "a"}, headers=AUTH).status_code == 200
+
+
+def test_the_outcome_is_logged_once_the_charge_is_committed_and_both_before_the_answer(
+    router: Router, trained: Trained, log_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmroute.data.decision_log.records import OutcomeRecord
+    from llmroute.serving.decision_logging import DecisionLog
+
+    events: list[tuple[str, str]] = []
+    charge_many, submit = BudgetLedger.charge_many, DecisionLog.submit
+    failing = {"on": False}
+
+    def booked(self: BudgetLedger, charges: Any) -> list[bool]:
+        if failing["on"]:
+            events.append(("charge failed", charges[0].charge_id))
+            raise RuntimeError("the ledger is down")
+        out = charge_many(self, charges)
+        events.extend(("charged", c.charge_id) for c in charges)
+        return out
+
+    def logged(self: DecisionLog, record: Any) -> bool:
+        if isinstance(record, OutcomeRecord):
+            events.append(("outcome", record.decision_id))
+        return submit(self, record)
+
+    monkeypatch.setattr(BudgetLedger, "charge_many", booked)
+    monkeypatch.setattr(DecisionLog, "submit", logged)
+    with _client(router, trained, log_url, None) as c:
+        r = _chat(c, "acme")
+        assert r.status_code == 200, r.text
+        did = r.headers["X-LLMRoute-Decision-Id"]
+        assert events == [("charged", did), ("outcome", did)]  # in this order, both before the answer came
+        events.clear()
+        failing["on"] = True  # a charge that fails: no answer, and the outcome is logged all the same
+        r = _chat(c, "acme")
+        assert r.status_code == 500 and r.json()["error"]["type"] == "internal_error"
+        assert [e[0] for e in events] == ["charge failed", "outcome"] and events[0][1] == events[1][1]

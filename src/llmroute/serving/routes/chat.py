@@ -133,13 +133,17 @@ async def chat_completions(
 
     charged: list[Any] = []
 
-    def finish(result: CascadeResult) -> None:
+    def finish(result: CascadeResult, log_outcome: bool = True) -> None:
         _record(services, result, cascade=ensemble is None)
         charged.append(charge_soon(services.budgets, admitted, decision_id, result.total_cost_usd))
         if services.experiment is not None and routed.arm is not None:
             services.experiment.monitor.correct_cost(
                 routed.arm, routed.expected_cost(), result.total_cost_usd, result.final_body is not None
             )
+        if log_outcome:
+            submit_outcome(result)
+
+    def submit_outcome(result: CascadeResult) -> None:
         if decision_log is not None:
             decision_log.submit(outcome_record(decision_id, result))
 
@@ -201,11 +205,17 @@ async def chat_completions(
         )
         headers = _headers(decision_id, len(result.attempts) + 1, model, fallback)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    finish(result)
+    finish(result, log_outcome=False)
     response = _answer(result, routed.data_policy, info, body.stream,
                        _headers(decision_id, len(result.attempts), result.final_model or "", fallback))
-    if charged[0] is not None:
-        await charged[0]  # the spend is in the ledger before the answer leaves (booked while the answer was built)
+    try:
+        if charged[0] is not None:
+            await charged[0]  # the spend is in the ledger before the answer leaves (booked while the answer was built)
+    finally:
+        # the outcome is logged before the answer leaves too, but once the charge is in (also when it failed):
+        # submitted earlier, its insert by the log's writer competed with the charge for SQLite's write lock,
+        # and a charge that finds the lock taken waits in SQLite's busy handler (1 ms sleeps and up)
+        submit_outcome(result)
     return response
 
 
