@@ -103,3 +103,39 @@ def test_alerts_are_claimed_once_and_budgets_stored(log_url: str) -> None:
         assert set(stored) == {"api-one", "f2"} and stored["f2"].spec["amount_usd"] == 3
         assert stored["api-one"].source == "api" and stored["f2"].source == "file"
         assert ledger.delete_budget("api-one") and not ledger.delete_budget("api-one")
+
+
+def test_on_sqlite_a_charge_waits_for_the_write_lock_and_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+    import time
+
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    now = datetime(2026, 6, 10, 12, 7, tzinfo=UTC)
+    with DecisionLogStore(url) as store:
+        ledger = BudgetLedger(store.engine)
+        holder = sqlite3.connect(tmp_path / "log.sqlite", isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")  # another writer (the decision log's) holds the write lock
+        released = threading.Timer(0.3, holder.execute, ("COMMIT",))
+        released.start()
+        t0 = time.monotonic()
+        assert ledger.charge_many([Charge("w1", 0.5, now, "chat")]) == [True]  # waited, then booked
+        assert time.monotonic() - t0 >= 0.25
+        released.join()
+        with store.engine.connect() as conn:  # the pooled connection got its busy timeout back
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert ledger.charges_total() == (pytest.approx(0.5), 1)
+
+        short = sa.create_engine(url)  # a busy timeout of 200 ms: a lock held longer fails the charge
+        sa.event.listen(short, "connect", lambda c, _: c.execute("PRAGMA busy_timeout=200"))
+        holder.execute("BEGIN IMMEDIATE")
+        t0 = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            BudgetLedger(short).charge_many([Charge("w2", 0.25, now, "chat")])
+        assert 0.15 <= time.monotonic() - t0 < 10
+        holder.execute("COMMIT")
+        holder.close()
+        short.dispose()
+        assert ledger.charges_total() == (pytest.approx(0.5), 1)  # nothing of the failed batch
