@@ -93,8 +93,12 @@ class LinearCostModel:
         capped answer tokens), so that a prediction applies them in a few NumPy operations."""
         has = np.array([f is not None for f in self.floors], dtype=bool)
         fs = [f for f in self.floors if f is not None]
-        return has, *(np.array([getattr(f, name) for f in fs], dtype=np.float64) for name in (
-            "input_per_token", "output_per_token", "expected_output_tokens", "cap_output_tokens"))
+
+        def column(name: str) -> np.ndarray:
+            return np.array([getattr(f, name) for f in fs], dtype=np.float64)
+
+        return (has, column("input_per_token"), column("output_per_token"), column("expected_output_tokens"),
+                column("cap_output_tokens"))
 
     def _with_floor(self, input_tokens: np.ndarray, cap: bool, max_output_tokens: int = 0) -> np.ndarray:
         """The line, raised to each model's floor: elementwise the same float64 operations as
