@@ -206,9 +206,9 @@ async def chat_completions(
         headers = _headers(decision_id, len(result.attempts) + 1, model, fallback)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     finish(result, log_outcome=False)
-    response = _answer(result, routed.data_policy, info, body.stream,
-                       _headers(decision_id, len(result.attempts), result.final_model or "", fallback))
     try:
+        response = _answer(result, routed.data_policy, info, body.stream,
+                           _headers(decision_id, len(result.attempts), result.final_model or "", fallback))
         if charged[0] is not None:
             await charged[0]  # the spend is in the ledger before the answer leaves (booked while the answer was built)
     finally:
