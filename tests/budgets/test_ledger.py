@@ -119,10 +119,10 @@ def test_on_sqlite_a_charge_waits_for_the_write_lock_and_gives_up_after_the_busy
         holder = sqlite3.connect(tmp_path / "log.sqlite", isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")  # another writer (the decision log's) holds the write lock
         released = threading.Timer(0.3, holder.execute, ("COMMIT",))
+        t0 = time.monotonic()  # before the timer starts: the lock is released no sooner than t0 + 0.3 s
         released.start()
-        t0 = time.monotonic()
         assert ledger.charge_many([Charge("w1", 0.5, now, "chat")]) == [True]  # waited, then booked
-        assert time.monotonic() - t0 >= 0.25
+        assert time.monotonic() - t0 >= 0.3
         released.join()
         with store.engine.connect() as conn:  # the pooled connection got its busy timeout back
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
