@@ -113,11 +113,14 @@ def test_chunked_design_fits_the_same_scorer(monkeypatch: pytest.MonkeyPatch) ->
     assert whole.cv_best_iterations_ == chunked.cv_best_iterations_
     assert whole.booster_.model_to_string() == chunked.booster_.model_to_string()
     # and the same rows as the per-row design of one call
-    prompts, responses, models = df["prompt"].tolist(), df["response"].tolist(), df["model"].tolist()
-    vecs, p_pos, r_pos = chunked._embed_distinct(prompts, responses, None)
+    from llmroute.training.scorer_rows import ScorerRows
+
+    data = ScorerRows.from_frame(df, 0.5)
+    vecs, p_at, r_at = chunked._embed_distinct(data.prompts, data.responses, None)
     idx = np.arange(len(df))
+    prompts, responses, models = df["prompt"].tolist(), df["response"].tolist(), df["model"].tolist()
     p_emb, r_emb = chunked._embed_rows(prompts, responses, None)
     np.testing.assert_array_equal(
-        chunked._design_chunked(vecs, p_pos, r_pos, idx, prompts, responses, models, [()] * len(df)),
+        chunked.design_rows(vecs, p_at, r_at, data, idx, np.full((len(df), 2), -1)),
         chunked.design(p_emb, r_emb, prompts, responses, models, [()] * len(df)),
     )

@@ -43,7 +43,8 @@ from llmroute.router.answer_scorer import (
     scorer_in,
 )
 from llmroute.router.embedder import Embedder, EmbeddingCache
-from llmroute.router.quality_model import FitBackend, LocalBackend
+from llmroute.router.quality_model import FitBackend, FoldFit, LocalBackend
+from llmroute.training.scorer_rows import MAX_EARLIER, ScorerRows, earlier_rows
 
 DESIGN_CHUNK = 100_000  # training rows whose features are built at once (bounds the per-row embedding copies)
 
@@ -85,49 +86,40 @@ class ResponseScorer(_inference.ResponseScorer):
         missing response or quality are skipped and counted in ``n_skipped_``); ``report(fraction,
         label)`` hears how far the fit is (see :mod:`llmroute.progress`). ``backend``: where the CV
         fold boosters and the final booster are fitted (:class:`~llmroute.router.quality_model.FitBackend`;
-        in this process by default, e.g. a Dask cluster with ``llmroute train --dask``)."""
+        in this process by default, e.g. a Dask cluster with ``llmroute train --dask``).
+
+        Memory: the rows are held as codes into their distinct texts
+        (:class:`~llmroute.training.scorer_rows.ScorerRows`), the embeddings once per distinct text,
+        the design matrix as float32, built :data:`DESIGN_CHUNK` rows at a time."""
         report = report or no_report()
         backend = backend or LocalBackend()
-        missing = {"prompt", "response", "model", "quality"} - set(df.columns)
-        if missing:
-            raise ValueError(f"scorer training logs need the columns prompt, response, model, quality; "
-                             f"missing {sorted(missing)}")
         p = self.params
-        keep = df["prompt"].notna() & df["response"].notna() & df["quality"].notna() & df["model"].notna()
-        self.n_skipped_ = int((~keep).sum())
-        rows = df[keep]
-        if len(rows) < 20:
-            raise ValueError(f"scorer training needs at least 20 rows with a response and a quality, got {len(rows)}")
-        prompts = rows["prompt"].astype(str).tolist()
-        responses = rows["response"].astype(str).tolist()
-        models = rows["model"].astype(str).tolist()
-        y = (rows["quality"].to_numpy(dtype=np.float64) >= p.threshold - 1e-9).astype(np.float32)
-        if len(np.unique(y)) < 2:
+        data = ScorerRows.from_frame(df, p.threshold)
+        self.n_skipped_ = data.n_skipped
+        if len(data) < 20:
+            raise ValueError(f"scorer training needs at least 20 rows with a response and a quality, got {len(data)}")
+        if len(np.unique(data.y)) < 2:
             raise ValueError("scorer training rows are all successes or all failures: nothing to learn")
-        self.models_ = sorted(set(models))
+        self.models_ = sorted(data.models)
 
         report(0.0, "embedding prompts and answers")
-        vecs, p_pos, r_pos = self._embed_distinct(prompts, responses, cache)
+        vecs, p_at, r_at = self._embed_codes(data, cache)
         report(0.3, "features")
-        # the PCAs see each distinct embedding once (as _pca does with per-row copies)
-        self.p_mean_, self.p_components_ = _pca(vecs[np.unique(p_pos)], p.embedding_dims, p.seed)
-        self.r_mean_, self.r_components_ = _pca(vecs[np.unique(r_pos)], p.embedding_dims, p.seed)
-        idx = np.arange(len(rows))
-        earlier: list[tuple[tuple[str, str], ...]] = [()] * len(rows)
+        # the PCAs see each distinct embedding once
+        self.p_mean_, self.p_components_ = _pca(vecs[np.unique(p_at)], p.embedding_dims, p.seed)
+        self.r_mean_, self.r_components_ = _pca(vecs[np.unique(r_at)], p.embedding_dims, p.seed)
         # each model's success rate on the training rows: how much an agreeing earlier answer is worth
-        self.model_prior_ = {str(m): float(v) for m, v in pd.Series(y).groupby(np.asarray(models)).mean().items()}
+        self.model_prior_ = data.model_prior()
+        idx = np.arange(len(data))
+        earlier = np.full((len(data), MAX_EARLIER), -1, dtype=np.int64)
         if p.agreement:
-            cost = rows["cost_usd"] if "cost_usd" in rows.columns else pd.Series(np.nan, index=rows.index)
-            mean_cost = {str(m): float(c) for m, c in cost.groupby(rows["model"].astype(str)).mean().items()
-                         if np.isfinite(c)}
-            extra = earlier_contexts(prompts, models, responses, mean_cost, p.seed)
-            idx = np.concatenate([idx, np.array([i for i, _ in extra], dtype=int)])
-            earlier = earlier + [e for _, e in extra]
-        X = self._design_chunked(vecs, p_pos, r_pos, idx, prompts, responses, models, earlier)
-        yy = y[idx]
+            at, prev = earlier_rows(data, data.mean_cost(), np.random.default_rng(p.seed))
+            idx, earlier = np.concatenate([idx, at]), np.concatenate([earlier, prev])
+        X = self.design_rows(vecs, p_at, r_at, data, idx, earlier)
+        yy = data.y[idx]
         cats = [X.shape[1] - 1]
-        groups = pd.factorize(pd.Series([prompts[i] for i in idx]))[0]
-        n_folds = max(2, min(p.folds, len(np.unique(groups))))
+        groups = data.prompt[idx]  # codes in first-seen order: what factorizing the prompt texts gives
+        n_folds = max(2, min(p.folds, len(data.prompts)))
         splits = list(GroupKFold(n_folds).split(X, yy, groups))
         in_train = []
         for tr, _ in splits:
@@ -142,37 +134,48 @@ class ResponseScorer(_inference.ResponseScorer):
 
         fits = backend.fit_folds(p.lgb_params(), X, yy, in_train, cats, p.max_rounds, p.early_stopping_rounds,
                                  fold_done)
-        best, oof = [f.best_iteration for f in fits], np.full(len(yy), np.nan)
-        self.fold_boosters_: list[lgb.Booster] = [f.booster for f in fits]
-        self.prompt_fold_: dict[str, int] = {}
-        for f, ((_, va), b) in enumerate(zip(splits, self.fold_boosters_)):
-            oof[va] = b.predict(X[va], num_iteration=b.best_iteration)
-            for i in va:
-                self.prompt_fold_[prompts[idx[i]]] = f
-        self.cv_best_iterations_ = best
-        self.n_rounds_ = max(1, int(np.median(best)))
-        alone = np.arange(len(rows))
-        self.cv_auc_ = _auc(yy[alone], oof[alone])  # first attempts: comparable with format 1
-        self.cv_auc_with_earlier_ = _auc(yy[len(rows):], oof[len(rows):])
-        self.n_rows_ = int(len(y))
+        oof = np.full(len(yy), np.nan)
+        fold_of = np.full(len(data.prompts), -1, dtype=np.int64)
+        for f, ((_, va), fit) in enumerate(zip(splits, fits)):
+            oof[va] = fit.booster.predict(X[va], num_iteration=fit.booster.best_iteration)
+            fold_of[groups[va]] = f
+        self._set_cv(fits, {q: int(f) for q, f in zip(data.prompts, fold_of.tolist())}, yy, oof, len(data))
         report(0.8, "final model")
         self.booster_ = backend.fit_final(p.lgb_params(), X, yy, cats, self.n_rounds_)
         return self
 
-    def _design_chunked(
-        self, vecs: np.ndarray, p_pos: np.ndarray, r_pos: np.ndarray, idx: np.ndarray, prompts: Sequence[str],
-        responses: Sequence[str], models: Sequence[str], earlier: Earlier,
+    def _set_cv(self, fits: Sequence[FoldFit], prompt_fold: dict[str, int], yy: np.ndarray, oof: np.ndarray,
+                n_alone: int) -> None:
+        """The cross-validation's results: fold boosters, rounds, the fold of each prompt, AUCs (the
+        first ``n_alone`` design rows are first attempts, the rest carry earlier answers)."""
+        self.fold_boosters_: list[lgb.Booster] = [f.booster for f in fits]
+        self.prompt_fold_: dict[str, int] = prompt_fold
+        self.cv_best_iterations_ = [f.best_iteration for f in fits]
+        self.n_rounds_ = max(1, int(np.median(self.cv_best_iterations_)))
+        self.cv_auc_ = _auc(yy[:n_alone], oof[:n_alone])  # first attempts: comparable with format 1
+        self.cv_auc_with_earlier_ = _auc(yy[n_alone:], oof[n_alone:])
+        self.n_rows_ = int(n_alone)
+
+    def _embed_codes(self, data: ScorerRows, cache: EmbeddingCache | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings of the distinct focus texts and answers, each distinct prompt's position in them,
+        each distinct response's position): each text embedded once."""
+        return self._embed_distinct(data.prompts, data.responses, cache)
+
+    def design_rows(
+        self, vecs: np.ndarray, p_at: np.ndarray, r_at: np.ndarray, data: ScorerRows, idx: np.ndarray,
+        earlier: np.ndarray,
     ) -> np.ndarray:
-        """The design matrix of the training rows ``idx`` (row ``k`` with ``earlier[k]``), built
-        :data:`DESIGN_CHUNK` rows at a time: only one chunk's per-row embeddings exist at once. Equal to
-        one :meth:`design` call over every row (a row's features do not depend on the other rows)."""
+        """The design matrix of the training rows ``idx`` (design row ``k`` is row ``idx[k]`` with the
+        earlier answers of rows ``earlier[k]``, -1 padded), built :data:`DESIGN_CHUNK` rows at a time:
+        only one chunk's per-row embeddings and strings exist at once. ``p_at[c]`` / ``r_at[c]``: the
+        position in ``vecs`` of distinct prompt / response ``c``. Equal to one :meth:`design` call over
+        every row (a row's features do not depend on the other rows)."""
         X: np.ndarray | None = None
         for start in range(0, len(idx), DESIGN_CHUNK):
             rows = idx[start : start + DESIGN_CHUNK]
-            part = self.design(
-                vecs[p_pos[rows]], vecs[r_pos[rows]], [prompts[i] for i in rows], [responses[i] for i in rows],
-                [models[i] for i in rows], earlier[start : start + DESIGN_CHUNK],
-            )
+            prompts, responses, models, ctx = data.texts(rows, earlier[start : start + DESIGN_CHUNK])
+            part = self.design(vecs[p_at[data.prompt[rows]]], vecs[r_at[data.response[rows]]], prompts, responses,
+                               models, ctx)
             if X is None:
                 X = np.empty((len(idx), part.shape[1]), dtype=np.float32)
             X[start : start + len(rows)] = part
