@@ -119,7 +119,7 @@ class ChainTable:
 def fit_operating_points(
     models: Sequence[str],
     prompts: Sequence[str],
-    responses: np.ndarray,
+    responses: np.ndarray | None,
     probs: np.ndarray,
     expected_cost: np.ndarray,
     quality: np.ndarray,
@@ -129,9 +129,12 @@ def fit_operating_points(
     threshold: float,
     max_attempts: int = 3,
     cache: EmbeddingCache | None = None,
+    scores: ChainScores | None = None,
 ) -> OperatingPoints:
     """The router cascade's and the fixed-chain baseline's validation frontiers (see module docstring).
-    Inputs are (n, m) over complete training prompts; ``probs`` must be out-of-fold.
+    Inputs are (n, m) over complete training prompts; ``probs`` must be out-of-fold. ``scores``: where
+    the answers are scored (default: ``responses`` in this process; on Dask, on the workers that hold
+    them, with ``responses`` None).
 
     Cost: linear in the prompts (one chain walk per prompt, distinct first pick and escalation order;
     each (knob, order, weight) block of threshold pairs from histograms, see
@@ -139,7 +142,10 @@ def fit_operating_points(
     t0 = time.perf_counter()
     n, m = quality.shape
     col = {m: j for j, m in enumerate(models)}
-    scores = ChainScores(scorer, prompts, responses, models, cache)
+    if scores is None:
+        if responses is None:
+            raise ValueError("fit_operating_points needs the responses or the scores")
+        scores = ChainScores(scorer, prompts, responses, models, cache)
     success_q = quality  # delivered quality is the logged quality, as in the evaluation
     grid = policy.knob_grid(rule)
     firsts = np.stack(

@@ -6,7 +6,8 @@ What runs where:
   partition, and turn it into a *prompt table*: each distinct prompt once with its focus-text
   embedding (embedder loaded once per worker; embedding cache on the worker's disk), text features and
   token count (counted once per prompt), plus the numeric (prompt, model, quality, cost) outcomes.
-  Answer texts never leave the workers;
+  Answer texts never leave the workers: each partition's answer scorer rows stay on its worker
+  (:mod:`llmroute.training.dask_scorer` builds the scorer's features and fits it there);
 - the **client** joins the prompt tables into the prompt-by-model matrices (prompt-level arrays:
   about 1 KiB per distinct prompt for the 256-d embedding, plus the prompt text once) and builds the
   quality model's design matrix (~150 bytes per (prompt, model) row);
@@ -26,9 +27,9 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -39,6 +40,9 @@ from llmroute.data.validate import validate_logs
 from llmroute.data.wide import WideLogs, to_wide
 from llmroute.router.neighbours import NeighbourIndex, NeighbourStats
 from llmroute.router.quality_model import FoldFit, fit_fold
+
+if TYPE_CHECKING:
+    from llmroute.training.dask_scorer import AnswerPart
 
 LOCAL_PREFIX = "local:"
 LOG_COLUMNS = ("prompt_id", "prompt", "model", "quality", "cost_usd", "cost_is_estimated", "input_tokens", "task")
@@ -136,13 +140,15 @@ def _worker_embedder(spec: str, embedders_dir: str) -> Any:
 
 
 def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_dir: str, cache_path: str,
-                 with_answers: bool = False) -> PromptTable:
+                 answers_threshold: float | None = None) -> tuple[PromptTable, AnswerPart | None]:
     """Validate one partition (errors name ``label``, the partition's rows counted from 1) and reduce it
-    to a :class:`PromptTable` (runs on a worker). ``with_answers``: keep the logged ``response`` texts
-    in the outcomes (for the answer scorer) and embed them into the cache here, on the worker."""
+    to a :class:`PromptTable` (runs on a worker). ``answers_threshold``: also the partition's answer
+    scorer rows (:class:`~llmroute.training.dask_scorer.AnswerPart`, labelled ``quality >= threshold``),
+    which stay on the worker, with the logged answers embedded into the cache here."""
     from llmroute.router.answer_scorer import answer_text
     from llmroute.router.embedder import EmbeddingCache
     from llmroute.router.features import embed_and_featurize
+    from llmroute.training.dask_scorer import answer_part
 
     df = validate_logs(part, label)
     first = df.drop_duplicates("prompt_id")
@@ -157,10 +163,11 @@ def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_d
     tasks = np.array([None if pd.isna(t) else str(t) for t in first["task"]], dtype=object)
     # the numeric per-call columns training uses (the cost model's answer lengths, learned latencies)
     extra = [c for c in ("output_tokens", "latency_ms") if c in df.columns]
-    if with_answers and "response" in df.columns:
-        extra.append("response")
-        answers = [answer_text(str(r)) for r in df["response"].dropna()]
-        cache.encode(embedder, list(dict.fromkeys(answers)), progress=False)  # the scorer then reads them cached
+    answers = None
+    if answers_threshold is not None and "response" in df.columns:
+        answers = answer_part(df, answers_threshold)
+        texts = [answer_text(r) for r in answers.rows.responses]
+        cache.encode(embedder, list(dict.fromkeys(texts)), progress=False)  # the scorer then reads them cached
     outcomes = df[["prompt_id", "model", "quality", "cost_usd", "cost_is_estimated", *extra]].copy()
     # a row whose prompt text differs from its id's first text keeps its own (as reading the file in
     # one process does); the others share the first's string when joined
@@ -170,7 +177,7 @@ def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_d
     return PromptTable(
         first["prompt_id"].astype(str).to_numpy(dtype=object), prompts, tasks, tokens,
         np.asarray(emb, dtype=np.float32), feats, outcomes,
-    )
+    ), answers
 
 
 @dataclass(frozen=True)
@@ -180,15 +187,16 @@ class DaskEmbedded:
     logs: WideLogs
     embeddings: np.ndarray
     features: np.ndarray
-    calls: pd.DataFrame  # one row per logged call: prompt, prompt_id, model, quality, cost_usd (+ output_tokens, latency_ms, response)
+    calls: pd.DataFrame  # one row per logged call: prompt, prompt_id, model, quality, cost_usd (+ output_tokens, latency_ms)
+    answers: list[Any] = field(default_factory=list)  # per partition, a future of its AnswerPart (on a worker)
 
 
 def embed_on_dask(client: Any, path: Path, embedder_spec: str, embedders_dir: Path, cache_path: Path,
-                  echo: Any = print, with_answers: bool = False) -> DaskEmbedded:
+                  echo: Any = print, with_answers: bool = False, threshold: float = 0.5) -> DaskEmbedded:
     """Read ``path`` as a ``dask.dataframe``, embed every partition's distinct prompts on the workers
-    and join the prompt tables here. ``with_answers``: the calls keep their ``response`` texts, embedded
-    on the workers into the cache at ``cache_path`` (shared by a LocalCluster's workers and this
-    process; on a remote cluster each worker's own disk, and this process embeds them again). The same prompts, order, matrices and embeddings as reading the
+    and join the prompt tables here. ``with_answers``: each partition's answer scorer rows (labelled
+    ``quality >= threshold``) stay on its worker, their answers embedded there into the cache at
+    ``cache_path`` (:attr:`DaskEmbedded.answers`; the calls joined here carry no answer text). The same prompts, order, matrices and embeddings as reading the
     file in one process (:func:`llmroute.data.wide.to_wide` plus
     :func:`llmroute.router.features.embed_and_featurize`). Duplicate (prompt_id, model) pairs across
     partitions are an error naming both partitions."""
@@ -204,19 +212,30 @@ def embed_on_dask(client: Any, path: Path, embedder_spec: str, embedders_dir: Pa
     parts = ddf.to_delayed()
     t0 = time.perf_counter()
     echo(f"dask: embedding {len(parts)} partitions of {path} on the workers")
+    from llmroute.training.dask_scorer import getitem
+
     futures = {}
+    answers = []
     for i, part in enumerate(parts):
-        fut = client.submit(
+        both = client.submit(
             prompt_table, client.compute(part), f"{path} (partition {i + 1} of {len(parts)})",
-            embedder_spec, str(embedders_dir), str(cache_path), with_answers, pure=False,
+            embedder_spec, str(embedders_dir), str(cache_path), threshold if with_answers else None, pure=False,
         )
-        futures[fut] = i
+        futures[client.submit(getitem, both, 0, pure=False)] = i
+        answers.append(client.submit(getitem, both, 1, pure=False))
     tables: list[PromptTable | None] = [None] * len(parts)
     for done, fut in enumerate(as_completed(list(futures)), 1):
         tables[futures[fut]] = fut.result()
+        fut.release()
         if done == len(parts) or time.perf_counter() - t0 > 5 and done % max(1, len(parts) // 10) == 0:
             echo(f"dask: {done}/{len(parts)} partitions embedded ({time.perf_counter() - t0:.0f} s)")
-    return _join(tables, path)  # type: ignore[arg-type]
+    joined = _join(tables, path)  # type: ignore[arg-type]
+    has = client.gather([client.submit(_is_none, a, pure=False) for a in answers])
+    return replace(joined, answers=[] if all(has) else answers)
+
+
+def _is_none(obj: Any) -> bool:
+    return obj is None
 
 
 def _join(tables: list[PromptTable], path: Path) -> DaskEmbedded:

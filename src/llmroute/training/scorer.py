@@ -13,7 +13,12 @@ Protocol: LightGBM binary; the number of boosting rounds is the median of the ea
 a K-fold CV grouped by prompt (one prompt's rows, augmented or not, never sit on both sides), then one
 booster is fitted on every row. The fold boosters are kept in memory (:meth:`ResponseScorer.score_oof`)
 so the cascade's thresholds can be fitted on out-of-fold scores (:mod:`llmroute.training.cascade_fit`).
-The PCA of the embeddings is fitted on every training row (label-free).
+The PCAs of the embeddings are fitted on the distinct prompt focus texts and the distinct answers of the
+training rows (label-free), at most :data:`~llmroute.training.scorer_rows.PCA_SAMPLE` of each (past
+that, a sample determined by the texts' hashes, the same in one process and on Dask).
+
+Memory: the rows are integer codes into their distinct texts (:mod:`llmroute.training.scorer_rows`);
+on Dask the features are built on the workers (:mod:`llmroute.training.dask_scorer`).
 """
 
 from __future__ import annotations
@@ -39,12 +44,21 @@ from llmroute.router.answer_scorer import (
     SCORER_DIR,
     Earlier,
     ScorerParams,
+    answer_text,
     response_features,
     scorer_in,
 )
 from llmroute.router.embedder import Embedder, EmbeddingCache
 from llmroute.router.quality_model import FitBackend, FoldFit, LocalBackend
-from llmroute.training.scorer_rows import MAX_EARLIER, ScorerRows, earlier_rows
+from llmroute.router.text import focus_text
+from llmroute.training.scorer_rows import (
+    MAX_EARLIER,
+    PCA_SAMPLE,
+    ScorerRows,
+    earlier_rows,
+    pca_sample,
+    text_keys,
+)
 
 DESIGN_CHUNK = 100_000  # training rows whose features are built at once (bounds the per-row embedding copies)
 
@@ -103,11 +117,11 @@ class ResponseScorer(_inference.ResponseScorer):
         self.models_ = sorted(data.models)
 
         report(0.0, "embedding prompts and answers")
-        vecs, p_at, r_at = self._embed_codes(data, cache)
+        vecs, p_at, r_at, texts = self._embed_codes(data, cache)
         report(0.3, "features")
-        # the PCAs see each distinct embedding once
-        self.p_mean_, self.p_components_ = _pca(vecs[np.unique(p_at)], p.embedding_dims, p.seed)
-        self.r_mean_, self.r_components_ = _pca(vecs[np.unique(r_at)], p.embedding_dims, p.seed)
+        # the PCAs see each distinct embedding once (at most PCA_SAMPLE of them, a hash-determined sample)
+        self.p_mean_, self.p_components_ = _pca(vecs[_pca_positions(p_at, texts)], p.embedding_dims, p.seed)
+        self.r_mean_, self.r_components_ = _pca(vecs[_pca_positions(r_at, texts)], p.embedding_dims, p.seed)
         # each model's success rate on the training rows: how much an agreeing earlier answer is worth
         self.model_prior_ = data.model_prior()
         idx = np.arange(len(data))
@@ -156,10 +170,17 @@ class ResponseScorer(_inference.ResponseScorer):
         self.cv_auc_with_earlier_ = _auc(yy[n_alone:], oof[n_alone:])
         self.n_rows_ = int(n_alone)
 
-    def _embed_codes(self, data: ScorerRows, cache: EmbeddingCache | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _embed_codes(self, data: ScorerRows, cache: EmbeddingCache | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(embeddings of the distinct focus texts and answers, each distinct prompt's position in them,
-        each distinct response's position): each text embedded once."""
-        return self._embed_distinct(data.prompts, data.responses, cache)
+        each distinct response's position, the embedded texts): each text embedded once."""
+        focus = [focus_text(q) for q in data.prompts]
+        answers = [answer_text(r) for r in data.responses]
+        texts = list(dict.fromkeys([*focus, *answers]))
+        pos = {t: i for i, t in enumerate(texts)}
+        vecs = self._embed(texts, cache)
+        return (vecs, np.array([pos[t] for t in focus], dtype=np.int64),
+                np.array([pos[t] for t in answers], dtype=np.int64), texts)
 
     def design_rows(
         self, vecs: np.ndarray, p_at: np.ndarray, r_at: np.ndarray, data: ScorerRows, idx: np.ndarray,
@@ -203,6 +224,14 @@ class ResponseScorer(_inference.ResponseScorer):
         return out
 
 
+def _pca_positions(at: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """The distinct positions of ``at`` a PCA is fitted on (:func:`~llmroute.training.scorer_rows.pca_sample`)."""
+    pos = np.unique(at)
+    if len(pos) <= PCA_SAMPLE:
+        return pos
+    return pos[pca_sample(text_keys([texts[i] for i in pos]), PCA_SAMPLE)]
+
+
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if len(y) and len(np.unique(y)) > 1 else float("nan")
 
@@ -229,9 +258,14 @@ def train_scorer(
     (typically ``<router folder>/scorer``); ``backend``: see :meth:`ResponseScorer.fit`."""
     scorer = ResponseScorer(embedder, ScorerParams(threshold=threshold, seed=seed)).fit(df, cache, report, backend)
     scorer.save(folder)
-    print(
+    print(describe_scorer(scorer, folder))
+    return scorer
+
+
+def describe_scorer(scorer: ResponseScorer, folder: Path) -> str:
+    """The line training prints about a fitted scorer saved to ``folder``."""
+    return (
         f"response scorer: {scorer.n_rows_} rows ({scorer.n_skipped_} skipped without response/quality), "
         f"{scorer.n_rounds_} rounds (CV best {scorer.cv_best_iterations_}), CV AUC {scorer.cv_auc_:.3f} alone, "
         f"{scorer.cv_auc_with_earlier_:.3f} with earlier answers; saved to {folder}"
     )
-    return scorer

@@ -11,6 +11,7 @@ whose features are being built (:meth:`ScorerRows.texts`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,23 @@ import pandas as pd
 
 MAX_EARLIER = 2  # an augmented row gets 1 or 2 earlier answers
 REQUIRED = ("prompt", "response", "model", "quality")
+PCA_SAMPLE = 100_000  # distinct texts a PCA of the scorer is fitted on, at most (see pca_sample)
+
+
+def text_keys(texts: Sequence[str]) -> np.ndarray:
+    """(n,) uint64: a 64-bit hash of each text (BLAKE2b), the same in every process: the key under which
+    a Dask worker and the client tell texts apart without sending them."""
+    return np.array([int.from_bytes(hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+                     for t in texts], dtype=np.uint64)
+
+
+def pca_sample(keys: np.ndarray, cap: int = PCA_SAMPLE) -> np.ndarray:
+    """Positions (sorted) of the texts a PCA is fitted on, given each distinct text's key: all of them
+    when there are at most ``cap``, else the ``cap`` with the smallest keys (a hash-determined uniform
+    sample, the same whichever process or partition holds the texts)."""
+    if len(keys) <= cap:
+        return np.arange(len(keys))
+    return np.sort(np.argsort(keys, kind="stable")[:cap])
 
 
 def _codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -96,24 +114,33 @@ def earlier_rows(data: ScorerRows, mean_cost: dict[str, float], rng: np.random.G
     """(row index, earlier answers' row indices (k, :data:`MAX_EARLIER`), -1 padded) of the augmented
     rows: for every row whose prompt has answers of cheaper models (by ``mean_cost``; unknown cost =
     infinite), 1 or 2 of them drawn at random with ``rng``, cheapest first. The same draws, in the same
-    order, as :func:`llmroute.training.scorer.earlier_contexts` over the rows' strings (tested); ``rng``
-    is advanced, so the rows of several parts drawn one part after the other with one generator equal
-    the draws over their concatenation when no prompt spans two parts."""
+    order, as :func:`llmroute.training.scorer.earlier_contexts` over the rows' strings (tested)."""
     cost_of = np.array([mean_cost.get(m, np.inf) for m in data.models], dtype=np.float64)
-    by_prompt: dict[int, list[tuple[float, int, int]]] = {}
-    for i, (p, m) in enumerate(zip(data.prompt.tolist(), data.model.tolist())):
-        by_prompt.setdefault(p, []).append((cost_of[m], m, i))
+    return draw_earlier(data.prompt, data.model, cost_of, rng)
+
+
+def draw_earlier(group: np.ndarray, model: np.ndarray, cost_of: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`earlier_rows` from numbers alone: ``group[i]`` the prompt of row ``i`` (any integer code,
+    equal for equal prompt texts), ``model[i]`` its model's code, ``cost_of[c]`` the mean cost of model
+    ``c``. Only the row indices of a prompt are held per row (no texts), so a Dask client can draw for
+    every row of the logs."""
+    by_prompt: dict[int, list[int]] = {}
+    g_list, m_list = group.tolist(), model.tolist()
+    for i, p in enumerate(g_list):
+        by_prompt.setdefault(p, []).append(i)
     at: list[int] = []
-    picks: list[Sequence[int]] = []
-    for i, (p, m) in enumerate(zip(data.prompt.tolist(), data.model.tolist())):
+    picks: list[list[int]] = []
+    for i, (p, m) in enumerate(zip(g_list, m_list)):
         mine = cost_of[m]
-        cheaper = [x for x in by_prompt[p] if x[0] < mine and x[1] != m]
+        cheaper = [j for j in by_prompt[p] if cost_of[m_list[j]] < mine and m_list[j] != m]
         if not cheaper:
             continue
         k = int(rng.integers(1, min(MAX_EARLIER, len(cheaper)) + 1))
-        pick = sorted((cheaper[j] for j in rng.choice(len(cheaper), size=k, replace=False)), key=lambda x: x[0])
+        pick = sorted((cheaper[j] for j in rng.choice(len(cheaper), size=k, replace=False)),
+                      key=lambda j: cost_of[m_list[j]])
         at.append(i)
-        picks.append([x[2] for x in pick])
+        picks.append(pick)
     earlier = np.full((len(at), MAX_EARLIER), -1, dtype=np.int64)
     for k, pick in enumerate(picks):
         earlier[k, : len(pick)] = pick

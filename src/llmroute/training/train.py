@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from llmroute.artifacts.loading import LATEST
 from llmroute.artifacts.manifest import write_manifest
@@ -30,8 +30,9 @@ from llmroute.router.knobs import KnobTable, build_knob_table
 from llmroute.router.quality_model import QualityModel, QualityModelParams
 from llmroute.router.router import Router
 from llmroute.router.router_info import RouterInfo
-from llmroute.training.cascade_fit import fit_operating_points
-from llmroute.training.scorer import SCORER_DIR, ResponseScorer, train_scorer
+from llmroute.training.cascade_fit import ChainScores, fit_operating_points
+from llmroute.training.scorer import SCORER_DIR, ResponseScorer, ScorerParams, describe_scorer, train_scorer
+from llmroute.training.scorer_rows import text_keys
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ def _train(
     phases: Phases, t0: float, client: object | None,
 ) -> tuple[Router, Path]:
     backend = None
+    answers = None  # on Dask: the answer scorer's rows, on the workers (training.dask_scorer.DaskAnswers)
     if client is None:
         with phases.phase("reading logs"):
             df = read_logs(logs_path)
@@ -151,9 +153,15 @@ def _train(
             embedder = load_embedder(config.embedder, settings.embedders_dir)  # built once, before the workers need it
         with phases.phase("embedding"):
             on_dask = embed_on_dask(client, logs_path, config.embedder, settings.embedders_dir,
-                                    settings.cache_dir / "embeddings.sqlite", with_answers=config.with_scorer)
+                                    settings.cache_dir / "embeddings.sqlite", with_answers=config.with_scorer,
+                                    threshold=config.success_threshold)
         logs = on_dask.logs
-        df = on_dask.calls  # the logged calls (their answers only when the scorer is trained)
+        df = on_dask.calls  # the logged calls, without their answers (those stay on the workers)
+        if on_dask.answers:
+            from llmroute.training.dask_scorer import DaskAnswers
+
+            answers = DaskAnswers(on_dask.answers, config.embedder, str(settings.embedders_dir),
+                                  str(settings.cache_dir / "embeddings.sqlite"))
         emb = Embedded(logs, on_dask.embeddings, on_dask.features)
         print(f"training on {len(logs)} prompts x {len(logs.models)} models from {logs_path} (on Dask)")
         backend = DaskBackend(client)
@@ -226,7 +234,10 @@ def _train(
     folder = out_dir or settings.routers_dir / version
     with phases.phase("saving"):
         router.save(folder)
-    has_answers = "response" in df.columns and bool(df["response"].notna().any())
+    if answers is not None:
+        has_answers = answers.has_rows(client)
+    else:
+        has_answers = "response" in df.columns and bool(df["response"].notna().any())
     if config.with_scorer and not has_answers:
         print("no answer scorer: the logs carry no responses (the cascade will judge answers by the router's "
               "probability alone)")
@@ -236,19 +247,40 @@ def _train(
         print("training the post-call answer scorer (prompt + answer -> P(meets target)) for the cascade")
         cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
         with phases.phase("answer scorer") as report:
-            scorer = train_scorer(
-                df,
-                embedder,
-                folder / SCORER_DIR,
-                threshold=config.success_threshold,
-                seed=config.seed,
-                cache=cache,
-                report=report,
-                backend=backend,
-            )
+            if answers is None:
+                scorer = train_scorer(
+                    df,
+                    embedder,
+                    folder / SCORER_DIR,
+                    threshold=config.success_threshold,
+                    seed=config.seed,
+                    cache=cache,
+                    report=report,
+                    backend=backend,
+                )
+                answer_cells = answer_matrix(df, logs.prompt_ids, logs.models)
+                has_answer = answer_cells != None  # noqa: E711 (elementwise)
+
+                def scores(ok: np.ndarray) -> ChainScores:
+                    return ChainScores(scorer, [logs.prompts[i] for i in ok], answer_cells[ok], logs.models, cache)
+            else:
+                from llmroute.training.dask_scorer import DaskChainScores, fit_scorer_on_dask, has_answer_matrix
+
+                scorer, fold_of_key = fit_scorer_on_dask(
+                    client, answers, ResponseScorer(embedder, ScorerParams(threshold=config.success_threshold,
+                                                                            seed=config.seed)), report)
+                keys = text_keys(list(logs.prompts)).tolist()
+                scorer.prompt_fold_ = {q: fold_of_key[k] for q, k in zip(logs.prompts, keys) if k in fold_of_key}
+                scorer.save(folder / SCORER_DIR)
+                print(describe_scorer(scorer, folder / SCORER_DIR))
+                has_answer = has_answer_matrix(answers.summarize(client), logs.prompt_ids, logs.models)
+
+                def scores(ok: np.ndarray) -> ChainScores:
+                    return DaskChainScores(client, answers, scorer, [logs.prompt_ids[i] for i in ok],
+                                           [logs.prompts[i] for i in ok], logs.models, fold_of_key)
             report(0.95, "cascade operating points")
-            points = cascade_operating_points(df, logs, rows, quality.oof_probs_, exp_cost, scorer, default_rule,
-                                              config.success_threshold, cache)
+            points = cascade_operating_points(has_answer, logs, rows, quality.oof_probs_, exp_cost, scorer,
+                                              default_rule, config.success_threshold, scores)
             if points is not None:
                 scorer.operating_points = points
                 scorer.save(folder / SCORER_DIR)
@@ -259,14 +291,15 @@ def _train(
 
 
 def cascade_operating_points(
-    df: pd.DataFrame, logs: WideLogs, rows: np.ndarray, oof_probs: np.ndarray, exp_cost: np.ndarray,
-    scorer: ResponseScorer, rule: str, threshold: float, cache: EmbeddingCache,
+    has_answer: np.ndarray, logs: WideLogs, rows: np.ndarray, oof_probs: np.ndarray, exp_cost: np.ndarray,
+    scorer: ResponseScorer, rule: str, threshold: float, scores: Callable[[np.ndarray], ChainScores],
 ) -> OperatingPoints | None:
     """The cascade's operating points fitted out-of-fold on the calibration rows whose every model has a
-    logged answer (:mod:`llmroute.training.cascade_fit`); None (with the reason printed) when fewer than
-    :data:`MIN_CALIBRATION_PROMPTS` such prompts exist."""
-    answers = answer_matrix(df, logs.prompt_ids, logs.models)
-    ok = rows[np.array([all(a is not None for a in answers[i]) for i in rows], dtype=bool)] if len(rows) else rows
+    logged answer (``has_answer``, prompts x models; :mod:`llmroute.training.cascade_fit`); None (with
+    the reason printed) when fewer than :data:`MIN_CALIBRATION_PROMPTS` such prompts exist.
+    ``scores(ok)``: the out-of-fold answer scores of the prompts ``ok`` (in this process, or on the Dask
+    workers that hold the answers)."""
+    ok = rows[has_answer[rows].all(axis=1)] if len(rows) else rows
     ok = ok[~np.isnan(oof_probs[ok]).any(axis=1)]
     if len(ok) < MIN_CALIBRATION_PROMPTS:
         print(f"cascade operating points skipped: {len(ok)} prompts have every model's answer, quality and cost "
@@ -274,8 +307,8 @@ def cascade_operating_points(
         return None
     print(f"fitting the cascade's operating points out-of-fold on {len(ok)} prompts")
     return fit_operating_points(
-        logs.models, [logs.prompts[i] for i in ok], answers[ok], oof_probs[ok], exp_cost[ok],
-        logs.quality[ok], logs.cost[ok], scorer, rule, threshold, cache=cache,
+        logs.models, [logs.prompts[i] for i in ok], None, oof_probs[ok], exp_cost[ok],
+        logs.quality[ok], logs.cost[ok], scorer, rule, threshold, scores=scores(ok),
     )
 
 
