@@ -116,3 +116,16 @@ def test_fit_equals_the_per_row_string_protocol() -> None:
                     num_boost_round=max(1, int(np.median(best))))
     assert scorer.booster_.model_to_string() == ref.model_to_string()
     assert set(scorer.prompt_fold_) == set(prompts)
+
+
+def test_pca_sample_is_the_smallest_keys_wherever_the_texts_are() -> None:
+    from llmroute.training.scorer_rows import pca_sample, text_keys
+
+    texts = [f"answer {i}" for i in range(50)]
+    keys = text_keys(texts)
+    assert keys.dtype == np.uint64 and len(set(keys.tolist())) == 50
+    np.testing.assert_array_equal(pca_sample(keys, 50), np.arange(50))
+    picked = {texts[i] for i in pca_sample(keys, 10)}
+    shuffled = texts[::-1]
+    assert {shuffled[i] for i in pca_sample(text_keys(shuffled), 10)} == picked
+    assert picked == {t for t, k in zip(texts, keys.tolist()) if k <= sorted(keys.tolist())[9]}

@@ -60,7 +60,7 @@ from llmroute.training.scorer_rows import (
     text_keys,
 )
 
-DESIGN_CHUNK = 100_000  # training rows whose features are built at once (bounds the per-row embedding copies)
+DESIGN_CHUNK = 20_000  # design rows whose features are built at once (bounds the per-row embeddings and strings: about 4 KiB a row)
 
 __all__ = [
     "ARRAYS_FILE", "BOOSTER_FILE", "FORMAT_VERSION", "META_FILE", "RESPONSE_FEATURES", "SCORER_DIR",
