@@ -55,14 +55,12 @@ def _step(name: str, n: int, f: Callable[[], Any]) -> Any:
     return out
 
 
-def per_object(df: Any) -> None:
+def _before(df: Any, n: int) -> None:
+    """The per-row strings the fit held before (freed on return)."""
     import pandas as pd
 
     from llmroute.training.scorer import earlier_contexts
-    from llmroute.training.scorer_rows import ScorerRows, earlier_rows
 
-    n = len(df)
-    print(f"\nper-row objects of the scorer's input ({n} rows): bytes per row held after the step, at its peak, seconds")
     print("  before (per-row strings):")
     prompts = _step("prompts: astype(str).tolist()", n, lambda: df["prompt"].astype(str).tolist())
     responses = _step("responses: astype(str).tolist()", n, lambda: df["response"].astype(str).tolist())
@@ -72,7 +70,15 @@ def per_object(df: Any) -> None:
     idx = [i for i, _ in extra]
     _step("CV groups: factorize(list of prompt strings)", n,
           lambda: pd.factorize(pd.Series([prompts[i] for i in [*range(n), *idx]]))[0])
-    del prompts, responses, models, extra
+
+
+def per_object(df: Any) -> None:
+    from llmroute.training.scorer_rows import ScorerRows, earlier_rows
+
+    n = len(df)
+    print(f"\nper-row objects of the scorer's input ({n} rows): bytes per row held after the step, at its peak, seconds")
+    _before(df, n)
+    gc.collect()
     print("  now (codes into the distinct texts):")
     data = _step("ScorerRows.from_frame (prompt, response, model codes, y, cost)", n,
                  lambda: ScorerRows.from_frame(df, 0.5))
