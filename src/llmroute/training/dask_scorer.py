@@ -103,6 +103,7 @@ def _cache(cache_path: str) -> Any:
 
 
 def summarize(part: AnswerPart, embedder_spec: str, embedders_dir: str, cache_path: str) -> PartSummary:
+    """A partition's :class:`PartSummary` (on its worker; the focus texts embedded through the cache)."""
     r = part.rows
     focus = list(dict.fromkeys(focus_text(p) for p in r.prompts))
     vecs = _cache(cache_path).encode(_embedder(embedder_spec, embedders_dir), focus, progress=False)
@@ -240,6 +241,7 @@ class DaskAnswers:
     summaries: list[PartSummary] = field(default_factory=list)
 
     def summarize(self, client: Any) -> list[PartSummary]:
+        """Every partition's :class:`PartSummary`, computed once."""
         if not self.summaries:
             futs = [client.submit(summarize, p, self.embedder_spec, self.embedders_dir, self.cache_path, pure=False)
                     for p in self.parts]
@@ -247,6 +249,7 @@ class DaskAnswers:
         return self.summaries
 
     def has_rows(self, client: Any) -> bool:
+        """Whether any partition has a scorer row (a logged answer with its quality)."""
         return any(len(s.y) for s in self.summarize(client))
 
 
