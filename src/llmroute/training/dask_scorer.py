@@ -366,7 +366,7 @@ def fit_scorer_on_dask(client: Any, answers: DaskAnswers, scorer: ResponseScorer
     fold_of_key = dict(zip(uniq.tolist(), fold_of_group[group[first]].tolist()))
 
     report(0.8, "final model")
-    scorer.booster_ = _fit_final(client, designs, shapes, yy, n_rows, p.lgb_params(), cats, scorer.n_rounds_)
+    scorer.booster_ = _fit_final(client, designs, shapes, yy, p.lgb_params(), cats, scorer.n_rounds_)
     client.cancel([yf, state_f, *designs])
     echo(f"dask: answer scorer: final booster ({scorer.n_rounds_} rounds, lightgbm.dask) in "
          f"{time.perf_counter() - t0:.0f} s")
@@ -382,25 +382,24 @@ def _threads(client: Any) -> int:
     return max(1, min(int(w.get("nthreads", 1)) for w in info.values())) if info else 1
 
 
-def _fit_final(client: Any, designs: list[Any], shapes: list[tuple[int, int, int]], yy: np.ndarray, n_rows: int,
+def _fit_final(client: Any, designs: list[Any], shapes: list[tuple[int, int, int]], yy: np.ndarray,
                params: dict[str, Any], cats: list[int], rounds: int) -> lgb.Booster:
+    """The final booster with :mod:`lightgbm.dask`: the design rows in the single-process order, cut into
+    one contiguous chunk per worker (as the quality model's final fit cuts its matrix), so each worker's
+    share is the same rows whichever worker read which partition; the chunks move worker to worker."""
     import dask.array as da
     from lightgbm.dask import DaskLGBMClassifier
 
     from llmroute.training.dask_backend import _sklearn_params
 
     n_cols = shapes[0][2]
-    blocks, ys = [], []
-    start_alone, start_aug = 0, n_rows
-    for d, (na, ng, _) in zip(designs, shapes):
-        for getter, n, start in ((_x_alone, na, start_alone), (_x_aug, ng, start_aug)):
-            if n:
-                blocks.append(da.from_delayed(client.submit(getter, d, pure=False), shape=(n, n_cols), dtype=np.float32))
-                ys.append(yy[start : start + n].astype(np.int32))
-        start_alone += na
-        start_aug += ng
-    dX = da.concatenate(blocks)
-    dy = da.concatenate([da.from_array(v, chunks=len(v)) for v in ys])
+    blocks = [da.from_delayed(client.submit(getter, d, pure=False), shape=(shape[which], n_cols), dtype=np.float32)
+              for getter, which in ((_x_alone, 0), (_x_aug, 1))
+              for d, shape in zip(designs, shapes) if shape[which]]
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    rows = max(1, -(-len(yy) // workers))
+    dX = da.concatenate(blocks).rechunk((rows, n_cols))
+    dy = da.from_array(yy.astype(np.int32), chunks=rows)
     dX, dy = client.persist([dX, dy])
     est = DaskLGBMClassifier(client=client, n_estimators=rounds, **_sklearn_params(params))
     with warnings.catch_warnings():
