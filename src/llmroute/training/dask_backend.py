@@ -40,6 +40,7 @@ from llmroute.data.validate import validate_logs
 from llmroute.data.wide import WideLogs, to_wide
 from llmroute.router.neighbours import NeighbourIndex, NeighbourStats
 from llmroute.router.quality_model import FoldFit, fit_fold
+from llmroute.training.dask_params import sklearn_params
 
 if TYPE_CHECKING:
     from llmroute.training.dask_scorer import AnswerPart
@@ -349,7 +350,7 @@ class DaskBackend:
         dX, dy = da.from_array(X, chunks=(rows, X.shape[1])), da.from_array(y.astype(np.int32), chunks=rows)
         dX, dy = self.client.persist([dX, dy])
         # lightgbm.dask gives each worker's LightGBM the worker's thread count
-        est = DaskLGBMClassifier(client=self.client, n_estimators=rounds, **_sklearn_params(params))
+        est = DaskLGBMClassifier(client=self.client, n_estimators=rounds, **sklearn_params(params))
         with warnings.catch_warnings():
             # the estimator always passes n_jobs, which lightgbm.dask replaces by the workers' threads and warns
             warnings.filterwarnings("ignore", message=r"Parameter (n_jobs|num_threads) will be ignored")
@@ -357,11 +358,3 @@ class DaskBackend:
         self.echo(f"dask: final booster ({rounds} rounds, lightgbm.dask on {workers} workers) in "
                   f"{time.perf_counter() - t0:.0f} s")
         return est.booster_
-
-
-def _sklearn_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The quality model's LightGBM parameters for the scikit-learn style Dask estimator."""
-    p = dict(params)
-    p["random_state"] = p.pop("seed")
-    p["verbosity"] = p.pop("verbose")
-    return p

@@ -42,6 +42,7 @@ from llmroute.router.answer_scorer import ScorerParams, answer_text
 from llmroute.router.quality_model import FoldFit, fit_fold
 from llmroute.router.text import focus_text
 from llmroute.training.cascade_fit import ChainScores
+from llmroute.training.dask_params import sklearn_params
 from llmroute.training.scorer import ResponseScorer, _pca
 from llmroute.training.scorer_rows import MAX_EARLIER, PCA_SAMPLE, ScorerRows, draw_earlier, pca_sample, text_keys
 
@@ -390,8 +391,6 @@ def _fit_final(client: Any, designs: list[Any], shapes: list[tuple[int, int, int
     import dask.array as da
     from lightgbm.dask import DaskLGBMClassifier
 
-    from llmroute.training.dask_backend import _sklearn_params
-
     n_cols = shapes[0][2]
     blocks = [da.from_delayed(client.submit(getter, d, pure=False), shape=(shape[which], n_cols), dtype=np.float32)
               for getter, which in ((_x_alone, 0), (_x_aug, 1))
@@ -401,7 +400,7 @@ def _fit_final(client: Any, designs: list[Any], shapes: list[tuple[int, int, int
     dX = da.concatenate(blocks).rechunk((rows, n_cols))
     dy = da.from_array(yy.astype(np.int32), chunks=rows)
     dX, dy = client.persist([dX, dy])
-    est = DaskLGBMClassifier(client=client, n_estimators=rounds, **_sklearn_params(params))
+    est = DaskLGBMClassifier(client=client, n_estimators=rounds, **sklearn_params(params))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Parameter (n_jobs|num_threads) will be ignored")
         est.fit(dX, dy, categorical_feature=cats)
