@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from llmroute.data.importers import read_logs
-from llmroute.training import dask_scorer
+from llmroute.training import dask_scorer, worker_embedder
 from llmroute.training.dask_scorer import (
     ScorerState,
     answer_part,
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def hash_embedder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, str]:
-    monkeypatch.setitem(dask_scorer._EMBEDDERS, f"hash\0{tmp_path}", HashEmbedder())
+    monkeypatch.setitem(worker_embedder._LOADED, f"hash\0{tmp_path}", HashEmbedder())
     return "hash", str(tmp_path), str(tmp_path / "cache.sqlite")
 
 

@@ -41,6 +41,7 @@ from llmroute.data.wide import WideLogs, to_wide
 from llmroute.router.neighbours import NeighbourIndex, NeighbourStats
 from llmroute.router.quality_model import FoldFit, fit_fold
 from llmroute.training.dask_params import sklearn_params
+from llmroute.training.worker_embedder import worker_embedder
 
 if TYPE_CHECKING:
     from llmroute.training.dask_scorer import AnswerPart
@@ -127,19 +128,6 @@ class PromptTable:
     outcomes: pd.DataFrame  # prompt_id, model, quality, cost_usd, cost_is_estimated (+ output_tokens, latency_ms, response when logged)
 
 
-_WORKER_EMBEDDERS: dict[str, Any] = {}
-
-
-def _worker_embedder(spec: str, embedders_dir: str) -> Any:
-    """The embedder, loaded once per worker process."""
-    key = f"{spec}\0{embedders_dir}"
-    if key not in _WORKER_EMBEDDERS:
-        from llmroute.router.embedder import load_embedder
-
-        _WORKER_EMBEDDERS[key] = load_embedder(spec, Path(embedders_dir))
-    return _WORKER_EMBEDDERS[key]
-
-
 def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_dir: str, cache_path: str,
                  answers_threshold: float | None = None) -> tuple[PromptTable, AnswerPart | None]:
     """Validate one partition (errors name ``label``, the partition's rows counted from 1) and reduce it
@@ -158,7 +146,7 @@ def prompt_table(part: pd.DataFrame, label: str, embedder_spec: str, embedders_d
     if np.isnan(tokens).any():
         missing = np.isnan(tokens)
         tokens[missing] = count_tokens_array(list(prompts[missing])).astype(float)
-    embedder = _worker_embedder(embedder_spec, embedders_dir)
+    embedder = worker_embedder(embedder_spec, embedders_dir)
     cache = EmbeddingCache(Path(cache_path))
     emb, feats = embed_and_featurize(list(prompts), tokens, embedder, cache)
     tasks = np.array([None if pd.isna(t) else str(t) for t in first["task"]], dtype=object)

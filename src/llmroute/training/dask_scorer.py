@@ -45,6 +45,7 @@ from llmroute.training.cascade_fit import ChainScores
 from llmroute.training.dask_params import sklearn_params
 from llmroute.training.scorer import ResponseScorer, _pca
 from llmroute.training.scorer_rows import MAX_EARLIER, PCA_SAMPLE, ScorerRows, draw_earlier, pca_sample, text_keys
+from llmroute.training.worker_embedder import worker_embedder
 
 # ---- on the workers -------------------------------------------------------------------------------
 
@@ -85,18 +86,6 @@ class PartSummary:
     answer_keys: np.ndarray  # (a,) uint64 keys of the distinct embedded answer texts
 
 
-_EMBEDDERS: dict[str, Any] = {}
-
-
-def _embedder(spec: str, embedders_dir: str) -> Any:
-    key = f"{spec}\0{embedders_dir}"
-    if key not in _EMBEDDERS:
-        from llmroute.router.embedder import load_embedder
-
-        _EMBEDDERS[key] = load_embedder(spec, Path(embedders_dir))
-    return _EMBEDDERS[key]
-
-
 def _cache(cache_path: str) -> Any:
     from llmroute.router.embedder import EmbeddingCache
 
@@ -107,7 +96,7 @@ def summarize(part: AnswerPart, embedder_spec: str, embedders_dir: str, cache_pa
     """A partition's :class:`PartSummary` (on its worker; the focus texts embedded through the cache)."""
     r = part.rows
     focus = list(dict.fromkeys(focus_text(p) for p in r.prompts))
-    vecs = _cache(cache_path).encode(_embedder(embedder_spec, embedders_dir), focus, progress=False)
+    vecs = _cache(cache_path).encode(worker_embedder(embedder_spec, embedders_dir), focus, progress=False)
     answers = list(dict.fromkeys(answer_text(a) for a in r.responses))
     known = np.isfinite(r.cost)
     m = len(r.models)
@@ -124,7 +113,7 @@ def answer_vectors(part: AnswerPart, keys: np.ndarray, embedder_spec: str, embed
     answers = list(dict.fromkeys(answer_text(a) for a in part.rows.responses))
     k = text_keys(answers)
     take = np.nonzero(np.isin(k, keys))[0]
-    vecs = _cache(cache_path).encode(_embedder(embedder_spec, embedders_dir), [answers[i] for i in take], progress=False)
+    vecs = _cache(cache_path).encode(worker_embedder(embedder_spec, embedders_dir), [answers[i] for i in take], progress=False)
     return k[take], np.asarray(vecs, dtype=np.float32).reshape(len(take), -1)
 
 
@@ -195,7 +184,7 @@ def design_part(k: int, parts: list[AnswerPart], offsets: np.ndarray, at: np.nda
         j = int(np.searchsorted(offsets, e, side="right") - 1)
         data = _with_rows(data, parts[j].rows, np.array([e - offsets[j]]))
         local_prev[prev == e] = len(data) - 1
-    scorer = state.scorer(_embedder(embedder_spec, embedders_dir))
+    scorer = state.scorer(worker_embedder(embedder_spec, embedders_dir))
     vecs, p_at, r_at, _ = scorer._embed_codes(data, _cache(cache_path))
     none = np.full((n, MAX_EARLIER), -1, dtype=np.int64)
     X_alone = scorer.design_rows(vecs, p_at, r_at, data, np.arange(n), none)
@@ -424,7 +413,7 @@ def score_cells(parts: list[AnswerPart | None], prompt_ids: list[str], prompts: 
         codes = [c for c, pid in enumerate(part.prompt_ids) if pid in want]
         for i in np.nonzero(np.isin(part.prompt_id, codes))[0]:
             answer[(part.prompt_ids[part.prompt_id[i]], r.models[r.model[i]])] = r.responses[r.response[i]]
-    scorer = state.scorer(_embedder(embedder_spec, embedders_dir))
+    scorer = state.scorer(worker_embedder(embedder_spec, embedders_dir))
     responses = [answer[(q, m)] for q, m in zip(prompt_ids, models)]
     ctx = [tuple((e, answer[(q, e)]) for e in prev) for q, prev in zip(prompt_ids, earlier)]
     X = scorer.features(prompts, responses, models, ctx, _cache(cache_path))
