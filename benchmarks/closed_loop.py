@@ -292,3 +292,33 @@ def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
     v = sorted(values)
     med = statistics.median(v)
     return (fmt + " [" + fmt + "-" + fmt + "]").format(med, v[0], v[-1]) if len(v) > 1 else fmt.format(med)
+
+
+def variant(spec: str) -> tuple[str, Path, dict[str, str]]:
+    """``NAME=SRC[,VAR=VALUE...]``: a server variant run from the checkout's ``src`` folder SRC with extra
+    environment settings (for the scripts that put two versions of llmroute side by side)."""
+    name, sep, rest = spec.partition("=")
+    src, *settings = rest.split(",")
+    if not sep or not name or not src:
+        raise SystemExit(f"variant {spec!r}: expected NAME=SRC[,VAR=VALUE...]")
+    env = {}
+    for kv in settings:
+        k, eq, v = kv.partition("=")
+        if not eq:
+            raise SystemExit(f"variant {spec!r}: {kv!r} is not VAR=VALUE")
+        env[k] = v
+    path = Path(src).resolve()
+    if not (path / "llmroute" / "__init__.py").is_file():
+        raise SystemExit(f"variant {spec!r}: {path} holds no llmroute package (give a checkout's src folder)")
+    return name, path, env
+
+
+def answered_prompts(logs: Path, model: str) -> list[str]:
+    """The distinct prompts ``model`` answered in the long-format ``logs`` (Parquet), in file order."""
+    import pandas as pd
+
+    df = pd.read_parquet(logs, columns=["prompt", "model"])
+    prompts = df[df["model"] == model]["prompt"].drop_duplicates().tolist()
+    if not prompts:
+        raise SystemExit(f"{logs} has no prompt answered by {model}")
+    return prompts

@@ -38,7 +38,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import LAUNCH, ROOT, Server, free_port, run_level
+from closed_loop import LAUNCH, ROOT, Server, answered_prompts, free_port, run_level, variant
 
 # loaded into the server before the command line runs: wraps the functions each stage runs through and answers
 # GET /__stages with the medians so far (then starts over)
@@ -110,23 +110,6 @@ STAGES = ("total", "routing", "in thread", "in thread CPU", "hop to", "hop back"
           "loop CPU")
 
 
-def variant(spec: str) -> tuple[str, Path, dict[str, str]]:
-    name, sep, rest = spec.partition("=")
-    src, *settings = rest.split(",")
-    if not sep or not name or not src:
-        raise SystemExit(f"variant {spec!r}: expected NAME=SRC[,VAR=VALUE...]")
-    env = {}
-    for s in settings:
-        key, eq, value = s.partition("=")
-        if not eq:
-            raise SystemExit(f"variant {spec!r}: setting {s!r} is not VAR=VALUE")
-        env[key] = value
-    path = Path(src).resolve()
-    if not (path / "llmroute").is_dir():
-        raise SystemExit(f"variant {name}: {path} has no llmroute package (give a checkout's src folder)")
-    return name, path, env
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", nargs="*", default=[f"now={ROOT / 'src'}"], help="NAME=SRC[,VAR=VALUE...]")
@@ -137,17 +120,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--levels", default="1", help="Concurrency levels (the stages add up at 1).")
     args = ap.parse_args()
-    import pandas as pd
-
     variants = [variant(v) for v in args.variants]
     levels = [int(x) for x in args.levels.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="llmroute-proxy-stages-"))
     home = os.environ.get("LLMROUTE_HOME") or str(tmp / "home")
     models = json.loads((args.router / "router.json").read_text())["models"]
-    df = pd.read_parquet(args.logs, columns=["prompt", "model"])
-    prompts = df[df["model"] == args.model]["prompt"].drop_duplicates().tolist()
-    if not prompts:
-        raise SystemExit(f"{args.logs} has no prompt answered by {args.model}")
+    prompts = answered_prompts(args.logs, args.model)
     bodies = [json.dumps({"model": "llmroute", "messages": [{"role": "user", "content": prompts[i % len(prompts)]}]})
               .encode() for i in range(args.requests)]
     servers: list[Server] = []

@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import LAUNCH, ROOT, LevelResult, Server, free_port, run_level, spread
+from closed_loop import LAUNCH, ROOT, LevelResult, Server, answered_prompts, free_port, run_level, spread
 
 
 def ok(status: int, body: bytes) -> bool:
@@ -57,8 +57,6 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None,
                     help="Another checkout's src folder: adds the target llmroute-1-base (llmroute-1 from that code).")
     args = ap.parse_args()
-    import pandas as pd
-
     levels = [int(x) for x in args.levels.split(",")]
     wanted = args.targets.split(",") + (["llmroute-1-base"] if args.baseline else [])
     if "llmroute-1-base" in wanted and args.baseline is None:
@@ -66,10 +64,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="llmroute-proxy-bench-"))
     home = os.environ.get("LLMROUTE_HOME") or str(tmp / "home")
     models = json.loads((args.router / "router.json").read_text())["models"]
-    df = pd.read_parquet(args.logs, columns=["prompt", "model"])
-    prompts = df[df["model"] == args.litellm_model]["prompt"].drop_duplicates().tolist()
-    if not prompts:
-        raise SystemExit(f"{args.logs} has no prompt answered by {args.litellm_model}")
+    prompts = answered_prompts(args.logs, args.litellm_model)
     texts = [prompts[i % len(prompts)] for i in range(args.requests)]
     servers: dict[str, Server] = {}
     try:

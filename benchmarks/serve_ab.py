@@ -29,24 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from closed_loop import LAUNCH, ROOT, Results, Server, free_port, interleaved_rounds, run_level, spread
-
-
-def variant(spec: str) -> tuple[str, Path, dict[str, str]]:
-    name, sep, rest = spec.partition("=")
-    src, *settings = rest.split(",")
-    if not sep or not name or not src:
-        raise SystemExit(f"variant {spec!r}: expected NAME=SRC[,VAR=VALUE...]")
-    env = {}
-    for kv in settings:
-        k, eq, v = kv.partition("=")
-        if not eq:
-            raise SystemExit(f"variant {spec!r}: {kv!r} is not VAR=VALUE")
-        env[k] = v
-    path = Path(src).resolve()
-    if not (path / "llmroute" / "__init__.py").is_file():
-        raise SystemExit(f"variant {spec!r}: {path} holds no llmroute package (give a checkout's src folder)")
-    return name, path, env
+from closed_loop import LAUNCH, ROOT, Results, Server, free_port, interleaved_rounds, run_level, spread, variant
 
 
 def main() -> None:
