@@ -41,6 +41,7 @@ from llmroute.data.wide import WideLogs, to_wide
 from llmroute.router.neighbours import NeighbourIndex, NeighbourStats
 from llmroute.router.quality_model import FoldFit, fit_fold
 from llmroute.training.dask_params import sklearn_params
+from llmroute.training.dask_scatter import broadcast
 from llmroute.training.worker_embedder import worker_embedder
 
 if TYPE_CHECKING:
@@ -295,7 +296,7 @@ class DaskBackend:
         s1 = np.zeros(n)
         workers = max(1, len(self.client.scheduler_info()["workers"]))
         for f, (tr, va) in enumerate(folds):
-            index = self.client.scatter(NeighbourIndex(np.ascontiguousarray(emb[tr]), success[tr]), broadcast=True)
+            index = broadcast(self.client, NeighbourIndex(np.ascontiguousarray(emb[tr]), success[tr]))
             step = max(256, -(-len(va) // (2 * workers)))
             chunks = [va[i : i + step] for i in range(0, len(va), step)]
             futs = [self.client.submit(_stats_chunk, index, emb[c], pure=False) for c in chunks]
@@ -313,7 +314,7 @@ class DaskBackend:
         from distributed import as_completed
 
         t0 = time.perf_counter()
-        Xf, yf = self.client.scatter([X, y], broadcast=True)
+        Xf, yf = broadcast(self.client, [X, y])
         futs = [
             self.client.submit(_fit_fold_task, params, Xf, yf, mask, cats, max_rounds, early_stopping_rounds,
                                self._threads(), pure=False)

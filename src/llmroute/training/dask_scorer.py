@@ -43,6 +43,7 @@ from llmroute.router.quality_model import FoldFit, fit_fold
 from llmroute.router.text import focus_text
 from llmroute.training.cascade_fit import ChainScores
 from llmroute.training.dask_params import sklearn_params
+from llmroute.training.dask_scatter import broadcast
 from llmroute.training.scorer import ResponseScorer, _pca
 from llmroute.training.scorer_rows import MAX_EARLIER, PCA_SAMPLE, ScorerRows, draw_earlier, pca_sample, text_keys
 from llmroute.training.worker_embedder import worker_embedder
@@ -309,7 +310,7 @@ def fit_scorer_on_dask(client: Any, answers: DaskAnswers, scorer: ResponseScorer
                         scorer.r_components_)
 
     report(0.25, "features")
-    state_f = client.scatter(state, broadcast=True)
+    state_f = broadcast(client, state)
     designs = []
     for k in range(len(answers.parts)):
         mine = (at >= offsets[k]) & (at < offsets[k + 1])
@@ -329,7 +330,7 @@ def fit_scorer_on_dask(client: Any, answers: DaskAnswers, scorer: ResponseScorer
     n_folds = max(2, min(p.folds, int(group.max()) + 1))
     splits = list(GroupKFold(n_folds).split(np.zeros((len(yy), 1)), yy, groups))
     report(0.35, "CV folds")
-    yf = client.scatter(yy, broadcast=True)
+    yf = broadcast(client, yy)
     threads = _threads(client)
     futs = []
     for tr, _ in splits:
@@ -444,10 +445,10 @@ class DaskChainScores(ChainScores):
         missing = int((self.fold < 0).sum())
         if missing:
             raise ValueError(f"{missing} prompts were not in the scorer's training logs (e.g. {prompts[int(np.argmax(self.fold < 0))][:60]!r})")
-        self.state = self.client.scatter(ScorerState(
+        self.state = broadcast(self.client, ScorerState(
             scorer.params, scorer.models_, scorer.model_prior_, scorer.p_mean_, scorer.p_components_,
-            scorer.r_mean_, scorer.r_components_), broadcast=True)
-        self.boosters = self.client.scatter(scorer.fold_boosters_, broadcast=True)
+            scorer.r_mean_, scorer.r_components_))
+        self.boosters = broadcast(self.client, scorer.fold_boosters_)
 
     def need(self, cells: set[tuple[int, str, tuple[str, ...]]]) -> None:
         todo = [c for c in cells if c not in self.values]
