@@ -77,7 +77,15 @@ def test_parts_give_the_whole_logs_design(hash_embedder: tuple[str, str, str]) -
         crossing += int(((prev[mine] >= 0) & ((prev[mine] < offsets[k]) | (prev[mine] >= offsets[k] + len(parts[k].rows)))).sum())
         designs.append(design_part(k, parts, offsets, at[mine], prev[mine], state, spec, folder, cache))
     assert crossing > 0  # the spanning prompt's earlier answers came from the other part
-    np.testing.assert_array_equal(dask_scorer._stack(designs), np.concatenate([want_alone, want_aug]))
+    whole_X = np.concatenate([want_alone, want_aug])
+    np.testing.assert_array_equal(dask_scorer._stack(designs), whole_X)
+    # a fold task's training and validation rows, cut part by part: the whole matrix's rows, in order
+    in_train = np.random.default_rng(1).random(len(whole_X)) < 0.8
+    X_train, X_valid = dask_scorer._split(designs, in_train)
+    np.testing.assert_array_equal(X_train, whole_X[in_train])
+    np.testing.assert_array_equal(X_valid, whole_X[~in_train])
+    with pytest.raises(ValueError, match="fold flags"):
+        dask_scorer._split(designs, in_train[:-1])
 
     has = has_answer_matrix(sums, sorted(df["prompt_id"].unique()), models)
     assert has.sum() == len(whole) and has.shape == (30, len(models))

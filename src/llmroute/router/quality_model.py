@@ -188,10 +188,17 @@ def capped_rows(rows: np.ndarray, cap: int, seed: list[int]) -> np.ndarray:
 def fit_fold(params: dict[str, Any], X: np.ndarray, y: np.ndarray, in_train: np.ndarray, cats: list[int],
              max_rounds: int, early_stopping_rounds: int) -> FoldFit:
     """One fold: train on ``X[in_train]``, early-stop on the other rows."""
+    return fit_split(params, X[in_train], y[in_train], X[~in_train], y[~in_train], cats, max_rounds,
+                     early_stopping_rounds)
+
+
+def fit_split(params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
+              y_valid: np.ndarray, cats: list[int], max_rounds: int, early_stopping_rounds: int) -> FoldFit:
+    """Train on ``X_train``, early-stop on ``X_valid`` (:func:`fit_fold` with the rows already split)."""
     import lightgbm as lgb
 
-    dtr = lgb.Dataset(X[in_train], y[in_train], categorical_feature=cats, free_raw_data=False)
-    dva = lgb.Dataset(X[~in_train], y[~in_train], categorical_feature=cats, reference=dtr)
+    dtr = lgb.Dataset(X_train, y_train, categorical_feature=cats, free_raw_data=False)
+    dva = lgb.Dataset(X_valid, y_valid, categorical_feature=cats, reference=dtr)
     b = lgb.train(
         params, dtr, num_boost_round=max_rounds, valid_sets=[dva],
         callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],

@@ -39,7 +39,7 @@ from sklearn.model_selection import GroupKFold
 
 from llmroute.progress import Report, no_report
 from llmroute.router.answer_scorer import ScorerParams, answer_text
-from llmroute.router.quality_model import FoldFit, fit_fold
+from llmroute.router.quality_model import FoldFit, fit_split
 from llmroute.router.text import focus_text
 from llmroute.training.cascade_fit import ChainScores
 from llmroute.training.dask_params import sklearn_params
@@ -204,10 +204,33 @@ def fold_task(params: dict[str, Any], designs: list[DesignPart], y: np.ndarray, 
               cats: list[int], max_rounds: int, early_stopping_rounds: int, threads: int
               ) -> tuple[FoldFit, np.ndarray]:
     """One cross-validation fold on a worker: (the early-stopped booster, its predictions for the
-    validation rows)."""
-    X = _stack(designs)
-    fit = fit_fold({**params, "num_threads": threads}, X, y, in_train, cats, max_rounds, early_stopping_rounds)
-    return fit, np.asarray(fit.booster.predict(X[~in_train], num_iteration=fit.booster.best_iteration))
+    validation rows). The training and validation rows are cut from each part in the stacked order
+    (:func:`_stack`), so the whole matrix is never built beside them."""
+    X_train, X_valid = _split(designs, in_train)
+    fit = fit_split({**params, "num_threads": threads}, X_train, y[in_train], X_valid, y[~in_train], cats,
+                    max_rounds, early_stopping_rounds)
+    del X_train
+    return fit, np.asarray(fit.booster.predict(X_valid, num_iteration=fit.booster.best_iteration))
+
+
+def _split(designs: Sequence[DesignPart], in_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(X[in_train], X[~in_train])`` for ``X = _stack(designs)``, built block by block."""
+    blocks = [d.X_alone for d in designs] + [d.X_aug for d in designs]
+    ends = np.cumsum([len(b) for b in blocks])
+    starts = ends - np.array([len(b) for b in blocks])
+    if len(in_train) != (ends[-1] if len(ends) else 0):
+        raise ValueError(f"{len(in_train)} fold flags for {ends[-1] if len(ends) else 0} design rows")
+    n_cols = blocks[0].shape[1]
+    X_train = np.empty((int(in_train.sum()), n_cols), dtype=blocks[0].dtype)
+    X_valid = np.empty((len(in_train) - len(X_train), n_cols), dtype=blocks[0].dtype)
+    t = v = 0
+    for b, s, e in zip(blocks, starts, ends):
+        mask = in_train[s:e]
+        k = int(mask.sum())
+        X_train[t : t + k] = b[mask]
+        X_valid[v : v + len(b) - k] = b[~mask]
+        t, v = t + k, v + len(b) - k
+    return X_train, X_valid
 
 
 def _x_alone(d: DesignPart) -> np.ndarray:
