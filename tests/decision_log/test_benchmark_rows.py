@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from llmroute.data.decision_log import DecisionLogStore
 from llmroute.data.decision_log.benchmark_rows import benchmark_rows
 from llmroute.data.schema import COLUMNS, DTYPES
@@ -15,7 +17,7 @@ def test_benchmark_rows_keep_calls_with_outcome_and_feedback(sqlite_url: str) ->
         store.write_many([feedback(i, 0.1 * i) for i in (0, 1, 3, 6)])
         df, report = benchmark_rows(store.joined(batch_size=3))
     assert list(df.columns) == list(COLUMNS)
-    assert {c: str(t) for c, t in df.dtypes.items()} == DTYPES
+    assert dict(df.dtypes.items()) == {c: pd.api.types.pandas_dtype(t) for c, t in DTYPES.items()}
     assert df["prompt_id"].tolist() == ["d000000", "d000001"]
     assert df["model"].tolist() == ["small", "large"] and df["quality"].tolist() == [0.0, 0.1]
     assert set(df["source"]) == {"decision_log"} and df["task"].tolist() == ["mbpp", "mbpp"]

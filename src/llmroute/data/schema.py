@@ -46,19 +46,23 @@ COLUMNS: tuple[str, ...] = (
 
 REQUIRED: tuple[str, ...] = ("prompt_id", "prompt", "model", "quality", "source")
 
+# Text columns keep their characters in Arrow buffers (as Parquet reads them): a million prompts held as
+# Python strings took ~4 GiB more than the file's ~1.7 GiB of text, on reading alone.
+TEXT = "string[pyarrow]"
+
 DTYPES: dict[str, str] = {
-    "prompt_id": "string",
-    "prompt": "string",
-    "model": "string",
+    "prompt_id": TEXT,
+    "prompt": TEXT,
+    "model": TEXT,
     "quality": "float64",
     "cost_usd": "float64",
     "cost_is_estimated": "bool",
     "input_tokens": "Int64",
     "output_tokens": "Int64",
     "latency_ms": "float64",
-    "task": "string",
-    "response": "string",
-    "source": "string",
+    "task": TEXT,
+    "response": TEXT,
+    "source": TEXT,
     "created_at": "datetime64[ns, UTC]",
 }
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmroute.data.schema import COLUMNS, DTYPES, REQUIRED, LogValidationError
+from llmroute.data.schema import COLUMNS, DTYPES, REQUIRED, TEXT, LogValidationError
 
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
@@ -134,10 +134,12 @@ def shown_value(v: Any) -> str:
 def _coerce(s: pd.Series, col: str, file: str, rows: Sequence[int]) -> pd.Series:
     dtype = DTYPES[col]
     null = s.isna().to_numpy()
-    if dtype == "string":
+    if dtype == TEXT:
+        if isinstance(s.dtype, pd.StringDtype):  # as read from Parquet: every value text or missing already
+            return s.astype(TEXT)
         ok = s.map(lambda v: v is None or isinstance(v, (str, int, np.integer)) or _is_nan(v))
         _fail(file, rows, ~ok.to_numpy(dtype=bool), col, "text", s)
-        return s.map(lambda v: v if isinstance(v, str) or v is None or _is_nan(v) else str(v)).astype("string")
+        return s.map(lambda v: v if isinstance(v, str) or v is None or _is_nan(v) else str(v)).astype(TEXT)
     if dtype == "bool":
         parsed = s.map(_parse_bool)
         _fail(file, rows, parsed.isna().to_numpy(), col, "true or false", s)
@@ -197,9 +199,22 @@ def _check_required(df: pd.DataFrame, file: str, rows: Sequence[int]) -> None:
     for col in REQUIRED:
         s = df[col]
         _fail(file, rows, s.isna().to_numpy(), col, "a value (this field is required)", s)
-        if DTYPES[col] == "string":
-            blank = (s.str.strip() == "").to_numpy(dtype=bool)
+        if DTYPES[col] == TEXT:
+            blank = _blank(s)
             _fail(file, rows, blank, col, "non-empty text (this field is required)", s)
+
+
+BLANK_CHUNK = 65_536  # texts checked for blankness at a time (as Python strings, ~0.3 GB at 5 kB each)
+
+
+def _blank(s: pd.Series, chunk: int | None = None) -> np.ndarray:
+    """``v.strip() == ""`` for each (non-null) text, a chunk at a time: neither a stripped copy of every
+    text nor every text as a Python string at once (GiBs for a million prompts held in Arrow)."""
+    chunk = chunk or BLANK_CHUNK
+    out = np.empty(len(s), dtype=bool)
+    for i in range(0, len(s), chunk):
+        out[i : i + chunk] = [v == "" or v.isspace() for v in s.iloc[i : i + chunk].to_numpy(dtype=object)]
+    return out
 
 
 def _check_ranges(df: pd.DataFrame, file: str, rows: Sequence[int]) -> None:
