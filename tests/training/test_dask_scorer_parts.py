@@ -78,7 +78,7 @@ def test_parts_give_the_whole_logs_design(hash_embedder: tuple[str, str, str]) -
         designs.append(design_part(k, parts, offsets, at[mine], prev[mine], state, spec, folder, cache))
     assert crossing > 0  # the spanning prompt's earlier answers came from the other part
     whole_X = np.concatenate([want_alone, want_aug])
-    np.testing.assert_array_equal(dask_scorer._stack(designs), whole_X)
+    np.testing.assert_array_equal(np.concatenate(dask_scorer._blocks(designs)), whole_X)
     # a fold task's training and validation rows, cut part by part: the whole matrix's rows, in order
     in_train = np.random.default_rng(1).random(len(whole_X)) < 0.8
     X_train, X_valid = dask_scorer._split(designs, in_train)

@@ -194,18 +194,18 @@ def design_part(k: int, parts: list[AnswerPart], offsets: np.ndarray, at: np.nda
     return DesignPart(X_alone, X_aug)
 
 
-def _stack(designs: Sequence[DesignPart]) -> np.ndarray:
-    """The design rows in the single-process order: every partition's rows alone, then every
-    partition's augmented rows."""
-    return np.concatenate([d.X_alone for d in designs] + [d.X_aug for d in designs])
+def _blocks(designs: Sequence[DesignPart]) -> list[np.ndarray]:
+    """The design rows' blocks in the single-process order (their concatenation is the design matrix):
+    every partition's rows alone, then every partition's augmented rows."""
+    return [d.X_alone for d in designs] + [d.X_aug for d in designs]
 
 
 def fold_task(params: dict[str, Any], designs: list[DesignPart], y: np.ndarray, in_train: np.ndarray,
               cats: list[int], max_rounds: int, early_stopping_rounds: int, threads: int
               ) -> tuple[FoldFit, np.ndarray]:
     """One cross-validation fold on a worker: (the early-stopped booster, its predictions for the
-    validation rows). The training and validation rows are cut from each part in the stacked order
-    (:func:`_stack`), so the whole matrix is never built beside them."""
+    validation rows). The training and validation rows are cut block by block (:func:`_split`), so the
+    whole matrix is never built beside them."""
     X_train, X_valid = _split(designs, in_train)
     fit = fit_split({**params, "num_threads": threads}, X_train, y[in_train], X_valid, y[~in_train], cats,
                     max_rounds, early_stopping_rounds)
@@ -214,22 +214,21 @@ def fold_task(params: dict[str, Any], designs: list[DesignPart], y: np.ndarray, 
 
 
 def _split(designs: Sequence[DesignPart], in_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(X[in_train], X[~in_train])`` for ``X = _stack(designs)``, built block by block."""
-    blocks = [d.X_alone for d in designs] + [d.X_aug for d in designs]
-    ends = np.cumsum([len(b) for b in blocks])
-    starts = ends - np.array([len(b) for b in blocks])
-    if len(in_train) != (ends[-1] if len(ends) else 0):
-        raise ValueError(f"{len(in_train)} fold flags for {ends[-1] if len(ends) else 0} design rows")
-    n_cols = blocks[0].shape[1]
-    X_train = np.empty((int(in_train.sum()), n_cols), dtype=blocks[0].dtype)
-    X_valid = np.empty((len(in_train) - len(X_train), n_cols), dtype=blocks[0].dtype)
-    t = v = 0
-    for b, s, e in zip(blocks, starts, ends):
-        mask = in_train[s:e]
+    """``(X[in_train], X[~in_train])`` for ``X = np.concatenate(_blocks(designs))``, built block by block."""
+    blocks = _blocks(designs)
+    n_rows = sum(len(b) for b in blocks)
+    if len(in_train) != n_rows:
+        raise ValueError(f"{len(in_train)} fold flags for {n_rows} design rows")
+    n_cols, dtype = blocks[0].shape[1], blocks[0].dtype
+    X_train = np.empty((int(in_train.sum()), n_cols), dtype=dtype)
+    X_valid = np.empty((n_rows - len(X_train), n_cols), dtype=dtype)
+    start = t = v = 0
+    for b in blocks:
+        mask = in_train[start : start + len(b)]
         k = int(mask.sum())
         X_train[t : t + k] = b[mask]
         X_valid[v : v + len(b) - k] = b[~mask]
-        t, v = t + k, v + len(b) - k
+        start, t, v = start + len(b), t + k, v + len(b) - k
     return X_train, X_valid
 
 
