@@ -176,7 +176,8 @@ def test_whitespace_only_text_is_blank(text: str) -> None:
     assert err.value.row == 2 and err.value.field == "prompt"
 
 
-def test_blank_matches_strip_over_chunks() -> None:
+def test_blank_matches_strip_over_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     texts = pd.Series(["a", " ", "", " b ", "\u3000", "\x1f", "x\n"] * 5, dtype="string[pyarrow]")
-    got = _blank(texts, chunk=3)  # several chunks, the last one short
+    monkeypatch.setattr(validate, "BLANK_CHUNK", 3)  # several chunks, the last one short
+    got = _blank(texts)
     assert got.tolist() == [t.strip() == "" for t in texts]

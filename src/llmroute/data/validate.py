@@ -133,7 +133,6 @@ def shown_value(v: Any) -> str:
 
 def _coerce(s: pd.Series, col: str, file: str, rows: Sequence[int]) -> pd.Series:
     dtype = DTYPES[col]
-    null = s.isna().to_numpy()
     if dtype == TEXT:
         if isinstance(s.dtype, pd.StringDtype):  # as read from Parquet: every value text or missing already
             return s.astype(TEXT)
@@ -148,6 +147,7 @@ def _coerce(s: pd.Series, col: str, file: str, rows: Sequence[int]) -> pd.Series
         return _coerce_datetime(s, col, file, rows)
     if s.dtype == "bool":
         _fail(file, rows, np.ones(len(s), dtype=bool), col, "a number", s)
+    null = s.isna().to_numpy()
     num = pd.to_numeric(s.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
     _fail(file, rows, num.isna().to_numpy() & ~null, col, "a number", s)
     num = num.astype("float64")
@@ -207,13 +207,12 @@ def _check_required(df: pd.DataFrame, file: str, rows: Sequence[int]) -> None:
 BLANK_CHUNK = 65_536  # texts checked for blankness at a time (as Python strings, ~0.3 GB at 5 kB each)
 
 
-def _blank(s: pd.Series, chunk: int | None = None) -> np.ndarray:
-    """``v.strip() == ""`` for each (non-null) text, a chunk at a time: neither a stripped copy of every
-    text nor every text as a Python string at once (GiBs for a million prompts held in Arrow)."""
-    chunk = chunk or BLANK_CHUNK
+def _blank(s: pd.Series) -> np.ndarray:
+    """``v.strip() == ""`` for each (non-null) text, :data:`BLANK_CHUNK` texts at a time: neither a stripped
+    copy of every text nor every text as a Python string at once (GiBs for a million prompts held in Arrow)."""
     out = np.empty(len(s), dtype=bool)
-    for i in range(0, len(s), chunk):
-        out[i : i + chunk] = [v == "" or v.isspace() for v in s.iloc[i : i + chunk].to_numpy(dtype=object)]
+    for i in range(0, len(s), BLANK_CHUNK):
+        out[i : i + BLANK_CHUNK] = [v == "" or v.isspace() for v in s.iloc[i : i + BLANK_CHUNK].to_numpy(dtype=object)]
     return out
 
 
