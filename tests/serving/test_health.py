@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 
 from llmroute.providers.chat import ChatProvider
 from llmroute.serving.dispatch import Dispatcher
-from llmroute.serving.health import BreakerConfig, ProviderHealth, TokenBucket, counts_as_failure
+from llmroute.serving.health import BreakerConfig, CircuitBreaker, ProviderHealth, TokenBucket, counts_as_failure
 from llmroute.serving.metrics import ServiceMetrics
 from llmroute.serving.settings import ServeSettings
 from tests.router.helpers import make_spec
@@ -95,6 +96,22 @@ def test_error_rate_over_the_window_opens() -> None:
     for kind in ("timeout", None, None, None):
         assert h2.record("m", kind) is False
     assert h2.states(["m"])["m"] == "closed"
+
+
+def test_the_window_failure_count_follows_the_calls_in_the_window() -> None:
+    """The breaker keeps its window's failure count as calls come and leave (no walk over the window per
+    call): at every call it equals a count over the calls still in the window, through trips and closes."""
+    rng = random.Random(7)
+    breaker = CircuitBreaker(BreakerConfig(failure_threshold=4, min_calls=15, error_rate=0.6, window_s=3.0,
+                                           cooldown_s=0.5))
+    now, trips = 0.0, 0
+    for _ in range(5000):
+        now += rng.expovariate(40.0)
+        if breaker.admit(now) is not None:
+            continue
+        trips += breaker.record(rng.random() < (0.7 if (now // 20) % 2 else 0.1), now)
+        assert breaker.failures == sum(1 for _, failed in breaker.calls if failed)
+    assert trips >= 3 and breaker.trips == trips  # the count went through opens and closes
 
 
 def test_error_rate_exact() -> None:

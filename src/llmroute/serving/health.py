@@ -92,6 +92,7 @@ class CircuitBreaker:
         self.config = config
         self.consecutive = 0
         self.calls: deque[tuple[float, bool]] = deque()  # (time, failed) of the last window_s
+        self.failures = 0  # failed calls in ``calls``, kept as calls come and go (no walk over the window)
         self.opened_at: float | None = None  # None = closed
         self.probe_since: float | None = None  # a half-open probe in flight since
         self.opened_because = ""
@@ -137,14 +138,15 @@ class CircuitBreaker:
             self._close()
             return False
         self.calls.append((now, failed))
+        self.failures += failed
         while self.calls and self.calls[0][0] < now - cfg.window_s:
-            self.calls.popleft()
+            self.failures -= self.calls.popleft()[1]
         self.consecutive = self.consecutive + 1 if failed else 0
         if self.consecutive >= cfg.failure_threshold:
             self._open(now, f"{self.consecutive} consecutive failures")
             return True
         n = len(self.calls)
-        bad = sum(1 for _, f in self.calls if f)
+        bad = self.failures
         if n >= cfg.min_calls and bad / n >= cfg.error_rate:
             self._open(now, f"{bad} of the last {n} calls failed within {cfg.window_s:g} s")
             return True
@@ -157,6 +159,7 @@ class CircuitBreaker:
     def _close(self) -> None:
         self.opened_at, self.opened_because, self.consecutive = None, "", 0
         self.calls.clear()
+        self.failures = 0
 
     def summary(self, now: float) -> dict[str, Any]:
         state = self.state(now)
