@@ -14,6 +14,8 @@ answers with a recorded answer):
 - ``direct``: the replay server itself (the backend's own latency, subtracted from the others);
 - ``llmroute-1``: ``llmroute serve`` with one attempt and no answer scorer (route, call, answer);
 - ``llmroute-1-httpx`` (only with ``--targets``): the same with provider calls through httpx;
+- ``llmroute-1-nolog`` (only with ``--targets``): the same with the decision log off (and with it the spend
+  ledger: no budgets), to see what logging every decision and booking every cost adds;
 - ``llmroute``: ``llmroute serve`` with its defaults (the cascade may call a second model);
 - ``litellm``: LiteLLM's proxy forwarding to one model (``--litellm-model``), no database, no auth;
 - ``llmroute-1-base`` (only with ``--baseline SRC``): ``llmroute-1`` run from another checkout's ``src``
@@ -87,6 +89,7 @@ def main() -> None:
         variants = {
             "llmroute-1": one,
             "llmroute-1-httpx": {**one, "LLMROUTE_SERVE_PROVIDER_HTTP": "httpx"},  # only when asked for
+            "llmroute-1-nolog": {**one, "LLMROUTE_SERVE_DECISION_LOG_URL": "off"},  # only when asked for
             "llmroute": {},
             "llmroute-1-base": {**one, "PYTHONPATH": str(args.baseline.resolve()) if args.baseline else ""},
         }
@@ -96,8 +99,8 @@ def main() -> None:
                 servers[name] = Server.start(
                     name, [sys.executable, "-c", LAUNCH, "serve", "--model", str(args.router), "--port", str(p),
                            "--log-level", "warning"],
-                    p, {**serve_env, **extra, "LLMROUTE_SERVE_DECISION_LOG_URL":
-                        serve_env["LLMROUTE_SERVE_DECISION_LOG_URL"].replace(".sqlite", f"-{name}.sqlite")},
+                    p, {**serve_env, "LLMROUTE_SERVE_DECISION_LOG_URL":
+                        serve_env["LLMROUTE_SERVE_DECISION_LOG_URL"].replace(".sqlite", f"-{name}.sqlite"), **extra},
                     ready_path="/ready",
                 )
         if "litellm" in wanted:
@@ -114,7 +117,8 @@ def main() -> None:
                 "litellm", [args.litellm, "--config", str(config), "--port", str(p), "--host", "127.0.0.1"],
                 p, lenv, ready_path="/health/liveliness",
             )
-        order = [t for t in ("direct", "llmroute-1", "llmroute-1-base", "llmroute-1-httpx", "llmroute", "litellm")
+        order = [t for t in ("direct", "llmroute-1", "llmroute-1-base", "llmroute-1-httpx", "llmroute-1-nolog",
+                             "llmroute", "litellm")
                  if t in servers]
         version = "?"
         if "litellm" in servers:

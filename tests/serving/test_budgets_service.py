@@ -4,6 +4,7 @@ alerts to a local webhook receiver, startup refusal and hot reload of the budget
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -306,18 +307,19 @@ def test_bad_budget_file_refuses_to_start_and_a_bad_reload_keeps_the_last_good(
         assert c.post("/route", json={"prompt": "hi", "tenant": "a"}, headers=AUTH).status_code == 200
 
 
-def test_the_outcome_is_logged_once_the_charge_is_committed_and_both_before_the_answer(
-    router: Router, trained: Trained, log_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _watch_charges_and_outcomes(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Record the order of charges committed and outcomes logged; ``control["fail"]`` makes charges fail and
+    ``control["delay_s"]`` makes them slow."""
     from llmroute.data.decision_log.records import OutcomeRecord
     from llmroute.serving.decision_logging import DecisionLog
 
     events: list[tuple[str, str]] = []
     charge_many, submit = BudgetLedger.charge_many, DecisionLog.submit
-    failing = {"on": False}
+    control: dict[str, Any] = {"fail": False, "delay_s": 0.0}
 
     def booked(self: BudgetLedger, charges: Any) -> list[bool]:
-        if failing["on"]:
+        time.sleep(control["delay_s"])
+        if control["fail"]:
             events.append(("charge failed", charges[0].charge_id))
             raise RuntimeError("the ledger is down")
         out = charge_many(self, charges)
@@ -331,13 +333,53 @@ def test_the_outcome_is_logged_once_the_charge_is_committed_and_both_before_the_
 
     monkeypatch.setattr(BudgetLedger, "charge_many", booked)
     monkeypatch.setattr(DecisionLog, "submit", logged)
-    with _client(router, trained, log_url, None) as c:
+    return events, control
+
+
+def test_under_a_budget_the_charge_is_committed_then_the_outcome_logged_both_before_the_answer(
+    router: Router, trained: Trained, log_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, control = _watch_charges_and_outcomes(monkeypatch)
+    f = _write(tmp_path / "b.yaml", [{"name": "watch", "tenant": "acme", "amount_usd": 100.0, "enforcement": "alert"}])
+    with _client(router, trained, log_url, f) as c:
         r = _chat(c, "acme")
         assert r.status_code == 200, r.text
         did = r.headers["X-LLMRoute-Decision-Id"]
         assert events == [("charged", did), ("outcome", did)]  # in this order, both before the answer came
         events.clear()
-        failing["on"] = True  # a charge that fails: no answer, and the outcome is logged all the same
+        control["fail"] = True  # a charge that fails: no answer, and the outcome is logged all the same
         r = _chat(c, "acme")
         assert r.status_code == 500 and r.json()["error"]["type"] == "internal_error"
         assert [e[0] for e in events] == ["charge failed", "outcome"] and events[0][1] == events[1][1]
+
+
+def test_without_a_budget_the_answer_does_not_wait_for_the_ledger_and_the_spend_is_booked_all_the_same(
+    router: Router, trained: Trained, log_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events, control = _watch_charges_and_outcomes(monkeypatch)
+    f = _write(tmp_path / "b.yaml", [{"name": "other", "tenant": "someone-else", "amount_usd": 100.0}])
+    with _client(router, trained, log_url, f) as c:
+        control["delay_s"] = 1.0  # a slow ledger
+        t0 = time.monotonic()
+        r = _chat(c, "acme")
+        answered_s = time.monotonic() - t0
+        assert r.status_code == 200, r.text
+        did = r.headers["X-LLMRoute-Decision-Id"]
+        assert events == [("outcome", did)] and answered_s < 0.9  # answered before the charge was in
+        deadline = time.monotonic() + 10
+        while ("charged", did) not in events and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert events == [("outcome", did), ("charged", did)]
+        c.put("/admin/budgets/acme", headers=ADMIN, json={"tenant": "acme", "amount_usd": 1.0})
+        listed = {b["name"]: b for b in c.get("/admin/budgets", headers=ADMIN).json()["budgets"]}
+        assert listed["acme"]["spent_usd"] == pytest.approx(0.01)  # a budget made later sees the spend
+        control.update(fail=True, delay_s=0.0)  # a failing ledger: answered, the failure logged
+        c.delete("/admin/budgets/acme", headers=ADMIN)
+        with caplog.at_level(logging.ERROR, logger="llmroute.serving.budgets"):
+            r = _chat(c, "acme")
+            assert r.status_code == 200, r.text
+            deadline = time.monotonic() + 10
+            while "failed" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.02)
+        assert f"budget charge {r.headers['X-LLMRoute-Decision-Id']} failed: RuntimeError: the ledger is down" in caplog.text

@@ -61,7 +61,7 @@ from llmroute.providers.chat import ChatProvider, resolve_endpoint
 from llmroute.router.cascade_policy import OperatingPoint
 from llmroute.router.data_policy import api_fallback
 from llmroute.router.text import messages_to_prompt
-from llmroute.serving.budget_control import charge_soon, route_with_budgets
+from llmroute.serving.budget_control import charge_soon, must_await_charge, route_with_budgets
 from llmroute.serving.cascade import (
     CascadeResult,
     Confidence,
@@ -209,12 +209,12 @@ async def chat_completions(
     try:
         response = _answer(result, routed.data_policy, info, body.stream,
                            _headers(decision_id, len(result.attempts), result.final_model or "", fallback))
-        if charged[0] is not None:
-            await charged[0]  # the spend is in the ledger before the answer leaves (booked while the answer was built)
+        if charged[0] is not None and must_await_charge(services.budgets, admitted):
+            await charged[0]  # a budget counts it: in the ledger before the answer leaves (booked while it was built)
     finally:
-        # the outcome is logged before the answer leaves too, but once the charge is in (also when it failed):
-        # submitted earlier, its insert by the log's writer competed with the charge for SQLite's write lock,
-        # and a charge that finds the lock taken waits in SQLite's busy handler (1 ms sleeps and up)
+        # the outcome is logged before the answer leaves too, and once an awaited charge is in (also when it
+        # failed): submitted earlier, its insert by the log's writer competed with the charge for SQLite's write
+        # lock, and a charge that finds the lock taken waits for it
         submit_outcome(result)
     return response
 
