@@ -111,3 +111,35 @@ def test_concurrent_charges_through_the_writer_are_booked_once_in_sqlite(tmp_pat
         booked = asyncio.run(main(ledger))
         assert sum(booked) == 150
         assert ledger.charges_total() == (pytest.approx(1.5), 150)
+
+
+def test_charges_nobody_waits_for_linger_for_company_and_an_urgent_one_ends_the_wait() -> None:
+    async def main() -> None:
+        ledger = GatedLedger()
+        ledger.gate.set()
+        writer = ChargeWriter(ledger, linger_s=0.3)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        quiet = [asyncio.ensure_future(writer.book(Charge(f"q{i}", 0.1, NOW, "chat"), urgent=False)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        more = asyncio.ensure_future(writer.book(Charge("q3", 0.1, NOW, "chat"), urgent=False))
+        assert await asyncio.gather(*quiet, more) == [True] * 4
+        assert loop.time() - t0 >= 0.29  # they waited the linger out, from the first one
+        assert ledger.batches == [["q0", "q1", "q2", "q3"]]  # and shared one transaction
+
+        t0 = loop.time()
+        waiting = asyncio.ensure_future(writer.book(Charge("q4", 0.1, NOW, "chat"), urgent=False))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert await writer.book(Charge("u5", 0.1, NOW, "chat")) is True  # urgent: booked at once, with q4
+        assert await waiting is True and loop.time() - t0 < 0.25
+        assert ledger.batches[-1] == ["q4", "u5"]
+
+        writer.hurry()  # at shutdown: nothing lingers any more
+        t0 = loop.time()
+        assert await writer.book(Charge("q6", 0.1, NOW, "chat"), urgent=False) is True
+        assert loop.time() - t0 < 0.25 and ledger.batches[-1] == ["q6"]
+        with pytest.raises(ValueError, match="linger_s"):
+            ChargeWriter(ledger, linger_s=-1)  # type: ignore[arg-type]
+
+    asyncio.run(main())

@@ -431,13 +431,14 @@ class BudgetControl:
             self.recent.popitem(last=False)
 
     async def charge(self, charge_id: str, cost_usd: float, subjects: Subjects, source: str,
-                     admission: Admission | None = None) -> bool:
+                     admission: Admission | None = None, urgent: bool = True) -> bool:
         """Book realised spend in the ledger (by group commit in a thread, :class:`ChargeWriter`: returns once it
         is committed) and in this process's cache; False when this charge id was booked before (it is not
-        counted twice)."""
+        counted twice). ``urgent=False``: no budget counts it now, so it may wait for others to share its
+        transaction (up to the writer's ``linger_s``)."""
         now = self.clock()
         c = Charge(charge_id, float(cost_usd), now, source, subjects.tenant, subjects.user, subjects.key_id)
-        booked = await self.writer.book(c)
+        booked = await self.writer.book(c, urgent)
         if booked:
             self._seq += 1
             self._local.append((self._seq, tuple(c.subjects()), c.cost_usd, now))
@@ -449,6 +450,7 @@ class BudgetControl:
 
     async def drain(self) -> None:
         """Wait for the charges still being booked (at shutdown, before the database closes)."""
+        self.writer.hurry()
         if self.pending:
             await asyncio.gather(*list(self.pending), return_exceptions=True)
         self.writer.close()
@@ -591,14 +593,17 @@ def route_with_budgets(services: Services, router: Router, prompt: str, opts: Ro
 
 
 def charge_soon(budgets: BudgetControl | None, admitted: Admitted, charge_id: str, cost_usd: float,
-                source: str = "chat") -> asyncio.Task[bool] | None:
+                source: str = "chat", urgent: bool | None = None) -> asyncio.Task[bool] | None:
     """Start booking a chat request's realised cost (every attempt) on the event loop. The handler awaits the
-    task before answering when a budget counts the request's spend (:func:`must_await_charge`; a streamed
-    answer's is booked as the stream ends). A charge that fails is logged here, awaited or not."""
+    task before answering when a budget counts the request's spend (:func:`must_await_charge`, which also
+    makes the charge urgent: booked at once, not lingering for company; a streamed answer's is booked as
+    the stream ends; ``urgent`` given: the caller's own reading of it). A charge that fails is logged here,
+    awaited or not."""
     if budgets is None or admitted.admission is None:
         return None
     task = asyncio.get_running_loop().create_task(
-        budgets.charge(charge_id, cost_usd, admitted.admission.subjects, source, admitted.admission))
+        budgets.charge(charge_id, cost_usd, admitted.admission.subjects, source, admitted.admission,
+                       urgent=must_await_charge(budgets, admitted) if urgent is None else urgent))
     budgets.pending.add(task)  # the loop keeps only a weak reference to a task
     task.add_done_callback(budgets.pending.discard)
     task.add_done_callback(functools.partial(_log_failed_charge, charge_id))
@@ -609,11 +614,11 @@ def must_await_charge(budgets: BudgetControl | None, admitted: Admitted) -> bool
     """Whether a chat answer waits for its charge to be committed: when a budget counts the request's spend
     now (its tenant's, user's, key's or a global one), so that no process admits a request on spend that
     was already answered for (a block budget's overshoot stays within the requests in flight). Without
-    one the spend is booked all the same, in the background (drained at shutdown), and the answer does not
-    wait for the ledger's transaction: ~0.3 ms of a request at concurrency 1, and more once transactions
-    queue. A budget made later still sees the spend (it is in the ledger milliseconds after the answer);
-    what a crash in those milliseconds loses is that spend in the ledger, not the outcome (the decision
-    log's spool has its cost)."""
+    one the spend is booked all the same, in the background, in a transaction shared with the charges of
+    the next ``ChargeWriter.linger_s`` (50 ms; drained at shutdown), and the answer does not wait for the
+    ledger. A budget made later still sees the spend (it is in the ledger within ~50 ms of the answer); what
+    a crash in that time loses is that spend in the ledger, not the outcome (the decision log's spool has
+    its cost; the spool itself may lose its last 50 ms to a kill -9)."""
     if budgets is None or admitted.admission is None:
         return False
     return bool(budgets.applicable(admitted.admission.subjects))

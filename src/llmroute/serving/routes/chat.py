@@ -135,7 +135,9 @@ async def chat_completions(
 
     def finish(result: CascadeResult, log_outcome: bool = True) -> None:
         _record(services, result, cascade=ensemble is None)
-        charged.append(charge_soon(services.budgets, admitted, decision_id, result.total_cost_usd))
+        urgent = must_await_charge(services.budgets, admitted)  # a budget counts it: the answer waits for it
+        charged.append((charge_soon(services.budgets, admitted, decision_id, result.total_cost_usd, urgent=urgent),
+                        urgent))
         if services.experiment is not None and routed.arm is not None:
             services.experiment.monitor.correct_cost(
                 routed.arm, routed.expected_cost(), result.total_cost_usd, result.final_body is not None
@@ -209,8 +211,9 @@ async def chat_completions(
     try:
         response = _answer(result, routed.data_policy, info, body.stream,
                            _headers(decision_id, len(result.attempts), result.final_model or "", fallback))
-        if charged[0] is not None and must_await_charge(services.budgets, admitted):
-            await charged[0]  # a budget counts it: in the ledger before the answer leaves (booked while it was built)
+        charge, urgent = charged[0]
+        if charge is not None and urgent:
+            await charge  # a budget counts it: in the ledger before the answer leaves (booked while it was built)
     finally:
         # the outcome is logged before the answer leaves too, and once an awaited charge is in (also when it
         # failed): submitted earlier, its insert by the log's writer competed with the charge for SQLite's write
