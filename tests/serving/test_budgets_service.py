@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -383,3 +384,28 @@ def test_without_a_budget_the_answer_does_not_wait_for_the_ledger_and_the_spend_
             while "failed" not in caplog.text and time.monotonic() < deadline:
                 time.sleep(0.02)
         assert f"budget charge {r.headers['X-LLMRoute-Decision-Id']} failed: RuntimeError: the ledger is down" in caplog.text
+
+
+@pytest.mark.parametrize("shipper", ["process", "thread"])
+def test_the_decision_log_is_written_from_a_child_process_by_default_or_from_a_thread(
+    router: Router, trained: Trained, log_url: str, shipper: str
+) -> None:
+    from llmroute.data.decision_log.ship_process import ProcessSink
+
+    kw = {} if shipper == "process" else {"decision_log_shipper": "thread"}
+    with _client(router, trained, log_url, None, **kw) as c:
+        log = c.app_state["services"].decision_log
+        assert ServeSettings().decision_log_shipper == "process"
+        ids = [_chat(c, "acme").headers["X-LLMRoute-Decision-Id"] for _ in range(3)]
+        assert log.writer.flush(30)
+        sink = log.writer.store
+        if shipper == "process":
+            assert isinstance(sink, ProcessSink) and sink.pid is not None and sink.pid != os.getpid()
+            child = sink._proc
+        else:
+            assert sink is log.store
+        with DecisionLogStore(log_url) as store:
+            assert store.counts()["decisions"] == 3 and store.counts()["outcomes"] == 3
+            assert {d.decision_id for batch in store.iter_decisions() for d in batch} == set(ids)
+    if shipper == "process":
+        assert child is not None and child.returncode == 0  # ended with the service

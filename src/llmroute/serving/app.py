@@ -83,7 +83,8 @@ def create_app(
         decision_log = (
             await run_in_threadpool(
                 functools.partial(DecisionLog.open, log_url, settings.redact_prompts,
-                                  settings.spool_dir(core_settings.home), feedback_grace_s=settings.feedback_grace_s)
+                                  settings.spool_dir(core_settings.home), feedback_grace_s=settings.feedback_grace_s,
+                                  shipper=settings.decision_log_shipper)
             )
             if log_url else None
         )

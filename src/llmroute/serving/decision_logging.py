@@ -38,6 +38,7 @@ from llmroute.data.decision_log import (
 )
 from llmroute.data.decision_log.migrate import upgrade_to_head
 from llmroute.data.decision_log.records import decision_id_time
+from llmroute.data.decision_log.ship_process import ProcessSink
 from llmroute.data.decision_log.spool import SpooledWriter, SpoolStats
 from llmroute.router.decision import Constraints, Decision
 from llmroute.router.router import Router
@@ -74,9 +75,14 @@ class DecisionLog:
 
     @classmethod
     def open(cls, url: str, redact: bool, spool_dir: Path, *, feedback_grace_s: float = 600.0,
-             sync_interval_s: float = 0.05, max_memory_records: int = 50_000) -> DecisionLog:
+             sync_interval_s: float = 0.05, max_memory_records: int = 50_000,
+             shipper: str = "thread") -> DecisionLog:
         """Open (and migrate) the store at ``url`` and start the writer on ``spool_dir``, which first
-        replays what earlier processes left there. Blocking: call it off the loop."""
+        replays what earlier processes left there. ``shipper``: ``"process"`` writes to the database from
+        a child process (:class:`~llmroute.data.decision_log.ship_process.ProcessSink`), ``"thread"`` from
+        the writer's ship thread. Blocking: call it off the loop."""
+        if shipper not in ("process", "thread"):
+            raise ValueError(f"shipper must be 'process' or 'thread', got {shipper!r}")
         prepare = None
         try:
             store = DecisionLogStore(url)
@@ -93,7 +99,8 @@ class DecisionLog:
             store = DecisionLogStore(url, migrate=False)
             prepare = functools.partial(upgrade_to_head, store.engine)
         log.info("decision log: %s%s, spool %s", mask_url(url), " (prompts redacted)" if redact else "", spool_dir)
-        writer = SpooledWriter(store, spool_dir, redact=redact, sync_interval_s=sync_interval_s,
+        sink: ProcessSink | DecisionLogStore = ProcessSink(url) if shipper == "process" else store
+        writer = SpooledWriter(sink, spool_dir, redact=redact, sync_interval_s=sync_interval_s,
                                max_memory_records=max_memory_records, prepare=prepare).start()
         return cls(store, writer, feedback_grace_s)
 
@@ -146,6 +153,8 @@ class DecisionLog:
         try:
             stats = self.writer.close()
         finally:
+            if isinstance(self.writer.store, ProcessSink):
+                self.writer.store.close()
             self.store.close()
         if stats.dropped or stats.failed or stats.pending:
             log.warning("decision log closed with %s", stats)

@@ -54,7 +54,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +83,18 @@ class RecordSink(Protocol):
     """What the writer needs from a store (:class:`~llmroute.data.decision_log.store.DecisionLogStore`)."""
 
     def write_many(self, records: list[LogRecord]) -> int: ...
+
+
+class LineSink(Protocol):
+    """A store that takes spool lines as they are (encoded, see :func:`encode_record`) and decodes them
+    itself: :class:`~llmroute.data.decision_log.ship_process.ProcessSink`, which writes from a process of its
+    own so that the database work never holds this process's GIL."""
+
+    def write_lines(self, lines: list[bytes]) -> tuple[int, list[tuple[int, str]]]:
+        """Write the records of ``lines`` in one go; returns how many were stored and the poison ones (index
+        into ``lines``, error) it refused even alone. Raises a transient error (:func:`is_transient`) when the
+        database cannot be written right now: the writer keeps the lines and retries."""
+        ...
 
 
 class SpoolUnavailable(RuntimeError):
@@ -181,6 +193,41 @@ def is_transient(exc: BaseException) -> bool:
                             sa.exc.DisconnectionError, ConnectionError, OSError))
 
 
+def store_lines(store: RecordSink, lines: Sequence[bytes | LogRecord]) -> tuple[int, list[tuple[int, str]]]:
+    """Write ``lines`` (spool lines, decoded here, or records) to ``store`` in one transaction; when the
+    database refuses the batch as data (not a transient error), each record alone. Returns how many were
+    stored and the poison ones: (index into ``lines``, error), undecodable lines included. Raises a
+    transient error (:func:`is_transient`) as it comes: nothing is lost, the caller retries the lines."""
+    poison: list[tuple[int, str]] = []
+    records: list[tuple[int, LogRecord]] = []
+    for i, line in enumerate(lines):
+        if not isinstance(line, bytes):
+            records.append((i, line))
+            continue
+        try:
+            records.append((i, decode_record(line)))
+        except (ValueError, TypeError, KeyError) as exc:
+            poison.append((i, f"undecodable spool line: {exc}"))
+    if not records:
+        return 0, poison
+    try:
+        store.write_many([r for _, r in records])
+        return len(records), poison
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+    stored = 0
+    for i, record in records:
+        try:
+            store.write_many([record])
+            stored += 1
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            poison.append((i, f"{type(exc).__name__}: {exc}"))
+    return stored, sorted(poison)
+
+
 # -- segments -------------------------------------------------------------------------------------
 
 
@@ -232,7 +279,7 @@ class SpooledWriter:
     database that was down when it started).
     """
 
-    def __init__(self, store: RecordSink, directory: str | Path, *, redact: bool = False,
+    def __init__(self, store: RecordSink | LineSink, directory: str | Path, *, redact: bool = False,
                  sync_interval_s: float = 0.05, batch_size: int = 500, max_memory_records: int = 50_000,
                  ship_interval_s: float = 0.1,
                  segment_bytes: int = 64 << 20, retry_max_s: float = 5.0,
@@ -258,8 +305,9 @@ class SpooledWriter:
         self._incoming: list[tuple[LogRecord, Future[None] | None]] = []
         self._held: deque[bytes] = deque()  # encoded, not journaled (the disk refused them)
         self._segments: list[_Segment] = []
-        # what the journal just appended, as records: (segment, start offset, records, ...)
-        self._fresh: deque[tuple[_Segment, int, list[LogRecord], list[int]]] = deque()  # + the lines' lengths
+        # what the journal just appended: (segment, start offset, records, their lines)
+        self._fresh: deque[tuple[_Segment, int, list[LogRecord], list[bytes]]] = deque()
+        self._takes_lines = callable(getattr(store, "write_lines", None))  # a LineSink: ship lines, not records
         self._fresh_records = 0
         self._fresh_max = max(4 * batch_size, 2000)
         self._current: _Segment | None = None
@@ -417,11 +465,10 @@ class SpooledWriter:
             self._segments.append(seg)
         return seg
 
-    def _append(self, data: bytes, records: list[LogRecord] | None = None, lengths: list[int] | None = None) -> None:
+    def _append(self, data: bytes, records: list[LogRecord] | None = None, lines: list[bytes] | None = None) -> None:
         """Append and fsync ``data`` to the current segment; on failure cut any torn tail and raise.
-        ``records``: the records ``data`` encodes, line for line (``lengths``: the lines' byte lengths),
-        handed to the ship thread so that it need not read and decode what was just written (see
-        :meth:`_take_fresh`)."""
+        ``records``: the records ``data`` encodes, line for line (``lines``: those lines), handed to the
+        ship thread so that it need not read and decode what was just written (see :meth:`_take_fresh`)."""
         if self._current is None:
             self._current = self._new_segment()
         seg = self._current
@@ -438,8 +485,8 @@ class SpooledWriter:
         with self._cond:
             start = seg.end
             seg.end += len(data)
-            if records and lengths is not None and self._fresh_max > 0:
-                self._fresh.append((seg, start, records, lengths))
+            if records and lines is not None and self._fresh_max > 0:
+                self._fresh.append((seg, start, records, lines))
                 self._fresh_records += len(records)
                 while self._fresh_records > self._fresh_max:  # the database is behind: the file has them
                     self._fresh_records -= len(self._fresh.popleft()[2])
@@ -465,7 +512,7 @@ class SpooledWriter:
                     if retry_held:
                         self._append(data)
                     else:
-                        self._append(data, [r for r, _ in taken], [len(x) for x in lines])
+                        self._append(data, [r for r, _ in taken], lines)
                 except OSError as exc:
                     self._on_disk_error(exc, taken, lines, retry_held)
                 else:
@@ -503,26 +550,26 @@ class SpooledWriter:
 
     # -- ship thread -----------------------------------------------------------------------------
 
-    def _take_fresh(self, seg: _Segment) -> tuple[list[LogRecord], int] | None:
+    def _take_fresh(self, seg: _Segment) -> tuple[list[LogRecord] | list[bytes], int] | None:
         """Up to ``batch_size`` records of ``seg`` from its shipped offset on, as the journal handed
-        them over (no read, no decoding), and the bytes they take in the file: only when they start
-        exactly at ``seg.done``; entries already behind what is shipped are dropped. Call holding
-        ``self._cond``."""
+        them over (no read, no decoding; their lines for a :class:`LineSink`), and the bytes they take
+        in the file: only when they start exactly at ``seg.done``; entries already behind what is
+        shipped are dropped. Call holding ``self._cond``."""
         fresh = self._fresh
         while fresh and fresh[0][1] < fresh[0][0].done:  # shipped from the file meanwhile
             self._fresh_records -= len(fresh.popleft()[2])
         if not fresh or fresh[0][0] is not seg or fresh[0][1] != seg.done:
             return None
-        records: list[LogRecord] = []
+        records: list[Any] = []
         end = seg.done
         while fresh and fresh[0][0] is seg and fresh[0][1] == end and len(records) < self.batch_size:
-            _, start, recs, lengths = fresh.popleft()
+            _, start, recs, lines = fresh.popleft()
             k = min(len(recs), self.batch_size - len(records))
-            records.extend(recs[:k])
-            end = start + sum(lengths[:k])
+            records.extend(lines[:k] if self._takes_lines else recs[:k])
+            end = start + sum(len(x) for x in lines[:k])
             self._fresh_records -= k
             if k < len(recs):  # the rest of this append waits for the next batch
-                fresh.appendleft((seg, end, recs[k:], lengths[k:]))
+                fresh.appendleft((seg, end, recs[k:], lines[k:]))
         return records, end - seg.done
 
     def _next_work(self) -> tuple[list[bytes] | list[LogRecord], _Segment | None, int] | None:
@@ -601,35 +648,19 @@ class SpooledWriter:
     def _ship(self, lines: list[bytes] | list[LogRecord]) -> int:
         """Write ``lines`` (spool lines, or the records the journal handed over) to the database and
         return how many were stored; raises only on a transient error (poison goes to rejected.jsonl)."""
-        records: list[LogRecord] = []
-        for line in lines:
-            if not isinstance(line, bytes):
-                records.append(line)
-                continue
-            try:
-                records.append(decode_record(line))
-            except (ValueError, TypeError, KeyError) as exc:
-                self._reject(line, f"undecodable spool line: {exc}")
-        if not records:
+        if not lines:
             return 0
         if self._prepare is not None:
             self._prepare()  # a failure is retried like a failed write (the database may be down)
             self._prepare = None
-        try:
-            self.store.write_many(records)
-            return len(records)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-        stored = 0
-        for record, line in zip(records, [encode_record(r) for r in records], strict=True):
-            try:
-                self.store.write_many([record])
-                stored += 1
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                self._reject(line, f"{type(exc).__name__}: {exc}")
+        if self._takes_lines:  # a LineSink decodes and writes elsewhere (another process)
+            encoded = [x if isinstance(x, bytes) else encode_record(x) for x in lines]
+            stored, poison = self.store.write_lines(encoded)  # type: ignore[union-attr]  # a LineSink
+        else:
+            stored, poison = store_lines(self.store, lines)  # type: ignore[arg-type]  # a RecordSink
+        for i, error in poison:
+            line = lines[i]
+            self._reject(line if isinstance(line, bytes) else encode_record(line), error)
         return stored
 
     def _reject(self, line: bytes, error: str) -> None:
