@@ -35,8 +35,8 @@ class ChargeWriter:
     booked now; False: its id was booked before), or raises that transaction's error (then none of its
     batch was booked). At most one transaction runs at a time; a batch holds at most ``max_batch``
     charges. A caller cancelled while it waits does not take its charge back: it is booked all the same.
-    A transaction starts as soon as the previous one ended when an urgent charge waits, else once the
-    oldest waiting charge has lingered ``linger_s`` (or ``max_batch`` wait, or :meth:`hurry` was called).
+    A transaction starts as soon as the previous one ended when an urgent charge waits (or ``max_batch``
+    do, or :meth:`hurry` was called), else after the writer has waited up to ``linger_s`` for company.
     """
 
     def __init__(self, ledger: BudgetLedger, max_batch: int = MAX_BATCH, linger_s: float = LINGER_S) -> None:

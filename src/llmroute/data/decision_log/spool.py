@@ -15,7 +15,9 @@
   database up to that much later and cost several times less. The lines the journal has just
   appended are shipped from memory (the records it encoded, no read-back, no decoding) when they
   are the next ones of the segment; anything else (adopted segments, a backlog after an outage
-  beyond a bounded hand-over) is read from the file. A database outage only makes it wait and retry (backoff up to
+  beyond a bounded hand-over) is read from the file. With a :class:`LineSink` (what the service uses by
+  default: :mod:`llmroute.data.decision_log.ship_process`) the thread hands over the lines themselves and
+  a child process decodes and writes them, off this process's GIL. A database outage only makes it wait and retry (backoff up to
   ``retry_max_s``), forever: nothing is counted as failed because the database is down. Inserts are
   idempotent (keyed by decision id / feedback id), so replaying a stretch twice (a crash between a
   commit and its offset being saved) stores each record once.
