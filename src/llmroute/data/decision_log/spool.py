@@ -307,8 +307,9 @@ class SpooledWriter:
         self._incoming: list[tuple[LogRecord, Future[None] | None]] = []
         self._held: deque[bytes] = deque()  # encoded, not journaled (the disk refused them)
         self._segments: list[_Segment] = []
-        # what the journal just appended: (segment, start offset, records, their lines)
-        self._fresh: deque[tuple[_Segment, int, list[LogRecord], list[bytes]]] = deque()
+        # what the journal just appended, as the sink takes it (records, or the lines for a LineSink):
+        # (segment, start offset, items, the lines' lengths)
+        self._fresh: deque[tuple[_Segment, int, list[LogRecord] | list[bytes], list[int]]] = deque()
         self._takes_lines = callable(getattr(store, "write_lines", None))  # a LineSink: ship lines, not records
         self._fresh_records = 0
         self._fresh_max = max(4 * batch_size, 2000)
@@ -467,10 +468,12 @@ class SpooledWriter:
             self._segments.append(seg)
         return seg
 
-    def _append(self, data: bytes, records: list[LogRecord] | None = None, lines: list[bytes] | None = None) -> None:
+    def _append(self, data: bytes, items: list[LogRecord] | list[bytes] | None = None,
+                lengths: list[int] | None = None) -> None:
         """Append and fsync ``data`` to the current segment; on failure cut any torn tail and raise.
-        ``records``: the records ``data`` encodes, line for line (``lines``: those lines), handed to the
-        ship thread so that it need not read and decode what was just written (see :meth:`_take_fresh`)."""
+        ``items``: what ``data`` holds, line for line, as the sink takes it (the records, or for a
+        :class:`LineSink` the lines; ``lengths``: the lines' byte lengths), handed to the ship thread so that
+        it need not read and decode what was just written (see :meth:`_take_fresh`)."""
         if self._current is None:
             self._current = self._new_segment()
         seg = self._current
@@ -487,9 +490,9 @@ class SpooledWriter:
         with self._cond:
             start = seg.end
             seg.end += len(data)
-            if records and lines is not None and self._fresh_max > 0:
-                self._fresh.append((seg, start, records, lines))
-                self._fresh_records += len(records)
+            if items and lengths is not None and self._fresh_max > 0:
+                self._fresh.append((seg, start, items, lengths))
+                self._fresh_records += len(items)
                 while self._fresh_records > self._fresh_max:  # the database is behind: the file has them
                     self._fresh_records -= len(self._fresh.popleft()[2])
             self._cond.notify_all()
@@ -514,7 +517,8 @@ class SpooledWriter:
                     if retry_held:
                         self._append(data)
                     else:
-                        self._append(data, [r for r, _ in taken], lines)
+                        self._append(data, lines if self._takes_lines else [r for r, _ in taken],
+                                     [len(x) for x in lines])
                 except OSError as exc:
                     self._on_disk_error(exc, taken, lines, retry_held)
                 else:
@@ -565,13 +569,13 @@ class SpooledWriter:
         records: list[Any] = []
         end = seg.done
         while fresh and fresh[0][0] is seg and fresh[0][1] == end and len(records) < self.batch_size:
-            _, start, recs, lines = fresh.popleft()
-            k = min(len(recs), self.batch_size - len(records))
-            records.extend(lines[:k] if self._takes_lines else recs[:k])
-            end = start + sum(len(x) for x in lines[:k])
+            _, start, items, lengths = fresh.popleft()
+            k = min(len(items), self.batch_size - len(records))
+            records.extend(items[:k])
+            end = start + sum(lengths[:k])
             self._fresh_records -= k
-            if k < len(recs):  # the rest of this append waits for the next batch
-                fresh.appendleft((seg, end, recs[k:], lines[k:]))
+            if k < len(items):  # the rest of this append waits for the next batch
+                fresh.appendleft((seg, end, items[k:], lengths[k:]))
         return records, end - seg.done
 
     def _next_work(self) -> tuple[list[bytes] | list[LogRecord], _Segment | None, int] | None:
@@ -655,9 +659,8 @@ class SpooledWriter:
         if self._prepare is not None:
             self._prepare()  # a failure is retried like a failed write (the database may be down)
             self._prepare = None
-        if self._takes_lines:  # a LineSink decodes and writes elsewhere (another process)
-            encoded = [x if isinstance(x, bytes) else encode_record(x) for x in lines]
-            stored, poison = self.store.write_lines(encoded)  # type: ignore[union-attr]  # a LineSink
+        if self._takes_lines:  # a LineSink decodes and writes elsewhere (another process); it is only handed lines
+            stored, poison = self.store.write_lines(lines)  # type: ignore[union-attr, arg-type]  # a LineSink
         else:
             stored, poison = store_lines(self.store, lines)  # type: ignore[arg-type]  # a RecordSink
         for i, error in poison:
