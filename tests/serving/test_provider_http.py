@@ -107,9 +107,10 @@ def test_timeout_refused_connection_and_bad_json(server: LiveServer, client: str
     assert res.kind == "bad_response"
 
 
-async def _read_stream(p: ChatProvider, url: str) -> tuple[list[str], str | None]:
+async def _read_stream(p: ChatProvider, url: str, late_s: float = 0.0) -> tuple[list[str], str | None]:
     opened = await p.open_stream(Endpoint("m", url), {"messages": []})
     assert isinstance(opened, OpenStream), opened
+    await asyncio.sleep(late_s)  # > 0: the whole stream (and a break) has arrived before the first read
     texts: list[str] = []
     try:
         async for event in opened.events():
@@ -124,6 +125,8 @@ async def _read_stream(p: ChatProvider, url: str) -> tuple[list[str], str | None
 def test_streams_whole_broken_and_stalled(server: LiveServer, client: str) -> None:
     assert _run(client, lambda p: _read_stream(p, f"{server.url}/stream/v1")) == (["he", "llo"], None)
     assert _run(client, lambda p: _read_stream(p, f"{server.url}/broken/v1")) == (["he", "llo"], "broken")
+    # a reader that comes late still gets every part that arrived before the break, then the break
+    assert _run(client, lambda p: _read_stream(p, f"{server.url}/broken/v1", 0.3)) == (["he", "llo"], "broken")
     assert _run(client, lambda p: _read_stream(p, f"{server.url}/stall/v1")) == (["he", "llo"], "timeout")
     sent = server.server.config.app.state.seen[-1]["body"]
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}

@@ -99,10 +99,22 @@ class _AiohttpResponse:
         except TimeoutError as exc:
             raise ProviderTimeout(f"stream timed out ({type(exc).__name__})") from exc
         except aiohttp.ClientError as exc:
+            *complete, _ = (pending + _received(self._resp.content)).split(b"\n")  # a cut-off last line is dropped
+            for line in complete:
+                yield line.rstrip(b"\r").decode("utf-8", "replace")
             raise ProviderConnectionError(f"stream broken ({type(exc).__name__})") from exc
 
     async def aclose(self) -> None:
         self._resp.close()
+
+
+def _received(content: Any) -> bytes:
+    """The bytes of a broken stream that arrived before the break and were not read yet. aiohttp's StreamReader
+    raises the break before it hands out what it holds (``readany`` checks its exception first), so a reader that
+    comes late - a busy process, a provider that sent its last parts and hung up in one go - would lose parts of
+    the answer that did arrive; httpx hands them out first. ``_read_nowait`` (aiohttp 3.x) takes them as they are."""
+    read_nowait = getattr(content, "_read_nowait", None)
+    return bytes(read_nowait(-1)) if read_nowait is not None else b""
 
 
 class AiohttpClient:
