@@ -45,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmroute.budgets import alerts as alerting
 from llmroute.budgets.enforcement import BudgetStatus, Context, Verdict, combine
+from llmroute.budgets.local_spend import LocalSpend
 from llmroute.budgets.pacing import GainTracker, PacingController
 from llmroute.budgets.spec import BudgetFileError, BudgetSpec, check_unique, load_budget_file, parse_budget
 from llmroute.budgets.windows import Window, window_at
@@ -239,7 +240,7 @@ class BudgetControl:
         self.sources: dict[str, str] = {}
         self._by_subject: dict[tuple[str, str], list[BudgetSpec]] = {}
         self._snapshots: dict[str, Snapshot] = {}
-        self._local: list[tuple[int, tuple[tuple[str, str], ...], float, datetime]] = []
+        self._local = LocalSpend()  # this process's charges since the last refresh
         self._seq = 0
         self._file_mtime: float | None = None
         self._pacers: dict[tuple[int, str | None], PacingController] = {}
@@ -307,7 +308,7 @@ class BudgetControl:
         """Take snapshots read by :meth:`read_spend` (on the event loop: charges append to the same list)."""
         self._snapshots = snapshots
         oldest = min((snap.seq for snap in snapshots.values()), default=seq)
-        self._local = [c for c in self._local if c[0] > oldest]
+        self._local.forget_through(oldest)
 
     def check_file(self) -> bool:
         """Hot reload: when the budget file changed, load it; a bad file keeps the last good budgets (logged,
@@ -346,11 +347,9 @@ class BudgetControl:
         if snap is not None and snap.window != window:  # a new window began since the last refresh
             snap = None
         spent, calls, seq = (snap.spent_usd, snap.calls, snap.seq) if snap is not None else (0.0, 0, -1)
-        key = (spec.scope, spec.subject)
-        for s, subjects, cost, at in self._local:
-            if s > seq and key in subjects and window.start <= at < window.end:
-                spent += cost
-                calls += 1
+        local_spent, local_calls = self._local.since((spec.scope, spec.subject), seq, window.start, window.end)
+        spent += local_spent
+        calls += local_calls
         gain = self.gains[spec.name].gain if spec.name in self.gains else 1.0
         return BudgetStatus(spec, window, spent, calls, now, gain)
 
@@ -441,7 +440,7 @@ class BudgetControl:
         booked = await self.writer.book(c, urgent)
         if booked:
             self._seq += 1
-            self._local.append((self._seq, tuple(c.subjects()), c.cost_usd, now))
+            self._local.add(self._seq, c.subjects(), c.cost_usd, now)
             if admission is not None:
                 for adj in admission.verdict.adjustments:
                     if adj.pace is not None:
