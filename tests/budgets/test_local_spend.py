@@ -62,3 +62,38 @@ def test_a_charge_stamped_before_the_last_one_is_filed_at_the_later_time() -> No
     local.add(2, [KEYS[0]], 2.0, midnight - timedelta(milliseconds=5))  # stamped before midnight
     assert local.since(KEYS[0], 0, midnight, midnight + timedelta(days=1)) == (3.0, 2)
     assert local.since(KEYS[0], 0, T0, midnight) == (0.0, 0)
+
+
+def test_a_reader_in_another_thread_sees_whole_charges_while_they_are_added_and_forgotten() -> None:
+    """The service adds on its event loop while compute threads check budgets: a check never fails and
+    never counts a charge twice or half, whatever the thread switches (made very frequent here)."""
+    import sys
+    import threading
+
+    local, done, seen, errors = LocalSpend(), threading.Event(), [], []
+    end = T0 + timedelta(days=1)
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                spent, calls = local.since(KEYS[0], 0, T0, end)
+                seen.append(calls)
+                assert spent == pytest.approx(calls * 0.5), (spent, calls)  # every charge costs 0.5
+            except Exception as exc:  # noqa: BLE001 - collected and asserted on below
+                errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for seq in range(1, 20_001):
+            local.add(seq, [KEYS[0], KEYS[1]], 0.5, T0)
+            if seq % 50 == 0:
+                local.forget_through(seq - 25)  # the charges a ledger read saw: later checks count from its total
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(old)
+    assert not errors, errors[:3]
+    assert len(seen) > 100 and max(seen) <= 75

@@ -7,6 +7,11 @@ inside the budget's window: :meth:`LocalSpend.since`, two bisections over the ke
 instead of a walk over every charge (hundreds a second at full load, for every budget a request
 touches).
 
+One thread adds and forgets (the service's event loop, as charges are booked); others may ask at the
+same time (the compute threads that admit requests). A key's series only grows in place, its running
+total first and its sequence numbers last, so a reader never indexes past what it can read; forgetting
+swaps in a new, shorter series, so a reader holding the old one still sees it whole.
+
 Times are kept non-decreasing per key: a charge booked after a later-stamped one (two charges that
 shared a transaction, a clock stepped back) is filed at the later time. That can only move a charge
 across a window boundary in this cache, by the time two charges take to be booked, until the next
@@ -30,19 +35,22 @@ class _Series:
     totals: list[float] = field(default_factory=lambda: [0.0])  # totals[i]: the cost of the charges before i
 
     def add(self, seq: int, cost: float, at: datetime) -> None:
-        self.seqs.append(seq)
-        self.ats.append(max(at, self.ats[-1]) if self.ats else at)
+        # this order keeps len(totals) > len(ats) >= len(seqs) for a reader in another thread (see module docstring)
         self.totals.append(self.totals[-1] + cost)
+        self.ats.append(max(at, self.ats[-1]) if self.ats else at)
+        self.seqs.append(seq)
 
-    def drop_through(self, seq: int) -> None:
+    def after(self, seq: int) -> _Series | None:
+        """The charges numbered after ``seq``: this series when that is all of them, else a new one (None: none)."""
         i = bisect_right(self.seqs, seq)
-        if i:
-            del self.seqs[:i], self.ats[:i], self.totals[:i]
+        if i == len(self.seqs):
+            return None
+        return self if i == 0 else _Series(self.seqs[i:], self.ats[i:], self.totals[i:])
 
 
 class LocalSpend:
     """Charges numbered by a rising sequence (the caller's), each filed under every subject key it spends
-    for. Not thread-safe: one thread adds and asks (the service's event loop)."""
+    for. One thread adds and forgets; any thread may ask (see module docstring)."""
 
     def __init__(self) -> None:
         self._series: dict[Key, _Series] = {}
@@ -66,8 +74,9 @@ class LocalSpend:
 
     def forget_through(self, seq: int) -> None:
         """Drop the charges numbered up to ``seq`` (the ledger read that saw them has been taken)."""
-        for key in list(self._series):
-            s = self._series[key]
-            s.drop_through(seq)
-            if not s.seqs:
+        for key, s in list(self._series.items()):
+            kept = s.after(seq)
+            if kept is None:
                 del self._series[key]
+            elif kept is not s:
+                self._series[key] = kept
