@@ -305,7 +305,8 @@ class BudgetControl:
         return {s.name: Snapshot(w, spent, calls, seq) for s, w, (spent, calls) in zip(specs, windows, got)}, seq
 
     def apply_spend(self, snapshots: dict[str, Snapshot], seq: int) -> None:
-        """Take snapshots read by :meth:`read_spend` (on the event loop: charges append to the same list)."""
+        """Take snapshots read by :meth:`read_spend` and forget the local charges they saw (on the event loop,
+        where charges are added to the same :class:`LocalSpend`)."""
         self._snapshots = snapshots
         oldest = min((snap.seq for snap in snapshots.values()), default=seq)
         self._local.forget_through(oldest)
